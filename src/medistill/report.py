@@ -1,0 +1,606 @@
+"""Turn ``medistill eval`` run folders into a paper-style results table and bar chart.
+
+Each run folder holds one ``metrics.json`` (schema_version 1) for one (model, benchmark)
+pair. :func:`build_report` gathers any number of them into
+
+* ``report.md``   - one row per model, one column per benchmark, accuracy with its 95% CI,
+  an ``Avg`` column and cost/quality columns, followed by notes and warnings;
+* ``report.png``  - a grouped bar chart with CI error bars and the chance level;
+* ``report.json`` - the same table as data, for other tools.
+
+The warnings under the table are the point of the report as much as the numbers: an
+accuracy whose CI lies entirely below chance, a high no-answer rate or a high truncation
+rate almost always means the answer extraction or ``max_new_tokens`` is wrong, not that
+the model is bad.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medistill.errors import DataError, MedistillError
+
+__all__ = [
+    "BENCHMARK_NAMES",
+    "METRICS",
+    "NO_ANSWER_WARN",
+    "TRUNCATION_WARN",
+    "Report",
+    "benchmark_order",
+    "build_report",
+    "load_runs",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+METRICS_FILE = "metrics.json"
+
+#: Accuracy variants written by ``medistill eval`` and what each one counts as an answer.
+METRICS: dict[str, str] = {
+    "strict": "explicit answer statement only",
+    "lenient": "explicit answer statement, with fallback extraction rules",
+}
+
+#: Known benchmarks in table order, with the column header used for each.
+BENCHMARK_NAMES: dict[str, str] = {
+    "medqa": "MedQA",
+    "medqa5": "MedQA-5",
+    "medmcqa": "MedMCQA",
+    "pubmedqa": "PubMedQA",
+    "mmlu_medical": "MMLU-Med",
+}
+
+#: A run is flagged when its no-answer rate exceeds this fraction...
+NO_ANSWER_WARN = 0.20
+#: ...or when its truncation rate exceeds this one.
+TRUNCATION_WARN = 0.05
+
+DASH = "–"
+_WARN_HINT = "check answer extraction / max_new_tokens"
+_COST_HEADERS = ("No answer %", "Trunc. %", "Tokens/answer", "s/answer")
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote: the Markdown text and the paths of its outputs."""
+
+    markdown: str
+    markdown_path: Path
+    png_path: Path
+    json_path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(obj: dict[str, Any], key: str, path: Path, prefix: str = "") -> Any:
+    if key not in obj:
+        raise DataError("missing required field", path=str(path), field=prefix + key)
+    return obj[key]
+
+
+def _require_fraction(
+    obj: dict[str, Any], key: str, path: Path, prefix: str = "", *, nullable: bool = False
+) -> float | None:
+    value = _require(obj, key, path, prefix)
+    if value is None and nullable:
+        return None
+    if not _is_number(value) or not 0.0 <= value <= 1.0:
+        raise DataError(
+            f"expected a number between 0 and 1, got {value!r}", path=str(path), field=prefix + key
+        )
+    return float(value)
+
+
+def _optional_mean(run: dict[str, Any], key: str, path: Path) -> None:
+    """Check an optional ``{"mean": ...}`` block (``output_tokens``, ``latency_s``)."""
+    block = run.get(key)
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        raise DataError(f"expected an object or null, got {block!r}", path=str(path), field=key)
+    mean = block.get("mean")
+    if mean is not None and (not _is_number(mean) or mean < 0):
+        raise DataError(
+            f"expected a non-negative number or null, got {mean!r}",
+            path=str(path),
+            field=f"{key}.mean",
+        )
+
+
+def _validate(run: Any, path: Path) -> None:
+    """Raise :class:`DataError` naming the file and field if ``run`` is not schema 1."""
+    if not isinstance(run, dict):
+        raise DataError("expected a JSON object at the top level", path=str(path))
+    version = _require(run, "schema_version", path)
+    if version != SCHEMA_VERSION:
+        raise DataError(
+            f"unsupported schema_version {version!r} (this medistill reads {SCHEMA_VERSION})",
+            path=str(path),
+            field="schema_version",
+        )
+    for key in ("label", "benchmark"):
+        value = _require(run, key, path)
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(
+                f"expected a non-empty string, got {value!r}", path=str(path), field=key
+            )
+    n = _require(run, "n", path)
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise DataError(f"expected a positive integer, got {n!r}", path=str(path), field="n")
+
+    accuracy = _require(run, "accuracy", path)
+    if not isinstance(accuracy, dict):
+        raise DataError("expected an object", path=str(path), field="accuracy")
+    for metric in METRICS:
+        block = _require(accuracy, metric, path, "accuracy.")
+        prefix = f"accuracy.{metric}."
+        if not isinstance(block, dict):
+            raise DataError("expected an object", path=str(path), field=prefix[:-1])
+        for key in ("value", "ci_low", "ci_high"):
+            _require_fraction(block, key, path, prefix)
+
+    no_answer = _require(run, "no_answer_rate", path)
+    if not isinstance(no_answer, dict):
+        raise DataError("expected an object", path=str(path), field="no_answer_rate")
+    for metric in METRICS:
+        _require_fraction(no_answer, metric, path, "no_answer_rate.")
+
+    _require_fraction(run, "chance", path, nullable=True)
+    if "truncation_rate" in run:
+        _require_fraction(run, "truncation_rate", path, nullable=True)
+    _optional_mean(run, "output_tokens", path)
+    _optional_mean(run, "latency_s", path)
+
+
+def load_runs(run_dirs: Sequence[str | Path]) -> list[dict]:
+    """Read and validate the ``metrics.json`` of each run folder, in the order given.
+
+    Each entry may be a run folder or the path of a ``metrics.json`` file itself. Bad input
+    fails here, early and by name, rather than as a ``KeyError`` deep inside the rendering:
+    a folder without ``metrics.json``, invalid JSON or a missing/ill-typed field raises
+    :class:`~medistill.errors.DataError` (a :class:`~medistill.errors.MedistillError`)
+    naming the file and the field. ``output_tokens``, ``latency_s``, ``throughput`` and
+    ``truncation_rate`` may be null or absent (log-likelihood runs have no generation cost).
+
+    Each returned dict is the file's content plus ``"_path"``, the file it was read from.
+    """
+    if isinstance(run_dirs, str | Path):
+        run_dirs = [run_dirs]
+    if not run_dirs:
+        raise MedistillError("no run folders given: pass one or more `medistill eval` outputs")
+    runs: list[dict] = []
+    for entry in run_dirs:
+        given = Path(entry)
+        path = given / METRICS_FILE if given.is_dir() else given
+        if not path.is_file():
+            if given.is_dir():
+                reason = f"no {METRICS_FILE} in this folder (is it a `medistill eval` run folder?)"
+            else:
+                reason = "no such run folder or metrics file"
+            raise DataError(reason, path=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read file: {exc}", path=str(path)) from exc
+        try:
+            run = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno) from exc
+        _validate(run, path)
+        run["_path"] = str(path)
+        runs.append(run)
+        logger.debug("loaded %s (%s on %s)", path, run["label"], run["benchmark"])
+    return runs
+
+
+# --------------------------------------------------------------------------- table data
+
+
+def benchmark_order(names: Sequence[str]) -> list[str]:
+    """Sort benchmark names the way papers usually list them (known ones first).
+
+    Known benchmarks come in :data:`BENCHMARK_NAMES` order, any others after them
+    alphabetically, so tables from different runs always line up column for column.
+    """
+    known = list(BENCHMARK_NAMES)
+    unique = set(names)
+    return [b for b in known if b in unique] + sorted(unique - set(known))
+
+
+def _header(benchmark: str) -> str:
+    return BENCHMARK_NAMES.get(benchmark, benchmark)
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{100 * value:.{digits}f}"
+
+
+def _pct_short(value: float) -> str:
+    """``0.54 -> '54%'``, ``0.204 -> '20.4%'``: no needless decimals in warning lines."""
+    pct = round(100 * value, 1)
+    return f"{pct:.0f}%" if pct == round(pct) else f"{pct:.1f}%"
+
+
+def _num(value: float | None, digits: int) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def _weighted_mean(pairs: list[tuple[float | None, int]]) -> float | None:
+    """n-weighted mean over the pairs whose value is known; ``None`` if none is."""
+    known = [(v, n) for v, n in pairs if v is not None]
+    total = sum(n for _, n in known)
+    if not known or total == 0:
+        return None
+    return sum(v * n for v, n in known) / total
+
+
+def _block_mean(run: dict[str, Any], key: str) -> float | None:
+    block = run.get(key)
+    return block.get("mean") if isinstance(block, dict) else None
+
+
+def _dedupe(runs: list[dict]) -> dict[tuple[str, str], dict]:
+    """Key runs by (label, benchmark); a later run replaces an earlier one, with a warning."""
+    by_key: dict[tuple[str, str], dict] = {}
+    for run in runs:
+        key = (run["label"], run["benchmark"])
+        if key in by_key:
+            logger.warning(
+                "two runs for %s on %s: using %s, ignoring %s",
+                key[0],
+                key[1],
+                run["_path"],
+                by_key[key]["_path"],
+            )
+        by_key[key] = run
+    return by_key
+
+
+def _run_warnings(run: dict[str, Any], metric: str) -> list[str]:
+    """Signs of an extraction or truncation failure in one run, as short phrases."""
+    issues: list[str] = []
+    acc = run["accuracy"][metric]
+    chance = run.get("chance")
+    if chance is not None and acc["ci_high"] < chance:
+        issues.append(
+            f"accuracy {_pct_short(acc['value'])} (95% CI up to {_pct_short(acc['ci_high'])}) "
+            f"is below chance {_pct_short(chance)}"
+        )
+    no_answer = run["no_answer_rate"][metric]
+    if no_answer > NO_ANSWER_WARN:
+        issues.append(f"no-answer {_pct_short(no_answer)}")
+    truncation = run.get("truncation_rate")
+    if truncation is not None and truncation > TRUNCATION_WARN:
+        issues.append(f"truncated {_pct_short(truncation)}")
+    return issues
+
+
+def _table_data(runs: list[dict], metric: str) -> dict[str, Any]:
+    """Everything the Markdown, JSON and PNG outputs are drawn from, as plain data."""
+    by_key = _dedupe(runs)
+    labels = list(dict.fromkeys(run["label"] for run in runs))
+    benchmarks = benchmark_order([run["benchmark"] for run in runs])
+
+    bench_info: list[dict[str, Any]] = []
+    for bench in benchmarks:
+        bench_runs = [by_key[(label, bench)] for label in labels if (label, bench) in by_key]
+        chances = list(dict.fromkeys(r["chance"] for r in bench_runs if r["chance"] is not None))
+        if len(chances) > 1:
+            logger.warning(
+                "runs on %s disagree on the chance level %s; using %s", bench, chances, chances[0]
+            )
+        bench_info.append(
+            {
+                "name": bench,
+                "header": _header(bench),
+                "n": sorted({r["n"] for r in bench_runs}),
+                "chance": chances[0] if chances else None,
+            }
+        )
+
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for label in labels:
+        row_runs = [by_key[(label, b)] for b in benchmarks if (label, b) in by_key]
+        cells: dict[str, dict[str, Any] | None] = {}
+        for bench in benchmarks:
+            run = by_key.get((label, bench))
+            if run is None:
+                cells[bench] = None
+                continue
+            acc = run["accuracy"][metric]
+            cells[bench] = {
+                "value": acc["value"],
+                "ci_low": acc["ci_low"],
+                "ci_high": acc["ci_high"],
+                "correct": acc.get("correct"),
+                "n": acc.get("n", run["n"]),
+                "mode": run.get("mode"),
+                "source": run["_path"],
+            }
+            issues = _run_warnings(run, metric)
+            if issues:
+                warnings.append(
+                    f"⚠ {label} on {_header(bench)}: {', '.join(issues)} — {_WARN_HINT}"
+                )
+        complete = all(cells[b] is not None for b in benchmarks)
+        avg = (
+            sum(c["value"] for c in cells.values() if c is not None) / len(benchmarks)
+            if complete and benchmarks
+            else None
+        )
+        rows.append(
+            {
+                "label": label,
+                "cells": cells,
+                "avg": avg,
+                "no_answer_rate": _weighted_mean(
+                    [(r["no_answer_rate"][metric], r["n"]) for r in row_runs]
+                ),
+                "truncation_rate": _weighted_mean(
+                    [(r.get("truncation_rate"), r["n"]) for r in row_runs]
+                ),
+                "tokens_per_answer": _weighted_mean(
+                    [(_block_mean(r, "output_tokens"), r["n"]) for r in row_runs]
+                ),
+                "s_per_answer": _weighted_mean(
+                    [(_block_mean(r, "latency_s"), r["n"]) for r in row_runs]
+                ),
+            }
+        )
+    return {"metric": metric, "benchmarks": bench_info, "rows": rows, "warnings": warnings}
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _accuracy_cell(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return DASH
+    return f"{_pct(cell['value'])} ({_pct(cell['ci_low'])}–{_pct(cell['ci_high'])})"
+
+
+def _table_strings(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The table as a header row and body rows of display strings."""
+    benches = [b["name"] for b in data["benchmarks"]]
+    header = ["Model", *[b["header"] for b in data["benchmarks"]], "Avg", *_COST_HEADERS]
+    body = [
+        [
+            row["label"],
+            *[_accuracy_cell(row["cells"][b]) for b in benches],
+            _pct(row["avg"]),
+            _pct(row["no_answer_rate"]),
+            _pct(row["truncation_rate"]),
+            _num(row["tokens_per_answer"], 0),
+            _num(row["s_per_answer"], 2),
+        ]
+        for row in data["rows"]
+    ]
+    return header, body
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _render_markdown(data: dict[str, Any], title: str) -> str:
+    """The Markdown report: title, table, then metric/n/chance notes and warnings."""
+    header, body = _table_strings(data)
+    lines = [f"# {title}", ""]
+    lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+    lines.append("|:--" + "|--:" * (len(header) - 1) + "|")
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
+    lines.append("")
+
+    metric = data["metric"]
+    lines.append(
+        f"**Metric:** {metric} accuracy ({METRICS[metric]}), % correct with 95% CI. "
+        "Avg is the unweighted mean over benchmarks, shown only for models run on all of "
+        "them; the cost columns are averaged over a model's runs, weighted by n."
+    )
+    lines.append("")
+    n_parts = []
+    for bench in data["benchmarks"]:
+        ns = bench["n"]
+        shown = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]} (varies by model)"
+        n_parts.append(f"{bench['header']} {shown}")
+    lines.append(f"**n per benchmark:** {', '.join(n_parts)}.")
+    lines.append("")
+    chances = [b["chance"] for b in data["benchmarks"]]
+    if chances and all(c is not None for c in chances) and len(set(chances)) == 1:
+        chance_text = f"{_pct(chances[0])}% on every benchmark"
+    else:
+        chance_text = ", ".join(
+            f"{b['header']} {_pct(b['chance'])}{'' if b['chance'] is None else '%'}"
+            for b in data["benchmarks"]
+        )
+    lines.append(f"**Chance:** {chance_text}.")
+    lines.append("")
+    if data["warnings"]:
+        lines.append("**Warnings:**")
+        lines.append("")
+        lines += [f"- {w}" for w in data["warnings"]]
+    else:
+        lines.append(
+            "No warnings: every run is above chance, with no-answer ≤ "
+            f"{_pct_short(NO_ANSWER_WARN)} and truncation ≤ {_pct_short(TRUNCATION_WARN)}."
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _render_png(data: dict[str, Any], title: str, path: Path) -> None:
+    """Grouped bar chart: benchmarks on x, one bar per model, CI error bars, chance lines."""
+    # Agg canvas directly: no GUI backend and no pyplot global state, so this is safe to
+    # call from a headless server, a test, or a process that already uses another backend.
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    benches = data["benchmarks"]
+    rows = data["rows"]
+    n_models = max(len(rows), 1)
+    group_width = 0.8
+    bar_width = group_width / n_models
+    width = max(6.0, 1.5 + len(benches) * (0.6 + 0.45 * n_models))
+    fig = Figure(figsize=(width, 4.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+
+    cmap = matplotlib.colormaps["tab10" if n_models <= 10 else "tab20"]
+    show_values = n_models * len(benches) <= 30
+    for i, row in enumerate(rows):
+        xs, ys, lows, highs = [], [], [], []
+        for j, bench in enumerate(benches):
+            cell = row["cells"][bench["name"]]
+            if cell is None:
+                continue
+            xs.append(j - group_width / 2 + (i + 0.5) * bar_width)
+            ys.append(100 * cell["value"])
+            lows.append(max(0.0, 100 * (cell["value"] - cell["ci_low"])))
+            highs.append(max(0.0, 100 * (cell["ci_high"] - cell["value"])))
+        bars = ax.bar(
+            xs,
+            ys,
+            bar_width * 0.92,
+            yerr=[lows, highs],
+            capsize=3,
+            color=cmap(i % cmap.N),
+            edgecolor="black",
+            linewidth=0.5,
+            error_kw={"elinewidth": 1, "ecolor": "black"},
+            label=row["label"],
+        )
+        if show_values:
+            for bar, y, high in zip(bars, ys, highs, strict=True):
+                ax.annotate(
+                    f"{y:.0f}",
+                    (bar.get_x() + bar.get_width() / 2, min(y + high, 100)),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+
+    chances = [b["chance"] for b in benches]
+    known = [c for c in chances if c is not None]
+    if known and len(known) == len(chances) and len(set(known)) == 1:
+        ax.axhline(
+            100 * known[0],
+            color="gray",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"chance ({_pct_short(known[0])})",
+            zorder=3,
+        )
+    else:
+        labelled = False
+        for j, chance in enumerate(chances):
+            if chance is None:
+                continue
+            ax.hlines(
+                100 * chance,
+                j - group_width / 2 - 0.05,
+                j + group_width / 2 + 0.05,
+                colors="gray",
+                linestyles="dashed",
+                linewidth=1.2,
+                label=None if labelled else "chance",
+                zorder=3,
+            )
+            labelled = True
+
+    ax.set_xticks(range(len(benches)))
+    ax.set_xticklabels(
+        [
+            b["header"] + ("\n(n=" + "/".join(str(n) for n in b["n"]) + ")" if b["n"] else "")
+            for b in benches
+        ]
+    )
+    ax.set_xlim(-0.6, len(benches) - 0.4)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("Accuracy (%)")
+    ax.set_title(title)
+    ax.yaxis.grid(True, linestyle=":", linewidth=0.6, alpha=0.7)
+    ax.set_axisbelow(True)
+    # Models first, in table order, then the chance line; as many columns as fit the width.
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda k: labels[k].startswith("chance"))
+    ax.legend(
+        [handles[k] for k in order],
+        [labels[k] for k in order],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=max(1, min(len(labels), int(width // 2.2))),
+        frameon=False,
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+
+
+def build_report(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    metric: str = "lenient",
+    title: str | None = None,
+) -> Report:
+    """Compare eval runs in one results table (``report.md``), chart and JSON under ``out_dir``.
+
+    ``run_dirs`` are ``medistill eval`` run folders (or their ``metrics.json`` files), one
+    per (model, benchmark); if two share a (label, benchmark) the later one wins, with a
+    logged warning. ``metric`` picks the ``strict`` or ``lenient`` accuracy. The report
+    lists warnings for runs that look broken rather than weak (CI below chance, no-answer
+    rate above 20%, truncation above 5%), so a bad extraction is not mistaken for a result.
+    """
+    if metric not in METRICS:
+        raise MedistillError(
+            f"unknown metric {metric!r}: choose one of {', '.join(repr(m) for m in METRICS)}"
+        )
+    runs = load_runs(run_dirs)
+    title = title or f"Results ({metric} accuracy)"
+    data = _table_data(runs, metric)
+    for warning in data["warnings"]:
+        logger.warning("%s", warning)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = _render_markdown(data, title)
+    markdown_path = out / "report.md"
+    markdown_path.write_text(markdown, encoding="utf-8")
+
+    header, body = _table_strings(data)
+    json_path = out / "report.json"
+    payload = {
+        "schema_version": SCHEMA_VERSION,
+        "title": title,
+        **data,
+        "table": {"header": header, "rows": body},
+    }
+    json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    png_path = out / "report.png"
+    _render_png(data, title, png_path)
+    logger.info("wrote %s, %s and %s", markdown_path, png_path, json_path)
+    return Report(
+        markdown=markdown,
+        markdown_path=markdown_path,
+        png_path=png_path,
+        json_path=json_path,
+        warnings=list(data["warnings"]),
+    )
