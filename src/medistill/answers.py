@@ -120,7 +120,7 @@ def _patterns(letters: str) -> dict[str, re.Pattern[str]]:
         r"(?:\s+(?:to\s+(?:this|the)\s+question|here|for\s+this\s+question))?"
         r"(?:\s*(?:is|was|would\s+be|will\s+be|should\s+be|must\s+be|has\s+to\s+be|"
         r"might\s+be|could\s+be|may\s+be|seems\s+to\s+be|appears\s+to\s+be|remains)\b"
-        r"|\s*[:=]|\s+[-–—]|\s*\bis\s*:)"
+        r"|\s*[:=]|\s+[-–—]|\s*\bis\s*:|(?<=[Aa]ns\.))"
     )
     return {
         "answer_is": re.compile(
@@ -143,6 +143,7 @@ def _patterns(letters: str) -> dict[str, re.Pattern[str]]:
         ),
         "hedge_after": re.compile(_HEDGE_AFTER.format(L=L), re.I),
         "leading": re.compile(rf"^\s*(?:\*\*)?\s*[\(\[]?(?P<L>[{L}])(?:[\)\]\.:]|\s*$)"),
+        "list_item": re.compile(rf"^[ \t]*[\(\[]?(?P<L>[{L}])[\)\]\.:][ \t]+\S", re.M),
         "line_letter": re.compile(
             rf"^\W*?(?:(?:answer|option|choice)\s*:?\s*)?[\(\[]?(?P<L>[{L}])[\)\]\.:]?\W*$", re.I
         ),
@@ -169,6 +170,11 @@ _JSON_FIELD = re.compile(
 )
 _ANSWER_TEXT = re.compile(
     r"\b(?:correct\s+|best\s+|final\s+)?answer\s+(?:is|would\s+be|=|:)\s*:?\s*(?P<t>[^\n]+)", re.I
+)
+_NEGATED = re.compile(
+    r"\b(?:not|no|isn't|incorrect|wrong|unlikely|contradict\w*|rule[sd]?\s+out|ruled\s+out|"
+    r"exclude[sd]?|eliminat\w*|false)\b",
+    re.I,
 )
 _CONJUNCTIONS = frozenset({"and", "or", "through", "to", "is", "as", "because", "since", "with"})
 _MD = re.compile(r"\*\*|__|`|\\\(|\\\)|\$")
@@ -268,6 +274,13 @@ def _cut_runaway(text: str, first_commit: int | None) -> str:
     return text[: m.start()] if m else text
 
 
+def _sentence_at(text: str, pos: int) -> str:
+    """The sentence of ``text`` containing position ``pos``."""
+    start = max(text.rfind(c, 0, pos) for c in ".!?\n") + 1
+    ends = [i for i in (text.find(c, pos) for c in ".!?\n") if i != -1]
+    return text[start : min(ends) if ends else len(text)]
+
+
 def _last_paragraph(text: str) -> str:
     parts = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     return parts[-1] if parts else ""
@@ -340,8 +353,10 @@ def extract_answer(
         return _no_answer(region)
 
     # 3. Lenient fallbacks, most to least specific.
+    # A response that restates the option list ("A. x\nB. y\n...") commits to nothing.
+    listed = {m.group("L") for m in pats["list_item"].finditer(region)}
     m = pats["leading"].match(region)
-    if m:
+    if m and len(listed) < 2:
         return Extraction(m.group("L"), "leading_letter", m.span("L"))
     lines = [ln for ln in region.strip().splitlines() if ln.strip()]
     if lines:
@@ -349,6 +364,8 @@ def extract_answer(
         if m:
             return Extraction(m.group("L").upper(), "last_line")
     last = _last_paragraph(region)
+    if len({m.group("L") for m in pats["list_item"].finditer(last)}) >= 2:
+        return _no_answer(region)  # the final paragraph walks through options: no choice
     if opts:
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", last) if s.strip()]
         for chunk in (sentences[-1] if sentences else "", last):
@@ -358,6 +375,7 @@ def extract_answer(
     mentioned = {
         (m.group("a") or m.group("b") or m.group("c")).upper()
         for m in pats["mention"].finditer(last)
+        if not _NEGATED.search(_sentence_at(last, m.start()))
     }
     if len(mentioned) == 1:
         return Extraction(mentioned.pop(), "last_mention")
@@ -460,7 +478,7 @@ def _bare_letter(region: str, letters: str, opts: Mapping[str, str]) -> Extracti
     rest = m.group("rest")
     if rest is None:
         return Extraction(m.group(1), "bare_letter", m.span(1))
-    if opts and "\n" not in rest and match_option_text(rest, {m.group(1): opts[m.group(1)]}):
+    if opts and normalise_text(rest) == normalise_text(opts[m.group(1)]):
         return Extraction(m.group(1), "bare_letter", m.span(1))
     return None
 

@@ -41,8 +41,11 @@ def _run(records: Iterable[tuple[int, Any]], coll: Collector, convert, **kw) -> 
             coll.fail(rec)
             continue
         if not isinstance(rec, dict):
-            coll.fail(DataError(f"expected a JSON object, got {type(rec).__name__}",
-                                path=coll.path, line=line))
+            coll.fail(
+                DataError(
+                    f"expected a JSON object, got {type(rec).__name__}", path=coll.path, line=line
+                )
+            )
             continue
         try:
             q = convert(rec, line, coll.path, index=index, **kw)
@@ -58,16 +61,25 @@ def _record_id(rec: dict, line: int, index: int, id_field: str | None) -> str:
         if rec.get(id_field) in (None, ""):
             raise DataError("missing id", field=id_field, line=line)
         return str(rec[id_field])
-    if rec.get("id") not in (None, ""):
-        return str(rec["id"])
+    for key in ("id", "qid", "hf_validation_index"):
+        if rec.get(key) not in (None, ""):
+            return str(rec[key])
     return f"{index:04d}"
 
 
 # ---------------------------------------------------------------- MedQA (4 or 5 options)
 
 
-def medqa_record(rec: dict, line: int, path: str, *, source: str = "medqa",
-                 split: str = "test", index: int = 0, id_field: str | None = None) -> Question:
+def medqa_record(
+    rec: dict,
+    line: int,
+    path: str,
+    *,
+    source: str = "medqa",
+    split: str = "test",
+    index: int = 0,
+    id_field: str | None = None,
+) -> Question:
     """Convert one MedQA row (``question``, ``options``, ``answer_idx``, ``meta_info``)."""
     question = require_str(rec, "question", path=path, line=line)
     if "options" not in rec:
@@ -77,27 +89,47 @@ def medqa_record(rec: dict, line: int, path: str, *, source: str = "medqa",
         raise DataError("missing field", path=path, line=line, field="answer_idx")
     gold = check_gold(rec.get("answer_idx"), options, path=path, line=line, field="answer_idx")
     if gold and rec.get("answer") and options[gold].strip() != str(rec["answer"]).strip():
-        raise DataError(f"answer text {rec['answer']!r} does not match option {gold} "
-                        f"{options[gold]!r}", path=path, line=line, field="answer")
+        raise DataError(
+            f"answer text {rec['answer']!r} does not match option {gold} {options[gold]!r}",
+            path=path,
+            line=line,
+            field="answer",
+        )
     try:
         qid = _record_id(rec, line, index, id_field)
     except DataError as e:
         raise DataError(e.reason, path=path, line=line, field=e.field) from None
     meta = {k: rec[k] for k in ("hf_validation_index", "realidx") if k in rec}
     meta["index"] = index
-    return Question(id=qid, source=source, split=split, question=question, options=options,
-                    gold=gold, subject=rec.get("meta_info") or None, meta=meta)
+    return Question(
+        id=qid,
+        source=source,
+        split=split,
+        question=question,
+        options=options,
+        gold=gold,
+        subject=rec.get("meta_info") or None,
+        meta=meta,
+    )
 
 
-def load_medqa(path: str | Path, *, source: str = "medqa", split: str = "test",
-               skip_invalid: bool = False, limit: int | None = None,
-               id_field: str | None = None) -> LoadResult:
-    """Load MedQA JSONL (US 4- or 5-option). Ids are the zero-padded row index unless the
-    rows carry an ``id`` (this matches MIRAGE's ``qid`` "0000".."1272")."""
+def load_medqa(
+    path: str | Path,
+    *,
+    source: str = "medqa",
+    split: str = "test",
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    id_field: str | None = None,
+) -> LoadResult:
+    """Load MedQA JSONL (US 4- or 5-option).
+
+    Ids come from ``id_field`` if given, else the row's ``id``, ``qid`` or
+    ``hf_validation_index``, else the zero-padded row index (which matches MIRAGE's ``qid``
+    "0000".."1272" for the test set)."""
     path = Path(path)
     coll = Collector(path, skip_invalid=skip_invalid, limit=limit)
-    return _run(iter_jsonl(path), coll, medqa_record, source=source, split=split,
-                id_field=id_field)
+    return _run(iter_jsonl(path), coll, medqa_record, source=source, split=split, id_field=id_field)
 
 
 # ---------------------------------------------------------------- MedMCQA
@@ -111,8 +143,9 @@ def detect_cop_base(cops: Iterable[Any]) -> tuple[int, str]:
     """
     seen = {c for c in cops if isinstance(c, int) and not isinstance(c, bool)}
     if 0 in seen and 4 in seen:
-        raise DataError("cop has both 0 and 4: cannot tell 0- from 1-based; pass cop_base",
-                        field="cop")
+        raise DataError(
+            "cop has both 0 and 4: cannot tell 0- from 1-based; pass cop_base", field="cop"
+        )
     if 0 in seen:
         return 0, "cop is 0-based (0 = opa), detected from a cop of 0 (Hugging Face copy)"
     if 4 in seen:
@@ -120,8 +153,16 @@ def detect_cop_base(cops: Iterable[Any]) -> tuple[int, str]:
     return 1, "cop base could not be detected (no 0 or 4 seen): assuming 1-based (1 = opa)"
 
 
-def medmcqa_record(rec: dict, line: int, path: str, *, cop_base: int = 1,
-                   source: str = "medmcqa", split: str = "dev", index: int = 0) -> Question:
+def medmcqa_record(
+    rec: dict,
+    line: int,
+    path: str,
+    *,
+    cop_base: int = 1,
+    source: str = "medmcqa",
+    split: str = "dev",
+    index: int = 0,
+) -> Question:
     """Convert one MedMCQA row (``opa..opd``, ``cop``) with the given cop base."""
     question = require_str(rec, "question", path=path, line=line)
     raw = {}
@@ -136,27 +177,46 @@ def medmcqa_record(rec: dict, line: int, path: str, *, cop_base: int = 1,
         if isinstance(cop, str) and cop.strip().lstrip("-").isdigit():
             cop = int(cop)
         if not isinstance(cop, int) or not (0 <= cop - cop_base < 4):
-            raise DataError(f"cop {rec['cop']!r} is out of range for {cop_base}-based indexing",
-                            path=path, line=line, field="cop")
+            raise DataError(
+                f"cop {rec['cop']!r} is out of range for {cop_base}-based indexing",
+                path=path,
+                line=line,
+                field="cop",
+            )
         gold = LETTERS[cop - cop_base]
     qid = str(rec.get("id") or "").strip()
     if not qid:
         raise DataError("missing field", path=path, line=line, field="id")
     meta = {k: rec.get(k) for k in ("topic_name", "choice_type", "exp") if rec.get(k)}
-    return Question(id=qid, source=source, split=split, question=question, options=options,
-                    gold=gold, subject=rec.get("subject_name") or None, meta=meta)
+    return Question(
+        id=qid,
+        source=source,
+        split=split,
+        question=question,
+        options=options,
+        gold=gold,
+        subject=rec.get("subject_name") or None,
+        meta=meta,
+    )
 
 
-def load_medmcqa(path: str | Path, *, source: str = "medmcqa", split: str = "dev",
-                 skip_invalid: bool = False, limit: int | None = None,
-                 cop_base: int | None = None) -> LoadResult:
+def load_medmcqa(
+    path: str | Path,
+    *,
+    source: str = "medmcqa",
+    split: str = "dev",
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    cop_base: int | None = None,
+) -> LoadResult:
     """Load MedMCQA JSON lines; ``cop_base`` 0/1 overrides detection (logged either way)."""
     path = Path(path)
     records = list(iter_json_or_jsonl(path))
     if cop_base is None:
         try:
-            cop_base, note = detect_cop_base(r.get("cop") for _, r in records
-                                             if isinstance(r, dict))
+            cop_base, note = detect_cop_base(
+                r.get("cop") for _, r in records if isinstance(r, dict)
+            )
         except DataError as e:
             raise DataError(e.reason, path=str(path), field="cop") from None
     else:
@@ -171,8 +231,16 @@ def load_medmcqa(path: str | Path, *, source: str = "medmcqa", split: str = "dev
 # ---------------------------------------------------------------- PubMedQA
 
 
-def pubmedqa_record(rec: dict, line: int, path: str, *, source: str = "pubmedqa",
-                    split: str = "test", with_context: bool = True, index: int = 0) -> Question:
+def pubmedqa_record(
+    rec: dict,
+    line: int,
+    path: str,
+    *,
+    source: str = "pubmedqa",
+    split: str = "test",
+    with_context: bool = True,
+    index: int = 0,
+) -> Question:
     """Convert a PubMedQA item (official dict-by-PMID or hub ``pqa_labeled`` row).
 
     The options are yes / no / maybe; the abstract's contexts precede the question.
@@ -191,27 +259,50 @@ def pubmedqa_record(rec: dict, line: int, path: str, *, source: str = "pubmedqa"
     decision = require_str(rec, decision_key, path=path, line=line).lower()
     by_text = {v: k for k, v in PUBMEDQA_OPTIONS.items()}
     if decision not in by_text:
-        raise DataError(f"final_decision must be yes/no/maybe, got {decision!r}", path=path,
-                        line=line, field=decision_key)
+        raise DataError(
+            f"final_decision must be yes/no/maybe, got {decision!r}",
+            path=path,
+            line=line,
+            field=decision_key,
+        )
     question = text
     if with_context and contexts:
         question = "Context: " + "\n".join(str(c) for c in contexts) + "\n\nQuestion: " + text
     meta = {"pmid": str(pmid)}
     if rec.get("LONG_ANSWER") or rec.get("long_answer"):
         meta["long_answer"] = rec.get("LONG_ANSWER") or rec.get("long_answer")
-    return Question(id=str(pmid), source=source, split=split, question=question,
-                    options=dict(PUBMEDQA_OPTIONS), gold=by_text[decision], subject=None,
-                    meta=meta)
+    return Question(
+        id=str(pmid),
+        source=source,
+        split=split,
+        question=question,
+        options=dict(PUBMEDQA_OPTIONS),
+        gold=by_text[decision],
+        subject=None,
+        meta=meta,
+    )
 
 
-def load_pubmedqa(path: str | Path, *, source: str = "pubmedqa", split: str = "test",
-                  skip_invalid: bool = False, limit: int | None = None,
-                  with_context: bool = True) -> LoadResult:
+def load_pubmedqa(
+    path: str | Path,
+    *,
+    source: str = "pubmedqa",
+    split: str = "test",
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    with_context: bool = True,
+) -> LoadResult:
     """Load PubMedQA (``pqal_test_set.json`` dict keyed by PMID, or JSON lines of hub rows)."""
     path = Path(path)
     coll = Collector(path, skip_invalid=skip_invalid, limit=limit)
-    return _run(iter_json_or_jsonl(path), coll, pubmedqa_record, source=source, split=split,
-                with_context=with_context)
+    return _run(
+        iter_json_or_jsonl(path),
+        coll,
+        pubmedqa_record,
+        source=source,
+        split=split,
+        with_context=with_context,
+    )
 
 
 # ---------------------------------------------------------------- MMLU (medical subjects)
@@ -226,26 +317,52 @@ MMLU_MEDICAL_SUBJECTS = (
 )
 
 
-def mmlu_row(row: list[str], line: int, path: str, *, subject: str, index: int,
-             source: str = "mmlu_medical", split: str = "test") -> Question:
+def mmlu_row(
+    row: list[str],
+    line: int,
+    path: str,
+    *,
+    subject: str,
+    index: int,
+    source: str = "mmlu_medical",
+    split: str = "test",
+) -> Question:
     """Convert one header-less MMLU CSV row ``question,A,B,C,D,answer``."""
     if len(row) != 6:
-        raise DataError(f"expected 6 columns (question,A,B,C,D,answer), got {len(row)}",
-                        path=path, line=line)
+        raise DataError(
+            f"expected 6 columns (question,A,B,C,D,answer), got {len(row)}", path=path, line=line
+        )
     names = ["question", "A", "B", "C", "D", "answer"]
     rec = dict(zip(names, row, strict=True))
     question = require_str(rec, "question", path=path, line=line)
-    options = normalise_options({k: rec[k] for k in "ABCD"}, path=path, line=line,
-                                field="A..D")
-    gold = check_gold(require_str(rec, "answer", path=path, line=line), options, path=path,
-                      line=line, field="answer")
-    return Question(id=f"{subject}-{index:04d}", source=source, split=split, question=question,
-                    options=options, gold=gold, subject=subject)
+    options = normalise_options({k: rec[k] for k in "ABCD"}, path=path, line=line, field="A..D")
+    gold = check_gold(
+        require_str(rec, "answer", path=path, line=line),
+        options,
+        path=path,
+        line=line,
+        field="answer",
+    )
+    return Question(
+        id=f"{subject}-{index:04d}",
+        source=source,
+        split=split,
+        question=question,
+        options=options,
+        gold=gold,
+        subject=subject,
+    )
 
 
-def load_mmlu(path: str | Path, *, source: str = "mmlu_medical", split: str = "test",
-              skip_invalid: bool = False, limit: int | None = None,
-              subjects: Iterable[str] | None = None) -> LoadResult:
+def load_mmlu(
+    path: str | Path,
+    *,
+    source: str = "mmlu_medical",
+    split: str = "test",
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    subjects: Iterable[str] | None = None,
+) -> LoadResult:
     """Load MMLU CSVs: one ``<subject>_test.csv`` file, or a folder of them.
 
     For a folder, ``subjects`` (default: the six MultiMedQA medical subjects) picks files.
@@ -266,8 +383,9 @@ def load_mmlu(path: str | Path, *, source: str = "mmlu_medical", split: str = "t
             if coll.full:
                 break
             try:
-                q = mmlu_row(row, line, str(f), subject=subject, index=index, source=source,
-                             split=split)
+                q = mmlu_row(
+                    row, line, str(f), subject=subject, index=index, source=source, split=split
+                )
             except DataError as e:
                 coll.fail(e)
                 continue
@@ -278,8 +396,9 @@ def load_mmlu(path: str | Path, *, source: str = "mmlu_medical", split: str = "t
 # ---------------------------------------------------------------- generic MCQ JSONL
 
 
-def mcq_record(rec: dict, line: int, path: str, *, source: str = "mcq", split: str = "test",
-               index: int = 0) -> Question:
+def mcq_record(
+    rec: dict, line: int, path: str, *, source: str = "mcq", split: str = "test", index: int = 0
+) -> Question:
     """Convert a generic MCQ row: ``id``, ``question``, ``options`` (object or list),
     ``answer`` or ``gold`` (letter, or 0-based index when options is a list), ``subject``,
     and optional ``explanation``."""
@@ -293,21 +412,35 @@ def mcq_record(rec: dict, line: int, path: str, *, source: str = "mcq", split: s
     gold_raw = rec[gold_field]
     if isinstance(gold_raw, int) and not isinstance(gold_raw, bool):
         if not 0 <= gold_raw < len(options):
-            raise DataError(f"gold index {gold_raw} out of range", path=path, line=line,
-                            field=gold_field)
+            raise DataError(
+                f"gold index {gold_raw} out of range", path=path, line=line, field=gold_field
+            )
         gold_raw = LETTERS[gold_raw]
     gold = check_gold(gold_raw, options, path=path, line=line, field=gold_field)
     qid = str(rec["id"]) if rec.get("id") not in (None, "") else f"{index:04d}"
     meta = dict(rec.get("meta") or {})
     if rec.get("explanation"):
         meta["explanation"] = rec["explanation"]
-    return Question(id=qid, source=rec.get("source") or source, split=rec.get("split") or split,
-                    question=question, options=options, gold=gold,
-                    subject=rec.get("subject") or None, meta=meta)
+    return Question(
+        id=qid,
+        source=rec.get("source") or source,
+        split=rec.get("split") or split,
+        question=question,
+        options=options,
+        gold=gold,
+        subject=rec.get("subject") or None,
+        meta=meta,
+    )
 
 
-def load_mcq_jsonl(path: str | Path, *, source: str = "mcq", split: str = "test",
-                   skip_invalid: bool = False, limit: int | None = None) -> LoadResult:
+def load_mcq_jsonl(
+    path: str | Path,
+    *,
+    source: str = "mcq",
+    split: str = "test",
+    skip_invalid: bool = False,
+    limit: int | None = None,
+) -> LoadResult:
     """Load the generic MCQ JSON-lines format (also the embedded sample's format)."""
     path = Path(path)
     coll = Collector(path, skip_invalid=skip_invalid, limit=limit)

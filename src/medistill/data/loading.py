@@ -85,8 +85,12 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as e:
-                yield lineno, DataError(f"malformed JSON ({e.msg} at column {e.colno})",
-                                        path=str(path), line=lineno)
+                yield (
+                    lineno,
+                    DataError(
+                        f"malformed JSON ({e.msg} at column {e.colno})", path=str(path), line=lineno
+                    ),
+                )
 
 
 def iter_json_or_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -147,8 +151,9 @@ def require_str(rec: dict, key: str, *, path: str, line: int) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise DataError("empty value", path=path, line=line, field=key)
     if isinstance(value, (dict, list)):
-        raise DataError(f"expected text, got {type(value).__name__}", path=path, line=line,
-                        field=key)
+        raise DataError(
+            f"expected text, got {type(value).__name__}", path=path, line=line, field=key
+        )
     return str(value).strip()
 
 
@@ -161,33 +166,45 @@ def normalise_options(raw: Any, *, path: str, line: int, field: str = "options")
     if isinstance(raw, list):
         raw = {LETTERS[i]: v for i, v in enumerate(raw)}
     if not isinstance(raw, dict) or not raw:
-        raise DataError("expected a non-empty object letter -> text or a list", path=path,
-                        line=line, field=field)
+        raise DataError(
+            "expected a non-empty object letter -> text or a list",
+            path=path,
+            line=line,
+            field=field,
+        )
     opts: dict[str, str] = {}
     for i, key in enumerate(sorted(raw, key=lambda k: str(k).strip().upper())):
         letter = str(key).strip().upper()
         if letter != LETTERS[i]:
-            raise DataError(f"option letters must run A, B, C... without gaps; got {list(raw)}",
-                            path=path, line=line, field=field)
+            raise DataError(
+                f"option letters must run A, B, C... without gaps; got {list(raw)}",
+                path=path,
+                line=line,
+                field=field,
+            )
         text = raw[key]
         if text is None or not str(text).strip():
             raise DataError(f"option {letter} is empty", path=path, line=line, field=field)
         opts[letter] = str(text).strip()
     if len(opts) < 2:
-        raise DataError("a question needs at least two options", path=path, line=line,
-                        field=field)
+        raise DataError("a question needs at least two options", path=path, line=line, field=field)
     return opts
 
 
-def check_gold(gold: Any, options: dict[str, str], *, path: str, line: int,
-               field: str) -> str | None:
+def check_gold(
+    gold: Any, options: dict[str, str], *, path: str, line: int, field: str
+) -> str | None:
     """Validate a gold letter against the options; ``None`` stays ``None`` (no answer key)."""
     if gold is None or (isinstance(gold, str) and not gold.strip()):
         return None
     letter = str(gold).strip().upper()
     if letter not in options:
-        raise DataError(f"gold answer {gold!r} is not among the options {list(options)}",
-                        path=path, line=line, field=field)
+        raise DataError(
+            f"gold answer {gold!r} is not among the options {list(options)}",
+            path=path,
+            line=line,
+            field=field,
+        )
     return letter
 
 
@@ -211,8 +228,7 @@ class Collector:
         """Raise ``err``, or record it as skipped when ``skip_invalid`` is on."""
         if not self.skip_invalid:
             raise err
-        self.report.skipped.append(Skipped(err.path or self.path, err.line, err.field,
-                                           err.reason))
+        self.report.skipped.append(Skipped(err.path or self.path, err.line, err.field, err.reason))
 
     def add(self, q: Question, line: int, *, id_field: str = "id") -> None:
         """Add a parsed question after the checks that need the whole file (unique ids)."""
@@ -220,8 +236,14 @@ class Collector:
             self.fail(DataError("empty value", path=self.path, line=line, field="question"))
             return
         if q.id in self._seen:
-            self.fail(DataError(f"duplicate id {q.id!r} (first seen on line {self._seen[q.id]})",
-                                path=self.path, line=line, field=id_field))
+            self.fail(
+                DataError(
+                    f"duplicate id {q.id!r} (first seen on line {self._seen[q.id]})",
+                    path=self.path,
+                    line=line,
+                    field=id_field,
+                )
+            )
             return
         self._seen[q.id] = line
         if q.gold is None:
@@ -234,8 +256,12 @@ class Collector:
         for s in self.report.skipped:
             log.warning("skipped %s", s)
         if self.report.no_gold:
-            log.warning("%d question(s) in %s have no gold answer and are not scored: %s",
-                        len(self.report.no_gold), self.path, ", ".join(self.report.no_gold[:10]))
+            log.warning(
+                "%d question(s) in %s have no gold answer and are not scored: %s",
+                len(self.report.no_gold),
+                self.path,
+                ", ".join(self.report.no_gold[:10]),
+            )
         for note in self.report.notes:
             log.info("%s", note)
         if not self.questions:

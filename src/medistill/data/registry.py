@@ -43,24 +43,55 @@ class BenchmarkSpec:
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
     for spec in (
-        BenchmarkSpec("medqa", "MedQA (USMLE) US 4-option test, 1273 questions",
-                      formats.load_medqa, "medqa/US_4options_test.jsonl",
-                      hub_id="GBaker/MedQA-USMLE-4-options"),
-        BenchmarkSpec("medqa5", "MedQA (USMLE) US 5-option test, 1273 questions",
-                      formats.load_medqa, "medqa/US_5options_test.jsonl", chance=0.2),
-        BenchmarkSpec("medmcqa", "MedMCQA dev set (the split papers report), 4183 questions",
-                      formats.load_medmcqa, "medmcqa/dev.jsonl",
-                      hub_id="openlifescienceai/medmcqa", hub_split="validation", split="dev"),
-        BenchmarkSpec("pubmedqa", "PubMedQA-L labelled test set (yes/no/maybe), 500 questions",
-                      formats.load_pubmedqa, "pubmedqa/pqal_test_set.json",
-                      hub_id="qiaojin/PubMedQA", hub_configs=("pqa_labeled",),
-                      hub_split="train", chance=1 / 3),
-        BenchmarkSpec("mmlu_medical", "MMLU medical subjects (6), test, 1089 questions",
-                      formats.load_mmlu, "mmlu_medical", hub_id="cais/mmlu",
-                      hub_configs=formats.MMLU_MEDICAL_SUBJECTS),
-        BenchmarkSpec("sample", "embedded smoke-test sample: 60 original USMLE-style MCQs "
-                      "written for medistill (not a benchmark)", formats.load_mcq_jsonl,
-                      split="sample", loader_kwargs={"source": "sample"}),
+        BenchmarkSpec(
+            "medqa",
+            "MedQA (USMLE) US 4-option test, 1273 questions",
+            formats.load_medqa,
+            "medqa/US_4options_test.jsonl",
+            hub_id="GBaker/MedQA-USMLE-4-options",
+        ),
+        BenchmarkSpec(
+            "medqa5",
+            "MedQA (USMLE) US 5-option test, 1273 questions",
+            formats.load_medqa,
+            "medqa/US_5options_test.jsonl",
+            chance=0.2,
+        ),
+        BenchmarkSpec(
+            "medmcqa",
+            "MedMCQA dev set (the split papers report), 4183 questions",
+            formats.load_medmcqa,
+            "medmcqa/dev.jsonl",
+            hub_id="openlifescienceai/medmcqa",
+            hub_split="validation",
+            split="dev",
+        ),
+        BenchmarkSpec(
+            "pubmedqa",
+            "PubMedQA-L labelled test set (yes/no/maybe), 500 questions",
+            formats.load_pubmedqa,
+            "pubmedqa/pqal_test_set.json",
+            hub_id="qiaojin/PubMedQA",
+            hub_configs=("pqa_labeled",),
+            hub_split="train",
+            chance=1 / 3,
+        ),
+        BenchmarkSpec(
+            "mmlu_medical",
+            "MMLU medical subjects (6), test, 1089 questions",
+            formats.load_mmlu,
+            "mmlu_medical",
+            hub_id="cais/mmlu",
+            hub_configs=formats.MMLU_MEDICAL_SUBJECTS,
+        ),
+        BenchmarkSpec(
+            "sample",
+            "embedded smoke-test sample: 60 original USMLE-style MCQs "
+            "written for medistill (not a benchmark)",
+            formats.load_mcq_jsonl,
+            split="sample",
+            loader_kwargs={"source": "sample"},
+        ),
     )
 }
 
@@ -78,8 +109,9 @@ def get_spec(name: str) -> BenchmarkSpec:
     try:
         return BENCHMARKS[name]
     except KeyError:
-        raise MedistillError(f"unknown benchmark {name!r}; choose one of: "
-                             f"{', '.join(BENCHMARKS)}") from None
+        raise MedistillError(
+            f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}"
+        ) from None
 
 
 def sample_path() -> Path:
@@ -93,8 +125,14 @@ def data_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def load_benchmark(name: str, path: str | Path | None = None, *, skip_invalid: bool = False,
-                   limit: int | None = None, **kwargs: Any) -> LoadResult:
+def load_benchmark(
+    name: str,
+    path: str | Path | None = None,
+    *,
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    **kwargs: Any,
+) -> LoadResult:
     """Load a named benchmark from ``path``, ``$MEDISTILL_DATA_DIR`` or the Hub, in that order.
 
     Extra keyword arguments go to the format loader (e.g. ``cop_base=0`` for MedMCQA).
@@ -128,21 +166,26 @@ def load_questions(path: str | Path, fmt: str = "mcq", **kwargs: Any) -> LoadRes
     return FORMATS[fmt](path, **kwargs)
 
 
-def _load_from_hub(spec: BenchmarkSpec, *, skip_invalid: bool, limit: int | None,
-                   **kw: Any) -> LoadResult:
+def _load_from_hub(
+    spec: BenchmarkSpec, *, skip_invalid: bool, limit: int | None, **kw: Any
+) -> LoadResult:
     """Download ``spec.hub_id`` with ``datasets`` and parse it with the same loader.
 
     The rows are written to a temporary JSON-lines file in the local format first, so
     validation, error messages and skipping behave exactly as for local files.
     """
     if not spec.hub_id:
-        raise MedistillError(f"benchmark {spec.name!r} has no known Hub copy: pass --path to "
-                             f"a local file (or set MEDISTILL_DATA_DIR)")
+        raise MedistillError(
+            f"benchmark {spec.name!r} has no known Hub copy: pass --path to "
+            f"a local file (or set MEDISTILL_DATA_DIR)"
+        )
     try:
         import datasets
     except ImportError:
-        raise MedistillError(f"loading {spec.name!r} from the Hub needs `pip install datasets`;"
-                             f" or pass --path to a local copy") from None
+        raise MedistillError(
+            f"loading {spec.name!r} from the Hub needs `pip install datasets`;"
+            f" or pass --path to a local copy"
+        ) from None
     import json
 
     tmp = Path(tempfile.mkdtemp(prefix=f"medistill-{spec.name}-"))
@@ -166,7 +209,9 @@ def _load_from_hub(spec: BenchmarkSpec, *, skip_invalid: bool, limit: int | None
     except MedistillError:
         raise
     except Exception as e:  # network, auth, missing dataset: one clear line for the user
-        raise MedistillError(f"could not download {spec.hub_id!r} from the Hugging Face Hub "
-                             f"({type(e).__name__}: {e}); pass --path to a local copy") from e
+        raise MedistillError(
+            f"could not download {spec.hub_id!r} from the Hugging Face Hub "
+            f"({type(e).__name__}: {e}); pass --path to a local copy"
+        ) from e
     log.info("downloaded %s from the Hub (%s)", spec.name, spec.hub_id)
     return spec.loader(target, skip_invalid=skip_invalid, limit=limit, **kw)

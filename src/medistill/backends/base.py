@@ -1,0 +1,86 @@
+"""The one generation interface behind which every backend sits.
+
+``evaluate`` (the student), ``generate`` (the teacher) and an LLM judge all call
+:meth:`Backend.generate` with chat messages and :class:`SamplingParams`, and get back one
+:class:`Generation` per request, with the finish reason and token counts that truncation
+and cost accounting need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+
+
+@dataclass
+class SamplingParams:
+    """Decoding settings. Greedy (``temperature=0``) by default for evaluation.
+
+    ``max_new_tokens`` defaults high enough for reasoning models: a cut-off answer is a
+    truncation, not a wrong answer, and is counted separately.
+    """
+
+    max_new_tokens: int = 2048
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    n: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialisable form for run configs and store keys."""
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    """One finished completion.
+
+    Attributes:
+        text: the answer text (for reasoning models, what follows the reasoning).
+        reasoning: separate reasoning (``reasoning_content`` / ``<think>``), if any.
+        finish_reason: ``stop`` or ``length`` (hit ``max_new_tokens``: truncated).
+        prompt_tokens / output_tokens: token counts, when the backend knows them.
+        latency_s: seconds this answer took (for batched backends, the batch time divided
+            by the batch size: the amortised cost per answer).
+        endpoint: which server answered (HTTP backends).
+    """
+
+    text: str
+    finish_reason: str
+    output_tokens: int | None = None
+    prompt_tokens: int | None = None
+    latency_s: float | None = None
+    reasoning: str | None = None
+    endpoint: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """True when generation stopped at the token limit."""
+        return self.finish_reason == FINISH_LENGTH
+
+    def full_text(self) -> str:
+        """Reasoning and answer as one text, with the reasoning in a ``<think>`` block."""
+        if self.reasoning:
+            return f"<think>\n{self.reasoning}\n</think>\n{self.text}"
+        return self.text
+
+
+Messages = list[dict[str, str]]
+
+
+class Backend(Protocol):
+    """What every backend provides."""
+
+    name: str
+    model: str
+
+    def generate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
+        """Generate one completion per message list, in order."""
+        ...
+
+    def preferred_batch_size(self) -> int:
+        """How many requests to hand over at once (the eval loop checkpoints per batch)."""
+        ...

@@ -1,0 +1,219 @@
+"""The ``medistill`` command line: parses options, calls one library function, maps errors.
+
+User errors (:class:`MedistillError`) print one line and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medistill.errors import MedistillError
+
+app = typer.Typer(
+    name="medistill",
+    help="Distil medical reasoning from a teacher LLM into a small student model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("medistill")
+
+
+def _user_errors(fn):
+    """Turn MedistillError into a one-line message and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MedistillError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="warnings and errors only")] = False,
+) -> None:
+    """Configure logging for every command."""
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=_err_console(), show_path=False)],
+        force=True,
+    )
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.command("inspect")
+@_user_errors
+def inspect_cmd(
+    benchmark: Annotated[str, typer.Argument(help="registered benchmark name")],
+    path: Annotated[Path | None, typer.Option(help="local file or folder")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="skip bad rows, count them")] = False,
+    cop_base: Annotated[int | None, typer.Option(help="MedMCQA: 0- or 1-based cop")] = None,
+) -> None:
+    """Load a benchmark, validate every row, and print what was loaded and skipped."""
+    from collections import Counter
+
+    from medistill.data import load_benchmark
+
+    kwargs = {"cop_base": cop_base} if cop_base is not None else {}
+    data = load_benchmark(benchmark, path, skip_invalid=skip_invalid, **kwargs)
+    rep = data.report
+    typer.echo(rep.summary())
+    for note in rep.notes:
+        typer.echo(f"note: {note}")
+    for s in rep.skipped:
+        typer.echo(f"skipped: {s}")
+    golds = Counter(q.gold or "none" for q in data.questions)
+    typer.echo("gold letters: " + ", ".join(f"{k}={v}" for k, v in sorted(golds.items())))
+
+
+@app.command("eval")
+@_user_errors
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="hub id, local folder, or 'smollm2' (packaged)")],
+    benchmark: Annotated[str, typer.Option(help="registered benchmark name")] = "sample",
+    path: Annotated[Path | None, typer.Option(help="local benchmark file or folder")] = None,
+    limit: Annotated[int | None, typer.Option(help="evaluate the first N questions")] = None,
+    backend: Annotated[str, typer.Option(help="transformers | openai | vllm")] = "transformers",
+    mode: Annotated[
+        str, typer.Option(help="generate | loglik (letter log-likelihood)")
+    ] = "generate",
+    out: Annotated[Path | None, typer.Option(help="run folder")] = None,
+    label: Annotated[str | None, typer.Option(help="model name shown in reports")] = None,
+    batch_size: Annotated[int, typer.Option(help="local generation batch size")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="token budget per answer")] = 2048,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    top_p: Annotated[float, typer.Option()] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    template: Annotated[str, typer.Option(help="prompt template: cot, direct, or YAML")] = "cot",
+    base_url: Annotated[list[str] | None, typer.Option(help="OpenAI-compatible URL(s)")] = None,
+    api_key_env: Annotated[
+        str, typer.Option(help="env var holding the API key")
+    ] = "OPENAI_API_KEY",
+    concurrency: Annotated[int, typer.Option(help="HTTP requests in flight")] = 32,
+    skip_invalid: Annotated[bool, typer.Option(help="skip bad benchmark rows")] = False,
+    overwrite: Annotated[bool, typer.Option(help="discard a previous run in --out")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="allow model code from the hub")] = False,
+) -> None:
+    """Evaluate a model on a benchmark; resumes a killed run from its run folder."""
+    from medistill.evaluate import EvalConfig, run_eval
+
+    cfg = EvalConfig(
+        model=model,
+        benchmark=benchmark,
+        path=str(path) if path else None,
+        out=str(out) if out else None,
+        label=label,
+        backend=backend,
+        mode=mode,  # type: ignore[arg-type]
+        limit=limit,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        template=template,
+        base_url=base_url or ["http://127.0.0.1:8000/v1"],
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        skip_invalid=skip_invalid,
+        trust_remote_code=trust_remote_code,
+    )
+    metrics = run_eval(cfg, overwrite=overwrite, show_progress=sys.stderr.isatty())
+    acc = metrics["accuracy"]
+    typer.echo(
+        f"{metrics['label']} on {benchmark}: n={metrics['n']} "
+        f"accuracy lenient {_pct(acc['lenient'])} strict {_pct(acc['strict'])}; "
+        f"no-answer {_rate(metrics['no_answer_rate']['lenient'])}, "
+        f"truncated {_rate(metrics['truncation_rate'])} -> {cfg.out_dir()}"
+    )
+
+
+def _pct(p: dict) -> str:
+    if p["value"] is None:
+        return "n/a"
+    return f"{100 * p['value']:.1f}% [{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}]"
+
+
+def _rate(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+@app.command("rescore")
+@_user_errors
+def rescore_cmd(
+    input: Annotated[Path, typer.Argument(help="JSONL of saved responses")],
+    out: Annotated[Path, typer.Option(help="output JSONL (every input row + extraction)")],
+    response_field: Annotated[str, typer.Option(help="field with the response text")] = "response",
+    gold_field: Annotated[str, typer.Option(help="field with the gold letter")] = "gold",
+    options_field: Annotated[str | None, typer.Option(help="field with the options")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="take options from this benchmark")] = None,
+    benchmark_path: Annotated[Path | None, typer.Option(help="local file for --benchmark")] = None,
+    id_field: Annotated[str, typer.Option(help="row field joined to benchmark ids")] = "id",
+    mode: Annotated[str, typer.Option(help="strict | lenient")] = "lenient",
+    agree_field: Annotated[str | None, typer.Option(help="compare with a boolean mark")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="skip bad rows, count them")] = False,
+) -> None:
+    """Re-extract answers from saved responses and write accuracy and rules used."""
+    from medistill.rescore import RescoreConfig, rescore
+
+    summary = rescore(
+        RescoreConfig(
+            input=str(input),
+            out=str(out),
+            response_field=response_field,
+            gold_field=gold_field,
+            options_field=options_field,
+            benchmark=benchmark,
+            benchmark_path=str(benchmark_path) if benchmark_path else None,
+            id_field=id_field,
+            mode=mode,
+            agree_field=agree_field,
+            skip_invalid=skip_invalid,
+        )
+    )
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("report")
+@_user_errors
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="eval run folders")],
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("runs/report"),
+    metric: Annotated[str, typer.Option(help="lenient | strict")] = "lenient",
+    title: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Build a Markdown table and a bar chart with error bars from eval runs."""
+    from medistill.report import build_report
+
+    rep = build_report(runs, out, metric=metric, title=title)
+    typer.echo(rep.markdown)
+    typer.echo(f"\nwrote {rep.markdown_path} and {rep.png_path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

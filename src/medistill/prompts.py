@@ -1,0 +1,129 @@
+"""Prompt templates and chat formatting.
+
+A :class:`PromptTemplate` turns a :class:`Question` into chat messages; the model's own chat
+template (``tokenizer.apply_chat_template``) turns messages into text for local backends,
+and OpenAI-compatible servers apply theirs. Templates are plain data: load your own from YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medistill.data.schema import Question
+from medistill.errors import MedistillError
+
+COT_SYSTEM = (
+    "You are a medical expert answering a multiple-choice exam question. Reason step by step "
+    "through the clinical findings and each option, then commit to exactly one option."
+)
+COT_USER = (
+    "{question}\n\n{options}\n\n"
+    'Think step by step. Then end with a final line of the form "The answer is X." where X '
+    "is one of {letters_or}."
+)
+DIRECT_USER = (
+    "{question}\n\n{options}\n\nAnswer with the letter of the single best option, in the form "
+    '"The answer is X."'
+)
+
+
+@dataclass
+class PromptTemplate:
+    """A chat prompt for multiple-choice questions.
+
+    Attributes:
+        name: identifier recorded in run configs (changing the template changes the run).
+        system: system message; empty string for none (some models reject system turns).
+        user: user message with ``{question}``, ``{options}``, ``{letters}`` (``A, B, C, D``)
+            and ``{letters_or}`` (``A, B, C or D``) placeholders.
+        option_format: how one option is rendered, with ``{letter}`` and ``{text}``.
+        loglik_suffix: for log-likelihood scoring, the text after the options that the
+            option letter continues (lm-evaluation-harness style ``Answer:``).
+    """
+
+    name: str = "cot"
+    system: str = COT_SYSTEM
+    user: str = COT_USER
+    option_format: str = "{letter}. {text}"
+    loglik_suffix: str = "Answer:"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def format_options(self, q: Question) -> str:
+        """Render the options, one per line."""
+        return "\n".join(self.option_format.format(letter=k, text=v) for k, v in q.options.items())
+
+    def user_message(self, q: Question) -> str:
+        """The user turn for ``q``."""
+        letters = q.letters
+        return self.user.format(
+            question=q.question.strip(),
+            options=self.format_options(q),
+            letters=", ".join(letters),
+            letters_or=", ".join(letters[:-1]) + " or " + letters[-1],
+        )
+
+    def messages(self, q: Question) -> list[dict[str, str]]:
+        """Chat messages (system if any, then user) for ``q``."""
+        msgs = [{"role": "system", "content": self.system}] if self.system else []
+        msgs.append({"role": "user", "content": self.user_message(q)})
+        return msgs
+
+    def loglik_context(self, q: Question) -> str:
+        """Plain-text context for letter log-likelihood scoring (no chat template)."""
+        return f"{q.question.strip()}\n{self.format_options(q)}\n{self.loglik_suffix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialisable form, stored in run configs so a resumed run can check it."""
+        return asdict(self)
+
+
+TEMPLATES: dict[str, PromptTemplate] = {
+    "cot": PromptTemplate(),
+    "direct": PromptTemplate(name="direct", system="You are a medical expert.", user=DIRECT_USER),
+}
+
+
+def get_template(spec: str | None) -> PromptTemplate:
+    """A template by name (``cot``, ``direct``) or from a YAML file with the same fields."""
+    if spec is None:
+        return TEMPLATES["cot"]
+    if spec in TEMPLATES:
+        return TEMPLATES[spec]
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise MedistillError(f"{path}: invalid YAML ({e})") from e
+        known = set(PromptTemplate.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise MedistillError(
+                f"{path}: unknown template field(s) {sorted(unknown)}; valid: {sorted(known)}"
+            )
+        data.setdefault("name", path.stem)
+        tpl = PromptTemplate(**data)
+        for key in ("{question}", "{options}"):
+            if key not in tpl.user:
+                raise MedistillError(f"{path}: field 'user' must contain {key}")
+        return tpl
+    raise MedistillError(
+        f"unknown prompt template {spec!r}: use one of {', '.join(TEMPLATES)} "
+        f"or a path to a .yaml file"
+    )
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """Apply the tokenizer's chat template with the generation prompt appended.
+
+    A tokenizer without a chat template (a base model) gets a plain ``role: content``
+    rendering so evaluation still works, and the fallback is visible in the prompt text.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    parts = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join(parts) + "\n\nAssistant:"

@@ -1,0 +1,166 @@
+"""Re-score saved responses with the shared extractor, without re-running any model.
+
+``medistill rescore`` reads any JSONL of saved generations (ours, lm-evaluation-harness
+samples, a paper's released outputs), extracts answers, and writes every input row back with
+``extracted``, ``rule`` and ``correct`` added, plus a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medistill.answers import extract_answer
+from medistill.data import load_benchmark
+from medistill.data.loading import iter_jsonl
+from medistill.errors import DataError, MedistillError
+from medistill.metrics import proportion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RescoreConfig:
+    """Options of ``medistill rescore``."""
+
+    input: str
+    out: str
+    response_field: str = "response"
+    gold_field: str = "gold"
+    options_field: str | None = None
+    benchmark: str | None = None
+    benchmark_path: str | None = None
+    id_field: str = "id"
+    mode: str = "lenient"
+    agree_field: str | None = None
+    skip_invalid: bool = False
+
+
+def _get(row: dict, dotted: str) -> Any:
+    """``row["a"]["b"]`` for ``"a.b"``; ``KeyError`` if absent."""
+    cur: Any = row
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise KeyError(dotted)
+        cur = cur[part]
+    return cur
+
+
+def rescore(cfg: RescoreConfig) -> dict[str, Any]:
+    """Rescore ``cfg.input`` into ``cfg.out``; return the summary (also at ``<out>.summary.json``).
+
+    A response field holding a list (several samples, as MIRAGE stores them) is scored on its
+    first element; an empty list counts as an empty response.
+    """
+    in_path = Path(cfg.input)
+    if not in_path.exists():
+        raise DataError("file not found", path=str(in_path))
+    options_by_id: dict[str, dict[str, str]] = {}
+    if cfg.benchmark:
+        data = load_benchmark(cfg.benchmark, cfg.benchmark_path)
+        options_by_id = {q.id: q.options for q in data.questions}
+    out_path = Path(cfg.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    rules: Counter[str] = Counter()
+    n = scored = correct = no_answer = agree = agree_n = 0
+    skipped: list[str] = []
+    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for line, row in iter_jsonl(in_path):
+            try:
+                if isinstance(row, DataError):
+                    raise row
+                result = _score(row, line, cfg, options_by_id, str(in_path))
+            except DataError as e:
+                if not cfg.skip_invalid:
+                    raise
+                skipped.append(str(e))
+                continue
+            n += 1
+            rules[result["rule"]] += 1
+            if result["correct"] is not None:
+                scored += 1
+                correct += result["correct"]
+                no_answer += result["extracted"] is None
+            if cfg.agree_field and result["correct"] is not None and cfg.agree_field in row:
+                agree_n += 1
+                agree += bool(row[cfg.agree_field]) == result["correct"]
+            fh.write(json.dumps({**row, **result}, ensure_ascii=False) + "\n")
+    tmp.replace(out_path)
+    summary: dict[str, Any] = {
+        "input": str(in_path),
+        "mode": cfg.mode,
+        "rows": n,
+        "scored": scored,
+        "accuracy": proportion(correct, scored),
+        "no_answer_rate": no_answer / scored if scored else None,
+        "rules": dict(rules.most_common()),
+        "skipped": len(skipped),
+    }
+    if cfg.agree_field:
+        summary["agreement"] = {
+            "field": cfg.agree_field,
+            "n": agree_n,
+            "rate": agree / agree_n if agree_n else None,
+        }
+    for s in skipped:
+        log.warning("skipped %s", s)
+    summary_path = out_path.with_suffix(".summary.json")
+    summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def _score(row: Any, line: int, cfg: RescoreConfig, options_by_id: dict, path: str) -> dict:
+    if not isinstance(row, dict):
+        raise DataError("expected a JSON object", path=path, line=line)
+    try:
+        response = _get(row, cfg.response_field)
+    except KeyError:
+        raise DataError("missing field", path=path, line=line, field=cfg.response_field) from None
+    if isinstance(response, list):
+        response = response[0] if response else ""
+    if response is not None and not isinstance(response, str):
+        raise DataError(
+            f"expected text, got {type(response).__name__}",
+            path=path,
+            line=line,
+            field=cfg.response_field,
+        )
+    try:
+        gold = _get(row, cfg.gold_field)
+    except KeyError:
+        raise DataError("missing field", path=path, line=line, field=cfg.gold_field) from None
+    options = None
+    if cfg.options_field:
+        try:
+            options = _get(row, cfg.options_field)
+        except KeyError:
+            raise DataError(
+                "missing field", path=path, line=line, field=cfg.options_field
+            ) from None
+    elif options_by_id:
+        try:
+            qid = str(_get(row, cfg.id_field))
+        except KeyError:
+            raise DataError("missing field", path=path, line=line, field=cfg.id_field) from None
+        if qid not in options_by_id:
+            raise DataError(
+                f"id {qid!r} is not in benchmark {cfg.benchmark!r}",
+                path=path,
+                line=line,
+                field=cfg.id_field,
+            )
+        options = options_by_id[qid]
+    if cfg.mode not in ("strict", "lenient"):
+        raise MedistillError(f"mode must be strict or lenient, got {cfg.mode!r}")
+    e = extract_answer(response, options, mode=cfg.mode)  # type: ignore[arg-type]
+    gold_letter = str(gold).strip().upper() if gold not in (None, "") else None
+    return {
+        "extracted": e.letter,
+        "rule": e.rule,
+        "correct": (e.letter == gold_letter) if gold_letter else None,
+    }
