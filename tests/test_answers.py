@@ -98,7 +98,8 @@ CASES = [
     ("   ", None, None),
     ("I'm sorry, but I cannot provide medical advice.", None, None),
     (
-        "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+        "The response was filtered due to the prompt triggering Azure OpenAI's content "
+        "management policy.",
         None,
         None,
     ),
