@@ -75,15 +75,19 @@ class Extraction:
 
 # ----------------------------------------------------------------------------- patterns
 
-_THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.I)
+_THINK_CLOSE = re.compile(
+    r"</think(?:ing)?>|^[ \t]*#{1,3}[ \t]*Final[ \t]+Response[ \t]*:?[ \t]*$", re.I | re.M
+)
 _THINK_OPEN = re.compile(r"<think(?:ing)?>", re.I)
 
 # A runaway generation: after answering, the model starts a new question or chat turn.
 _RUNAWAY = re.compile(
     r"(?:<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|user\|>|<\|assistant\|>"
     r"|</s>|<end_of_turn>|<start_of_turn>"
-    r"|\n[ \t]*(?:#{1,4}[ \t]*)?(?:Question|Q|Problem|Exercise|Instruction|Input|Human|User"
-    r"|USER|Patient|Case|Vignette)[ \t]*\d*[ \t]*[:.)#]"
+    r"|\[INST\]|\n[ \t]*(?:#{1,4}[ \t]*)?\[?(?:Next\s+question|Question|Q|Problem|Exercise"
+    r"|Instruction|Input|Human|User|USER|Patient|Case|Vignette|Context)\]?[ \t]*\d*[ \t]*"
+    r"(?:[:.)#]|(?<=\d)[ \t]*\n)"
+    r"|\n[ \t]*An?[ \t]+\d+[- ](?:year|month|week|day)[- ]old"
     r"|\n[ \t]*(?:\d+[.)]|Q\d+[.:])[ \t]*An?[ \t]+\d+[- ](?:year|month|week|day)[- ]old)",
 )
 
@@ -101,7 +105,13 @@ _ADVERBS = (
     r"(?:(?:therefore|thus|hence|so|then|clearly|definitely|likely|probably|most\s+likely|"
     r"most\s+probably|indeed|actually|still|certainly|obviously|simply|either|both)[\s,]*)*"
 )
-_HEDGE_AFTER = r"\s*(?:,\s*)?(?:or|and|/|&|,)\s*(?:option\s+|choice\s+)?\(?[{L}]\)?(?![A-Za-z])"
+# After a committed letter: more letters joined by and/or ("B or C", "A, B and D"), unless
+# the next letter is being rejected ("C, and D is wrong because...").
+_HEDGE_AFTER = (
+    r"(?:\s*(?:,\s*)?(?P<conj>or|and|/|&|,)\s*(?:either\s+|maybe\s+|possibly\s+)?"
+    r"(?:option\s+|choice\s+)?\(?[{L}]\)?(?![A-Za-z]))+"
+    r"(?!\s*(?:is|are|was)\s+(?:not|wrong|incorrect|false|less|unlikely|ruled)|\s+because)"
+)
 
 
 @lru_cache(maxsize=64)
@@ -109,7 +119,11 @@ def _patterns(letters: str) -> dict[str, re.Pattern[str]]:
     """Compile the letter-dependent patterns once per letter set (e.g. ``ABCD``)."""
     L = re.escape(letters)
     # A letter as a whole token: (B), [B], B), B., B:, B — never the start of a word.
-    mark = rf"[\(\[\{{]?\s*(?P<L>[{L}])\s*[\)\]\}}]?(?![A-Za-z0-9\-'’])"
+    # "C. difficile" / "E. coli" (a lowercase word after "X.") are abbreviations, not answers.
+    mark = (
+        rf"[\(\[\{{\"'*]?[ \t]*(?P<L>[{L}])[ \t]*[\)\]\}}\"'*]?(?![A-Za-z0-9\-'’])"
+        rf"(?!(?-i:\.[ \t]*[a-z]{{3,}}))"
+    )
     keyword = (
         r"(?:final\s+answer|correct\s+answer|best\s+answer|right\s+answer|true\s+answer|"
         r"most\s+(?:likely|appropriate|accurate)\s+answer|answer\s+choice|answer\s+option|"
@@ -131,21 +145,38 @@ def _patterns(letters: str) -> dict[str, re.Pattern[str]]:
         "boxed": re.compile(rf"\\boxed\s*\{{\s*(?:\\?\(?\s*)?(?P<L>[{L}])(?![A-Za-z0-9])", re.I),
         "option_is_correct": re.compile(
             rf"(?<![A-Za-z])(?:(?:option|choice|answer)\s+)?{mark}\s*(?:\([^)]*\)\s*)?"
-            rf"(?:is|would\s+be|seems)\s+(?:the\s+)?(?:most\s+)?(?:correct|right|best)\b"
+            rf"(?:is|would\s+be|seems)\s+(?:the\s+)?(?:most\s+)?(?:correct|right|best|answer)\b"
             rf"(?!\s+(?:treatment|management|describ|explan|diagnos))",
             re.I,
         ),
         "choose": re.compile(
-            rf"\b(?:I\s+(?:would\s+|will\s+|'d\s+)?(?:choose|select|pick|go\s+with)|"
+            rf"\b(?:I(?:\s+(?:would|will)\s+|'d\s+|'ll\s+|\s+)(?:choose|select|pick|go\s+with|recommend|lean\s+(?:towards?|to))|I\s+think\s+it(?:'s|\s+is)|"
             rf"I'd\s+(?:choose|select|pick|go\s+with)|my\s+(?:final\s+)?(?:answer|choice|"
             rf"pick)\s+(?:is|would\s+be)\s*:?)\s*(?:the\s+)?(?:option|choice|answer)?\s*{mark}",
             re.I,
         ),
         "hedge_after": re.compile(_HEDGE_AFTER.format(L=L), re.I),
-        "leading": re.compile(rf"^\s*(?:\*\*)?\s*[\(\[]?(?P<L>[{L}])(?:[\)\]\.:]|\s*$)"),
+        "leading": re.compile(
+            rf"^\s*(?:\*\*)?\s*[\(\[]?(?P<L>[{L}])(?:[\)\]\.:](?![ \t]*[a-z])|[ \t]*(?:\n|$))"
+        ),
+        "conclusion": re.compile(
+            rf"\b(?:therefore|thus|hence|so)\s*,?\s*(?:option\s+|choice\s+)?[\(\[]?(?P<L>[{L}])"
+            rf"[\)\]]?\s*[.!]?\s*$",
+            re.I,
+        ),
+        "option_block": re.compile(
+            rf"\n[ \t]*[\(\[]?[{L}][\)\]\.:][ \t]+[^\n]*\n[ \t]*[\(\[]?[{L}][\)\]\.:][ \t]+\S"
+        ),
+        "answer_header": re.compile(
+            rf"^[ \t]*(?:#{{1,4}}[ \t]*)?(?:final[ \t]+|correct[ \t]+)?answer[ \t]*:?[ \t]*\n"
+            rf"\s*{mark}",
+            re.I | re.M,
+        ),
         "list_item": re.compile(rf"^[ \t]*[\(\[]?(?P<L>[{L}])[\)\]\.:][ \t]+\S", re.M),
         "line_letter": re.compile(
-            rf"^\W*?(?:(?:answer|option|choice)\s*:?\s*)?[\(\[]?(?P<L>[{L}])[\)\]\.:]?\W*$", re.I
+            rf"^\W*?(?:(?:therefore|thus|hence|so)\W+)?(?:(?:answer|option|choice)\s*:?\s*)?"
+            rf"[\(\[]?(?P<L>[{L}])[\)\]\.:]?\W*$",
+            re.I,
         ),
         "mention": re.compile(
             rf"(?:\((?P<a>[{L}])\)|(?<![A-Za-z0-9])(?P<b>[{L}])\)|\b(?:option|choice)\s+"
@@ -169,11 +200,12 @@ _JSON_FIELD = re.compile(
     re.I,
 )
 _ANSWER_TEXT = re.compile(
-    r"\b(?:correct\s+|best\s+|final\s+)?answer\s+(?:is|would\s+be|=|:)\s*:?\s*(?P<t>[^\n]+)", re.I
+    r"\b(?:correct\s+|best\s+|final\s+)?answer(?:\s+(?:is|would\s+be)|\s*[=:])\s*:?\s*(?P<t>[^\n]+)",
+    re.I,
 )
 _NEGATED = re.compile(
     r"\b(?:not|no|isn't|incorrect|wrong|unlikely|contradict\w*|rule[sd]?\s+out|ruled\s+out|"
-    r"exclude[sd]?|eliminat\w*|false)\b",
+    r"exclude[sd]?|eliminat\w*|false|rather\s+than|instead\s+of|less\s+likely|unlikely)\b",
     re.I,
 )
 _CONJUNCTIONS = frozenset({"and", "or", "through", "to", "is", "as", "because", "since", "with"})
@@ -241,7 +273,11 @@ def _resolve_value(value: str, letters: str, options: Mapping[str, str]) -> tupl
     if m:
         several = re.search(rf"(?:^|[,;\n]\s*|\s)(?:and\s+|or\s+)?[{letters}][\)\.:]\s", m["rest"])
         return m.group(1), "first_of_several" if several else "json_field"
-    return match_option_text(v, options), "json_field"
+    letter = match_option_text(v, options)
+    if letter is None:  # "The correct answer is B" written inside the field
+        m = _patterns(letters)["answer_is"].search(v)
+        letter = m.group("L").upper() if m else None
+    return letter, "json_field"
 
 
 def _answer_region(text: str) -> tuple[str, str | None]:
@@ -266,12 +302,36 @@ def _clean(text: str) -> str:
     return _MD.sub("", text)
 
 
-def _cut_runaway(text: str, first_commit: int | None) -> str:
-    """Drop a runaway continuation (a new question / chat turn) after the first commitment."""
+def _cut_runaway(text: str, first_commit: int | None, pats: dict[str, re.Pattern[str]]) -> str:
+    """Drop a runaway continuation after the first commitment: a new question or chat turn,
+    or a fresh list of options (a base model writing the next exam item)."""
     if first_commit is None:
         return text
-    m = _RUNAWAY.search(text, first_commit)
-    return text[: m.start()] if m else text
+    ends = [
+        m.start()
+        for m in (
+            _RUNAWAY.search(text, first_commit),
+            pats["option_block"].search(text, first_commit),
+        )
+        if m
+    ]
+    return text[: min(ends)] if ends else text
+
+
+def _first_commitment(
+    text: str, pats: dict[str, re.Pattern[str]], opts: Mapping[str, str]
+) -> int | None:
+    """Where the response first commits to an answer (statement, JSON field, or a leading
+    letter line that is not the start of a restated option list); ``None`` if nowhere."""
+    starts = [h[0] for h in _statement_hits(text, pats, opts)]
+    starts += [m.start() for m in _JSON_FIELD.finditer(text)]
+    m = pats["leading"].match(text)
+    if m:
+        rest = text[m.end() :].lstrip("\n").lstrip()
+        nxt = re.sub(r"^[^\n]*\n\s*", "", text.strip(), count=1)  # the line after the first
+        if not pats["list_item"].match(nxt) or not rest:
+            starts.append(m.start("L"))
+    return min(starts) if starts else None
 
 
 def _sentence_at(text: str, pos: int) -> str:
@@ -325,6 +385,10 @@ def extract_answer(
         return Extraction(None, "empty")
     pats = _patterns(letters)
 
+    # A runaway continuation (a new question, chat turn or option list after the model has
+    # committed) is not part of the answer: cut it after the first commitment of any kind.
+    region = _cut_runaway(region, _first_commitment(region, pats, opts), pats)
+
     # 1. A structured JSON answer field is the model's declared answer: it wins.
     found = _json_answer(region, letters, opts)
     if found is not None:
@@ -332,16 +396,13 @@ def extract_answer(
             return Extraction(None, "ambiguous", found.span)
         return found
 
-    # 2. Explicit statements; the runaway continuation after the first one is ignored and
-    #    the last remaining commitment wins.
+    # 2. Explicit statements: the last commitment wins.
     hits = _statement_hits(region, pats, opts)
     if hits:
-        region = _cut_runaway(region, min(h[0] for h in hits))
-        hits = [h for h in hits if h[1] <= len(region)]
-    if hits:
         start, end, letter, rule = max(hits, key=lambda h: (h[0], h[1]))
-        # "the answer is B or C" / "A, B and D": no single commitment. Strict says so;
-        # lenient takes the first letter listed, as lm-evaluation-harness-style regexes do.
+        # "B or C" / "A, B and D" name several options: strict says ambiguous; lenient takes
+        # the first letter named, as the answer-is regexes of lm-evaluation-harness and of
+        # the papers whose outputs we test against do (their marks count it that way).
         if rule == "first_of_several" and (mode == "strict" or truncated):
             return Extraction(None, "ambiguous", (start, end))
         return Extraction(letter, rule, (start, end))
@@ -356,11 +417,14 @@ def extract_answer(
     # A response that restates the option list ("A. x\nB. y\n...") commits to nothing.
     listed = {m.group("L") for m in pats["list_item"].finditer(region)}
     m = pats["leading"].match(region)
-    if m and len(listed) < 2:
+    if m and len(listed) < 2 and not _NEGATED.search(_sentence_at(region, m.end() + 2)):
         return Extraction(m.group("L"), "leading_letter", m.span("L"))
+    lead = _leading_option_text(region, opts)
+    if lead:
+        return Extraction(lead, "option_text")
     lines = [ln for ln in region.strip().splitlines() if ln.strip()]
     if lines:
-        m = pats["line_letter"].match(lines[-1].strip())
+        m = pats["line_letter"].match(lines[-1].strip()) or pats["conclusion"].search(lines[-1])
         if m:
             return Extraction(m.group("L").upper(), "last_line")
     last = _last_paragraph(region)
@@ -370,6 +434,8 @@ def extract_answer(
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", last) if s.strip()]
         for chunk in (sentences[-1] if sentences else "", last):
             letter = match_option_text(chunk, opts)
+            if letter and _negated_besides(chunk, opts[letter]):
+                letter = None
             if letter:
                 return Extraction(letter, "option_text")
     mentioned = {
@@ -429,12 +495,13 @@ def _statement_hits(
     """All explicit commitments as ``(start, end, letter, rule)``; a statement listing
     several letters has the rule ``first_of_several`` and its first letter."""
     hits: list[tuple[int, int, str, str]] = []
-    for rule in ("answer_is", "boxed", "option_is_correct", "choose"):
-        for m in pats[rule].finditer(region):
+    for name in ("answer_is", "answer_header", "boxed", "option_is_correct", "choose"):
+        rule = "answer_is" if name == "answer_header" else name
+        for m in pats[name].finditer(region):
             letter = m.group("L").upper()
             if rule != "boxed" and _is_article(region, m, letter, opts):
                 continue
-            hedged = pats["hedge_after"].match(region, m.end())
+            hedged = pats["hedge_after"].match(region, m.end()) is not None
             if rule == "option_is_correct" and re.search(
                 r"\bnot\s*$", region[max(0, m.start() - 6) : m.start()], re.I
             ):
@@ -446,7 +513,11 @@ def _statement_hits(
             # "the answer is chloroform (C)": the letter the model wrote is its answer.
             marks = set(re.findall(rf"\(([{''.join(opts)}])\)", tail))
             letter = marks.pop() if len(marks) == 1 else match_option_text(tail, opts)
-            if letter and not any(abs(h[0] - m.start()) < 40 for h in hits):
+            if (
+                letter
+                and not _negated_besides(tail, opts[letter])
+                and not any(abs(h[0] - m.start()) < 40 for h in hits)
+            ):
                 hits.append((m.start(), m.end(), letter, "answer_text"))
     return hits
 
@@ -459,6 +530,8 @@ def _is_article(region: str, m: re.Match[str], letter: str, opts: Mapping[str, s
     after = region[m.end("L") : m.end("L") + 40]
     if (before and before in "([{") or after[:1] in ")].:":
         return False
+    if re.match(r"\s+\d+[- ]?(?:year|month|week|day|cm|mm|kg)", after):
+        return True
     nxt = re.match(r"\s+([a-z][a-z\-]*)", after)
     if not nxt:
         return False
@@ -472,15 +545,40 @@ def _is_article(region: str, m: re.Match[str], letter: str, opts: Mapping[str, s
 def _bare_letter(region: str, letters: str, opts: Mapping[str, str]) -> Extraction | None:
     """A response that is only a letter, or a letter followed by that option's text."""
     s = region.strip()
-    m = re.fullmatch(rf"[\(\[]?([{letters}])[\)\]\.:]?(?:\s+(?P<rest>.+?))?\s*\.?", s, re.S)
+    m = re.fullmatch(
+        rf"(?:(?:option|choice|answer)\s*:?\s*)?[\(\[]?([{letters}])[\)\]\.:]?(?:\s+(?P<rest>.+?))?\s*\.?",
+        s,
+        re.S | re.I,
+    )
     if not m:
         return None
     rest = m.group("rest")
     if rest is None:
-        return Extraction(m.group(1), "bare_letter", m.span(1))
-    if opts and normalise_text(rest) == normalise_text(opts[m.group(1)]):
-        return Extraction(m.group(1), "bare_letter", m.span(1))
+        return Extraction(m.group(1).upper(), "bare_letter", m.span(1))
+    if opts and normalise_text(rest) == normalise_text(opts[m.group(1).upper()]):
+        return Extraction(m.group(1).upper(), "bare_letter", m.span(1))
     return None
+
+
+def _leading_option_text(region: str, opts: Mapping[str, str]) -> str | None:
+    """A response opening with a short option's text: ``No, there was no difference...``
+    (PubMedQA yes/no/maybe) or ``**Hypothyroidism**`` — unless that clause negates it."""
+    clause = re.split(r"[,.;:!?\n]", region.strip(), maxsplit=1)[0]
+    norm = normalise_text(clause)
+    hits = []
+    for letter, text in opts.items():
+        t = normalise_text(text)
+        if t and len(t.split()) <= 3 and (norm == t or norm.startswith(t + " ")):
+            hits.append(letter)
+    if len(hits) != 1 or _negated_besides(clause, opts[hits[0]]):
+        return None
+    return hits[0]
+
+
+def _negated_besides(chunk: str, option_text: str) -> bool:
+    """A negation in ``chunk`` other than the option's own words (PubMedQA "no")."""
+    rest = re.sub(r"\b" + re.escape(option_text) + r"\b", " ", chunk, flags=re.I)
+    return bool(_NEGATED.search(rest))
 
 
 def _no_answer(region: str, default: str = "none") -> Extraction:

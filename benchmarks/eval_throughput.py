@@ -1,0 +1,84 @@
+"""Eval throughput: batched generation vs batch size 1 on the same questions, same run.
+
+    python benchmarks/eval_throughput.py --n 32 --batch-size 16 --max-new-tokens 128
+
+Prints a Markdown table for BENCHMARKS.md: answers/s and output tokens/s per setting, and
+the batched/baseline ratio. Greedy decoding, so the two settings should mostly agree on the
+answers; the agreement is printed too (padding can change float rounding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+from medistill.answers import extract_answer
+from medistill.backends import SamplingParams
+from medistill.backends.hf import TransformersBackend
+from medistill.data import load_benchmark
+from medistill.prompts import get_template
+
+
+def _questions(n: int):
+    shared = Path(
+        os.environ.get("MEDISTILL_SHARED_DATA", Path(__file__).parents[2] / "shared/data")
+    )
+    medqa = shared / "medqa/US_4options_test.jsonl"
+    if medqa.exists():
+        return "MedQA test", load_benchmark("medqa", medqa, limit=n).questions
+    return "embedded sample", load_benchmark("sample", limit=n).questions
+
+
+def _run(backend: TransformersBackend, msgs, bs: int, params: SamplingParams):
+    backend.batch_size = bs
+    t0 = time.perf_counter()
+    gens = []
+    for i in range(0, len(msgs), bs):
+        gens.extend(backend.generate(msgs[i : i + bs], params))
+    return time.perf_counter() - t0, gens
+
+
+def main() -> None:
+    """Measure and print the comparison."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    source, qs = _questions(args.n)
+    tpl = get_template("cot")
+    msgs = [tpl.messages(q) for q in qs]
+    backend = TransformersBackend(args.model, batch_size=args.batch_size)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens)
+    backend.generate(msgs[:2], SamplingParams(max_new_tokens=4))  # warm-up
+    results = {}
+    for bs in (1, args.batch_size):
+        wall, gens = _run(backend, msgs, bs, params)
+        toks = sum(g.output_tokens or 0 for g in gens)
+        letters = [extract_answer(g.text, q.options).letter for g, q in zip(gens, qs, strict=True)]
+        results[bs] = (wall, toks, letters)
+    base_wall, _, base_letters = results[1]
+    _, _, letters = results[args.batch_size]
+    agree = sum(a == b for a, b in zip(base_letters, letters, strict=True)) / len(qs)
+    print(
+        f"model={args.model} questions={len(qs)} ({source}) max_new_tokens="
+        f"{args.max_new_tokens} greedy, {os.cpu_count()} CPU threads, {platform.machine()}"
+    )
+    print("| setting | wall s | answers/s | output tokens/s | ratio vs batch 1 |")
+    print("|---|--:|--:|--:|--:|")
+    for bs, (w, t, _) in sorted(results.items()):
+        print(
+            f"| batch size {bs} | {w:.1f} | {len(qs) / w:.3f} | {t / w:.1f} | "
+            f"{base_wall / w:.2f}x |"
+        )
+    print(f"extracted answers identical in {agree:.0%} of questions")
+
+
+if __name__ == "__main__":
+    main()

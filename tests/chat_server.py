@@ -1,0 +1,141 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1 for tests.
+
+It answers from a ``responder(messages) -> str`` function and can inject faults: 429 with
+``Retry-After``, 500/503, a dropped connection, a malformed body, a truncated completion,
+and a slow response; it can require a bearer key and answer 401 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULTS = ("429", "500", "503", "reset", "malformed", "slow")
+
+
+class ChatServer:
+    """Start with ``with ChatServer(responder) as srv: srv.url``."""
+
+    def __init__(
+        self,
+        responder: Callable[[list[dict]], str],
+        *,
+        fault_rate: float = 0.0,
+        faults: tuple[str, ...] = FAULTS,
+        api_key: str | None = None,
+        latency_s: float = 0.0,
+        truncate_every: int = 0,
+        seed: int = 0,
+    ) -> None:
+        self.responder = responder
+        self.fault_rate = fault_rate
+        self.faults = faults
+        self.api_key = api_key
+        self.latency_s = latency_s
+        self.truncate_every = truncate_every
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.stats: Counter[str] = Counter()
+        self.seen_auth: list[str | None] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length))
+                server._handle(self, body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ChatServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _send(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(payload)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(payload)
+
+    def _handle(self, h: BaseHTTPRequestHandler, body: dict) -> None:
+        auth = h.headers.get("Authorization")
+        with self.lock:
+            self.stats["requests"] += 1
+            self.seen_auth.append(auth)
+            fault = self.rng.choice(self.faults) if self.rng.random() < self.fault_rate else None
+            n = self.stats["requests"]
+        if self.api_key is not None and auth != f"Bearer {self.api_key}":
+            self.stats["401"] += 1
+            msg = {"error": {"message": f"Incorrect API key provided: {auth}"}}
+            self._send(h, 401, json.dumps(msg).encode())
+            return
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if fault:
+            with self.lock:
+                self.stats[fault] += 1
+            if fault == "429":
+                self._send(h, 429, b'{"error": "rate limited"}', {"Retry-After": "0.01"})
+                return
+            if fault in ("500", "503"):
+                self._send(h, int(fault), b'{"error": "server error"}')
+                return
+            if fault == "reset":
+                h.close_connection = True
+                h.connection.shutdown(2)
+                return
+            if fault == "malformed":
+                self._send(h, 200, b'{"choices": [ {"message": ')
+                return
+            if fault == "slow":
+                time.sleep(0.05)
+        text = self.responder(body["messages"])
+        finish = "stop"
+        if self.truncate_every and n % self.truncate_every == 0:
+            text, finish = text[: max(1, len(text) // 3)], "length"
+        payload = {
+            "id": f"cmpl-{n}",
+            "object": "chat.completion",
+            "model": body.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": finish,
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 50,
+                "completion_tokens": len(text.split()),
+                "total_tokens": 50 + len(text.split()),
+            },
+        }
+        with self.lock:
+            self.stats["ok"] += 1
+        self._send(h, 200, json.dumps(payload).encode())

@@ -1,0 +1,149 @@
+"""`medistill rescore` on the real released outputs reproduces the extraction figures."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medistill.answers import normalise_text
+from medistill.cli import app
+from medistill.data import load_benchmark
+from medistill.rescore import RescoreConfig, rescore
+
+runner = CliRunner()
+
+
+def _cli(*args: str) -> dict:
+    result = runner.invoke(app, ["--quiet", "rescore", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("name", "bench", "bench_rel", "id_field"),
+    [
+        (
+            "lievin2022_instructgpt_usmle_valid100_30prompts.jsonl",
+            "medqa",
+            "medqa/US_4options_dev_subset100_lievin2022.jsonl",
+            "hf_validation_index",
+        ),
+        (
+            "lievin2022_instructgpt_medmcqa_dev1000_wo_context.jsonl",
+            "medmcqa",
+            "medmcqa/dev.jsonl",
+            "medmcqa_id",
+        ),
+    ],
+)
+def test_agreement_with_authors_marks(
+    shared_data: Path, tmp_path: Path, name, bench, bench_rel, id_field
+) -> None:
+    out = tmp_path / "out.jsonl"
+    summary = _cli(
+        str(shared_data / "llm_outputs" / name),
+        "--out",
+        str(out),
+        "--response-field",
+        "completion",
+        "--gold-field",
+        "gold",
+        "--benchmark",
+        bench,
+        "--benchmark-path",
+        str(shared_data / bench_rel),
+        "--id-field",
+        id_field,
+        "--agree-field",
+        "marked_correct",
+    )
+    assert summary["agreement"]["rate"] >= 0.993, summary
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == summary["rows"]
+    assert {"extracted", "rule", "correct", "completion", "marked_correct"} <= set(rows[0])
+    # Rows without a gold answer (one MedQA dev question) are kept but not scored.
+    assert summary["scored"] == sum(r["gold"] is not None for r in rows)
+
+
+def _designated(answer_choice: str, options: dict[str, str]) -> str | None:
+    """Reference reading of a parsed JSON answer: leading letter, else exact option text."""
+    m = re.match(r"^\(?([A-D])\)?(?:[.):]|$)", answer_choice.strip())
+    if m:
+        return m.group(1)
+    want = normalise_text(answer_choice)
+    hits = [k for k, v in options.items() if normalise_text(v) == want]
+    return hits[0] if len(hits) == 1 else None
+
+
+@pytest.mark.parametrize(
+    ("name", "bench", "bench_rel"),
+    [
+        ("mirage_medqa_cot_gpt35_gpt4.jsonl", "medqa", "medqa/US_4options_test.jsonl"),
+        ("mirage_medmcqa_cot_gpt35_gpt4.jsonl", "medmcqa", "medmcqa/dev.jsonl"),
+        ("mirage_medqa_rag_32_gpt35_gpt4.jsonl.gz", "medqa", "medqa/US_4options_test.jsonl"),
+        ("mirage_medmcqa_rag_32_gpt35_gpt4.jsonl.gz", "medmcqa", "medmcqa/dev.jsonl"),
+    ],
+)
+def test_parsed_json_is_extracted_to_answer_choice(
+    shared_data: Path, tmp_path: Path, name, bench, bench_rel
+) -> None:
+    src = shared_data / "llm_outputs" / name  # .gz files are read directly
+    out = tmp_path / "out.jsonl"
+    summary = _cli(
+        str(src),
+        "--out",
+        str(out),
+        "--response-field",
+        "raw_responses",
+        "--benchmark",
+        bench,
+        "--benchmark-path",
+        str(shared_data / bench_rel),
+        "--id-field",
+        "qid",
+    )
+    options = {q.id: q.options for q in load_benchmark(bench, shared_data / bench_rel)}
+    checked = 0
+    for row in map(json.loads, out.read_text().splitlines()):
+        text = row["raw_responses"][0] if row["raw_responses"] else ""
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict) or "answer_choice" not in obj:
+            continue
+        checked += 1
+        want = _designated(str(obj["answer_choice"]), options[row["qid"]])
+        assert row["extracted"] == want, (obj["answer_choice"], row["extracted"], row["rule"])
+    assert checked > 2000
+    assert summary["rows"] in (2546, 8366)
+
+
+def test_rescore_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"response": "The answer is B.", "gold": "B"}\n{"gold": "A"}\n{oops\n')
+    with pytest.raises(Exception, match=r"in.jsonl:2: field 'response': missing field"):
+        rescore(RescoreConfig(input=str(path), out=str(tmp_path / "o.jsonl")))
+    s = rescore(RescoreConfig(input=str(path), out=str(tmp_path / "o.jsonl"), skip_invalid=True))
+    assert s["rows"] == 1 and s["skipped"] == 2 and s["accuracy"]["value"] == 1.0
+    result = runner.invoke(app, ["rescore", str(path), "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 2
+    assert "in.jsonl:2: field 'response'" in result.output and "Traceback" not in result.output
+
+
+def test_rescore_options_field_and_strict(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    rows = [
+        {"r": "I think it is Hypothyroidism.", "g": "A", "o": {"A": "Hypothyroidism", "B": "x"}},
+        {"r": "The answer is (B)", "g": "A", "o": {"A": "Hypothyroidism", "B": "x"}},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["--response-field", "r", "--gold-field", "g", "--options-field", "o"]
+    lenient = _cli(str(path), "--out", str(tmp_path / "l.jsonl"), *args)
+    strict = _cli(str(path), "--out", str(tmp_path / "s.jsonl"), *args, "--mode", "strict")
+    assert lenient["accuracy"]["correct"] == 1 and lenient["rules"]["option_text"] == 1
+    assert strict["accuracy"]["correct"] == 0 and strict["no_answer_rate"] == 0.5
