@@ -46,7 +46,7 @@ demo: install
 		--out $(DEMO_DIR)/report --title "medistill demo: embedded sample (not a benchmark)"
 
 bench: install
-	$(PY) benchmarks/eval_throughput.py --n 32 --batch-size 16
+	$(PY) benchmarks/eval_throughput.py --n 32 --batch-sizes 8,16,32 --max-new-tokens 128
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -73,7 +73,13 @@ class EvalConfig:
 
     def run_label(self) -> str:
         """The display name: ``label`` or the model's last path component."""
-        return self.label or Path(self.model.rstrip("/")).name or self.model
+        if self.label:
+            return self.label
+        from medistill.models import SMOLLM2_ALIASES, SMOLLM2_NAME
+
+        if self.model.strip().lower() in SMOLLM2_ALIASES:
+            return SMOLLM2_NAME
+        return Path(self.model.rstrip("/")).name or self.model
 
     def out_dir(self) -> Path:
         """The run folder."""

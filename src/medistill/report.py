@@ -55,6 +55,7 @@ BENCHMARK_NAMES: dict[str, str] = {
     "medmcqa": "MedMCQA",
     "pubmedqa": "PubMedQA",
     "mmlu_medical": "MMLU-Med",
+    "sample": "Sample (smoke test)",
 }
 
 #: A run is flagged when its no-answer rate exceeds this fraction...

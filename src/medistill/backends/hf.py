@@ -45,6 +45,8 @@ class TransformersBackend:
         torch, transformers = _torch()
         from medistill.models import resolve_model
 
+        if not logging.getLogger("medistill").isEnabledFor(logging.DEBUG):
+            transformers.utils.logging.disable_progress_bar()  # no per-tensor bars in logs
         self.model_id = model
         path = resolve_model(model)
         self.model = path
