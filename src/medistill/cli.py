@@ -116,6 +116,7 @@ def eval_cmd(
     ] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(help="HTTP requests in flight")] = 32,
     skip_invalid: Annotated[bool, typer.Option(help="skip bad benchmark rows")] = False,
+    cop_base: Annotated[int | None, typer.Option(help="MedMCQA: 0- or 1-based cop")] = None,
     overwrite: Annotated[bool, typer.Option(help="discard a previous run in --out")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="allow model code from the hub")] = False,
 ) -> None:
@@ -142,6 +143,7 @@ def eval_cmd(
         concurrency=concurrency,
         skip_invalid=skip_invalid,
         trust_remote_code=trust_remote_code,
+        loader_kwargs={"cop_base": cop_base} if cop_base is not None else {},
     )
     metrics = run_eval(cfg, overwrite=overwrite, show_progress=sys.stderr.isatty())
     acc = metrics["accuracy"]

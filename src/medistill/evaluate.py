@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,16 @@ METRICS = "metrics.json"
 PROGRESS = "progress.json"
 
 # Changing any of these changes the answers: a resumed run must match them.
-_IDENTITY_KEYS = ("model", "benchmark", "path", "mode", "template", "sampling", "backend")
+_IDENTITY_KEYS = (
+    "model",
+    "benchmark",
+    "path",
+    "mode",
+    "template",
+    "sampling",
+    "backend",
+    "loader_kwargs",
+)
 
 
 @dataclass
@@ -98,6 +106,7 @@ class EvalConfig:
             "template": tpl.to_dict(),
             "sampling": self.sampling().to_dict() if self.mode == "generate" else None,
             "backend": self.backend,
+            "loader_kwargs": self.loader_kwargs,
         }
         return ident
 
@@ -137,7 +146,7 @@ def _prepare_run(cfg: EvalConfig, out: Path, *, overwrite: bool) -> list[dict[st
             (out / name).unlink(missing_ok=True)
     elif cfg_path.exists():
         stored = json.loads(cfg_path.read_text(encoding="utf-8")).get("identity", {})
-        diff = [k for k in _IDENTITY_KEYS if stored.get(k) != ident.get(k)]
+        diff = [k for k in _IDENTITY_KEYS if (stored.get(k) or None) != (ident.get(k) or None)]
         if diff:
             raise MedistillError(
                 f"{out} holds a run with different settings ({', '.join(diff)}); use another "
@@ -370,12 +379,6 @@ def write_metrics(
     if mode == "loglik":
         metrics["truncation_rate"] = 0.0
     tmp = out / (METRICS + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, default=_json_default), encoding="utf-8")
+    tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     os.replace(tmp, out / METRICS)
     return metrics
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, float) and math.isnan(o):
-        return None
-    raise TypeError(type(o).__name__)
