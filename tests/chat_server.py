@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("429", "500", "503", "reset", "malformed", "slow")
+FAULTS = ("429", "500", "503", "reset", "malformed", "slow", "timeout")
 
 
 class ChatServer:
@@ -31,6 +31,9 @@ class ChatServer:
         latency_s: float = 0.0,
         truncate_every: int = 0,
         seed: int = 0,
+        timeout_sleep_s: float = 1.0,
+        reasoning: str | None = None,
+        reject_status: int | None = None,
     ) -> None:
         self.responder = responder
         self.fault_rate = fault_rate
@@ -39,6 +42,10 @@ class ChatServer:
         self.latency_s = latency_s
         self.truncate_every = truncate_every
         self.rng = random.Random(seed)
+        self.timeout_sleep_s = timeout_sleep_s
+        self.reasoning = reasoning  # None | "field" | "inline"
+        self.reject_status = reject_status
+        self.served: list[dict] = []  # bodies of requests answered 200 with a completion
         self.lock = threading.Lock()
         self.stats: Counter[str] = Counter()
         self.seen_auth: list[str | None] = []
@@ -95,6 +102,10 @@ class ChatServer:
             msg = {"error": {"message": f"Incorrect API key provided: {auth}"}}
             self._send(h, 401, json.dumps(msg).encode())
             return
+        if self.reject_status:
+            msg = {"error": {"message": f"bad request; you sent {auth}"}}
+            self._send(h, self.reject_status, json.dumps(msg).encode())
+            return
         if self.latency_s:
             time.sleep(self.latency_s)
         if fault:
@@ -115,10 +126,18 @@ class ChatServer:
                 return
             if fault == "slow":
                 time.sleep(0.05)
+            if fault == "timeout":  # longer than the client waits: it gives up and retries
+                time.sleep(self.timeout_sleep_s)
+                return
         text = self.responder(body["messages"])
         finish = "stop"
         if self.truncate_every and n % self.truncate_every == 0:
             text, finish = text[: max(1, len(text) // 3)], "length"
+        message = {"role": "assistant", "content": text}
+        if self.reasoning == "field":
+            message["reasoning_content"] = "Thinking it through."
+        elif self.reasoning == "inline":
+            message["content"] = "<think>Thinking it through.</think>\n" + text
         payload = {
             "id": f"cmpl-{n}",
             "object": "chat.completion",
@@ -127,7 +146,7 @@ class ChatServer:
                 {
                     "index": 0,
                     "finish_reason": finish,
-                    "message": {"role": "assistant", "content": text},
+                    "message": message,
                 }
             ],
             "usage": {
@@ -136,6 +155,10 @@ class ChatServer:
                 "total_tokens": 50 + len(text.split()),
             },
         }
+        try:
+            self._send(h, 200, json.dumps(payload).encode())
+        except OSError:  # the client gave up on this request: it was not delivered
+            return
         with self.lock:
             self.stats["ok"] += 1
-        self._send(h, 200, json.dumps(payload).encode())
+            self.served.append(body)

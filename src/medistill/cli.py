@@ -165,6 +165,106 @@ def _rate(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+@app.command("generate")
+@_user_errors
+def generate_cmd(
+    teacher: Annotated[
+        str | None, typer.Option(help="openai:<model> | transformers:<model> | vllm:<model>")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML recipe with a generate: section")
+    ] = None,
+    benchmark: Annotated[str | None, typer.Option(help="registered benchmark name")] = None,
+    path: Annotated[Path | None, typer.Option(help="local questions file")] = None,
+    limit: Annotated[int | None, typer.Option(help="first N questions")] = None,
+    samples: Annotated[int | None, typer.Option(help="traces per question")] = None,
+    temperature: Annotated[float | None, typer.Option()] = None,
+    top_p: Annotated[float | None, typer.Option()] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="completion token budget")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    shuffle_options: Annotated[bool | None, typer.Option(help="shuffle options per sample")] = None,
+    template: Annotated[str | None, typer.Option(help="prompt template or YAML")] = None,
+    out: Annotated[Path | None, typer.Option(help="SQLite trace store")] = None,
+    max_requests: Annotated[int | None, typer.Option(help="stop after N new calls")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="stop at this estimated $ cost")] = None,
+    retry_truncated: Annotated[bool | None, typer.Option(help="retry a cut-off call once")] = None,
+    base_url: Annotated[list[str] | None, typer.Option(help="OpenAI-compatible URL(s)")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="env var with the API key")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="requests in flight")] = None,
+    rpm: Annotated[float | None, typer.Option(help="requests/min per endpoint")] = None,
+    tpm: Annotated[float | None, typer.Option(help="tokens/min per endpoint")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds per request")] = None,
+    price_in: Annotated[float | None, typer.Option(help="$ per 1M prompt tokens")] = None,
+    price_out: Annotated[float | None, typer.Option(help="$ per 1M completion tokens")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="local backends: batch size")] = None,
+) -> None:
+    """Generate teacher traces into a resumable SQLite store."""
+    from medistill.config import build, load_section
+    from medistill.generate import GenerateConfig, run_generate
+
+    values = load_section(config, "generate") if config else {}
+    where = f"{config}: generate" if config else "generate"
+    teacher_values = dict(values.pop("teacher", None) or {})
+    if teacher:
+        from medistill.teacher import TeacherConfig
+
+        parsed = TeacherConfig.from_spec(teacher)
+        teacher_values.update(model=parsed.model, backend=parsed.backend)
+    flags = {
+        "base_url": base_url or None,
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "requests_per_minute": rpm,
+        "tokens_per_minute": tpm,
+        "timeout_s": timeout,
+        "price_input_per_mtok": price_in,
+        "price_output_per_mtok": price_out,
+        "batch_size": batch_size,
+    }
+    teacher_values.update({k: v for k, v in flags.items() if v is not None})
+    if "model" not in teacher_values:
+        raise MedistillError("no teacher: pass --teacher or a generate.teacher section")
+    values.update(
+        {
+            k: v
+            for k, v in {
+                "benchmark": benchmark,
+                "path": str(path) if path else None,
+                "limit": limit,
+                "samples": samples,
+                "temperature": temperature,
+                "top_p": top_p,
+                "max_tokens": max_tokens,
+                "seed": seed,
+                "shuffle_options": shuffle_options,
+                "template": template,
+                "out": str(out) if out else None,
+                "max_requests": max_requests,
+                "max_cost": max_cost,
+                "retry_truncated": retry_truncated,
+            }.items()
+            if v is not None
+        }
+    )
+    values["teacher"] = teacher_values
+    cfg = build(GenerateConfig, values, where=where)
+    summary = run_generate(cfg, show_progress=sys.stderr.isatty())
+    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+
+
+@app.command("export")
+@_user_errors
+def export_cmd(
+    store: Annotated[Path, typer.Argument(help="SQLite trace store")],
+    out: Annotated[Path, typer.Option(help="output file or folder")],
+    format: Annotated[str, typer.Option(help="jsonl | parquet | hf")] = "jsonl",
+) -> None:
+    """Export a trace store to JSONL, Parquet or a Hugging Face dataset folder."""
+    from medistill.store import export_store
+
+    typer.echo(f"wrote {export_store(store, out, format)}")
+
+
 @app.command("rescore")
 @_user_errors
 def rescore_cmd(

@@ -46,6 +46,7 @@ class Generation:
         latency_s: seconds this answer took (for batched backends, the batch time divided
             by the batch size: the amortised cost per answer).
         endpoint: which server answered (HTTP backends).
+        attempts: how many tries the call took (HTTP retries).
     """
 
     text: str
@@ -55,6 +56,7 @@ class Generation:
     latency_s: float | None = None
     reasoning: str | None = None
     endpoint: str | None = None
+    attempts: int = 1
 
     @property
     def truncated(self) -> bool:

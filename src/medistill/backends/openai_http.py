@@ -1,9 +1,11 @@
 """Any OpenAI-compatible chat-completions server: vLLM, SGLang, Ollama, llama.cpp, hosted APIs.
 
 Requests run concurrently (bounded), spread over one or more endpoints by least outstanding
-requests, and are retried with exponential backoff and jitter on 429, 5xx, timeouts,
-dropped connections and malformed bodies (``Retry-After`` honoured). A 400/401/403/404 stops
-at once with a message naming the endpoint and the API-key variable, never the key.
+requests, optionally paced per endpoint (requests/min, tokens/min), and are retried with
+exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and malformed
+bodies (``Retry-After`` honoured). A 400/401/403/404 stops at once with a message naming the
+endpoint and the API-key variable, never the key. The HTTP client is aiohttp: at hundreds of
+requests in flight on two cores, client overhead decides the throughput.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import json
 import logging
 import os
 import random
+import re
 import time
+from collections import Counter
+from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
+import aiohttp
 
 from medistill.backends.base import FINISH_LENGTH, FINISH_STOP, Generation, Messages, SamplingParams
 from medistill.errors import MedistillError
@@ -24,6 +29,7 @@ from medistill.errors import MedistillError
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+_THINK = re.compile(r"^\s*(?:<think>)?(?P<r>.*?)</think>\s*(?P<a>.*)$", re.S)
 
 
 class RetryableError(Exception):
@@ -35,8 +41,32 @@ class RetryableError(Exception):
         self.retry_after = retry_after
 
 
+class _Pacer:
+    """Spaces requests to stay under requests/min and tokens/min for one endpoint."""
+
+    def __init__(self, rpm: float | None, tpm: float | None) -> None:
+        self.rpm, self.tpm = rpm, tpm
+        self._next_req = 0.0
+        self._next_tok = 0.0
+
+    async def wait(self, tokens: int) -> None:
+        """Reserve a slot for a request of about ``tokens`` tokens and sleep until it."""
+        if not self.rpm and not self.tpm:
+            return
+        now = time.monotonic()
+        at = now
+        if self.rpm:
+            at = max(at, self._next_req)
+            self._next_req = at + 60.0 / self.rpm
+        if self.tpm:
+            at = max(at, self._next_tok)
+            self._next_tok = at + 60.0 * tokens / self.tpm
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
 class OpenAIBackend:
-    """Chat completions over HTTP with bounded concurrency and retries."""
+    """Chat completions over HTTP with bounded concurrency, pacing and retries."""
 
     name = "openai"
 
@@ -51,6 +81,8 @@ class OpenAIBackend:
         max_retries: int = 8,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
         extra_body: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
@@ -67,81 +99,101 @@ class OpenAIBackend:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.extra_body = extra_body or {}
-        self.errors: dict[str, int] = {}
+        self.errors: Counter[str] = Counter()
+        self._outstanding = dict.fromkeys(self.endpoints, 0)
+        self._pacers = {e: _Pacer(requests_per_minute, tokens_per_minute) for e in self.endpoints}
+        self._session: aiohttp.ClientSession | None = None
 
     def preferred_batch_size(self) -> int:
         """Enough requests in flight to keep every concurrency slot busy."""
         return max(4 * self.concurrency, 32)
 
-    def _scrub(self, text: str) -> str:
-        """Remove the API key from any text that may reach a log or an error."""
+    def scrub(self, text: str) -> str:
+        """Remove the API key from any text that may reach a log, a store or an error."""
         if self._api_key:
             text = text.replace(self._api_key, "***")
         return text
+
+    @asynccontextmanager
+    async def session(self):
+        """Open the HTTP session that :meth:`complete` uses (one per event loop)."""
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        connector = aiohttp.TCPConnector(
+            limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300
+        )
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(
+            headers=headers, connector=connector, timeout=timeout, raise_for_status=False
+        ) as s:
+            self._session = s
+            try:
+                yield self
+            finally:
+                self._session = None
 
     def generate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
         """Generate one completion per conversation (blocking wrapper over asyncio)."""
         return asyncio.run(self.agenerate(batch, params))
 
     async def agenerate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
-        """Generate concurrently; results come back in request order."""
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        limits = httpx.Limits(
-            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-        )
+        """Generate concurrently (at most ``concurrency`` in flight), results in order."""
         sem = asyncio.Semaphore(self.concurrency)
-        outstanding = dict.fromkeys(self.endpoints, 0)
-        async with httpx.AsyncClient(
-            headers=headers, timeout=self.timeout_s, limits=limits
-        ) as client:
 
-            async def one(messages: Messages) -> Generation:
-                async with sem:
-                    return await self._request(client, messages, params, outstanding)
+        async def one(messages: Messages) -> Generation:
+            async with sem:
+                return await self.complete(messages, params)
 
+        async with self.session():
             tasks = [asyncio.create_task(one(m)) for m in batch]
             try:
                 return list(await asyncio.gather(*tasks))
             except BaseException:
                 for t in tasks:
                     t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
-    async def _request(
-        self,
-        client: httpx.AsyncClient,
-        messages: Messages,
-        params: SamplingParams,
-        outstanding: dict[str, int],
-    ) -> Generation:
+    def request_body(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
+        """The chat-completions body: sampling parameters passed through as given."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
-            "n": 1,
+            "n": params.n,
             **self.extra_body,
         }
         if params.seed is not None:
             body["seed"] = params.seed
+        return body
+
+    async def complete(self, messages: Messages, params: SamplingParams) -> Generation:
+        """One call with retries; ``attempts`` on the result says how many it took."""
+        if self._session is None:
+            raise RuntimeError("OpenAIBackend.complete needs `async with backend.session()`")
+        body = self.request_body(messages, params)
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        est_tokens = len(payload) // 4 + params.max_new_tokens
         for attempt in range(self.max_retries + 1):
-            endpoint = min(outstanding, key=outstanding.__getitem__)
-            outstanding[endpoint] += 1
-            t0 = time.perf_counter()
+            endpoint = min(self._outstanding, key=self._outstanding.__getitem__)
+            self._outstanding[endpoint] += 1
             try:
-                gen = await self._post(client, endpoint, body)
+                await self._pacers[endpoint].wait(est_tokens)
+                t0 = time.perf_counter()
+                gen = await self._post(endpoint, payload)
                 gen.latency_s = time.perf_counter() - t0
                 gen.endpoint = endpoint
+                gen.attempts = attempt + 1
                 return gen
             except RetryableError as e:
-                self.errors[e.kind] = self.errors.get(e.kind, 0) + 1
+                self.errors[e.kind] += 1
                 if attempt == self.max_retries:
                     raise MedistillError(
                         f"{endpoint}: giving up after {attempt + 1} attempts ({e.kind}: "
-                        f"{self._scrub(str(e))})"
+                        f"{self.scrub(str(e))})"
                     ) from None
                 delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
                 delay = random.uniform(delay / 2, delay)
@@ -150,48 +202,50 @@ class OpenAIBackend:
                 log.debug("%s: %s, retry %d in %.2fs", endpoint, e.kind, attempt + 1, delay)
                 await asyncio.sleep(delay)
             finally:
-                outstanding[endpoint] -= 1
+                self._outstanding[endpoint] -= 1
         raise AssertionError("unreachable")
 
-    async def _post(
-        self, client: httpx.AsyncClient, endpoint: str, body: dict[str, Any]
-    ) -> Generation:
+    async def _post(self, endpoint: str, payload: bytes) -> Generation:
+        assert self._session is not None
         url = f"{endpoint}/chat/completions"
         try:
-            resp = await client.post(url, json=body)
-        except httpx.TimeoutException as e:
-            raise RetryableError("timeout", f"{type(e).__name__}") from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as e:
-            raise RetryableError("connection", f"{type(e).__name__}: {e}") from None
-        if resp.status_code in RETRY_STATUS:
-            raise RetryableError(
-                f"http_{resp.status_code}",
-                resp.text[:200],
-                _retry_after(resp.headers.get("retry-after")),
-            )
-        if resp.status_code in (401, 403):
+            async with self._session.post(url, data=payload) as resp:
+                status = resp.status
+                raw = await resp.read()
+                retry_after = resp.headers.get("Retry-After")
+        except asyncio.TimeoutError:
+            raise RetryableError("timeout", "request timed out") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            raise RetryableError("connection", f"{type(e).__name__}") from None
+        text = raw.decode("utf-8", errors="replace")
+        if status in RETRY_STATUS:
+            raise RetryableError(f"http_{status}", text[:200], _retry_after(retry_after))
+        if status in (401, 403):
             raise MedistillError(
-                f"{endpoint}: authentication failed (HTTP {resp.status_code}); check the API key "
-                f"in the environment variable {self.api_key_env}"
+                f"{endpoint}: authentication failed (HTTP {status}); check the API key in the "
+                f"environment variable {self.api_key_env}"
                 + ("" if self._api_key else " (it is not set)")
             )
-        if resp.status_code >= 400:
+        if status >= 400:
             raise MedistillError(
-                f"{endpoint}: request rejected (HTTP {resp.status_code}): "
-                f"{self._scrub(resp.text[:500])}"
+                f"{endpoint}: request rejected (HTTP {status}): {self.scrub(text[:500])}"
             )
         try:
-            data = resp.json()
+            data = json.loads(text)
             choice = data["choices"][0]
             msg = choice.get("message") or {}
-            text = msg.get("content") or ""
+            content = msg.get("content") or ""
             reasoning = msg.get("reasoning_content") or msg.get("reasoning") or None
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-            raise RetryableError("malformed_body", resp.text[:200]) from None
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise RetryableError("malformed_body", text[:200]) from None
+        if reasoning is None and "</think>" in content:  # inline <think> reasoning
+            m = _THINK.match(content)
+            if m:
+                reasoning, content = m.group("r").strip(), m.group("a")
         usage = data.get("usage") or {}
         finish = FINISH_LENGTH if choice.get("finish_reason") == "length" else FINISH_STOP
         return Generation(
-            text=text,
+            text=content,
             finish_reason=finish,
             output_tokens=usage.get("completion_tokens"),
             prompt_tokens=usage.get("prompt_tokens"),

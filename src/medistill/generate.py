@@ -1,0 +1,345 @@
+"""Stage 1: teacher traces -> the durable trace store.
+
+``run_generate`` builds one request per (question, sample index), skips every key already in
+the store, and runs the rest through the teacher backend: concurrently over HTTP (bounded,
+paced, retried) or in batches for local models. Each finished call is committed on arrival, so
+a killed run resumes where it stopped and no finished call is ever paid for twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from medistill.backends import SamplingParams, make_backend
+from medistill.backends.base import Generation
+from medistill.data import LETTERS, Question, load_benchmark
+from medistill.errors import MedistillError
+from medistill.prompts import get_template
+from medistill.store import TraceRecord, TraceStore, trace_key
+from medistill.teacher import TeacherConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerateConfig:
+    """Everything ``medistill generate`` needs (also the ``generate:`` section of a recipe)."""
+
+    teacher: TeacherConfig = field(metadata={"help": "who writes the traces"})
+    benchmark: str = field(default="sample", metadata={"help": "registered benchmark"})
+    path: str | None = field(default=None, metadata={"help": "local questions file"})
+    limit: int | None = field(default=None, metadata={"help": "first N questions"})
+    skip_invalid: bool = False
+    samples: int = field(default=1, metadata={"help": "traces per question (k)"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
+    top_p: float = 1.0
+    max_tokens: int = field(default=4096, metadata={"help": "completion token budget"})
+    seed: int = field(default=0, metadata={"help": "base seed; sample i uses seed + i"})
+    shuffle_options: bool = field(default=False, metadata={"help": "shuffle options per sample"})
+    template: str = field(default="cot", metadata={"help": "prompt template name or YAML"})
+    out: str = field(default="runs/traces.db", metadata={"help": "SQLite trace store"})
+    max_requests: int | None = field(default=None, metadata={"help": "stop after N new calls"})
+    max_cost: float | None = field(default=None, metadata={"help": "stop at this est. cost"})
+    retry_truncated: bool = field(
+        default=False, metadata={"help": "retry a cut-off call once with twice the budget"}
+    )
+
+
+@dataclass
+class Request:
+    """One teacher call to make: the question as shown and its store key."""
+
+    key: str
+    question: Question
+    sample_index: int
+    messages: list[dict[str, str]]
+    params: SamplingParams
+    options: dict[str, str]
+    gold: str | None
+    permutation: dict[str, str] | None
+
+
+def shuffle_question(q: Question, seed: int, sample_index: int) -> tuple[Question, dict[str, str]]:
+    """A copy of ``q`` with options permuted (deterministically per question and sample).
+
+    Returns the shown question (gold remapped) and ``shown letter -> original letter``, which
+    curation uses to undo the shuffle. Counters the teacher's position bias.
+    """
+    rng = random.Random(f"{seed}:{q.id}:{sample_index}")
+    original = list(q.options)
+    order = original[:]
+    rng.shuffle(order)
+    perm = {LETTERS[i]: orig for i, orig in enumerate(order)}
+    options = {shown: q.options[orig] for shown, orig in perm.items()}
+    gold = next((s for s, o in perm.items() if o == q.gold), None) if q.gold else None
+    shown = Question(
+        id=q.id,
+        source=q.source,
+        split=q.split,
+        question=q.question,
+        options=options,
+        gold=gold,
+        subject=q.subject,
+        meta=q.meta,
+    )
+    return shown, perm
+
+
+def build_requests(questions: list[Question], cfg: GenerateConfig) -> list[Request]:
+    """One request per (question, sample index), keyed for the store."""
+    tpl = get_template(cfg.template)
+    out = []
+    for q in questions:
+        for k in range(cfg.samples):
+            shown, perm = shuffle_question(q, cfg.seed, k) if cfg.shuffle_options else (q, None)
+            messages = tpl.messages(shown)
+            params = SamplingParams(
+                max_new_tokens=cfg.max_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                seed=cfg.seed + k,
+            )
+            key = trace_key(cfg.teacher.model, messages, params.to_dict(), k)
+            out.append(Request(key, q, k, messages, params, shown.options, shown.gold, perm))
+    return out
+
+
+class _Stats:
+    """Live counters for the progress bar and the final summary."""
+
+    def __init__(self, teacher: TeacherConfig) -> None:
+        self.teacher = teacher
+        self.t0 = time.perf_counter()
+        self.calls = self.prompt_tokens = self.completion_tokens = self.truncated = 0
+        self.retried_truncated = 0
+        self.errors: Counter[str] = Counter()
+
+    def add(self, g: Generation) -> None:
+        self.calls += 1
+        self.prompt_tokens += g.prompt_tokens or 0
+        self.completion_tokens += g.output_tokens or 0
+        self.truncated += g.truncated
+
+    @property
+    def cost(self) -> float:
+        return self.teacher.cost(self.prompt_tokens, self.completion_tokens)
+
+    def line(self) -> str:
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        return (
+            f"{self.calls / dt:.1f} req/s, {self.completion_tokens / dt:.0f} tok/s, "
+            f"${self.cost:.4f}, errors: {errs}"
+        )
+
+
+def _record(req: Request, g: Generation, teacher: str, scrub) -> TraceRecord:
+    return TraceRecord(
+        key=req.key,
+        question_id=req.question.id,
+        sample_index=req.sample_index,
+        teacher=teacher,
+        messages=req.messages,
+        params=req.params.to_dict(),
+        text=g.text,
+        finish_reason=g.finish_reason,
+        source=req.question.source,
+        question=req.question.question,
+        options=req.options,
+        gold=req.gold,
+        permutation=req.permutation,
+        subject=req.question.subject,
+        reasoning=g.reasoning,
+        prompt_tokens=g.prompt_tokens,
+        completion_tokens=g.output_tokens,
+        latency_s=g.latency_s,
+        endpoint=scrub(g.endpoint) if g.endpoint else None,
+        attempts=g.attempts,
+    )
+
+
+def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str, Any]:
+    """Generate traces into ``cfg.out``; return (and log) the run summary."""
+    if cfg.samples < 1:
+        raise MedistillError("--samples must be at least 1")
+    data = load_benchmark(cfg.benchmark, cfg.path, skip_invalid=cfg.skip_invalid, limit=cfg.limit)
+    requests = build_requests(data.questions, cfg)
+    with TraceStore(cfg.out) as store:
+        done = store.done_keys()
+        pending = [r for r in requests if r.key not in done]
+        already = len(requests) - len(pending)
+        stopped = None
+        if cfg.max_requests is not None and len(pending) > cfg.max_requests:
+            pending, stopped = pending[: cfg.max_requests], "max_requests"
+        stats = _Stats(cfg.teacher)
+        log.info(
+            "%s: %d calls wanted, %d already stored, %d to make",
+            cfg.out,
+            len(requests),
+            already,
+            len(pending),
+        )
+        if pending:
+            backend = cfg.teacher.build()
+            with _Progress(show_progress, len(requests), already) as bar:
+                if cfg.teacher.backend == "openai":
+                    run = asyncio.run(_run_http(backend, pending, store, cfg, stats, bar))
+                else:
+                    run = _run_local(backend, pending, store, cfg, stats, bar)
+            stopped = run or stopped
+            stats.errors.update(getattr(backend, "errors", {}))
+        totals = store.totals()
+    summary = {
+        "store": str(cfg.out),
+        "teacher": cfg.teacher.model,
+        "wanted": len(requests),
+        "already_stored": already,
+        "new_calls": stats.calls,
+        "stopped_by": stopped,
+        "truncated_new": stats.truncated,
+        "retried_truncated": stats.retried_truncated,
+        "errors": dict(stats.errors),
+        "prompt_tokens_new": stats.prompt_tokens,
+        "completion_tokens_new": stats.completion_tokens,
+        "estimated_cost_new": round(stats.cost, 6),
+        "estimated_cost_total": round(
+            cfg.teacher.cost(totals["prompt_tokens"], totals["completion_tokens"]), 6
+        ),
+        "wall_s": round(time.perf_counter() - stats.t0, 3),
+        "store_totals": totals,
+        "config": {k: v for k, v in asdict(cfg).items() if k != "teacher"},
+    }
+    log.info("generation summary: %s", {k: v for k, v in summary.items() if k != "config"})
+    return summary
+
+
+async def _run_http(
+    backend, pending: list[Request], store: TraceStore, cfg: GenerateConfig, stats: _Stats, bar
+) -> str | None:
+    """Run requests with at most ``concurrency`` in flight; commit each as it finishes."""
+    sem = asyncio.Semaphore(cfg.teacher.concurrency)
+    tasks: set[asyncio.Task] = set()
+    failure: list[BaseException] = []
+    stopped = None
+
+    async def one(req: Request) -> None:
+        try:
+            g = await backend.complete(req.messages, req.params)
+            if g.truncated and cfg.retry_truncated:
+                bigger = SamplingParams(
+                    **{**req.params.to_dict(), "max_new_tokens": 2 * req.params.max_new_tokens}
+                )
+                stats.retried_truncated += 1
+                g = await backend.complete(req.messages, bigger)
+            store.put(_record(req, g, cfg.teacher.model, backend.scrub))
+            stats.add(g)
+            bar.advance(stats, backend)
+        except BaseException as e:  # the first failure (auth, 400, give-up) stops the run
+            if not isinstance(e, asyncio.CancelledError):
+                failure.append(e)
+        finally:
+            sem.release()
+
+    async with backend.session():
+        for req in pending:
+            if failure:
+                break
+            if cfg.max_cost is not None and stats.cost >= cfg.max_cost:
+                stopped = "max_cost"
+                break
+            await sem.acquire()
+            if failure:
+                sem.release()
+                break
+            t = asyncio.create_task(one(req))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        if failure:  # stop at once: nothing else is worth sending after an auth/400 error
+            for t in list(tasks):
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if failure:
+        raise failure[0]
+    return stopped
+
+
+def _run_local(
+    backend, pending: list[Request], store: TraceStore, cfg: GenerateConfig, stats: _Stats, bar
+) -> str | None:
+    """Local models: batches of requests sharing sampling parameters, committed per batch."""
+    by_params: dict[str, list[Request]] = {}
+    for r in pending:
+        by_params.setdefault(str(r.params.to_dict()), []).append(r)
+    step = backend.preferred_batch_size()
+    for group in by_params.values():
+        for i in range(0, len(group), step):
+            if cfg.max_cost is not None and stats.cost >= cfg.max_cost:
+                return "max_cost"
+            chunk = group[i : i + step]
+            gens = backend.generate([r.messages for r in chunk], chunk[0].params)
+            for r, g in zip(chunk, gens, strict=True):
+                store.put(_record(r, g, cfg.teacher.model, lambda s: s))
+                stats.add(g)
+                bar.advance(stats, backend)
+    return None
+
+
+class _Progress:
+    """Rich progress: done/total, requests/s, tokens/s, cost, errors by kind, ETA."""
+
+    def __init__(self, enabled: bool, total: int, completed: int) -> None:
+        self.enabled, self.total, self.completed = enabled, total, completed
+        self._p = None
+        self._task = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._p = Progress(
+                TextColumn("[bold]generate"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
+            self._p.__enter__()
+            self._task = self._p.add_task(
+                "gen", total=self.total, completed=self.completed, info=""
+            )
+        return self
+
+    def advance(self, stats: _Stats, backend: Any) -> None:
+        """One call finished: move the bar and refresh the rates."""
+        if self._p is not None:
+            errs = Counter(stats.errors)
+            errs.update(getattr(backend, "errors", {}))
+            old, stats.errors = stats.errors, errs
+            self._p.update(self._task, advance=1, info=stats.line())
+            stats.errors = old
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)
+
+
+__all__ = [
+    "GenerateConfig",
+    "Request",
+    "build_requests",
+    "make_backend",
+    "run_generate",
+    "shuffle_question",
+]

@@ -1,0 +1,232 @@
+"""The durable trace store: one SQLite file (WAL mode), one row per finished teacher call.
+
+A row's key is a hash of (teacher model, messages, sampling parameters, sample index), so a
+rerun with the same configuration finds every finished call and never pays for it twice. Each
+call is committed the moment it finishes: killing the process loses at most calls in flight.
+No credentials are ever stored: only the model name, the endpoint URL and the texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medistill.errors import MedistillError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_COLUMNS = (
+    ("key", "TEXT PRIMARY KEY"),
+    ("question_id", "TEXT NOT NULL"),
+    ("sample_index", "INTEGER NOT NULL"),
+    ("source", "TEXT"),
+    ("teacher", "TEXT NOT NULL"),
+    ("question", "TEXT"),
+    ("options", "TEXT"),  # JSON: the options as shown to the teacher (shuffled if asked)
+    ("gold", "TEXT"),  # gold letter in the shown options
+    ("permutation", "TEXT"),  # JSON: shown letter -> original letter, or null
+    ("subject", "TEXT"),
+    ("messages", "TEXT NOT NULL"),  # JSON
+    ("params", "TEXT NOT NULL"),  # JSON sampling parameters
+    ("text", "TEXT"),
+    ("reasoning", "TEXT"),
+    ("finish_reason", "TEXT"),
+    ("truncated", "INTEGER"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("latency_s", "REAL"),
+    ("endpoint", "TEXT"),
+    ("attempts", "INTEGER"),
+    ("created_at", "REAL"),
+)
+COLUMNS = tuple(name for name, _ in _COLUMNS)
+_JSON_COLUMNS = {"options", "permutation", "messages", "params"}
+
+
+def trace_key(
+    teacher: str, messages: list[dict[str, str]], params: dict[str, Any], sample_index: int
+) -> str:
+    """The identity of one teacher call: same inputs, same key, on any machine."""
+    blob = json.dumps(
+        {"teacher": teacher, "messages": messages, "params": params, "sample": sample_index},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class TraceRecord:
+    """One finished call, as stored."""
+
+    key: str
+    question_id: str
+    sample_index: int
+    teacher: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    text: str
+    finish_reason: str
+    source: str | None = None
+    question: str | None = None
+    options: dict[str, str] | None = None
+    gold: str | None = None
+    permutation: dict[str, str] | None = None
+    subject: str | None = None
+    reasoning: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    endpoint: str | None = None
+    attempts: int = 1
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def truncated(self) -> bool:
+        """True when the call stopped at its token limit."""
+        return self.finish_reason == "length"
+
+    def row(self) -> tuple[Any, ...]:
+        """Values in :data:`COLUMNS` order, JSON-encoding structured fields."""
+        values = []
+        for name in COLUMNS:
+            v = int(self.truncated) if name == "truncated" else getattr(self, name)
+            if name in _JSON_COLUMNS and v is not None:
+                v = json.dumps(v, ensure_ascii=False)
+            values.append(v)
+        return tuple(values)
+
+
+class TraceStore:
+    """SQLite trace store. Use as a context manager; safe against kills at any moment."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a committed call survives a killed process; only an OS
+            # crash or power loss may drop the last commits.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            cols = ", ".join(f"{n} {t}" for n, t in _COLUMNS)
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS traces ({cols})")
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except sqlite3.DatabaseError as e:
+            raise MedistillError(f"{self.path}: not a usable trace store ({e})") from e
+        version = self.db.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()[0]
+        if int(version) != SCHEMA_VERSION:
+            raise MedistillError(
+                f"{self.path}: trace store schema {version}, this medistill reads {SCHEMA_VERSION}"
+            )
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (WAL contents stay valid for the next open)."""
+        self.db.close()
+
+    def done_keys(self) -> set[str]:
+        """Keys of every finished call."""
+        return {k for (k,) in self.db.execute("SELECT key FROM traces")}
+
+    def put(self, rec: TraceRecord) -> bool:
+        """Commit one finished call; returns False if its key was already stored."""
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        cur = self.db.execute(
+            f"INSERT OR IGNORE INTO traces ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+            rec.row(),
+        )
+        return cur.rowcount == 1
+
+    def replace(self, rec: TraceRecord) -> None:
+        """Overwrite a stored call (used when a truncated call is retried with more tokens)."""
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO traces ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+            rec.row(),
+        )
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+
+    def totals(self) -> dict[str, Any]:
+        """Counts and token totals over the whole store."""
+        n, p, c, t = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
+            " COALESCE(SUM(truncated), 0) FROM traces"
+        ).fetchone()
+        return {"calls": n, "prompt_tokens": p, "completion_tokens": c, "truncated": t}
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """Every stored call as a dict (JSON fields decoded), in insertion order."""
+        cur = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM traces ORDER BY rowid")
+        for values in cur:
+            row = dict(zip(COLUMNS, values, strict=True))
+            for name in _JSON_COLUMNS:
+                if row[name] is not None:
+                    row[name] = json.loads(row[name])
+            row["truncated"] = bool(row["truncated"])
+            yield row
+
+
+def export_store(store_path: str | Path, out: str | Path, fmt: str = "jsonl") -> Path:
+    """Export a trace store to ``jsonl``, ``parquet`` or a Hugging Face dataset folder (``hf``).
+
+    Streams rows for JSONL; Parquet and HF go through ``pyarrow`` / ``datasets`` (optional).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not Path(store_path).exists():
+        raise MedistillError(f"{store_path}: trace store not found")
+    with TraceStore(store_path) as store:
+        if fmt == "jsonl":
+            tmp = out.with_suffix(out.suffix + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for row in store.iter_rows():
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            tmp.replace(out)
+            return out
+        rows = [_flat(r) for r in store.iter_rows()]
+    if fmt == "parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise MedistillError("Parquet export needs pyarrow: pip install pyarrow") from None
+        pq.write_table(pa.Table.from_pylist(rows), out)
+        return out
+    if fmt == "hf":
+        try:
+            import datasets
+        except ImportError:
+            raise MedistillError("HF dataset export needs datasets: pip install datasets") from None
+        datasets.Dataset.from_list(rows).save_to_disk(str(out))
+        return out
+    raise MedistillError(f"unknown export format {fmt!r}; choose jsonl, parquet or hf")
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """Structured fields as JSON strings: a stable columnar schema for Parquet / Arrow."""
+    return {
+        k: (json.dumps(v, ensure_ascii=False) if k in _JSON_COLUMNS and v is not None else v)
+        for k, v in row.items()
+    }

@@ -1,0 +1,88 @@
+"""Who writes the traces: a teacher spec, its backend settings and its price."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from medistill.backends import BACKENDS, make_backend
+from medistill.errors import MedistillError
+
+
+@dataclass
+class TeacherConfig:
+    """A teacher model and how to reach it.
+
+    ``spec`` strings accepted by :meth:`from_spec`: ``openai:<model>`` (any OpenAI-compatible
+    server, see ``base_url``), ``transformers:<hub id or folder>``, ``vllm:<model>``, or a bare
+    model name (``openai``).
+    """
+
+    model: str = field(metadata={"help": "model name sent to the server / local model"})
+    backend: str = field(default="openai", metadata={"help": "openai | transformers | vllm"})
+    base_url: list[str] = field(
+        default_factory=lambda: ["http://127.0.0.1:8000/v1"],
+        metadata={"help": "one or more OpenAI-compatible endpoints (balanced)"},
+    )
+    api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"}
+    )
+    concurrency: int = field(default=64, metadata={"help": "requests in flight"})
+    requests_per_minute: float | None = field(default=None, metadata={"help": "per endpoint"})
+    tokens_per_minute: float | None = field(default=None, metadata={"help": "per endpoint"})
+    timeout_s: float = field(default=600.0, metadata={"help": "per request"})
+    max_retries: int = field(default=8, metadata={"help": "retries on 429/5xx/network"})
+    backoff_base_s: float = field(default=1.0, metadata={"help": "first retry delay"})
+    batch_size: int = field(default=8, metadata={"help": "local backends: batch size"})
+    price_input_per_mtok: float = field(default=0.0, metadata={"help": "$ per 1M prompt tok"})
+    price_output_per_mtok: float = field(default=0.0, metadata={"help": "$ per 1M output tok"})
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: str, **kwargs: Any) -> TeacherConfig:
+        """Parse ``backend:model`` (or a bare model name for the openai backend)."""
+        backend, sep, model = spec.partition(":")
+        if sep and backend in BACKENDS:
+            return cls(model=model, backend=backend, **kwargs)
+        return cls(model=spec, **kwargs)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise MedistillError(
+                f"unknown teacher backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}"
+            )
+        if isinstance(self.base_url, str):
+            self.base_url = [self.base_url]
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Estimated cost in dollars from the configured price table."""
+        return (
+            prompt_tokens * self.price_input_per_mtok
+            + completion_tokens * self.price_output_per_mtok
+        ) / 1e6
+
+    def build(self):
+        """The backend object for this teacher."""
+        if self.backend == "openai":
+            return make_backend(
+                "openai",
+                self.model,
+                base_url=self.base_url,
+                api_key_env=self.api_key_env,
+                concurrency=self.concurrency,
+                timeout_s=self.timeout_s,
+                max_retries=self.max_retries,
+                backoff_base_s=self.backoff_base_s,
+                requests_per_minute=self.requests_per_minute,
+                tokens_per_minute=self.tokens_per_minute,
+                extra_body=self.extra_body,
+            )
+        if self.backend == "transformers":
+            return make_backend(
+                "transformers",
+                self.model,
+                batch_size=self.batch_size,
+                trust_remote_code=self.trust_remote_code,
+            )
+        return make_backend("vllm", self.model, trust_remote_code=self.trust_remote_code)
