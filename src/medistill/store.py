@@ -73,8 +73,8 @@ class TraceRecord:
     question_id: str
     sample_index: int
     teacher: str
-    messages: list[dict[str, str]]
-    params: dict[str, Any]
+    messages: list[dict[str, str]] | str  # a str is the messages already encoded as JSON
+    params: dict[str, Any] | str
     text: str
     finish_reason: str
     source: str | None = None
@@ -101,8 +101,8 @@ class TraceRecord:
         values = []
         for name in COLUMNS:
             v = int(self.truncated) if name == "truncated" else getattr(self, name)
-            if name in _JSON_COLUMNS and v is not None:
-                v = json.dumps(v, ensure_ascii=False)
+            if name in _JSON_COLUMNS and v is not None and not isinstance(v, str):
+                v = json.dumps(v, ensure_ascii=False)  # a str is already JSON
             values.append(v)
         return tuple(values)
 
@@ -156,6 +156,25 @@ class TraceStore:
             rec.row(),
         )
         return cur.rowcount == 1
+
+    def put_many(self, recs: list[TraceRecord]) -> int:
+        """Commit several finished calls in one transaction (group commit); returns how many
+        were new. Used to keep up with hundreds of calls finishing in the same instant."""
+        if not recs:
+            return 0
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        before = self.db.total_changes
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(
+                f"INSERT OR IGNORE INTO traces ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+                [r.row() for r in recs],
+            )
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return self.db.total_changes - before
 
     def replace(self, rec: TraceRecord) -> None:
         """Overwrite a stored call (used when a truncated call is retried with more tokens)."""

@@ -170,12 +170,25 @@ class OpenAIBackend:
             body["seed"] = params.seed
         return body
 
-    async def complete(self, messages: Messages, params: SamplingParams) -> Generation:
+    def request_payload(
+        self, messages: Messages, params: SamplingParams, messages_json: str | None = None
+    ) -> bytes:
+        """The encoded request body; ``messages_json`` (already-encoded messages) saves
+        re-encoding the long part of the body on every call."""
+        if messages_json is None:
+            return json.dumps(self.request_body(messages, params), ensure_ascii=False).encode()
+        body = self.request_body([], params)
+        del body["messages"]
+        head = json.dumps(body, ensure_ascii=False)
+        return (head[:-1] + ', "messages": ' + messages_json + "}").encode()
+
+    async def complete(
+        self, messages: Messages, params: SamplingParams, *, messages_json: str | None = None
+    ) -> Generation:
         """One call with retries; ``attempts`` on the result says how many it took."""
         if self._session is None:
             raise RuntimeError("OpenAIBackend.complete needs `async with backend.session()`")
-        body = self.request_body(messages, params)
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        payload = self.request_payload(messages, params, messages_json)
         est_tokens = len(payload) // 4 + params.max_new_tokens
         for attempt in range(self.max_retries + 1):
             endpoint = min(self._outstanding, key=self._outstanding.__getitem__)
