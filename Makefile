@@ -30,7 +30,7 @@ format: install
 
 # Everything, slow end-to-end tests included (they fit in CI's budget).
 test: lint
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q -m "slow or not slow" --durations=8
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"

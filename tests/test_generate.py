@@ -383,3 +383,30 @@ def test_transformers_teacher_offline(tiny_model_dir: Path, tmp_path: Path) -> N
     got = rows(db)
     assert len(got) == 6 and {r["sample_index"] for r in got} == {0, 1}
     assert all(r["completion_tokens"] and r["finish_reason"] in ("stop", "length") for r in got)
+
+
+def test_split_option_is_accepted_and_labels_questions(tmp_path: Path) -> None:
+    db = tmp_path / "sp.db"
+    with ChatServer(answer) as srv:
+        r = CliRunner().invoke(
+            app,
+            [
+                "generate",
+                "--teacher",
+                "openai:t",
+                "--base-url",
+                srv.url,
+                "--limit",
+                "2",
+                "--split",
+                "train",
+                "--out",
+                str(db),
+            ],
+        )
+    assert r.exit_code == 0, r.output
+    with TraceStore(db) as s:
+        assert len(s) == 2
+    from medistill.data import load_benchmark as lb
+
+    assert {q.split for q in lb("sample", split="train", limit=2)} == {"train"}

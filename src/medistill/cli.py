@@ -176,6 +176,7 @@ def generate_cmd(
     ] = None,
     benchmark: Annotated[str | None, typer.Option(help="registered benchmark name")] = None,
     path: Annotated[Path | None, typer.Option(help="local questions file")] = None,
+    split: Annotated[str | None, typer.Option(help="split, e.g. train")] = None,
     limit: Annotated[int | None, typer.Option(help="first N questions")] = None,
     samples: Annotated[int | None, typer.Option(help="traces per question")] = None,
     temperature: Annotated[float | None, typer.Option()] = None,
@@ -230,6 +231,7 @@ def generate_cmd(
             for k, v in {
                 "benchmark": benchmark,
                 "path": str(path) if path else None,
+                "split": split,
                 "limit": limit,
                 "samples": samples,
                 "temperature": temperature,

@@ -35,6 +35,10 @@ class GenerateConfig:
     teacher: TeacherConfig = field(metadata={"help": "who writes the traces"})
     benchmark: str = field(default="sample", metadata={"help": "registered benchmark"})
     path: str | None = field(default=None, metadata={"help": "local questions file"})
+    split: str | None = field(
+        default=None,
+        metadata={"help": "split to load/label, e.g. train (default: the benchmark's)"},
+    )
     limit: int | None = field(default=None, metadata={"help": "first N questions"})
     skip_invalid: bool = False
     samples: int = field(default=1, metadata={"help": "traces per question (k)"})
@@ -186,7 +190,10 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
     """Generate traces into ``cfg.out``; return (and log) the run summary."""
     if cfg.samples < 1:
         raise MedistillError("--samples must be at least 1")
-    data = load_benchmark(cfg.benchmark, cfg.path, skip_invalid=cfg.skip_invalid, limit=cfg.limit)
+    extra = {"split": cfg.split} if cfg.split else {}
+    data = load_benchmark(
+        cfg.benchmark, cfg.path, skip_invalid=cfg.skip_invalid, limit=cfg.limit, **extra
+    )
     requests = build_requests(data.questions, cfg)
     with TraceStore(cfg.out) as store:
         done = store.done_keys()

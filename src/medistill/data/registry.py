@@ -188,11 +188,13 @@ def _load_from_hub(
         ) from None
     import json
 
+    # An explicit split (e.g. "train" for teacher traces) picks the Hub split too.
+    hub_split = kw.get("split") if kw.get("split") not in (None, spec.split) else spec.hub_split
     tmp = Path(tempfile.mkdtemp(prefix=f"medistill-{spec.name}-"))
     try:
         if spec.name == "mmlu_medical":
             for config in spec.hub_configs:
-                ds = datasets.load_dataset(spec.hub_id, config, split=spec.hub_split)
+                ds = datasets.load_dataset(spec.hub_id, config, split=hub_split)
                 with open(tmp / f"{config}_test.csv", "w", encoding="utf-8", newline="") as fh:
                     import csv
 
@@ -201,7 +203,7 @@ def _load_from_hub(
                         writer.writerow([r["question"], *r["choices"], "ABCD"[r["answer"]]])
             target = tmp
         else:
-            ds = datasets.load_dataset(spec.hub_id, spec.hub_configs[0], split=spec.hub_split)
+            ds = datasets.load_dataset(spec.hub_id, spec.hub_configs[0], split=hub_split)
             target = tmp / f"{spec.name}.jsonl"
             with open(target, "w", encoding="utf-8") as fh:
                 for r in ds:
