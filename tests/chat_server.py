@@ -62,7 +62,14 @@ class ChatServer:
                 body = json.loads(self.rfile.read(length))
                 server._handle(self, body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class QuietServer(ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:
+                # A client that gave up (timeout, cancelled run) breaks the pipe: count it
+                # instead of printing a traceback into the output under test.
+                with server.lock:
+                    server.stats["server_errors"] += 1
+
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
