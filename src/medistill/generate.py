@@ -152,9 +152,11 @@ class _Stats:
     def cost(self) -> float:
         return self.teacher.cost(self.prompt_tokens, self.completion_tokens)
 
-    def line(self) -> str:
+    def line(self, backend_errors: Counter[str] | None = None) -> str:
+        """The progress-bar text: rates, cost so far, errors by kind (retried ones included)."""
         dt = max(time.perf_counter() - self.t0, 1e-9)
-        errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        errors = self.errors + (backend_errors or Counter())
+        errs = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
         return (
             f"{self.calls / dt:.1f} req/s, {self.completion_tokens / dt:.0f} tok/s, "
             f"${self.cost:.4f}, errors: {errs}"
@@ -378,11 +380,8 @@ class _Progress:
     def advance(self, stats: _Stats, backend: Any) -> None:
         """One call finished: move the bar and refresh the rates."""
         if self._p is not None:
-            errs = Counter(stats.errors)
-            errs.update(getattr(backend, "errors", {}))
-            old, stats.errors = stats.errors, errs
-            self._p.update(self._task, advance=1, info=stats.line())
-            stats.errors = old
+            info = stats.line(Counter(getattr(backend, "errors", {})))
+            self._p.update(self._task, advance=1, info=info)
 
     def __exit__(self, *exc: object) -> None:
         if self._p is not None:
