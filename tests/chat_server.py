@@ -135,6 +135,7 @@ class ChatServer:
                 time.sleep(0.05)
             if fault == "timeout":  # longer than the client waits: it gives up and retries
                 time.sleep(self.timeout_sleep_s)
+                h.close_connection = True  # a client that waits longer sees a drop instead
                 return
         text = self.responder(body["messages"])
         finish = "stop"
