@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medistill.answers import extract_answer
-from medistill.backends import BACKENDS, SamplingParams, make_backend
+from medistill.backends import BACKENDS, SamplingParams
 from medistill.data import Question, get_spec, load_benchmark
 from medistill.errors import DataError, MedistillError
 from medistill.metrics import compute_metrics
@@ -263,22 +263,18 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
 
 
 def _make(cfg: EvalConfig):
-    if cfg.backend == "transformers":
-        return make_backend(
-            "transformers",
-            cfg.model,
-            batch_size=cfg.batch_size,
-            trust_remote_code=cfg.trust_remote_code,
-        )
-    if cfg.backend == "openai":
-        return make_backend(
-            "openai",
-            cfg.model,
-            base_url=cfg.base_url,
-            api_key_env=cfg.api_key_env,
-            concurrency=cfg.concurrency,
-        )
-    return make_backend("vllm", cfg.model, trust_remote_code=cfg.trust_remote_code)
+    """The backend for the model under evaluation (built like a teacher's: one code path)."""
+    from medistill.teacher import TeacherConfig
+
+    return TeacherConfig(
+        model=cfg.model,
+        backend=cfg.backend,
+        base_url=cfg.base_url,
+        api_key_env=cfg.api_key_env,
+        concurrency=cfg.concurrency,
+        batch_size=cfg.batch_size,
+        trust_remote_code=cfg.trust_remote_code,
+    ).build()
 
 
 def _base_row(q: Question) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from medistill.backends import SamplingParams, make_backend
+from medistill.backends import SamplingParams
 from medistill.backends.base import Generation
 from medistill.data import LETTERS, Question, load_benchmark
 from medistill.errors import MedistillError
@@ -392,7 +392,6 @@ __all__ = [
     "GenerateConfig",
     "Request",
     "build_requests",
-    "make_backend",
     "run_generate",
     "shuffle_question",
 ]

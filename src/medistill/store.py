@@ -176,14 +176,6 @@ class TraceStore:
         self.db.execute("COMMIT")
         return self.db.total_changes - before
 
-    def replace(self, rec: TraceRecord) -> None:
-        """Overwrite a stored call (used when a truncated call is retried with more tokens)."""
-        placeholders = ", ".join("?" for _ in COLUMNS)
-        self.db.execute(
-            f"INSERT OR REPLACE INTO traces ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-            rec.row(),
-        )
-
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
 

@@ -1,4 +1,4 @@
-"""Who writes the traces: a teacher spec, its backend settings and its price."""
+"""A model and how to reach it: the teacher for ``generate``, the model under test for ``eval``."""
 
 from __future__ import annotations
 
