@@ -590,3 +590,24 @@ def extract_letter(
 ) -> str | None:
     """Shorthand for ``extract_answer(...).letter``."""
     return extract_answer(text, options, **kw).letter
+
+
+def answer_statements(
+    text: str | None, options: Mapping[str, str] | Sequence[str] | None = None
+) -> list[str]:
+    """Letters of every explicit answer statement in the answer region, in order.
+
+    Curation uses it to reject a response that commits to two different final answers
+    ("The answer is B. ... Final answer: D"), which :func:`extract_answer` resolves to the
+    last one. The same patterns as the strict rules: one extractor, two views.
+    """
+    if text is None or not str(text).strip():
+        return []
+    letters = _letters_for(options, None)
+    opts = _option_map(options)
+    region, why = _answer_region(str(text))
+    if why:
+        return []
+    region = _clean(region)
+    hits = _statement_hits(region, _patterns(letters), opts)
+    return [letter for _, _, letter, _ in sorted(hits)]

@@ -254,6 +254,97 @@ def generate_cmd(
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
 
 
+@app.command("import-traces")
+@_user_errors
+def import_traces_cmd(
+    file: Annotated[Path, typer.Argument(help="JSON / JSONL / Parquet trace dataset")],
+    store: Annotated[Path, typer.Option(help="SQLite trace store to import into")],
+    origin: Annotated[str, typer.Option(help="dataset name recorded as the traces' origin")],
+    preset: Annotated[str | None, typer.Option(help="known field layout: huatuogpt-o1")] = None,
+    map: Annotated[
+        str | None,
+        typer.Option(
+            help="ours=theirs pairs, e.g. question=Question,options=options,gold=answer_idx,"
+            "reasoning=Complex_CoT,response=Response (fields: question, options, gold, "
+            "reasoning, response, id, subject, finish_reason)"
+        ),
+    ] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="skip bad rows, count them")] = False,
+) -> None:
+    """Import an existing trace dataset (HuatuoGPT-o1, m1K...) into a trace store."""
+    from medistill.curate import import_traces, parse_mapping
+
+    summary = import_traces(
+        file,
+        store,
+        origin=origin,
+        mapping=parse_mapping(map, preset),
+        skip_invalid=skip_invalid,
+    )
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("curate")
+@_user_errors
+def curate_cmd(
+    store: Annotated[Path | None, typer.Argument(help="SQLite trace store")] = None,
+    out: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML recipe with a curate: section")] = None,
+    eval_benchmarks: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated benchmarks (name or name=path) to decontaminate "
+            "against; 'none' to skip"
+        ),
+    ] = None,
+    extract_mode: Annotated[str | None, typer.Option(help="strict | lenient")] = None,
+    selection: Annotated[str | None, typer.Option(help="all | k | shortest | majority")] = None,
+    k: Annotated[int | None, typer.Option(help="traces per question for --selection k")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="student tokenizer for lengths")] = None,
+    min_tokens: Annotated[int | None, typer.Option()] = None,
+    max_tokens: Annotated[int | None, typer.Option()] = None,
+    difficulty_eval: Annotated[
+        Path | None, typer.Option(help="base student predictions.jsonl: drop solved questions")
+    ] = None,
+    max_per_subject: Annotated[int | None, typer.Option(help="balance subjects")] = None,
+    embedding_dedup: Annotated[bool | None, typer.Option(help="MiniLM near-dup check")] = None,
+    validation_fraction: Annotated[float | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Verify, filter, deduplicate and decontaminate traces into a dataset with a data card."""
+    from medistill.config import build, load_section
+    from medistill.curate import CurateConfig, run_curate
+
+    values = load_section(config, "curate") if config else {}
+    where = f"{config}: curate" if config else "curate"
+    cli = {
+        "store": str(store) if store else None,
+        "out": str(out) if out else None,
+        "extract_mode": extract_mode,
+        "selection": selection,
+        "k": k,
+        "tokenizer": tokenizer,
+        "min_tokens": min_tokens,
+        "max_tokens": max_tokens,
+        "difficulty_eval": str(difficulty_eval) if difficulty_eval else None,
+        "max_per_subject": max_per_subject,
+        "embedding_dedup": embedding_dedup,
+        "validation_fraction": validation_fraction,
+        "seed": seed,
+    }
+    if eval_benchmarks is not None:
+        names = [b.strip() for b in eval_benchmarks.split(",") if b.strip()]
+        cli["eval_benchmarks"] = [] if names in ([], ["none"]) else names
+    values.update({k2: v for k2, v in cli.items() if v is not None})
+    stats = run_curate(build(CurateConfig, values, where=where), show_progress=sys.stderr.isatty())
+    keep = ("input_traces", "kept_traces", "kept_questions", "teacher_accuracy", "splits")
+    summary = {k2: stats[k2] for k2 in keep}
+    summary["dropped"] = {r: n for r, n in stats["dropped"].items() if n}
+    summary["decontaminated"] = stats["decontamination"]["removed_questions"]
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"wrote {stats['config']['out']} (card: README.md)")
+
+
 @app.command("export")
 @_user_errors
 def export_cmd(

@@ -1,0 +1,148 @@
+"""The data card: a ``README.md`` (Hugging Face dataset-card front matter) and a token-length
+histogram, written from the curation statistics so a reviewer sees what was kept and why."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medistill.curate.filters import QUESTION_REASONS, TRACE_REASONS
+
+log = logging.getLogger(__name__)
+
+REASON_HELP = {
+    "malformed": "missing question/options/gold, gold not an option, or no text",
+    "truncated": "the teacher hit its token limit",
+    "refusal": "the teacher declined to answer",
+    "no_answer": "no final answer the shared extractor can read",
+    "conflicting_answers": "more than one different final answer",
+    "incorrect": "final answer differs from gold (after undoing the option shuffle)",
+    "leaked_gold": "the reasoning cites an answer key",
+    "repetition": "degenerate repetition (share of repeated word n-grams)",
+    "too_short": "assistant turn under min_tokens",
+    "too_long": "assistant turn over max_tokens",
+    "contaminated": "question overlaps an evaluation benchmark (see decontamination.jsonl)",
+    "duplicate_exact": "same normalised question and options as an earlier question",
+    "duplicate_near": "MinHash near-duplicate of an earlier question",
+    "duplicate_embedding": "MiniLM embedding near-duplicate of an earlier question",
+    "too_easy": "the base student already answers it (difficulty filter)",
+    "no_majority": "the teacher's majority answer is not gold (selection=majority)",
+    "subject_cap": "over the per-subject cap (balancing)",
+    "not_selected": "another trace of the question was selected",
+}
+
+
+def _plot(tokens: np.ndarray, path: Path, counter: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    if len(tokens):
+        ax.hist(tokens, bins=min(50, max(5, len(tokens) // 5)), color="#4C72B0")
+    ax.set_xlabel(f"assistant-turn length ({counter})")
+    ax.set_ylabel("traces")
+    ax.set_title(f"Kept traces: {len(tokens)}")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f}%" if total else "-"
+
+
+def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
+    """Write ``README.md`` and ``token_lengths.png`` into ``out``."""
+    has_plot = _plot(tokens, out / "token_lengths.png", stats["tokens"]["counter"])
+    n_in = stats["input_traces"]
+    dropped = stats["dropped"]
+    reason_rows = [
+        ("**kept**", f"**{stats['kept_traces']}**", _pct(stats["kept_traces"], n_in), "")
+    ]
+    for r in TRACE_REASONS + QUESTION_REASONS:
+        reason_rows.append((r, dropped.get(r, 0), _pct(dropped.get(r, 0), n_in), REASON_HELP[r]))
+    reason_rows.append(("**total in**", f"**{n_in}**", "100%", "kept + every reason"))
+    configs = []
+    for fmt in ("messages", "prompt_completion"):
+        files = [
+            f"    - split: {s}\n      path: {fmt}/{s}.jsonl"
+            for s in ("train", "validation")
+            if stats["splits"][s]["traces"]
+        ]
+        if files:
+            configs.append(f"- config_name: {fmt}\n  data_files:\n" + "\n".join(files))
+    front = "---\nconfigs:\n" + "\n".join(configs) + "\n---\n\n" if configs else ""
+    teachers = [
+        (t, v["traces"], v["verified_correct"] or 0, _pct(v["verified_correct"] or 0, v["traces"]),
+         stats["kept_by_teacher"].get(t, 0))
+        for t, v in stats["teachers"].items()
+    ]  # fmt: skip
+    decon = stats["decontamination"]
+    tok = stats["tokens"]
+    subjects = list(stats["kept_by_subject"].items())
+    parts = [
+        front + "# Curated medical reasoning traces (medistill)",
+        f"Curated from `{stats['store']}` by `medistill curate`. "
+        f"**{stats['kept_traces']}** of {n_in} traces kept "
+        f"({stats['kept_questions']} of {stats['input_questions']} questions); "
+        f"train {stats['splits']['train']['traces']} / validation "
+        f"{stats['splits']['validation']['traces']} traces (split by question).",
+        "## Kept and dropped, by reason\n\nEach trace is counted once, under the first reason "
+        "that applies (in this order).\n\n"
+        + _table(("reason", "traces", "share", "meaning"), reason_rows),
+        "## Teacher accuracy\n\nVerified with the shared answer extractor "
+        f"(`{stats['config']['extract_mode']}` mode). Overall "
+        f"{_pct(sum(v['verified_correct'] or 0 for v in stats['teachers'].values()), n_in)}"
+        " of traces reach the gold answer.\n\n"
+        + _table(("origin / teacher", "traces", "correct", "accuracy", "kept"), teachers)
+        + "\n\nPer-question pass rate (share of a question's traces that are correct; a "
+        "difficulty signal):\n\n"
+        + _table(("pass rate", "questions"), list(stats["pass_rate_histogram"].items())),
+        "## Decontamination\n\n"
+        f"Against {', '.join(decon['benchmarks']) or 'nothing'} "
+        f"({decon['benchmark_questions']} questions): {decon['ngram']}-gram overlap or "
+        f"MinHash Jaccard >= {decon['jaccard']}. Every removed question is listed with the "
+        "benchmark and the matched id in `decontamination.jsonl`.\n\n"
+        + (
+            _table(
+                ("benchmark (method)", "questions removed"),
+                list(decon["removed_questions"].items()),
+            )
+            if decon["removed_questions"]
+            else "No training question matched."
+        ),
+        "## Sources and subjects (kept traces)\n\n"
+        + _table(("source", "traces"), list(stats["kept_by_source"].items()))
+        + "\n\n"
+        + _table(("subject", "traces"), subjects[:30])
+        + (f"\n\n... and {len(subjects) - 30} more subjects." if len(subjects) > 30 else ""),
+        f"## Lengths\n\nAssistant turn in {tok['counter']}: mean {tok['mean']}, median "
+        f"{tok['median']}, p95 {tok['p95']}, max {tok['max']}, total {tok['total']}."
+        + ("\n\n![token lengths](token_lengths.png)" if has_plot else ""),
+        "## Formats\n\n- `messages/`: chat `messages` (system, user, assistant); the assistant "
+        "turn is the reasoning followed by the final line `The answer is X.`\n"
+        "- `prompt_completion/`: the same rows as conversational `prompt` / `completion` "
+        "(TRL trains on the completion only).\n"
+        "- `hf/`: both as Hugging Face `DatasetDict`s (`datasets.load_from_disk`).\n"
+        "- `dropped.jsonl`: every dropped trace with its reason; `stats.json`: these figures.",
+    ]
+    tmp = out / "README.md.tmp"
+    tmp.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "README.md")

@@ -1,0 +1,96 @@
+"""The ``curate:`` configuration: every knob of stage 2 with its default and its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_EVAL_BENCHMARKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
+SELECTIONS = ("all", "k", "shortest", "majority")
+
+
+@dataclass
+class CurateConfig:
+    """Everything ``medistill curate`` needs (also the ``curate:`` section of a recipe)."""
+
+    store: str = field(default="runs/traces.db", metadata={"help": "trace store to curate"})
+    out: str = field(default="runs/dataset", metadata={"help": "output folder"})
+    # --- verification ---------------------------------------------------------------------
+    extract_mode: str = field(
+        default="strict",
+        metadata={
+            "help": "strict: keep only traces with an explicit answer statement; lenient also "
+            "accepts the extractor's fallbacks (option text, last mention)"
+        },
+    )
+    # --- filters --------------------------------------------------------------------------
+    tokenizer: str | None = field(
+        default=None,
+        metadata={
+            "help": "student tokenizer (folder, hub id or 'smollm2') for length filters; "
+            "default: an approximate word/punctuation count"
+        },
+    )
+    min_tokens: int = field(default=32, metadata={"help": "drop shorter assistant turns"})
+    max_tokens: int = field(default=8192, metadata={"help": "drop longer assistant turns"})
+    repetition_ngram: int = field(default=10, metadata={"help": "n for the repetition ratio"})
+    max_repetition: float = field(
+        default=0.2,
+        metadata={"help": "drop traces whose share of repeated word n-grams exceeds this"},
+    )
+    # --- selection ------------------------------------------------------------------------
+    selection: str = field(
+        default="all",
+        metadata={"help": "per question: all | k (up to k) | shortest | majority"},
+    )
+    k: int = field(default=1, metadata={"help": "traces per question for selection=k"})
+    difficulty_eval: str | None = field(
+        default=None,
+        metadata={
+            "help": "predictions.jsonl of the base student (medistill eval): drop questions "
+            "it already answers correctly"
+        },
+    )
+    difficulty_max_accuracy: float = field(
+        default=0.5,
+        metadata={"help": "drop a question when the base student's accuracy on it is >= this"},
+    )
+    max_per_subject: int | None = field(
+        default=None, metadata={"help": "balance: keep at most N questions per subject"}
+    )
+    # --- deduplication --------------------------------------------------------------------
+    dedup: bool = field(default=True, metadata={"help": "exact and MinHash near-dup removal"})
+    dedup_jaccard: float = field(
+        default=0.8, metadata={"help": "near-duplicate questions at this Jaccard similarity"}
+    )
+    embedding_dedup: bool = field(
+        default=False,
+        metadata={"help": "also drop questions whose MiniLM cosine similarity >= threshold"},
+    )
+    embedding_threshold: float = field(default=0.95, metadata={"help": "cosine threshold"})
+    # --- decontamination ------------------------------------------------------------------
+    eval_benchmarks: list[str] = field(
+        default_factory=lambda: list(DEFAULT_EVAL_BENCHMARKS),
+        metadata={"help": "benchmarks to decontaminate against: name or name=path"},
+    )
+    decontam_ngram: int = field(default=13, metadata={"help": "word n-gram overlap length"})
+    decontam_max_df: int = field(
+        default=3,
+        metadata={"help": "ignore grams shared by more benchmark questions (boilerplate)"},
+    )
+    decontam_min_overlap: float = field(
+        default=0.1,
+        metadata={"help": "share of a benchmark question's n-grams a copy must contain"},
+    )
+    decontam_jaccard: float = field(
+        default=0.5, metadata={"help": "near-duplicate of a benchmark question at this Jaccard"}
+    )
+    # --- output ---------------------------------------------------------------------------
+    template: str = field(default="cot", metadata={"help": "prompt template of the user turn"})
+    validation_fraction: float = field(default=0.05, metadata={"help": "held-out share"})
+    seed: int = field(default=0, metadata={"help": "split / selection seed"})
+    think_tags: bool = field(
+        default=False,
+        metadata={"help": "wrap a separate reasoning field in <think>...</think>"},
+    )
+    hf_dataset: bool = field(default=True, metadata={"help": "also save HF datasets"})
+    batch_size: int = field(default=2000, metadata={"help": "traces processed per batch"})

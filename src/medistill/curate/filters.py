@@ -1,0 +1,211 @@
+"""Per-trace verification and quality filters.
+
+Each trace gets at most one drop reason, the first that applies in :data:`REASONS` order, so
+the data card's counts add up: kept + every reason = traces in. Verification reads the answer
+with the one shared extractor (:mod:`medistill.answers`), after mapping the shown letters back
+through the option shuffle the teacher saw.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medistill.answers import answer_statements, extract_answer
+from medistill.curate.text import ngram_hashes, word_hashes
+
+# Trace-level reasons, in precedence order.
+TRACE_REASONS = (
+    "malformed",
+    "truncated",
+    "refusal",
+    "no_answer",
+    "conflicting_answers",
+    "incorrect",
+    "leaked_gold",
+    "repetition",
+    "too_short",
+    "too_long",
+)
+# Question-level reasons: applied to the surviving traces of a whole question.
+QUESTION_REASONS = (
+    "contaminated",
+    "duplicate_exact",
+    "duplicate_near",
+    "duplicate_embedding",
+    "too_easy",
+    "no_majority",
+    "subject_cap",
+    "not_selected",
+)
+REASONS = TRACE_REASONS + QUESTION_REASONS
+
+# The reasoning cites an answer key instead of reasoning towards an answer.
+_LEAK = re.compile(
+    r"\b(?:answer\s+key|ground[\s-]*tru(?:th|e)\s+answer|ground[\s-]*truth|"
+    r"(?:given|provided|stated|marked|expected|reference|labell?ed)\s+(?:correct\s+)?answer"
+    r"\s*(?:is|was|of|:)|(?:we(?:'re|\s+are|\s+were)|I(?:'m|\s+am|\s+was))\s+told\s+(?:that\s+)?"
+    r"the\s+(?:correct\s+)?answer|the\s+(?:question|prompt)\s+(?:says|states|tells\s+us)\s+"
+    r"(?:that\s+)?the\s+(?:correct\s+)?answer)",
+    re.I,
+)
+_APPROX_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def leaked_gold(text: str) -> bool:
+    """True when the text quotes an answer key ("the provided answer is C")."""
+    return _LEAK.search(text) is not None
+
+
+def repetition_ratio(text: str, n: int = 10) -> float:
+    """Share of word ``n``-grams that repeat an earlier one: ~0 for prose, near 1 for a
+    generation stuck in a loop (the degenerate-repetition filter of Gopher / FineWeb)."""
+    grams = ngram_hashes(word_hashes(text), n)
+    if len(grams) < 2:
+        return 0.0
+    return 1.0 - len(np.unique(grams)) / len(grams)
+
+
+def approx_token_count(texts: Sequence[str]) -> list[int]:
+    """Words plus punctuation marks: a tokenizer-free length estimate."""
+    return [len(_APPROX_TOKEN.findall(t)) for t in texts]
+
+
+def token_counter(spec: str | None) -> tuple[Callable[[Sequence[str]], list[int]], str]:
+    """A batch token counter for the student's tokenizer and a name for the card.
+
+    Without a tokenizer the approximate count is used (and the card says so).
+    """
+    if not spec:
+        return approx_token_count, "approximate (words + punctuation)"
+    from transformers import AutoTokenizer
+
+    from medistill.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(spec), trust_remote_code=False)
+
+    def count(texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+    return count, f"{spec} tokenizer"
+
+
+def answer_line(letter: str) -> str:
+    """The final line every assistant turn ends with, in the form the prompt asks for and
+    the extractor reads strictly."""
+    return f"The answer is {letter}."
+
+
+@dataclass
+class Verdict:
+    """The outcome for one trace: a drop reason (``None`` = passes), its detail, the letter
+    the teacher chose (original lettering), whether it is correct, and the assistant turn."""
+
+    reason: str | None
+    detail: str = ""
+    letter: str | None = None  # in the original (unshuffled) lettering
+    correct: bool = False
+    assistant: str = ""
+    shown_letter: str | None = None
+
+
+def _malformed(row: dict[str, Any]) -> str | None:
+    opts = row.get("options")
+    if not row.get("question") or not str(row["question"]).strip():
+        return "question: empty"
+    if not isinstance(opts, dict) or len(opts) < 2:
+        return "options: fewer than two"
+    if row.get("gold") not in opts:
+        return f"gold: {row.get('gold')!r} is not one of {''.join(opts)}"
+    perm = row.get("permutation")
+    if perm is not None and (
+        not isinstance(perm, dict) or set(perm) != set(opts) or set(perm.values()) != set(opts)
+    ):
+        return "permutation: not a permutation of the option letters"
+    if not (row.get("text") or "").strip() and not (row.get("reasoning") or "").strip():
+        return "text: empty"
+    return None
+
+
+def assistant_turn(row: dict[str, Any], letter: str, *, think_tags: bool = False) -> str:
+    """The training target: the reasoning, then the response, ending with a strict answer
+    statement for ``letter`` (appended when the response does not already end with one)."""
+    text = (row.get("text") or "").strip()
+    reasoning = (row.get("reasoning") or "").strip()
+    if reasoning:
+        body = (
+            f"<think>\n{reasoning}\n</think>\n\n{text}" if think_tags else f"{reasoning}\n\n{text}"
+        )
+    else:
+        body = text
+    if extract_answer(body, row["options"], mode="strict").letter != letter:
+        body = f"{body.rstrip()}\n\n{answer_line(letter)}"
+    return body
+
+
+def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = False) -> Verdict:
+    """Verify one stored trace: structure, truncation, the extracted answer against gold."""
+    why = _malformed(row)
+    if why:
+        return Verdict("malformed", why)
+    opts: dict[str, str] = row["options"]
+    perm: dict[str, str] = row.get("permutation") or {k: k for k in opts}
+    text = row.get("text") or ""
+    truncated = bool(row.get("truncated")) or row.get("finish_reason") == "length"
+    e = extract_answer(text, opts, mode=mode, truncated=truncated)  # type: ignore[arg-type]
+    letter = perm.get(e.letter) if e.letter else None
+    correct = letter is not None and letter == perm[row["gold"]]
+    if truncated:
+        return Verdict("truncated", "finish_reason=length", letter, correct)
+    if e.rule == "refusal":
+        return Verdict("refusal", "", None, False)
+    if e.rule in ("ambiguous", "first_of_several"):
+        return Verdict("conflicting_answers", f"rule={e.rule}", letter, False)
+    if e.letter is None:
+        return Verdict("no_answer", f"rule={e.rule}", None, False)
+    named = dict.fromkeys(answer_statements(text, opts))
+    if len(named) > 1:
+        return Verdict("conflicting_answers", "statements " + ",".join(named), letter, correct)
+    if not correct:
+        return Verdict("incorrect", f"answered {letter}, gold {perm[row['gold']]}", letter, False)
+    if leaked_gold((row.get("reasoning") or "") + "\n" + text):
+        return Verdict("leaked_gold", "", letter, correct)
+    return Verdict(
+        None,
+        "",
+        letter,
+        True,
+        assistant_turn(row, e.letter, think_tags=think_tags),
+        e.letter,
+    )
+
+
+def quality(
+    verdicts: list[Verdict],
+    count_tokens: Callable[[Sequence[str]], list[int]],
+    *,
+    min_tokens: int,
+    max_tokens: int,
+    repetition_ngram: int,
+    max_repetition: float,
+) -> list[int]:
+    """Apply the text-quality filters to the verified traces of a batch (in place); returns
+    the token count of each assistant turn (0 for traces already dropped)."""
+    live = [i for i, v in enumerate(verdicts) if v.reason is None]
+    counts = count_tokens([verdicts[i].assistant for i in live]) if live else []
+    tokens = [0] * len(verdicts)
+    for i, n in zip(live, counts, strict=True):
+        v = verdicts[i]
+        tokens[i] = n
+        ratio = repetition_ratio(v.assistant, repetition_ngram)
+        if ratio > max_repetition:
+            v.reason, v.detail = "repetition", f"ratio={ratio:.2f}"
+        elif n < min_tokens:
+            v.reason, v.detail = "too_short", f"{n} tokens"
+        elif n > max_tokens:
+            v.reason, v.detail = "too_long", f"{n} tokens"
+    return tokens

@@ -1,0 +1,253 @@
+"""Writing the curated dataset: JSONL and Hugging Face datasets in two formats, the drop log,
+and the statistics the data card is made from.
+
+Layout of the output folder (the contract the SFT stage reads, ``format_version`` 1)::
+
+    messages/{train,validation}.jsonl           {"id", "messages": [system?, user, assistant], ...}
+    prompt_completion/{train,validation}.jsonl  {"id", "prompt": [system?, user],
+                                                 "completion": [assistant], ...}
+    hf/messages, hf/prompt_completion           DatasetDict.save_to_disk of the same rows
+    dropped.jsonl                               one line per dropped trace: reason and detail
+    decontamination.jsonl                       one line per removed question: benchmark, id
+    stats.json, README.md, token_lengths.png    the data card
+
+Both formats carry the same metadata columns: ``question_id``, ``source``, ``teacher``,
+``subject``, ``answer`` (the letter as shown), ``teacher_pass_rate``, ``tokens``. All traces of
+one question go to the same split (seeded), so validation never sees a training question.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medistill.curate.card import write_card
+from medistill.curate.config import CurateConfig
+from medistill.data import Question
+from medistill.prompts import get_template
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+FORMATS = ("messages", "prompt_completion")
+SPLITS = ("train", "validation")
+
+
+def _split_of(rank: int, fraction: float) -> str:
+    return "validation" if (rank % 1_000_003) / 1_000_003 < fraction else "train"
+
+
+def _rows(db: sqlite3.Connection):
+    return db.execute(
+        "SELECT t.key, t.teacher, t.tokens, k.assistant, k.options, k.letter, q.source,"
+        " q.question_id, q.question, q.subject, q.rank, s.rate"
+        " FROM traces t JOIN kept k ON k.seq = t.seq JOIN questions q ON q.qkey = t.qkey"
+        " JOIN (SELECT qkey, AVG(correct) AS rate FROM traces GROUP BY qkey) s ON s.qkey = t.qkey"
+        " WHERE t.reason IS NULL ORDER BY t.seq"
+    )
+
+
+def write_outputs(
+    db: sqlite3.Connection,
+    cfg: CurateConfig,
+    out: Path,
+    *,
+    n_in: int,
+    kept: int,
+    dropped: dict[str, int],
+    tokenizer_name: str,
+    benchmark_size: int,
+) -> dict[str, Any]:
+    """Write the dataset files, the drop log and the card; return the statistics."""
+    tpl = get_template(cfg.template)
+    handles = {}
+    files = ExitStack()
+    for fmt in FORMATS:
+        (out / fmt).mkdir(parents=True, exist_ok=True)
+        for split in SPLITS:
+            path = out / fmt / f"{split}.jsonl.tmp"
+            handles[fmt, split] = files.enter_context(path.open("w", encoding="utf-8"))
+    split_counts: Counter[str] = Counter()
+    split_questions: dict[str, set[str]] = {s: set() for s in SPLITS}
+    by_source: Counter[str] = Counter()
+    by_subject: Counter[str] = Counter()
+    by_teacher_kept: Counter[str] = Counter()
+    tokens: list[int] = []
+    try:
+        for (
+            key,
+            teacher,
+            ntok,
+            assistant,
+            options,
+            letter,
+            source,
+            qid,
+            question,
+            subject,
+            rank,
+            rate,
+        ) in _rows(db):
+            split = _split_of(rank, cfg.validation_fraction)
+            shown = Question(
+                id=qid, source=source or "", split=split, question=question,
+                options=json.loads(options), gold=letter, subject=subject,
+            )  # fmt: skip
+            prompt = tpl.messages(shown)
+            completion = [{"role": "assistant", "content": assistant}]
+            meta = {
+                "question_id": qid,
+                "source": source,
+                "teacher": teacher,
+                "subject": subject,
+                "answer": letter,
+                "teacher_pass_rate": round(rate, 4),
+                "tokens": ntok,
+            }
+            rid = key[:16]
+            handles["messages", split].write(
+                json.dumps({"id": rid, "messages": prompt + completion, **meta}, ensure_ascii=False)
+                + "\n"
+            )
+            handles["prompt_completion", split].write(
+                json.dumps(
+                    {"id": rid, "prompt": prompt, "completion": completion, **meta},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+            split_counts[split] += 1
+            split_questions[split].add(f"{source}/{qid}")
+            by_source[source or ""] += 1
+            by_subject[subject or "(none)"] += 1
+            by_teacher_kept[teacher] += 1
+            tokens.append(ntok)
+    finally:
+        files.close()
+    for (fmt, split), h in handles.items():
+        os.replace(h.name, out / fmt / f"{split}.jsonl")
+    _write_dropped(db, out / "dropped.jsonl")
+    hf_note = _save_hf(out, split_counts) if cfg.hf_dataset else "disabled"
+    stats = _stats(db, cfg, n_in, kept, dropped, tokens, tokenizer_name, benchmark_size)
+    stats.update(
+        {
+            "splits": {
+                s: {"traces": split_counts[s], "questions": len(split_questions[s])} for s in SPLITS
+            },
+            "kept_by_source": dict(by_source.most_common()),
+            "kept_by_subject": dict(by_subject.most_common()),
+            "kept_by_teacher": dict(by_teacher_kept.most_common()),
+            "hf_dataset": hf_note,
+        }
+    )
+    tmp = out / "stats.json.tmp"
+    tmp.write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    os.replace(tmp, out / "stats.json")
+    write_card(out, stats, np.asarray(tokens, dtype=np.int64))
+    return stats
+
+
+def _write_dropped(db: sqlite3.Connection, path: Path) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for key, qkey, teacher, reason, detail in db.execute(
+            "SELECT key, qkey, teacher, reason, detail FROM traces WHERE reason IS NOT NULL"
+            " ORDER BY seq"
+        ):
+            source, _, qid = qkey.partition("\x1f")
+            rec = {"key": key, "source": source, "question_id": qid, "teacher": teacher}
+            fh.write(json.dumps({**rec, "reason": reason, "detail": detail}) + "\n")
+    os.replace(tmp, path)
+
+
+def _save_hf(out: Path, split_counts: Counter[str]) -> str:
+    """Save both formats as ``DatasetDict``s (Arrow, memory-mapped: bounded memory)."""
+    try:
+        import datasets
+    except ImportError:
+        log.warning("datasets is not installed: skipping the Hugging Face copies")
+        return "skipped: datasets not installed"
+    for fmt in FORMATS:
+        parts = {}
+        for split in SPLITS:
+            if split_counts[split]:
+                parts[split] = datasets.Dataset.from_json(
+                    str(out / fmt / f"{split}.jsonl"), cache_dir=str(out / ".hf-cache")
+                )
+        if parts:
+            datasets.DatasetDict(parts).save_to_disk(str(out / "hf" / fmt))
+    import shutil
+
+    shutil.rmtree(out / ".hf-cache", ignore_errors=True)
+    return "hf/messages, hf/prompt_completion" if any(split_counts.values()) else "empty"
+
+
+def _stats(
+    db: sqlite3.Connection,
+    cfg: CurateConfig,
+    n_in: int,
+    kept: int,
+    dropped: dict[str, int],
+    tokens: list[int],
+    tokenizer_name: str,
+    benchmark_size: int,
+) -> dict[str, Any]:
+    """Counts for the card: inputs, drops, teacher accuracy, dedup / decontamination."""
+    teachers = {
+        t: {"traces": n, "verified_correct": c}
+        for t, n, c in db.execute(
+            "SELECT teacher, COUNT(*), SUM(correct) FROM traces GROUP BY teacher ORDER BY 2 DESC"
+        )
+    }
+    rates = [r for (r,) in db.execute("SELECT AVG(correct) FROM traces GROUP BY qkey")]
+    edges = [0.0, 0.001, 0.25, 0.5, 0.75, 0.999, 1.0]
+    labels = ["0", "(0, .25)", "[.25, .5)", "[.5, .75)", "[.75, 1)", "1"]
+    hist = np.histogram(rates, bins=edges)[0].tolist() if rates else [0] * len(labels)
+    qreasons = dict(
+        db.execute("SELECT reason, COUNT(*) FROM questions WHERE reason IS NOT NULL GROUP BY 1")
+    )
+    decon: Counter[str] = Counter()
+    for (detail,) in db.execute("SELECT detail FROM questions WHERE reason='contaminated'"):
+        bench, _, method = detail.partition(" ")
+        decon[f"{bench.split(':')[0]} ({method})"] += 1
+    tok = np.asarray(tokens, dtype=np.int64)
+    n_correct = sum(t["verified_correct"] or 0 for t in teachers.values())
+    return {
+        "format_version": FORMAT_VERSION,
+        "store": str(cfg.store),
+        "input_traces": n_in,
+        "kept_traces": kept,
+        "dropped": dropped,
+        "input_questions": db.execute("SELECT COUNT(DISTINCT qkey) FROM traces").fetchone()[0],
+        "kept_questions": db.execute(
+            "SELECT COUNT(DISTINCT qkey) FROM traces WHERE reason IS NULL"
+        ).fetchone()[0],
+        "teacher_accuracy": round(n_correct / n_in, 4) if n_in else None,
+        "teachers": teachers,
+        "pass_rate_histogram": dict(zip(labels, hist, strict=True)),
+        "question_reasons": qreasons,
+        "decontamination": {
+            "benchmarks": cfg.eval_benchmarks,
+            "benchmark_questions": benchmark_size,
+            "ngram": cfg.decontam_ngram,
+            "jaccard": cfg.decontam_jaccard,
+            "removed_questions": dict(decon.most_common()),
+        },
+        "tokens": {
+            "counter": tokenizer_name,
+            "mean": round(float(tok.mean()), 1) if len(tok) else None,
+            "median": int(np.median(tok)) if len(tok) else None,
+            "p95": int(np.percentile(tok, 95)) if len(tok) else None,
+            "max": int(tok.max()) if len(tok) else None,
+            "total": int(tok.sum()),
+        },
+        "config": {k: v for k, v in vars(cfg).items()},
+    }
