@@ -1,0 +1,412 @@
+"""Curation: verification and filters, selection, dedup, output formats and the data card,
+on real SQLite stores built here and on the real HuatuoGPT-o1 traces in ../shared."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from medistill.curate import CurateConfig, import_traces, parse_mapping, run_curate
+from medistill.curate.filters import (
+    REASONS,
+    leaked_gold,
+    repetition_ratio,
+    token_counter,
+    verify,
+)
+from medistill.errors import DataError, MedistillError
+from medistill.store import TraceRecord, TraceStore
+
+OPTS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Alteplase"}
+REASONING = (
+    "The patient has an acute ischaemic stroke within the window for thrombolysis. "
+    "Bleeding has been excluded on the CT scan, the blood pressure is controlled and the "
+    "glucose is normal, so the treatment that restores perfusion is a thrombolytic agent. "
+    "Antiplatelets and anticoagulants do not dissolve the clot."
+)
+
+
+def rec(
+    qid: str,
+    text: str,
+    *,
+    sample: int = 0,
+    gold: str = "D",
+    options: dict[str, str] | None = None,
+    permutation: dict[str, str] | None = None,
+    finish: str = "stop",
+    question: str | None = None,
+    subject: str | None = None,
+    reasoning: str | None = None,
+    teacher: str = "teacher-x",
+    source: str = "unit",
+) -> TraceRecord:
+    """A stored teacher call as generate writes it."""
+    q = question or f"Question {qid}: a 64-year-old presents with sudden weakness. Best drug?"
+    key = hashlib.sha256(f"{qid}/{sample}/{text}/{teacher}".encode()).hexdigest()
+    return TraceRecord(
+        key=key,
+        question_id=qid,
+        sample_index=sample,
+        teacher=teacher,
+        messages=[{"role": "user", "content": q}],
+        params={"temperature": 0.7},
+        text=text,
+        finish_reason=finish,
+        source=source,
+        question=q,
+        options=options or OPTS,
+        gold=gold,
+        permutation=permutation,
+        subject=subject,
+        reasoning=reasoning,
+    )
+
+
+def row(r: TraceRecord) -> dict:
+    """The record as ``TraceStore.iter_rows`` returns it."""
+    d = {k: getattr(r, k) for k in ("key", "question_id", "source", "teacher", "question")}
+    d.update(
+        options=r.options,
+        gold=r.gold,
+        permutation=r.permutation,
+        text=r.text,
+        reasoning=r.reasoning,
+        finish_reason=r.finish_reason,
+        truncated=r.truncated,
+        subject=r.subject,
+    )
+    return d
+
+
+def write_store(path: Path, records: list[TraceRecord]) -> Path:
+    with TraceStore(path) as store:
+        store.put_many(records)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "kw", "reason", "letter"),
+    [
+        (REASONING + "\n\nThe answer is D.", {}, None, "D"),
+        (REASONING + "\n\nThe answer is (A).", {}, "incorrect", "A"),
+        (REASONING + " Still thinking about the", {"finish": "length"}, "truncated", None),
+        ("I'm sorry, I cannot provide medical advice.", {}, "refusal", None),
+        (REASONING, {}, "no_answer", None),
+        (REASONING + "\nThe answer is B or D.", {}, "conflicting_answers", None),
+        (REASONING + "\nThe answer is D.\nFinal answer: A", {}, "conflicting_answers", "A"),
+        (
+            "The provided answer is D, so I will justify it. " + REASONING + " The answer is D.",
+            {},
+            "leaked_gold",
+            "D",
+        ),
+        # Shown as shuffled: shown B is original D (the gold), so a "B" is correct.
+        (
+            REASONING + " The answer is B.",
+            {
+                "gold": "B",
+                "options": {"A": "Aspirin", "B": "Alteplase", "C": "Warfarin", "D": "Heparin"},
+                "permutation": {"A": "A", "B": "D", "C": "C", "D": "B"},
+            },
+            None,
+            "D",
+        ),
+        ("The answer is D.", {"gold": "E"}, "malformed", None),
+        (
+            "The answer is D.",
+            {"permutation": {"A": "A", "B": "A", "C": "C", "D": "D"}},
+            "malformed",
+            None,
+        ),
+        ("", {}, "malformed", None),
+    ],
+)
+def test_verify_table(text, kw, reason, letter):
+    v = verify(row(rec("q1", text, **kw)))
+    assert v.reason == reason, v.detail
+    assert v.letter == letter
+    if reason is None:
+        assert v.assistant.rstrip().endswith("The answer is " + (kw.get("gold") or "D") + ".")
+
+
+def test_lenient_mode_accepts_option_text_and_appends_the_answer_line():
+    r = row(rec("q1", REASONING + "\n\nSo the best choice here is alteplase.", gold="D"))
+    assert verify(r, mode="strict").reason == "no_answer"
+    v = verify(r, mode="lenient")
+    assert v.reason is None and v.letter == "D"
+    assert v.assistant.endswith("alteplase.\n\nThe answer is D.")
+
+
+def test_separate_reasoning_goes_first_and_think_tags_are_optional():
+    r = row(rec("q1", "The answer is D.", reasoning=REASONING))
+    assert verify(r).assistant == REASONING + "\n\nThe answer is D."
+    tagged = verify(r, think_tags=True).assistant
+    assert tagged.startswith("<think>\n" + REASONING + "\n</think>\n\nThe answer is D.")
+
+
+@pytest.mark.parametrize(
+    ("text", "high"),
+    [
+        (REASONING, False),
+        ("The answer is A. " * 40, True),
+        ("Let me think. " + "The patient has a pulse and the oxygen level is low. " * 12, True),
+        ("", False),
+    ],
+)
+def test_repetition_ratio(text, high):
+    assert (repetition_ratio(text) > 0.2) is high
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("According to the answer key, the answer is C.", True),
+        ("The given correct answer is B, which makes sense because...", True),
+        ("We are told the answer is D, so let us work backwards.", True),
+        ("The ground truth answer is alteplase.", True),
+        ("The correct answer is D because thrombolysis restores perfusion.", False),
+        ("Given the answer choices, heparin is the closest.", False),
+    ],
+)
+def test_leaked_gold(text, leak):
+    assert leaked_gold(text) is leak
+
+
+def test_token_counter_uses_the_student_tokenizer(tiny_model_dir):
+    count, name = token_counter(str(tiny_model_dir))
+    approx, approx_name = token_counter(None)
+    assert "approximate" in approx_name and str(tiny_model_dir) in name
+    n = count([REASONING])[0]
+    assert n > 0 and n != approx([REASONING])[0]
+
+
+def _own_store(tmp_path: Path) -> Path:
+    """12 questions x 3 samples with every kind of trace."""
+    records = []
+    for i in range(12):
+        qid = f"q{i:02d}"
+        question = (
+            f"Case {i}: a {30 + i}-year-old {'man' if i % 2 else 'woman'} presents with "
+            f"{['fever', 'chest pain', 'cough', 'rash', 'headache', 'jaundice'][i % 6]} for "
+            f"{i + 2} days after travel to region {i * 7}. Examination finding number {i * 13}. "
+            "Which of the following is the best next drug?"
+        )
+        subject = "Neurology" if i < 8 else "Cardiology"
+        for s in range(3):
+            if i == 0 and s == 2:
+                text = REASONING + " The answer is A."  # one wrong sample
+            else:
+                text = REASONING + " " + "Further detail. " * (s * 5) + f"The answer is D. ({s})"
+            records.append(rec(qid, text, sample=s, question=question, subject=subject))
+    records.append(rec("q99", REASONING + " cut off", finish="length"))
+    return write_store(tmp_path / "traces.db", records)
+
+
+def _cfg(tmp_path: Path, store: Path, **kw) -> CurateConfig:
+    return CurateConfig(
+        store=str(store), out=str(tmp_path / "out"), eval_benchmarks=[], min_tokens=5, **kw
+    )
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("selection", "kept", "not_selected"),
+    [("all", 35, 0), ("k", 24, 11), ("shortest", 12, 23), ("majority", 12, 23)],
+)
+def test_selection_policies_and_counts_add_up(tmp_path, selection, kept, not_selected):
+    store = _own_store(tmp_path)
+    stats = run_curate(_cfg(tmp_path, store, selection=selection, k=2), show_progress=False)
+    assert stats["input_traces"] == 37
+    assert stats["dropped"]["incorrect"] == 1 and stats["dropped"]["truncated"] == 1
+    assert stats["kept_traces"] == kept
+    assert stats["dropped"]["not_selected"] == not_selected
+    assert stats["kept_traces"] + sum(stats["dropped"].values()) == 37
+    out = tmp_path / "out"
+    rows = _jsonl(out / "messages" / "train.jsonl") + _jsonl(out / "messages" / "validation.jsonl")
+    assert len(rows) == kept
+    assert len(_jsonl(out / "dropped.jsonl")) == 37 - kept
+    if selection == "shortest":  # sample 0 has no filler
+        assert all(r["messages"][-1]["content"].endswith("The answer is D. (0)") for r in rows)
+
+
+def test_majority_drops_questions_whose_plurality_is_wrong(tmp_path):
+    records = [
+        rec("qa", REASONING + " The answer is D.", sample=0),
+        rec("qa", REASONING + " The answer is B.", sample=1),
+        rec("qa", REASONING + " The answer is B.", sample=2),
+        rec("qb", REASONING + " The answer is D.", sample=0, question="Another question?"),
+    ]
+    store = write_store(tmp_path / "t.db", records)
+    stats = run_curate(_cfg(tmp_path, store, selection="majority"), show_progress=False)
+    assert stats["dropped"]["no_majority"] == 1  # qa's only correct trace
+    assert stats["dropped"]["incorrect"] == 2 and stats["kept_traces"] == 1
+
+
+def test_output_formats_split_and_card(tmp_path):
+    store = _own_store(tmp_path)
+    cfg = _cfg(tmp_path, store, validation_fraction=0.3, seed=3)
+    stats = run_curate(cfg, show_progress=False)
+    out = tmp_path / "out"
+    train = _jsonl(out / "messages" / "train.jsonl")
+    val = _jsonl(out / "messages" / "validation.jsonl")
+    assert train and val
+    # All traces of a question land in one split.
+    assert not {r["question_id"] for r in train} & {r["question_id"] for r in val}
+    m = train[0]["messages"]
+    assert [t["role"] for t in m] == ["system", "user", "assistant"]
+    assert "A. Aspirin" in m[1]["content"] and m[2]["content"].endswith("The answer is D. (0)")
+    pc = _jsonl(out / "prompt_completion" / "train.jsonl")[0]
+    assert pc["prompt"] == m[:2] and pc["completion"] == m[2:]
+    assert pc["answer"] == "D" and 0 < pc["teacher_pass_rate"] <= 1
+    # Same seed, same split; another seed, another split.
+    again = run_curate(cfg, show_progress=False)
+    assert again["splits"] == stats["splits"]
+    # The card names every reason and the totals.
+    card = (out / "README.md").read_text()
+    for reason in REASONS:
+        assert f"| {reason} |" in card
+    assert f"**{stats['kept_traces']}** of 37 traces" in card
+    assert (out / "token_lengths.png").stat().st_size > 1000
+    datasets = pytest.importorskip("datasets")
+    dd = datasets.load_from_disk(str(out / "hf" / "messages"))
+    assert dd["train"].num_rows == len(train) and dd["validation"].num_rows == len(val)
+    assert not (out / ".curate-work.sqlite").exists()
+
+
+def test_difficulty_filter_and_subject_balance(tmp_path):
+    store = _own_store(tmp_path)
+    preds = tmp_path / "predictions.jsonl"
+    preds.write_text(
+        "\n".join(
+            json.dumps({"id": qid, "correct": c})
+            for qid, c in [("q01", True), ("q02", False), ("q03", True), ("q03", False)]
+        )
+    )
+    stats = run_curate(
+        _cfg(tmp_path, store, difficulty_eval=str(preds), max_per_subject=3), show_progress=False
+    )
+    assert stats["question_reasons"]["too_easy"] == 2  # q01 (1.0) and q03 (0.5)
+    assert stats["dropped"]["too_easy"] == 6
+    rows = _jsonl(tmp_path / "out" / "messages" / "train.jsonl")
+    rows += _jsonl(tmp_path / "out" / "messages" / "validation.jsonl")
+    per_subject = {(r["subject"], r["question_id"]) for r in rows}
+    assert sorted(s for s, _ in per_subject) == ["Cardiology"] * 3 + ["Neurology"] * 3
+    assert stats["question_reasons"]["subject_cap"] == (8 - 2 - 3) + (4 - 3)
+
+
+def test_exact_and_near_duplicate_questions(tmp_path):
+    base = (
+        "A 45-year-old man has crushing chest pain radiating to the left arm for two hours. "
+        "He smokes and has hypertension treated with lisinopril. The ECG shows ST elevation "
+        "in leads II, III and aVF, and the nearest catheterisation laboratory is far away."
+    )
+    records = [
+        rec("a", REASONING + " The answer is D.", question=base),
+        # Same text with other case, punctuation and option order: exact duplicate.
+        rec(
+            "b",
+            REASONING + " The answer is C.",
+            question=base.upper().replace(".", " !"),
+            gold="C",
+            options={"A": "Aspirin", "B": "Heparin", "C": "Alteplase", "D": "Warfarin"},
+        ),
+        # One word changed: near duplicate.
+        rec("c", REASONING + " The answer is D.", question=base.replace("crushing", "severe")),
+        rec(
+            "d", REASONING + " The answer is D.", question="Which vitamin deficiency causes scurvy?"
+        ),
+    ]
+    store = write_store(tmp_path / "t.db", records)
+    stats = run_curate(_cfg(tmp_path, store), show_progress=False)
+    assert stats["question_reasons"] == {"duplicate_exact": 1, "duplicate_near": 1}
+    assert stats["kept_traces"] == 2
+    off = run_curate(_cfg(tmp_path, store, dedup=False), show_progress=False)
+    assert off["kept_traces"] == 4
+
+
+def test_bad_config_and_missing_store_are_clear_errors(tmp_path):
+    with pytest.raises(MedistillError, match="not found"):
+        run_curate(_cfg(tmp_path, tmp_path / "nope.db"), show_progress=False)
+    store = _own_store(tmp_path)
+    with pytest.raises(MedistillError, match="choose one of: all, k, shortest, majority"):
+        run_curate(_cfg(tmp_path, store, selection="best"), show_progress=False)
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"id": "q1", "correct": true}\nnot json\n')
+    with pytest.raises(MedistillError, match=r"p.jsonl:2: malformed JSON"):
+        run_curate(_cfg(tmp_path, store, difficulty_eval=str(bad)), show_progress=False)
+
+
+# ------------------------------------------------------------------- import + real traces
+
+HUATUO = "reasoning_traces/huatuogpt_o1_demo_data.json"
+
+
+def test_import_errors_name_file_line_and_field(tmp_path):
+    f = tmp_path / "traces.jsonl"
+    good = {"q": "Which drug?", "opts": ["x", "y"], "ans": "B", "cot": "Because.", "resp": "y"}
+    bad = {**good, "ans": "E"}
+    f.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    mapping = parse_mapping("question=q,options=opts,gold=ans,reasoning=cot,response=resp")
+    with pytest.raises(DataError, match=r"traces.jsonl:2: field 'ans'"):
+        import_traces(f, tmp_path / "s.db", origin="x", mapping=mapping)
+    summary = import_traces(f, tmp_path / "s.db", origin="x", mapping=mapping, skip_invalid=True)
+    assert (summary["imported"], summary["skipped"]) == (1, 1)
+    assert "traces.jsonl:2" in summary["skipped_rows"][0]
+    with pytest.raises(MedistillError, match="valid:"):
+        parse_mapping("question=q,answer=a")
+    with pytest.raises(MedistillError, match="needs"):
+        parse_mapping("question=q")
+
+
+def test_import_parquet_with_gold_as_option_text(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    opts = {"A": "Aspirin", "B": "Alteplase"}
+    rows = [{"Q": "Drug?", "options": opts, "gold": "Alteplase", "R": REASONING + " Answer: B"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
+    mapping = parse_mapping("question=Q,options=options,gold=gold,response=R")
+    s = import_traces(tmp_path / "t.parquet", tmp_path / "s.db", origin="pq", mapping=mapping)
+    assert s["imported"] == 1
+    with TraceStore(tmp_path / "s.db") as store:
+        (r,) = list(store.iter_rows())
+    assert r["gold"] == "B" and r["teacher"] == "pq" and r["endpoint"] == "import:t.parquet"
+
+
+def test_huatuogpt_traces_curate_end_to_end(shared_data, tmp_path, monkeypatch):
+    """The 198 real teacher traces: import, curate against every benchmark, counts add up."""
+    monkeypatch.setenv("MEDISTILL_DATA_DIR", str(shared_data))
+    store = tmp_path / "traces.db"
+    mapping = parse_mapping(None, "huatuogpt-o1")
+    first = import_traces(shared_data / HUATUO, store, origin="huatuogpt-o1", mapping=mapping)
+    assert (first["read"], first["imported"]) == (198, 198)
+    again = import_traces(shared_data / HUATUO, store, origin="huatuogpt-o1", mapping=mapping)
+    assert (again["imported"], again["already_present"]) == (0, 198)
+    out = tmp_path / "out"
+    cfg = CurateConfig(store=str(store), out=str(out), extract_mode="lenient")
+    stats = run_curate(cfg, show_progress=False)
+    assert stats["input_traces"] == 198
+    assert stats["kept_traces"] + sum(stats["dropped"].values()) == 198
+    assert stats["decontamination"]["benchmark_questions"] == 1273 + 4183 + 500 + 1089
+    # Known facts of this file: one question appears twice (options reordered), and most
+    # responses answer an open-ended rewrite of the question, naming no option.
+    assert stats["dropped"]["duplicate_exact"] == 1
+    assert stats["dropped"]["no_answer"] > 100
+    assert 20 <= stats["kept_traces"] <= 60
+    card = (out / "README.md").read_text()
+    assert "**total in** | **198**" in card and "huatuogpt-o1" in card
+    kept = sum(len(_jsonl(out / "messages" / f"{s}.jsonl")) for s in ("train", "validation"))
+    assert kept == stats["kept_traces"]
+    dropped = _jsonl(out / "dropped.jsonl")
+    assert len(dropped) == 198 - kept
+    assert {d["reason"] for d in dropped} <= set(REASONS)
+    # Every kept assistant turn is the CoT followed by the response and a strict answer line.
+    row0 = _jsonl(out / "messages" / "train.jsonl")[0]
+    assert row0["messages"][-1]["content"].endswith(f"The answer is {row0['answer']}.")
