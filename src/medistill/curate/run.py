@@ -172,7 +172,9 @@ def question_pass(
                         dlog.write(json.dumps(rec, ensure_ascii=False) + "\n")
             live = [i for i, r in enumerate(rows) if r[0] not in marks]
             if cfg.dedup:
-                sigs = near.signatures([word_hashes(question_text(*qs[i])) for i in live])
+                sigs = near.signatures(
+                    [word_hashes(question_text(*qs[i]), mask_numbers=False) for i in live]
+                )
                 for i, sig in zip(live, sigs, strict=True):
                     qrow, qkey, nhash = rows[i][0], rows[i][1], rows[i][6]
                     db.execute("INSERT OR IGNORE INTO seen_exact VALUES (?, ?)", (nhash, qkey))

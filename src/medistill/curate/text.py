@@ -46,9 +46,21 @@ def exact_hash(question: str, options: Mapping[str, str] | Sequence[str] | None)
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
 
 
-def word_hashes(text: str) -> np.ndarray:
-    """Stable uint64 hashes (CRC-32 values) of the words of ``text``."""
-    return np.fromiter((zlib.crc32(w.encode()) for w in words(text)), dtype=np.uint64, count=-1)
+_NUMBER = zlib.crc32(b"0")
+
+
+def word_hashes(text: str, *, mask_numbers: bool = True) -> np.ndarray:
+    """Stable uint64 hashes (CRC-32 values) of the words of ``text``.
+
+    With ``mask_numbers`` every all-digit word hashes alike: vitals and lab lines ("pulse is
+    90/min, respirations are 17/min") become one template, which the boilerplate rule then
+    ignores, and a copy with changed ages or values still matches its original.
+    """
+    return np.fromiter(
+        (_NUMBER if mask_numbers and w.isdigit() else zlib.crc32(w.encode()) for w in words(text)),
+        dtype=np.uint64,
+        count=-1,
+    )
 
 
 def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
