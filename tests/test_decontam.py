@@ -108,19 +108,19 @@ def _bench() -> list[Question]:
     [
         (VIGNETTE, OPTS, ("v1", "ngram")),
         (VIGNETTE.replace("62", "58").replace("2 hours", "3 hours"), OPTS, ("v1", "ngram")),
-        # Reworded throughout: a sixth of the 13-grams survive, which is enough.
+        # Reworded in four places: a quarter of the 13-grams survive, which is enough.
         (
-            "A 62-year-old woman presents to the emergency department with abrupt, painless "
-            "loss of vision in her right eye starting 2 hours ago. Her history includes atrial "
-            "fibrillation and takes no anticoagulants. Funduscopic examination reveals a pale "
-            "retina with a cherry-red spot at the macula. Which of the following is the most "
-            "likely diagnosis?",
+            "A 62-year-old woman presents to the emergency department because of sudden "
+            "painless loss of vision in her right eye starting 2 hours ago. Her history includes "
+            "atrial fibrillation and she does not take anticoagulants. Funduscopic examination "
+            "shows a pale retina with a cherry-red spot at the macula. Which of the following "
+            "is the most likely diagnosis?",
             OPTS,
             ("v1", "ngram"),
         ),
-        # A short stem reworded (no gram survives) with its options shuffled: near duplicate.
+        # A short stem edited (its one whole-text gram breaks), options shuffled: near duplicate.
         (
-            "In children, the drug of choice for absence seizures is",
+            "Drug of choice for absence seizures in children:",
             {"A": "Gabapentin", "B": "Ethosuximide", "C": "Carbamazepine", "D": "Phenytoin"},
             ("s1", "near_duplicate"),
         ),

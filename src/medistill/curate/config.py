@@ -78,7 +78,7 @@ class CurateConfig:
         metadata={"help": "ignore grams shared by more benchmark questions (boilerplate)"},
     )
     decontam_min_overlap: float = field(
-        default=0.1,
+        default=0.2,
         metadata={"help": "share of a benchmark question's n-grams a copy must contain"},
     )
     decontam_jaccard: float = field(

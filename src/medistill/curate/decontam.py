@@ -11,7 +11,8 @@ Two independent tests, either one flags a question:
    cause of this patient's ...") and never count. The coverage floor is what separates a copy
    (100%) or a paraphrase (most grams) from two vignettes that share one vitals sentence
    ("oxygen saturation is 98% on room air. Physical exam is notable for a": 1-3 grams of ~150,
-   which "any shared 13-gram" would flag).
+   which "any shared 13-gram" would flag) or a lab panel in the same order (~12%). A copy
+   reworded beyond the floor is still caught by test 2.
 2. **near duplicate**: MinHash-estimated Jaccard similarity of word shingles of the question
    plus its (sorted) options at or above ``jaccard``; candidates come from LSH banding, and
    every candidate is checked against its signature. Catches changed ages and units,
@@ -91,7 +92,7 @@ class BenchmarkIndex:
         *,
         ngram: int = 13,
         max_df: int = 3,
-        min_overlap: float = 0.1,
+        min_overlap: float = 0.2,
         min_words: int = 8,
         jaccard: float = 0.5,
         num_perm: int = 128,
@@ -144,7 +145,11 @@ class BenchmarkIndex:
     ) -> list[Match | None]:
         """The first benchmark match of each ``(question, options)``, or ``None``."""
         stems = [word_hashes(q) for q, _ in questions]
-        full = [word_hashes(question_text(q, o)) for q, o in questions]
+        # question_text(q, o) is the stem followed by the sorted options: reuse the stem.
+        full = [
+            np.concatenate([s, word_hashes(question_text("", o))])
+            for s, (_, o) in zip(stems, questions, strict=True)
+        ]
         out: list[Match | None] = [None] * len(questions)
         # 1. n-grams: one vectorised membership test over the whole batch.
         grams = [self._grams(wh) for wh in stems]

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 _WORD = re.compile(r"[a-z0-9]+")
-_PRIME = np.uint64((1 << 31) - 1)
 _MASK32 = np.uint64(0xFFFFFFFF)
 # Odd 64-bit multipliers for combining word hashes into n-gram hashes (wrapping arithmetic).
 _NGRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -47,6 +46,9 @@ def exact_hash(question: str, options: Mapping[str, str] | Sequence[str] | None)
 
 
 _NUMBER = zlib.crc32(b"0")
+_RAW: dict[str, int] = {}
+_MASKED: dict[str, int] = {}
+_CACHE_MAX = 1 << 20  # words; ~100 MB at most, cleared when full
 
 
 def word_hashes(text: str, *, mask_numbers: bool = True) -> np.ndarray:
@@ -56,11 +58,17 @@ def word_hashes(text: str, *, mask_numbers: bool = True) -> np.ndarray:
     90/min, respirations are 17/min") become one template, which the boilerplate rule then
     ignores, and a copy with changed ages or values still matches its original.
     """
-    return np.fromiter(
-        (_NUMBER if mask_numbers and w.isdigit() else zlib.crc32(w.encode()) for w in words(text)),
-        dtype=np.uint64,
-        count=-1,
-    )
+    cache = _MASKED if mask_numbers else _RAW
+    ws = words(text)
+    try:
+        return np.array([cache[w] for w in ws], dtype=np.uint64)
+    except KeyError:
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
+        for w in ws:
+            if w not in cache:
+                cache[w] = _NUMBER if mask_numbers and w.isdigit() else zlib.crc32(w.encode())
+        return np.array([cache[w] for w in ws], dtype=np.uint64)
 
 
 def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
@@ -86,25 +94,26 @@ def whole_text_hash(wh: np.ndarray) -> np.uint64:
 class MinHasher:
     """MinHash signatures over word shingles, computed for many texts at once.
 
-    ``num_perm`` universal hash functions ``(a*x + b) mod (2^31-1)`` with a fixed seed: the
-    same text has the same signature in every process. The fraction of equal signature
-    entries estimates the Jaccard similarity of two shingle sets.
+    ``num_perm`` multiply-shift hash functions ``((a*x + b) mod 2^64) >> 32`` (Dietzfelbinger;
+    ``a`` odd) with a fixed seed: the same text has the same signature in every process.
+    The fraction of equal signature entries estimates the Jaccard similarity of two shingle sets.
     """
 
     def __init__(self, num_perm: int = 128, shingle: int = 3, seed: int = 1) -> None:
         rng = np.random.default_rng(seed)
         self.num_perm = num_perm
         self.shingle = shingle
-        # a, b < 2^31 keep a*x + b (x < 2^32) inside uint64 before the modulus.
-        self.a = rng.integers(1, 1 << 31, size=(num_perm, 1), dtype=np.uint64)
-        self.b = rng.integers(0, 1 << 31, size=(num_perm, 1), dtype=np.uint64)
+        # Wrapping uint64 arithmetic; the high 32 bits are the hash (no modulus: fast).
+        self.a = rng.integers(0, 1 << 63, size=(num_perm, 1), dtype=np.uint64) * np.uint64(2)
+        self.a += np.uint64(1)
+        self.b = rng.integers(0, 1 << 63, size=(num_perm, 1), dtype=np.uint64)
 
     def shingles(self, wh: np.ndarray) -> np.ndarray:
         """32-bit hashes of the word shingles of one text (the text itself if shorter)."""
         k = min(self.shingle, len(wh)) or 1
         if len(wh) == 0:
             return np.zeros(1, dtype=np.uint64)
-        return np.unique(ngram_hashes(wh, k) & _MASK32)
+        return ngram_hashes(wh, k) & _MASK32  # repeats do not change a minimum
 
     def signatures(self, texts: Sequence[np.ndarray]) -> np.ndarray:
         """Signatures (``len(texts) x num_perm`` uint32) of word-hash arrays, one per text."""
@@ -124,7 +133,8 @@ class MinHasher:
                 total += len(sh[j])
                 j += 1
             lo, hi = starts[i], starts[i] + total
-            vals = (self.a * flat[lo:hi] + self.b) % _PRIME
+            with np.errstate(over="ignore"):
+                vals = (self.a * flat[lo:hi] + self.b) >> np.uint64(32)
             out[i:j] = np.minimum.reduceat(vals, starts[i:j] - lo, axis=1).T.astype(np.uint32)
             i = j
         return out

@@ -1,0 +1,238 @@
+"""Curation at scale: decontamination speed against a naive baseline, planted-contamination
+recall / false positives, and peak memory curating a million traces.
+
+    python benchmarks/curate_scale.py decontam --n 200000 --naive-n 300
+    python benchmarks/curate_scale.py planted
+    python benchmarks/curate_scale.py memory --traces 1000000
+
+``decontam``: synthetic training questions against every benchmark question in ../shared
+(MedQA, MedMCQA, PubMedQA, MMLU-medical). The baseline is the same decision made naively: for
+each training question, every benchmark question's 13-gram set and shingle set compared in
+pure Python (all pairs), timed on a subset and scaled linearly; the ratio compares like with
+like in the same run. The indexed run is also checked to find the same matches on the subset.
+
+``memory``: writes a synthetic trace store, then curates it in a child process and reports
+the child's peak RSS (``ru_maxrss``), so generating the input does not count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the synthetic data generators live with the tests
+
+from medistill.curate.decontam import BenchmarkIndex, load_eval_questions  # noqa: E402
+from medistill.curate.text import question_text, words  # noqa: E402
+from medistill.data import load_benchmark  # noqa: E402
+from paraphrase import (  # noqa: E402
+    paraphrase_question,
+    synthetic_questions,
+    verbatim_copy,
+    write_synthetic_store,
+)
+
+SHARED = Path(os.environ.get("MEDISTILL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+ALL = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _naive(train, bench, ngram=13, jaccard=0.5, min_overlap=0.2, max_df=3, min_words=8):
+    """All pairs in pure Python: the decision BenchmarkIndex makes, without any index."""
+
+    def grams(ws, n, short=False):
+        ws = tuple("0" if w.isdigit() else w for w in ws)
+        if len(ws) < n:
+            return {ws} if short and len(ws) >= min_words else set()
+        return {ws[i : i + n] for i in range(len(ws) - n + 1)}
+
+    bgrams = [grams(words(q.question), ngram, True) for q in bench]
+    df: dict[tuple, int] = {}
+    for g in bgrams:
+        for x in g:
+            df[x] = df.get(x, 0) + 1
+    bgrams = [{x for x in g if df[x] <= max_df} for g in bgrams]
+    bshing = [grams(words(question_text(q.question, q.options)), 3, True) for q in bench]
+    found = []
+    for q in train:
+        g = grams(words(q.question), ngram, True)
+        s = grams(words(question_text(q.question, q.options)), 3, True)
+        hit = None
+        for j in range(len(bench)):
+            if g and bgrams[j] and len(g & bgrams[j]) / len(bgrams[j]) >= min_overlap:
+                hit = j
+                break
+            if s and len(s & bshing[j]) / len(s | bshing[j]) >= jaccard:
+                hit = j
+                break
+        found.append(hit)
+    return found
+
+
+def decontam(args: argparse.Namespace) -> None:
+    os.environ.setdefault("MEDISTILL_DATA_DIR", str(SHARED))
+    bench = load_eval_questions(ALL)
+    rng = random.Random(args.seed)
+    picked = rng.sample(bench, args.planted)
+    planted = [verbatim_copy(q, rng, id=f"v{i}") for i, q in enumerate(picked[::2])]
+    planted += [paraphrase_question(q, rng, id=f"p{i}") for i, q in enumerate(picked[1::2])]
+    t0 = time.perf_counter()
+    train = list(synthetic_questions(args.n - len(planted), seed=args.seed)) + planted
+    rng.shuffle(train)
+    t_gen = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index = BenchmarkIndex(bench)
+    t_index = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    matches = []
+    for i in range(0, len(train), 2000):
+        chunk = train[i : i + 2000]
+        matches += index.check_many([(q.question, q.options) for q in chunk])
+    t_check = time.perf_counter() - t0
+    is_planted = [bool(q.meta.get("planted_from")) for q in train]
+    # The naive subset: synthetic questions plus a tenth planted copies, so that agreement
+    # is checked on matches as well as on clean questions.
+    clean_idx = [i for i, p in enumerate(is_planted) if not p][: args.naive_n]
+    dirty_idx = [i for i, p in enumerate(is_planted) if p][: max(1, args.naive_n // 10)]
+    sub_idx = clean_idx + dirty_idx
+    t0 = time.perf_counter()
+    naive = _naive([train[i] for i in sub_idx], bench)
+    t_naive = time.perf_counter() - t0
+    agree = sum((matches[i] is None) == (h is None) for i, h in zip(sub_idx, naive, strict=True))
+    naive_full = t_naive / len(sub_idx) * len(train)
+    ours = t_index + t_check
+    result = {
+        "machine": _machine(),
+        "train_questions": len(train),
+        "planted_copies": len(planted),
+        "benchmark_questions": len(index),
+        "generate_s": round(t_gen, 1),
+        "index_s": round(t_index, 2),
+        "check_s": round(t_check, 1),
+        "total_s": round(ours, 1),
+        "questions_per_s": round(len(train) / ours),
+        "planted_removed": sum(
+            m is not None for m, p in zip(matches, is_planted, strict=True) if p
+        ),
+        "synthetic_flagged": sum(
+            m is not None for m, p in zip(matches, is_planted, strict=True) if not p
+        ),
+        "naive_subset": len(sub_idx),
+        "naive_subset_s": round(t_naive, 1),
+        "naive_extrapolated_s": round(naive_full),
+        "speedup_vs_naive": round(naive_full / ours, 1),
+        "agreement_on_subset": f"{agree}/{len(sub_idx)}",
+    }
+    print(json.dumps(result, indent=2))
+
+
+def planted(args: argparse.Namespace) -> None:
+    medqa = load_benchmark("medqa", SHARED / "medqa/US_4options_test.jsonl").questions
+    train = load_benchmark("medmcqa", SHARED / "medmcqa/dev.jsonl").questions[:2000]
+    rows = []
+    for seed in range(args.seeds):
+        rng = random.Random(seed)
+        picked = rng.sample(medqa, 200)
+        verb = [verbatim_copy(q, rng) for q in picked]
+        para = [paraphrase_question(q, rng) for q in picked]
+        index = BenchmarkIndex(medqa)
+
+        def hits(qs, index=index):
+            return [m for m in index.check_many([(q.question, q.options) for q in qs])]
+
+        mv, mp, mt = hits(verb), hits(para), hits(train)
+        right = sum(
+            m is not None and m.benchmark_id == q.meta["planted_from"]
+            for q, m in zip(para, mp, strict=True)
+        )
+        rows.append(
+            {
+                "seed": seed,
+                "verbatim_removed": sum(m is not None for m in mv),
+                "paraphrase_removed": sum(m is not None for m in mp),
+                "paraphrase_right_id": right,
+                "by_ngram": sum(m is not None and m.method == "ngram" for m in mp),
+                "false_positives": sum(m is not None for m in mt),
+            }
+        )
+    print(json.dumps(rows, indent=2))
+
+
+def memory(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        store = Path(tmp) / "traces.db"
+        t0 = time.perf_counter()
+        n = write_synthetic_store(store, args.traces, samples_per_question=4, seed=args.seed)
+        t_write = time.perf_counter() - t0
+        code = (
+            "import json, resource, sys, time\n"
+            "from medistill.curate import CurateConfig, run_curate\n"
+            "t = time.perf_counter()\n"
+            f"s = run_curate(CurateConfig(store={str(store)!r}, out={str(Path(tmp) / 'out')!r},"
+            f" eval_benchmarks={ALL!r}), show_progress=False)\n"
+            "print(json.dumps({'s': time.perf_counter() - t, 'kept': s['kept_traces'],"
+            " 'dropped': {k: v for k, v in s['dropped'].items() if v},"
+            " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+        )
+        env = {**os.environ, "MEDISTILL_DATA_DIR": str(SHARED)}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            json.dumps(
+                {
+                    "machine": _machine(),
+                    "traces": n,
+                    "store_mb": round(store.stat().st_size / 2**20),
+                    "write_store_s": round(t_write),
+                    "curate_s": round(res["s"]),
+                    "traces_per_s": round(n / res["s"]),
+                    "peak_rss_mb": round(res["rss_mb"]),
+                    "kept": res["kept"],
+                    "dropped": res["dropped"],
+                    "parent_rss_mb": round(
+                        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                    ),
+                },
+                indent=2,
+            )
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("decontam")
+    d.add_argument("--n", type=int, default=200_000)
+    d.add_argument("--naive-n", type=int, default=300)
+    d.add_argument("--planted", type=int, default=2000, help="benchmark copies mixed in")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=decontam)
+    pl = sub.add_parser("planted")
+    pl.add_argument("--seeds", type=int, default=3)
+    pl.set_defaults(fn=planted)
+    m = sub.add_parser("memory")
+    m.add_argument("--traces", type=int, default=1_000_000)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--tmp", default=None, help="folder for the temporary store")
+    m.set_defaults(fn=memory)
+    args = p.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
