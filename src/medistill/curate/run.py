@@ -292,7 +292,9 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
         with _progress(show_progress, total) as advance:
             n_in = verify_pass(db, cfg, count_tokens, advance)
         index = None
-        if cfg.eval_benchmarks:
+        if not cfg.eval_benchmarks:
+            log.warning("no evaluation benchmarks named: the dataset is NOT decontaminated")
+        else:
             index = BenchmarkIndex(
                 load_eval_questions(cfg.eval_benchmarks),
                 ngram=cfg.decontam_ngram,
