@@ -410,3 +410,40 @@ def test_huatuogpt_traces_curate_end_to_end(shared_data, tmp_path, monkeypatch):
     # Every kept assistant turn is the CoT followed by the response and a strict answer line.
     row0 = _jsonl(out / "messages" / "train.jsonl")[0]
     assert row0["messages"][-1]["content"].endswith(f"The answer is {row0['answer']}.")
+
+
+def test_cli_import_and_curate_from_a_recipe(tmp_path):
+    from typer.testing import CliRunner
+
+    from medistill.cli import app
+
+    runner = CliRunner()
+    src = tmp_path / "traces.jsonl"
+    rows = [
+        {"q": f"Question {i} about drug {i * 17} for disease {i * 29}?", "opts": OPTS,
+         "ans": "D", "cot": REASONING, "resp": f"The answer is {'D' if i % 3 else 'A'}."}
+        for i in range(9)
+    ]  # fmt: skip
+    src.write_text("\n".join(json.dumps(r) for r in rows))
+    store = tmp_path / "s.db"
+    mapping = "question=q,options=opts,gold=ans,reasoning=cot,response=resp"
+    r = runner.invoke(
+        app, ["import-traces", str(src), "--store", str(store), "--origin", "x", "--map", mapping]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["imported"] == 9
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("curate:\n  selection: all\n  min_tokens: 4\n  eval_benchmarks: []\n")
+    out = tmp_path / "ds"
+    r = runner.invoke(app, ["curate", str(store), "--config", str(recipe), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout[: r.stdout.rindex("}") + 1])
+    assert summary["kept_traces"] == 6 and summary["dropped"] == {"incorrect": 3}
+    recipe.write_text("curate:\n  selektion: all\n")
+    r = runner.invoke(app, ["curate", str(store), "--config", str(recipe), "--out", str(out)])
+    assert r.exit_code == 2 and "unknown key(s) ['selektion']" in r.output
+    src.write_text('{"q": "x"}\n')
+    r = runner.invoke(
+        app, ["import-traces", str(src), "--store", str(store), "--origin", "x", "--map", mapping]
+    )
+    assert r.exit_code == 2 and "traces.jsonl:1: field 'opts': missing field" in r.output

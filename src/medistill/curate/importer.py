@@ -20,6 +20,7 @@ from medistill.data.loading import (
     Skipped,
     check_gold,
     iter_json_or_jsonl,
+    iter_jsonl,
     normalise_options,
     require_str,
 )
@@ -91,6 +92,9 @@ def _iter_records(path: Path) -> Iterator[tuple[int, Any]]:
             for rec in batch.to_pylist():
                 line += 1
                 yield line, rec
+        return
+    if path.suffix in (".jsonl", ".ndjson") or path.name.endswith(".jsonl.gz"):
+        yield from iter_jsonl(path)
         return
     yield from iter_json_or_jsonl(path)
 
