@@ -29,10 +29,11 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["strict", "lenient"]
 MODES: tuple[str, ...] = ("strict", "lenient")
@@ -489,11 +490,36 @@ def _statement_hits_exist(region: str, letters: str) -> bool:
     return any(pats[k].search(region) for k in ("answer_is", "boxed", "option_is_correct"))
 
 
+_HITS_CACHE: OrderedDict[tuple[Any, ...], tuple[tuple[int, int, str, str], ...]] = OrderedDict()
+
+
 def _statement_hits(
     region: str, pats: dict[str, re.Pattern[str]], opts: Mapping[str, str]
 ) -> list[tuple[int, int, str, str]]:
     """All explicit commitments as ``(start, end, letter, rule)``; a statement listing
-    several letters has the rule ``first_of_several`` and its first letter."""
+    several letters has the rule ``first_of_several`` and its first letter.
+
+    The scan is the extractor's costliest step and one text is often scanned twice in a row
+    (before and after cutting a runaway, then by :func:`answer_statements`), so the last few
+    results are memoised.
+    """
+    key = (region, id(pats), tuple(opts.items()) if opts else ())
+    cached = _HITS_CACHE.get(key)
+    if cached is not None:
+        return list(cached)
+    hits = _scan_statements(region, pats, opts)
+    _HITS_CACHE[key] = tuple(hits)
+    while len(_HITS_CACHE) > 8:
+        try:
+            _HITS_CACHE.popitem(last=False)
+        except KeyError:  # another thread emptied it first
+            break
+    return hits
+
+
+def _scan_statements(
+    region: str, pats: dict[str, re.Pattern[str]], opts: Mapping[str, str]
+) -> list[tuple[int, int, str, str]]:
     hits: list[tuple[int, int, str, str]] = []
     for name in ("answer_is", "answer_header", "boxed", "option_is_correct", "choose"):
         rule = "answer_is" if name == "answer_header" else name

@@ -131,18 +131,27 @@ def _malformed(row: dict[str, Any]) -> str | None:
     return None
 
 
-def assistant_turn(row: dict[str, Any], letter: str, *, think_tags: bool = False) -> str:
+def assistant_turn(
+    row: dict[str, Any], letter: str, *, think_tags: bool = False, stated: bool | None = None
+) -> str:
     """The training target: the reasoning, then the response, ending with a strict answer
-    statement for ``letter`` (appended when the response does not already end with one)."""
+    statement for ``letter`` (appended when the response does not already end with one).
+
+    ``stated``: the caller already knows whether the response alone states ``letter``
+    strictly; used only when there is no separate reasoning (then the body is the response).
+    """
     text = (row.get("text") or "").strip()
     reasoning = (row.get("reasoning") or "").strip()
     if reasoning:
         body = (
             f"<think>\n{reasoning}\n</think>\n\n{text}" if think_tags else f"{reasoning}\n\n{text}"
         )
+        stated = None
     else:
         body = text
-    if extract_answer(body, row["options"], mode="strict").letter != letter:
+    if stated is None:
+        stated = extract_answer(body, row["options"], mode="strict").letter == letter
+    if not stated:
         body = f"{body.rstrip()}\n\n{answer_line(letter)}"
     return body
 
@@ -179,7 +188,7 @@ def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = Fals
         "",
         letter,
         True,
-        assistant_turn(row, e.letter, think_tags=think_tags),
+        assistant_turn(row, e.letter, think_tags=think_tags, stated=e.strict),
         e.letter,
     )
 
