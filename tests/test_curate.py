@@ -447,3 +447,34 @@ def test_cli_import_and_curate_from_a_recipe(tmp_path):
         app, ["import-traces", str(src), "--store", str(store), "--origin", "x", "--map", mapping]
     )
     assert r.exit_code == 2 and "traces.jsonl:1: field 'opts': missing field" in r.output
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_number_of_traces(tmp_path):
+    """Curate 6,000 and 48,000 synthetic traces in fresh processes: peak RSS must not grow
+    with the input (state lives in the scratch SQLite file, not in Python objects). The
+    SQLite page cache, bounded by ``sqlite_cache_mb``, is set small so it cannot hide growth."""
+    import subprocess
+    import sys
+
+    from paraphrase import write_synthetic_store
+
+    peaks = {}
+    for n in (6_000, 48_000):
+        store = tmp_path / f"t{n}.db"
+        write_synthetic_store(store, n, samples_per_question=4, seed=1)
+        code = (
+            "import json, resource\n"
+            "from medistill.curate import CurateConfig, run_curate\n"
+            f"s = run_curate(CurateConfig(store={str(store)!r}, out={str(tmp_path / str(n))!r},"
+            " eval_benchmarks=[], hf_dataset=False, sqlite_cache_mb=2), show_progress=False)\n"
+            "print(json.dumps([s['input_traces'], s['kept_traces'],"
+            " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        n_in, kept, rss_kb = json.loads(out.stdout.strip().splitlines()[-1])
+        assert n_in == n and 0 < kept < n
+        peaks[n] = rss_kb / 1024
+    # 8x the traces: a few MB of per-kept-trace bookkeeping at most, not 8x the memory.
+    assert peaks[48_000] - peaks[6_000] < 25, peaks

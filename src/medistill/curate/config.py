@@ -94,3 +94,6 @@ class CurateConfig:
     )
     hf_dataset: bool = field(default=True, metadata={"help": "also save HF datasets"})
     batch_size: int = field(default=2000, metadata={"help": "traces processed per batch"})
+    sqlite_cache_mb: int = field(
+        default=64, metadata={"help": "page cache of the scratch database (bounds memory)"}
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sqlite3
 from collections import Counter
 from contextlib import ExitStack
@@ -170,6 +171,7 @@ def _write_dropped(db: sqlite3.Connection, path: Path) -> None:
 
 def _save_hf(out: Path, split_counts: Counter[str]) -> str:
     """Save both formats as ``DatasetDict``s (Arrow, memory-mapped: bounded memory)."""
+    shutil.rmtree(out / "hf", ignore_errors=True)  # never leave a previous run's copy behind
     try:
         import datasets
     except ImportError:
@@ -184,8 +186,6 @@ def _save_hf(out: Path, split_counts: Counter[str]) -> str:
                 )
         if parts:
             datasets.DatasetDict(parts).save_to_disk(str(out / "hf" / fmt))
-    import shutil
-
     shutil.rmtree(out / ".hf-cache", ignore_errors=True)
     return "hf/messages, hf/prompt_completion" if any(split_counts.values()) else "empty"
 

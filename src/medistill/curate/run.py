@@ -284,7 +284,7 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     work = out / ".curate-work.sqlite"
-    db = open_workdb(work)
+    db = open_workdb(work, cfg.sqlite_cache_mb)
     try:
         with TraceStore(cfg.store) as store:
             total = len(store)

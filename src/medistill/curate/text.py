@@ -123,8 +123,8 @@ class MinHasher:
         sh = [self.shingles(wh) for wh in texts]
         starts = np.cumsum([0] + [len(s) for s in sh[:-1]])
         flat = np.concatenate(sh)
-        # Chunk so the (num_perm x shingles) matrix stays small (~32 MB).
-        chunk = max(1, (1 << 22) // self.num_perm)
+        # Chunk so the (num_perm x shingles) matrices stay small (8 MB each).
+        chunk = max(1, (1 << 20) // self.num_perm)
         i = 0
         while i < len(sh):
             j = i

@@ -30,14 +30,15 @@ CREATE INDEX IF NOT EXISTS traces_reason ON traces(reason);
 """
 
 
-def open_workdb(path: Path) -> sqlite3.Connection:
-    """A fresh scratch database at ``path`` (any previous one is discarded)."""
+def open_workdb(path: Path, cache_mb: int = 64) -> sqlite3.Connection:
+    """A fresh scratch database at ``path`` (any previous one is discarded); ``cache_mb`` caps
+    its page cache, which is most of curation's memory."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=OFF")  # scratch: rebuilt from the store on every run
     db.execute("PRAGMA synchronous=OFF")
-    db.execute("PRAGMA cache_size=-65536")  # 64 MB page cache, the bound on its memory
+    db.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")
     db.execute("PRAGMA temp_store=FILE")
     db.executescript(SCHEMA)
     db.execute("CREATE INDEX bands_bk ON bands(bk)")
