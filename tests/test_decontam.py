@@ -89,13 +89,13 @@ def _bench() -> list[Question]:
         )
     )  # fmt: skip
     boiler = "Which of the following is the most likely cause of this patient's symptoms?"
-    for i in range(6):
+    for i, topic in enumerate(["gout", "acne", "asthma", "anaemia", "otitis", "eczema"]):
         qs.append(
             Question(
                 f"b{i}",
                 "bench",
                 "test",
-                f"Case {i} about topic {i * 31}. {boiler}",
+                f"A case of {topic} seen in clinic. {boiler}",
                 {"A": f"x{i}", "B": f"y{i}"},
                 "A",
             )
@@ -221,3 +221,16 @@ def test_embedding_dedup_catches_reworded_duplicates(tmp_path):
     assert found[0] is None and found[2] is None
     assert found[1] is not None and found[1][0] == 1 and found[1][1] >= 0.85
     assert len(words(texts[0])) and len(idx.rows) == 2
+
+
+def test_a_benchmark_listed_twice_keeps_its_grams(shared_data):
+    """medqa and medqa5 share their stems: listing both must not make every gram boilerplate."""
+    path4 = shared_data / "medqa" / "US_4options_test.jsonl"
+    path5 = shared_data / "medqa" / "US_5options_test.jsonl"
+    both = load_eval_questions([f"medqa={path4}", f"medqa5={path5}"])
+    one = BenchmarkIndex(both[:1273])
+    two = BenchmarkIndex(both)
+    assert len(two) == 2 * 1273 and len(two.gram_owner) == len(one.gram_owner)
+    q = both[5]
+    m = two.check(q.question, q.options)
+    assert (m.benchmark, m.benchmark_id, m.method) == ("medqa", q.id, "ngram")

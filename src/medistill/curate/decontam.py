@@ -105,14 +105,23 @@ class BenchmarkIndex:
         self.ids = [(q.source, q.id) for q in questions]
         self.hasher = MinHasher(num_perm=num_perm, shingle=shingle)
         self.bands = lsh_bands(num_perm, jaccard)
+        # Grams are owned by distinct stems, not entries: a benchmark listed twice (medqa and
+        # medqa5 share their stems) must not turn every one of its grams into boilerplate.
         owners: dict[int, set[int]] = defaultdict(set)
+        stems: dict[bytes, int] = {}
+        self.first: list[int] = []  # stem number -> index of the first question with it
         for i, q in enumerate(questions):
-            for g in self._grams(word_hashes(q.question)):
-                owners[int(g)].add(i)
+            wh = word_hashes(q.question)
+            t = stems.setdefault(wh.tobytes(), len(stems))
+            if t < len(self.first):
+                continue
+            self.first.append(i)
+            for g in self._grams(wh):
+                owners[int(g)].add(t)
         self.boilerplate = sum(1 for v in owners.values() if len(v) > max_df)
         self.gram_owner = {g: tuple(v) for g, v in owners.items() if len(v) <= max_df}
         self.gram_array = np.array(sorted(self.gram_owner), dtype=np.uint64)
-        self.gram_total = np.zeros(len(questions), dtype=np.int64)
+        self.gram_total = np.zeros(len(self.first), dtype=np.int64)
         for v in self.gram_owner.values():
             for i in v:
                 self.gram_total[i] += 1
@@ -168,7 +177,8 @@ class BenchmarkIndex:
                     cover = {o: n / self.gram_total[o] for o, n in counts.items()}
                     owner = max(cover, key=lambda o: (cover[o], -o))
                     if cover[owner] >= self.min_overlap:
-                        out[i] = Match(*self.ids[owner], "ngram", float(cover[owner]))
+                        first = self.first[owner]
+                        out[i] = Match(*self.ids[first], "ngram", float(cover[owner]))
         # 2. near duplicates among the rest.
         rest = [i for i, m in enumerate(out) if m is None]
         if rest:
