@@ -18,6 +18,7 @@ one question go to the same split (seeded), so validation never sees a training 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -169,25 +170,70 @@ def _write_dropped(db: sqlite3.Connection, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _features(fmt: str) -> Any:
+    from datasets import Features, Value
+
+    turn = [{"role": Value("string"), "content": Value("string")}]
+    cols = {"id": Value("string")}
+    cols.update({"messages": turn} if fmt == "messages" else {"prompt": turn, "completion": turn})
+    for name in ("question_id", "source", "teacher", "subject", "answer"):
+        cols[name] = Value("string")
+    cols["teacher_pass_rate"] = Value("float64")
+    cols["tokens"] = Value("int64")
+    return Features(cols)
+
+
 def _save_hf(out: Path, split_counts: Counter[str]) -> str:
-    """Save both formats as ``DatasetDict``s (Arrow, memory-mapped: bounded memory)."""
+    """Write both formats in the layout of ``DatasetDict.save_to_disk`` (``load_from_disk``
+    reads them), streaming rows from the JSONL files through ``ArrowWriter`` in batches.
+
+    ``Dataset.from_json(...).save_to_disk`` would hold ~1.5x the data in memory (2 GB RSS at a
+    million traces); this stays flat.
+    """
     shutil.rmtree(out / "hf", ignore_errors=True)  # never leave a previous run's copy behind
     try:
         import datasets
+        from datasets.arrow_writer import ArrowWriter
     except ImportError:
         log.warning("datasets is not installed: skipping the Hugging Face copies")
         return "skipped: datasets not installed"
+    splits = [s for s in SPLITS if split_counts[s]]
+    if not splits:
+        return "empty"
     for fmt in FORMATS:
-        parts = {}
-        for split in SPLITS:
-            if split_counts[split]:
-                parts[split] = datasets.Dataset.from_json(
-                    str(out / fmt / f"{split}.jsonl"), cache_dir=str(out / ".hf-cache")
-                )
-        if parts:
-            datasets.DatasetDict(parts).save_to_disk(str(out / "hf" / fmt))
-    shutil.rmtree(out / ".hf-cache", ignore_errors=True)
-    return "hf/messages, hf/prompt_completion" if any(split_counts.values()) else "empty"
+        features = _features(fmt)
+        root = out / "hf" / fmt
+        for split in splits:
+            folder = root / split
+            folder.mkdir(parents=True, exist_ok=True)
+            fingerprint = hashlib.blake2b(f"{out}/{fmt}/{split}".encode(), digest_size=8)
+            with (
+                ArrowWriter(
+                    features=features,
+                    path=str(folder / "data-00000-of-00001.arrow"),
+                    writer_batch_size=1000,
+                ) as writer,
+                open(out / fmt / f"{split}.jsonl", encoding="utf-8") as fh,
+            ):
+                for line in fh:
+                    writer.write(json.loads(line))
+                n, nbytes = writer.finalize()
+            splits_info = datasets.SplitDict()
+            splits_info.add(datasets.SplitInfo(split, num_bytes=nbytes, num_examples=n))
+            info = datasets.DatasetInfo(features=features, splits=splits_info)
+            info.write_to_directory(str(folder))
+            state = {
+                "_data_files": [{"filename": "data-00000-of-00001.arrow"}],
+                "_fingerprint": fingerprint.hexdigest(),
+                "_format_columns": None,
+                "_format_kwargs": {},
+                "_format_type": None,
+                "_output_all_columns": False,
+                "_split": split,
+            }
+            (folder / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+        (root / "dataset_dict.json").write_text(json.dumps({"splits": splits}), encoding="utf-8")
+    return "hf/messages, hf/prompt_completion"
 
 
 def _stats(
