@@ -503,7 +503,7 @@ def _statement_hits(
     (before and after cutting a runaway, then by :func:`answer_statements`), so the last few
     results are memoised.
     """
-    key = (region, id(pats), tuple(opts.items()) if opts else ())
+    key = (region, pats["list_item"].pattern, tuple(opts.items()) if opts else ())
     cached = _HITS_CACHE.get(key)
     if cached is not None:
         return list(cached)
