@@ -182,10 +182,11 @@ def memory(args: argparse.Namespace) -> None:
             "from medistill.curate import CurateConfig, run_curate\n"
             "t = time.perf_counter()\n"
             f"s = run_curate(CurateConfig(store={str(store)!r}, out={str(Path(tmp) / 'out')!r},"
-            f" eval_benchmarks={ALL!r}), show_progress=False)\n"
+            f" eval_benchmarks={ALL!r}, workers={args.workers}), show_progress=False)\n"
             "print(json.dumps({'s': time.perf_counter() - t, 'kept': s['kept_traces'],"
             " 'dropped': {k: v for k, v in s['dropped'].items() if v},"
-            " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+            " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+            " 'worker_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))\n"
         )
         env = {**os.environ, "MEDISTILL_DATA_DIR": str(SHARED)}
         out = subprocess.run(
@@ -202,6 +203,7 @@ def memory(args: argparse.Namespace) -> None:
                     "curate_s": round(res["s"]),
                     "traces_per_s": round(n / res["s"]),
                     "peak_rss_mb": round(res["rss_mb"]),
+                    "largest_worker_rss_mb": round(res["worker_rss_mb"]),
                     "kept": res["kept"],
                     "dropped": res["dropped"],
                     "parent_rss_mb": round(
@@ -229,6 +231,7 @@ def main() -> None:
     m.add_argument("--traces", type=int, default=1_000_000)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--tmp", default=None, help="folder for the temporary store")
+    m.add_argument("--workers", type=int, default=0, help="verification processes (0: auto)")
     m.set_defaults(fn=memory)
     args = p.parse_args()
     args.fn(args)

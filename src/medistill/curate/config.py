@@ -94,6 +94,13 @@ class CurateConfig:
     )
     hf_dataset: bool = field(default=True, metadata={"help": "also save HF datasets"})
     batch_size: int = field(default=2000, metadata={"help": "traces processed per batch"})
+    workers: int = field(
+        default=0,
+        metadata={
+            "help": "processes verifying traces; 0 = one per core (up to 8) for stores over "
+            "20,000 traces, else 1"
+        },
+    )
     sqlite_cache_mb: int = field(
         default=64, metadata={"help": "page cache of the scratch database (bounds memory)"}
     )

@@ -17,16 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import sqlite3
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from medistill.curate.config import SELECTIONS, CurateConfig
 from medistill.curate.decontam import BenchmarkIndex, load_eval_questions
 from medistill.curate.dedup import EmbeddingIndex, NearDupIndex
-from medistill.curate.filters import REASONS, quality, token_counter, verify
+from medistill.curate.filters import REASONS, Verdict, quality, token_counter, verify
 from medistill.curate.output import write_outputs
 from medistill.curate.text import exact_hash, question_text, word_hashes
 from medistill.curate.workdb import INDEXES, open_workdb, remove_workdb
@@ -73,17 +76,48 @@ def _batches(it: Iterator[dict[str, Any]], n: int) -> Iterator[list[dict[str, An
         yield batch
 
 
+def _verify_batch(rows: list[dict[str, Any]], mode: str, think_tags: bool) -> list[Verdict]:
+    """Verify one batch (a top-level function, so worker processes can run it)."""
+    return [verify(r, mode=mode, think_tags=think_tags) for r in rows]
+
+
+def _verified(
+    batches: Iterator[list[dict[str, Any]]], cfg: CurateConfig, workers: int
+) -> Iterator[tuple[list[dict[str, Any]], list[Verdict]]]:
+    """``(batch, verdicts)`` in store order. With several workers the extractor runs in a
+    process pool (it is CPU-bound Python) with at most two batches per worker in flight, so
+    memory stays bounded."""
+    args = (cfg.extract_mode, cfg.think_tags)
+    if workers <= 1:
+        for batch in batches:
+            yield batch, _verify_batch(batch, *args)
+        return
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/threads are loaded
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        pending: deque[tuple[list[dict[str, Any]], Any]] = deque()
+        for batch in batches:
+            pending.append((batch, pool.submit(_verify_batch, batch, *args)))
+            if len(pending) >= 2 * workers:
+                done, fut = pending.popleft()
+                yield done, fut.result()
+        while pending:
+            done, fut = pending.popleft()
+            yield done, fut.result()
+
+
 def verify_pass(
     db: sqlite3.Connection,
     cfg: CurateConfig,
     count_tokens: Callable[[Sequence[str]], list[int]],
     progress: Callable[[int], None] = lambda n: None,
+    workers: int = 1,
 ) -> int:
-    """Pass 1: verify and filter every stored trace into the scratch tables."""
+    """Pass 1: verify and filter every stored trace into the scratch tables (verification
+    in ``workers`` processes when more than one)."""
     seq = 0
     with TraceStore(cfg.store) as store:
-        for batch in _batches(store.iter_rows(), cfg.batch_size):
-            verdicts = [verify(r, mode=cfg.extract_mode, think_tags=cfg.think_tags) for r in batch]
+        batches = _batches(store.iter_rows(), cfg.batch_size)
+        for batch, verdicts in _verified(batches, cfg, workers):
             tokens = quality(
                 verdicts,
                 count_tokens,
@@ -289,8 +323,9 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
         with TraceStore(cfg.store) as store:
             total = len(store)
         count_tokens, tokenizer_name = token_counter(cfg.tokenizer)
+        workers = cfg.workers or (min(os.cpu_count() or 1, 8) if total > 20_000 else 1)
         with _progress(show_progress, total) as advance:
-            n_in = verify_pass(db, cfg, count_tokens, advance)
+            n_in = verify_pass(db, cfg, count_tokens, advance, workers)
         index = None
         if not cfg.eval_benchmarks:
             log.warning("no evaluation benchmarks named: the dataset is NOT decontaminated")
