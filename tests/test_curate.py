@@ -341,6 +341,9 @@ def test_bad_config_and_missing_store_are_clear_errors(tmp_path):
     bad.write_text('{"id": "q1", "correct": true}\nnot json\n')
     with pytest.raises(MedistillError, match=r"p.jsonl:2: malformed JSON"):
         run_curate(_cfg(tmp_path, store, difficulty_eval=str(bad)), show_progress=False)
+    bad.write_text('{"id": "q1", "correct": true}\n{"id": "q2"}\n')
+    with pytest.raises(MedistillError, match=r"p.jsonl:2: field 'correct': missing field"):
+        run_curate(_cfg(tmp_path, store, difficulty_eval=str(bad)), show_progress=False)
 
 
 # ------------------------------------------------------------------- import + real traces

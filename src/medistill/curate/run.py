@@ -33,7 +33,8 @@ from medistill.curate.filters import REASONS, Verdict, quality, token_counter, v
 from medistill.curate.output import write_outputs
 from medistill.curate.text import exact_hash, question_text, word_hashes
 from medistill.curate.workdb import INDEXES, open_workdb, remove_workdb
-from medistill.errors import MedistillError
+from medistill.data.loading import iter_jsonl
+from medistill.errors import DataError, MedistillError
 from medistill.store import TraceStore
 
 log = logging.getLogger(__name__)
@@ -163,20 +164,16 @@ def _base_accuracy(path: str | None) -> dict[str, float]:
         return {}
     p = Path(path)
     if not p.exists():
-        raise MedistillError(f"{p}: difficulty eval file not found")
+        raise DataError("difficulty eval file not found", path=str(p))
     hits: dict[str, list[int]] = defaultdict(list)
-    with open(p, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MedistillError(f"{p}:{line_no}: malformed JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or "id" not in rec or "correct" not in rec:
-                raise MedistillError(f"{p}:{line_no}: field 'id'/'correct': missing")
-            if rec["correct"] is not None:
-                hits[str(rec["id"])].append(int(bool(rec["correct"])))
+    for line, rec in iter_jsonl(p):
+        if isinstance(rec, DataError):
+            raise rec
+        for name in ("id", "correct"):
+            if not isinstance(rec, dict) or name not in rec:
+                raise DataError("missing field", path=str(p), line=line, field=name)
+        if rec["correct"] is not None:
+            hits[str(rec["id"])].append(int(bool(rec["correct"])))
     return {k: sum(v) / len(v) for k, v in hits.items()}
 
 
