@@ -327,6 +327,8 @@ def test_exact_and_near_duplicate_questions(tmp_path):
     stats = run_curate(_cfg(tmp_path, store), show_progress=False)
     assert stats["question_reasons"] == {"duplicate_exact": 1, "duplicate_near": 1}
     assert stats["kept_traces"] == 2
+    details = {d["question_id"]: d["detail"] for d in _jsonl(tmp_path / "out" / "dropped.jsonl")}
+    assert details["b"] == "of unit/a" and details["c"].startswith("of unit/a (jaccard 0.")
     off = run_curate(_cfg(tmp_path, store, dedup=False), show_progress=False)
     assert off["kept_traces"] == 4
 

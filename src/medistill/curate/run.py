@@ -177,6 +177,12 @@ def _base_accuracy(path: str | None) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in hits.items()}
 
 
+def _question_name(db: sqlite3.Connection, qrow: int) -> str:
+    """``source/question_id`` of a question in the scratch table (for drop details)."""
+    (qkey,) = db.execute("SELECT qkey FROM questions WHERE qrow=?", (qrow,)).fetchone()
+    return qkey.replace("\x1f", "/")
+
+
 def question_pass(
     db: sqlite3.Connection, cfg: CurateConfig, index: BenchmarkIndex | None, decon_log: Path
 ) -> None:
@@ -216,7 +222,8 @@ def question_pass(
                         continue
                     dup = near.offer(qrow, sig)
                     if dup is not None:
-                        marks[qrow] = ("duplicate_near", f"of qrow {dup[0]} (jaccard {dup[1]:.2f})")
+                        of = _question_name(db, dup[0])
+                        marks[qrow] = ("duplicate_near", f"of {of} (jaccard {dup[1]:.2f})")
             if emb is not None:
                 live = [i for i, r in enumerate(rows) if r[0] not in marks]
                 found = emb.offer_many(
@@ -224,7 +231,8 @@ def question_pass(
                 )
                 for i, d in zip(live, found, strict=True):
                     if d is not None:
-                        marks[rows[i][0]] = ("duplicate_embedding", f"of qrow {d[0]} ({d[1]:.3f})")
+                        of = _question_name(db, d[0])
+                        marks[rows[i][0]] = ("duplicate_embedding", f"of {of} (cosine {d[1]:.3f})")
             for r in rows:
                 acc = base.get(r[3])
                 if r[0] not in marks and acc is not None and acc >= cfg.difficulty_max_accuracy:
