@@ -94,6 +94,8 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
          stats["kept_by_teacher"].get(t, 0))
         for t, v in stats["teachers"].items()
     ]  # fmt: skip
+    acc = stats["teacher_accuracy"]
+    overall = f"{100 * acc:.1f}%" if acc is not None else "-"
     decon = stats["decontamination"]
     tok = stats["tokens"]
     subjects = list(stats["kept_by_subject"].items())
@@ -108,8 +110,7 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
         "that applies (in this order).\n\n"
         + _table(("reason", "traces", "share", "meaning"), reason_rows),
         "## Teacher accuracy\n\nVerified with the shared answer extractor "
-        f"(`{stats['config']['extract_mode']}` mode). Overall "
-        f"{_pct(sum(v['verified_correct'] or 0 for v in stats['teachers'].values()), n_in)}"
+        f"(`{stats['config']['extract_mode']}` mode). Overall {overall}"
         " of traces reach the gold answer.\n\n"
         + _table(("origin / teacher", "traces", "correct", "accuracy", "kept"), teachers)
         + "\n\nPer-question pass rate (share of a question's traces that are correct; a "

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medistill.curate.text import MinHasher, band_keys, lsh_bands
+from medistill.curate.text import MinHasher, band_keys, jaccard_estimate, lsh_bands
 from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class NearDupIndex:
             for r, blob in self.db.execute(
                 f"SELECT qrow, sig FROM sigs WHERE qrow IN ({marks})", cands
             ):
-                sim = float(np.mean(np.frombuffer(blob, dtype=np.uint32) == sig))
+                sim = jaccard_estimate(np.frombuffer(blob, dtype=np.uint32), sig)
                 if sim >= self.threshold and (best is None or sim > best[1]):
                     best = (r, sim)
             if best is not None:
