@@ -149,6 +149,35 @@ def test_separate_reasoning_goes_first_and_think_tags_are_optional():
 
 
 @pytest.mark.parametrize(
+    ("response", "letter", "expected_tail"),
+    [
+        # Already the contract's line: kept as it is, not repeated.
+        ("Heparin does not lyse clots.\nThe answer is D.", "D", "lyse clots.\nThe answer is D."),
+        # Another form of a bare answer line is replaced by the contract's line.
+        ("Heparin does not lyse clots.\n\n**Final answer: (D)**", "D", "clots.\n\nThe answer is D."),
+        ("Heparin does not lyse clots.\nAnswer: D.", "D", "clots.\n\nThe answer is D."),
+        ("Heparin does not lyse clots.\nThe correct answer is option D", "D", "\n\nThe answer is D."),
+        ("The answer is (D).", "D", "The answer is D."),
+        # A last line with more than the answer keeps its content; the line is appended.
+        ("The answer is D, alteplase, given the timing.", "D", "timing.\n\nThe answer is D."),
+        # A last line naming another letter is never rewritten.
+        ("I first thought: Answer: B.", "D", "Answer: B.\n\nThe answer is D."),
+        # The JSON answer field of an API teacher gets the line after it.
+        ('{"answer_choice": "D"}', "D", '{"answer_choice": "D"}\n\nThe answer is D.'),
+    ],
+)
+def test_assistant_turn_ends_with_exactly_one_contract_line(response, letter, expected_tail):
+    from medistill.curate.filters import assistant_turn
+    from medistill.prompts import answer_line, answer_line_regex
+
+    out = assistant_turn({"text": response, "options": OPTS}, letter)
+    assert out.endswith(expected_tail)
+    last = out.rsplit("\n", 1)[-1]
+    assert last == answer_line(letter) and answer_line_regex("ABCD").fullmatch(last)
+    assert out.count(answer_line(letter)) == 1
+
+
+@pytest.mark.parametrize(
     ("text", "high"),
     [
         (REASONING, False),
@@ -233,7 +262,7 @@ def test_selection_policies_and_counts_add_up(tmp_path, selection, kept, not_sel
     assert len(rows) == kept
     assert len(_jsonl(out / "dropped.jsonl")) == 37 - kept
     if selection == "shortest":  # sample 0 has no filler
-        assert all(r["messages"][-1]["content"].endswith("The answer is D. (0)") for r in rows)
+        assert all(r["messages"][-1]["content"].endswith("The answer is D. (0)\n\nThe answer is D.") for r in rows)
 
 
 def test_majority_drops_questions_whose_plurality_is_wrong(tmp_path):
@@ -261,10 +290,10 @@ def test_output_formats_split_and_card(tmp_path):
     assert not {r["question_id"] for r in train} & {r["question_id"] for r in val}
     m = train[0]["messages"]
     assert [t["role"] for t in m] == ["system", "user", "assistant"]
-    assert "A. Aspirin" in m[1]["content"] and m[2]["content"].endswith("The answer is D. (0)")
+    assert "A. Aspirin" in m[1]["content"] and m[2]["content"].endswith("The answer is D. (0)\n\nThe answer is D.")
     pc = _jsonl(out / "prompt_completion" / "train.jsonl")[0]
     assert pc["prompt"] == m[:2] and pc["completion"] == m[2:]
-    assert pc["answer"] == "D" and 0 < pc["teacher_pass_rate"] <= 1
+    assert pc["gold"] == "D" and pc["options"]["D"] == "Alteplase" and 0 < pc["teacher_pass_rate"] <= 1
     # Same seed, same split; another seed, another split.
     again = run_curate(cfg, show_progress=False)
     assert again["splits"] == stats["splits"]
@@ -414,7 +443,7 @@ def test_huatuogpt_traces_curate_end_to_end(shared_data, tmp_path, monkeypatch):
     assert {d["reason"] for d in dropped} <= set(REASONS)
     # Every kept assistant turn is the CoT followed by the response and a strict answer line.
     row0 = _jsonl(out / "messages" / "train.jsonl")[0]
-    assert row0["messages"][-1]["content"].endswith(f"The answer is {row0['answer']}.")
+    assert row0["messages"][-1]["content"].endswith(f"The answer is {row0['gold']}.")
 
 
 def test_cli_import_and_curate_from_a_recipe(tmp_path):

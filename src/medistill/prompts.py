@@ -7,6 +7,7 @@ and OpenAI-compatible servers apply theirs. Templates are plain data: load your 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,18 +17,38 @@ import yaml
 from medistill.data.schema import Question
 from medistill.errors import MedistillError
 
+#: THE answer contract: the one final line every answer ends with. The prompt asks for it,
+#: curation's SFT targets end with it, the ``format`` reward checks it and the extractor reads
+#: it strictly. Change it here and every stage follows.
+ANSWER_LINE = "The answer is {letter}."
+
+
+def answer_line(letter: str) -> str:
+    """The contract's final line for ``letter``: ``answer_line("B") == "The answer is B."``."""
+    return ANSWER_LINE.format(letter=letter)
+
+
+def answer_line_regex(letters: str = "ABCDEFGHIJ") -> re.Pattern[str]:
+    """A pattern matching exactly one contract line (the whole line) and capturing its letter.
+
+    ``answer_line_regex("ABCD").fullmatch("The answer is C.").group(1) == "C"``.
+    """
+    head, _, tail = ANSWER_LINE.partition("{letter}")
+    return re.compile(re.escape(head) + f"([{re.escape(letters)}])" + re.escape(tail))
+
+
 COT_SYSTEM = (
     "You are a medical expert answering a multiple-choice exam question. Reason step by step "
     "through the clinical findings and each option, then commit to exactly one option."
 )
 COT_USER = (
     "{question}\n\n{options}\n\n"
-    'Think step by step. Then end with a final line of the form "The answer is X." where X '
+    f'Think step by step. Then end with a final line of the form "{answer_line("X")}" where X '
     "is one of {letters_or}."
 )
 DIRECT_USER = (
     "{question}\n\n{options}\n\nAnswer with the letter of the single best option, in the form "
-    '"The answer is X."'
+    f'"{answer_line("X")}"'
 )
 
 

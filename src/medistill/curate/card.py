@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from medistill.curate.filters import QUESTION_REASONS, TRACE_REASONS
+from medistill.prompts import answer_line
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
         f"{tok['median']}, p95 {tok['p95']}, max {tok['max']}, total {tok['total']}."
         + ("\n\n![token lengths](token_lengths.png)" if has_plot else ""),
         "## Formats\n\n- `messages/`: chat `messages` (system, user, assistant); the assistant "
-        "turn is the reasoning followed by the final line `The answer is X.`\n"
+        f"turn is the reasoning followed by the final line `{answer_line('X')}`\n"
         "- `prompt_completion/`: the same rows as conversational `prompt` / `completion` "
         "(TRL trains on the completion only).\n"
         "- `hf/`: both as Hugging Face `DatasetDict`s (`datasets.load_from_disk`).\n"

@@ -17,6 +17,7 @@ import numpy as np
 
 from medistill.answers import answer_statements, extract_answer
 from medistill.curate.text import ngram_hashes, word_hashes
+from medistill.prompts import answer_line
 
 # Trace-level reasons, in precedence order.
 TRACE_REASONS = (
@@ -94,10 +95,13 @@ def token_counter(spec: str | None) -> tuple[Callable[[Sequence[str]], list[int]
     return count, f"{spec} tokenizer"
 
 
-def answer_line(letter: str) -> str:
-    """The final line every assistant turn ends with, in the form the prompt asks for and
-    the extractor reads strictly."""
-    return f"The answer is {letter}."
+# A last line that only states the answer in another form ("**Final answer: (B)**", "Answer: B.",
+# "The correct answer is option B"): replaced by the contract's line rather than repeated.
+_ANSWER_ONLY_LINE = re.compile(
+    r"^\W*(?:so,?\s+|thus,?\s+|therefore,?\s+|hence,?\s+)?(?:the\s+)?(?:final\s+|correct\s+|"
+    r"best\s+)?answer(?:\s+choice)?\s*(?:is\s*:?|:)\s*(?:option\s+)?\(?([A-Z])\)?[\s.:*_)]*$",
+    re.I,
+)
 
 
 @dataclass
@@ -131,14 +135,13 @@ def _malformed(row: dict[str, Any]) -> str | None:
     return None
 
 
-def assistant_turn(
-    row: dict[str, Any], letter: str, *, think_tags: bool = False, stated: bool | None = None
-) -> str:
-    """The training target: the reasoning, then the response, ending with a strict answer
-    statement for ``letter`` (appended when the response does not already end with one).
+def assistant_turn(row: dict[str, Any], letter: str, *, think_tags: bool = False) -> str:
+    """The training target: the reasoning, then the response, ending with exactly one line of
+    the answer contract (:func:`medistill.prompts.answer_line`) and nothing after it.
 
-    ``stated``: the caller already knows whether the response alone states ``letter``
-    strictly; used only when there is no separate reasoning (then the body is the response).
+    A response whose last line already is the contract's line is kept as it is; a last line
+    that only states ``letter`` in another form ("Answer: (B)") is replaced by it; otherwise the
+    line is appended, so every target teaches the one form the rewards and evaluation read.
     """
     text = (row.get("text") or "").strip()
     reasoning = (row.get("reasoning") or "").strip()
@@ -146,14 +149,16 @@ def assistant_turn(
         body = (
             f"<think>\n{reasoning}\n</think>\n\n{text}" if think_tags else f"{reasoning}\n\n{text}"
         )
-        stated = None
     else:
         body = text
-    if stated is None:
-        stated = extract_answer(body, row["options"], mode="strict").letter == letter
-    if not stated:
-        body = f"{body.rstrip()}\n\n{answer_line(letter)}"
-    return body
+    final = answer_line(letter)
+    head, _, last = body.rstrip().rpartition("\n")
+    if last.strip() == final:
+        return body.rstrip()
+    m = _ANSWER_ONLY_LINE.match(last.strip())
+    if m and m.group(1).upper() == letter:
+        return f"{head.rstrip()}\n\n{final}" if head.strip() else final
+    return f"{body.rstrip()}\n\n{final}"
 
 
 def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = False) -> Verdict:
@@ -188,7 +193,7 @@ def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = Fals
         "",
         letter,
         True,
-        assistant_turn(row, e.letter, think_tags=think_tags, stated=e.strict),
+        assistant_turn(row, e.letter, think_tags=think_tags),
         e.letter,
     )
 

@@ -1,7 +1,7 @@
 """Writing the curated dataset: JSONL and Hugging Face datasets in two formats, the drop log,
 and the statistics the data card is made from.
 
-Layout of the output folder (the contract the SFT stage reads, ``format_version`` 1)::
+Layout of the output folder (the contract the training stages read, ``format_version`` 2)::
 
     messages/{train,validation}.jsonl           {"id", "messages": [system?, user, assistant], ...}
     prompt_completion/{train,validation}.jsonl  {"id", "prompt": [system?, user],
@@ -12,8 +12,13 @@ Layout of the output folder (the contract the SFT stage reads, ``format_version`
     stats.json, README.md, token_lengths.png    the data card
 
 Both formats carry the same metadata columns: ``question_id``, ``source``, ``teacher``,
-``subject``, ``answer`` (the letter as shown), ``teacher_pass_rate``, ``tokens``. All traces of
-one question go to the same split (seeded), so validation never sees a training question.
+``subject``, ``options`` (letter -> text, as shown in the prompt), ``gold`` (the correct letter
+as shown), ``teacher_pass_rate``, ``tokens``. With ``options`` and ``gold`` in every row a GRPO
+reward scores a completion exactly as ``medistill eval`` scores an answer. All traces of one
+question go to the same split (seeded), so validation never sees a training question.
+
+Version history: 1 had ``answer`` (the letter) and no options; 2 (this) renames it ``gold`` and
+adds ``options``. The training stages refuse version 1 with a message saying how to re-curate.
 """
 
 from __future__ import annotations
@@ -33,12 +38,12 @@ import numpy as np
 
 from medistill.curate.card import write_card
 from medistill.curate.config import CurateConfig
-from medistill.data import Question
+from medistill.data import LETTERS, Question
 from medistill.prompts import get_template
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FORMATS = ("messages", "prompt_completion")
 SPLITS = ("train", "validation")
 
@@ -83,6 +88,7 @@ def write_outputs(
     by_subject: Counter[str] = Counter()
     by_teacher_kept: Counter[str] = Counter()
     tokens: list[int] = []
+    n_options = 0
     try:
         for (
             key,
@@ -104,13 +110,15 @@ def write_outputs(
                 options=json.loads(options), gold=letter, subject=subject,
             )  # fmt: skip
             prompt = tpl.messages(shown)
+            n_options = max(n_options, len(shown.options))
             completion = [{"role": "assistant", "content": assistant}]
             meta = {
                 "question_id": qid,
                 "source": source,
                 "teacher": teacher,
                 "subject": subject,
-                "answer": letter,
+                "options": shown.options,
+                "gold": letter,
                 "teacher_pass_rate": round(rate, 4),
                 "tokens": ntok,
             }
@@ -137,7 +145,7 @@ def write_outputs(
     for (fmt, split), h in handles.items():
         os.replace(h.name, out / fmt / f"{split}.jsonl")
     _write_dropped(db, out / "dropped.jsonl")
-    hf_note = _save_hf(out, split_counts) if cfg.hf_dataset else "disabled"
+    hf_note = _save_hf(out, split_counts, n_options) if cfg.hf_dataset else "disabled"
     stats = _stats(db, cfg, n_in, kept, dropped, tokens, tokenizer_name, benchmark_size)
     stats.update(
         {
@@ -170,20 +178,22 @@ def _write_dropped(db: sqlite3.Connection, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _features(fmt: str) -> Any:
+def _features(fmt: str, n_options: int) -> Any:
     from datasets import Features, Value
 
     turn = [{"role": Value("string"), "content": Value("string")}]
     cols = {"id": Value("string")}
     cols.update({"messages": turn} if fmt == "messages" else {"prompt": turn, "completion": turn})
-    for name in ("question_id", "source", "teacher", "subject", "answer"):
+    for name in ("question_id", "source", "teacher", "subject", "gold"):
         cols[name] = Value("string")
+    # Arrow needs one struct type: every letter a row uses; a row's absent options are null.
+    cols["options"] = {letter: Value("string") for letter in LETTERS[:n_options]}
     cols["teacher_pass_rate"] = Value("float64")
     cols["tokens"] = Value("int64")
     return Features(cols)
 
 
-def _save_hf(out: Path, split_counts: Counter[str]) -> str:
+def _save_hf(out: Path, split_counts: Counter[str], n_options: int) -> str:
     """Write both formats in the layout of ``DatasetDict.save_to_disk`` (``load_from_disk``
     reads them), streaming rows from the JSONL files through ``ArrowWriter`` in batches.
 
@@ -201,7 +211,7 @@ def _save_hf(out: Path, split_counts: Counter[str]) -> str:
     if not splits:
         return "empty"
     for fmt in FORMATS:
-        features = _features(fmt)
+        features = _features(fmt, n_options)
         root = out / "hf" / fmt
         for split in splits:
             folder = root / split
