@@ -475,7 +475,7 @@ def test_cli_import_and_curate_from_a_recipe(tmp_path):
     assert summary["kept_traces"] == 6 and summary["dropped"] == {"incorrect": 3}
     recipe.write_text("curate:\n  selektion: all\n")
     r = runner.invoke(app, ["curate", str(store), "--config", str(recipe), "--out", str(out)])
-    assert r.exit_code == 2 and "unknown key(s) ['selektion']" in r.output
+    assert r.exit_code == 2 and "unknown key(s) 'selektion' (did you mean 'selection'?)" in r.output
     src.write_text('{"q": "x"}\n')
     r = runner.invoke(
         app, ["import-traces", str(src), "--store", str(store), "--origin", "x", "--map", mapping]

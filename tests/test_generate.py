@@ -351,7 +351,7 @@ def test_yaml_recipe_and_cli(tmp_path: Path) -> None:
         assert json.loads(r.stdout)["new_calls"] == 9
         recipe.write_text("generate:\n  teacher: {model: t}\n  sampels: 2\n")
         r = CliRunner().invoke(app, ["generate", "--config", str(recipe)])
-        assert r.exit_code == 2 and "unknown key(s) ['sampels']" in r.output
+        assert r.exit_code == 2 and "unknown key(s) 'sampels' (did you mean 'samples'?)" in r.output
     assert {row["teacher"] for row in rows(tmp_path / "y.db")} == {"teacher-y"}
 
 

@@ -259,19 +259,50 @@ def generate_cmd(
 def import_traces_cmd(
     file: Annotated[Path, typer.Argument(help="JSON / JSONL / Parquet trace dataset")],
     store: Annotated[Path, typer.Option(help="SQLite trace store to import into")],
-    origin: Annotated[str, typer.Option(help="dataset name recorded as the traces' origin")],
-    preset: Annotated[str | None, typer.Option(help="known field layout: huatuogpt-o1")] = None,
+    origin: Annotated[
+        str,
+        typer.Option(
+            help="dataset name recorded as the traces' origin (the teacher); with a per-row "
+            "teacher field (--preset mirage, or --map teacher=FIELD) the teacher becomes "
+            "ORIGIN:MODEL, and ORIGIN alone where a row has none"
+        ),
+    ],
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="known field layout: huatuogpt-o1, medistill, or mirage (= mirage-medrag: "
+            "MIRAGE's JSON-answer outputs, needs --questions)"
+        ),
+    ] = None,
     map: Annotated[
         str | None,
         typer.Option(
             help="ours=theirs pairs, e.g. question=Question,options=options,gold=answer_idx,"
             "reasoning=Complex_CoT,response=Response (fields: question, options, gold, "
-            "reasoning, response, id, subject, finish_reason)"
+            "reasoning, response, id, subject, finish_reason, teacher, dataset, "
+            "json_reasoning, json_answer; without question/options rows are joined to "
+            "--questions by id)"
+        ),
+    ] = None,
+    questions: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME[=PATH]: benchmark whose questions rows without question text are "
+            "joined to by id, e.g. medmcqa=data/medmcqa/dev.jsonl (a bare name reads "
+            "$MEDISTILL_DATA_DIR or the Hub); repeatable, a row's dataset field picks one"
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="FIELD=VALUE: import only rows whose top-level FIELD equals VALUE exactly, "
+            "e.g. model=OpenAI/gpt-4-32k; repeatable (same field: any value; different "
+            "fields: all); the rest are counted as filtered"
         ),
     ] = None,
     skip_invalid: Annotated[bool, typer.Option(help="skip bad rows, count them")] = False,
 ) -> None:
-    """Import an existing trace dataset (HuatuoGPT-o1, m1K...) into a trace store."""
+    """Import an existing trace dataset (HuatuoGPT-o1, m1K, MIRAGE outputs...) into a store."""
     from medistill.curate import import_traces, parse_mapping
 
     summary = import_traces(
@@ -280,6 +311,8 @@ def import_traces_cmd(
         origin=origin,
         mapping=parse_mapping(map, preset),
         skip_invalid=skip_invalid,
+        questions=questions,
+        where=where,
     )
     typer.echo(json.dumps(summary, indent=2))
 
@@ -408,6 +441,40 @@ def report_cmd(
     rep = build_report(runs, out, metric=metric, title=title)
     typer.echo(rep.markdown)
     typer.echo(f"\nwrote {rep.markdown_path} and {rep.png_path}")
+
+
+# Training commands parse their own arguments from their config classes (TRL's, with hundreds
+# of fields), so ``medistill sft --help`` lists every option and the others stay fast to start.
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _train_command(name: str, module: str, recipe: str, runner: str) -> None:
+    """Register ``medistill <name> [--config recipe.yaml] [--field value ...]``."""
+
+    @app.command(name, context_settings=_PASSTHROUGH, add_help_option=False)
+    @_user_errors
+    def command(ctx: typer.Context) -> None:
+        import importlib
+
+        from medistill.config import parse_stage
+
+        mod = importlib.import_module(module)
+        cfg = parse_stage(getattr(mod, recipe), ctx.args, section=name, prog=f"medistill {name}")
+        manifest = getattr(mod, runner)(cfg)
+        shown = {k: manifest.get(k) for k in ("status", "metrics", "data")}
+        typer.echo(json.dumps(shown, indent=2, default=str))
+        typer.echo(f"wrote {cfg.output_dir} (card: README.md)")
+
+    command.__doc__ = {
+        "sft": "Supervised fine-tuning on curated traces (TRL SFTTrainer; LoRA or full).",
+        "grpo": "GRPO from the SFT student with medical rewards (TRL GRPOTrainer).",
+        "distill": "On-policy distillation from a local open-weight teacher (TRL).",
+    }[name] + f" Options: medistill {name} --help."
+
+
+_train_command("sft", "medistill.train.sft", "SFTRecipe", "run_sft")
+_train_command("grpo", "medistill.train.grpo", "GRPORecipe", "run_grpo")
+_train_command("distill", "medistill.train.distill", "DistillRecipe", "run_distill")
 
 
 if __name__ == "__main__":  # pragma: no cover

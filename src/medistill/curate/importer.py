@@ -4,6 +4,13 @@ Public sets (HuatuoGPT-o1's traces, m1K, MedReason...) are curated, mixed and de
 exactly like our own teacher's traces once they sit in the same store. A field mapping says
 where each part lives; the dataset's name becomes the row's ``teacher`` (its origin) and the
 file its ``endpoint``, so the data card can count by origin.
+
+Released model *outputs* (MIRAGE's GPT-3.5 / GPT-4 answers) carry neither the question nor
+the options, only the benchmark's id, and answer in JSON (``{"step_by_step_thinking": ...,
+"answer_choice": ...}``). A mapping without ``question`` / ``options`` joins each row to a
+benchmark loaded with ``questions`` by its ``id``; ``json_reasoning`` / ``json_answer`` name
+the keys of a JSON response; ``teacher`` names a per-row model field (stored as
+``origin:model``, so one file holding several models is counted per model).
 """
 
 from __future__ import annotations
@@ -11,10 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medistill.answers import extract_answer
 from medistill.data.loading import (
     LETTERS,
     Skipped,
@@ -24,13 +33,31 @@ from medistill.data.loading import (
     normalise_options,
     require_str,
 )
+from medistill.data.registry import load_benchmark
+from medistill.data.schema import Question
 from medistill.errors import DataError, MedistillError
+from medistill.prompts import answer_line
 from medistill.store import TraceRecord, TraceStore
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("question", "options", "gold", "reasoning", "response", "id", "subject", "finish_reason")
+FIELDS = (
+    "question",
+    "options",
+    "gold",
+    "reasoning",
+    "response",
+    "id",
+    "subject",
+    "finish_reason",
+    "teacher",
+    "dataset",
+    "json_reasoning",
+    "json_answer",
+)
 REQUIRED = ("question", "options", "gold", "response")
+#: Without ``question`` and ``options`` a row is joined to a ``--questions`` benchmark by id.
+JOIN_REQUIRED = ("id", "response")
 
 PRESETS: dict[str, dict[str, str]] = {
     # HuatuoGPT-o1 style MCQ traces (the shape of its demo data): CoT + final response.
@@ -52,7 +79,20 @@ PRESETS: dict[str, dict[str, str]] = {
         "subject": "subject",
         "finish_reason": "finish_reason",
     },
+    # MIRAGE / MedRAG released outputs (Xiong et al. 2024): one row per benchmark question and
+    # model, no question text (joined from --questions by qid), the answer as JSON text in
+    # raw_responses[0]. The teacher is the row's model ("mirage:OpenAI/gpt-4-32k").
+    "mirage": {
+        "id": "qid",
+        "gold": "gold",
+        "response": "raw_responses",
+        "teacher": "model",
+        "dataset": "dataset",
+        "json_reasoning": "step_by_step_thinking",
+        "json_answer": "answer_choice",
+    },
 }
+PRESETS["mirage-medrag"] = PRESETS["mirage"]
 
 
 def parse_mapping(spec: str | dict[str, str] | None, preset: str | None = None) -> dict[str, str]:
@@ -73,12 +113,80 @@ def parse_mapping(spec: str | dict[str, str] | None, preset: str | None = None) 
     unknown = sorted(set(mapping) - set(FIELDS))
     if unknown:
         raise MedistillError(f"unknown mapping field(s) {unknown}; valid: {list(FIELDS)}")
-    missing = [f for f in REQUIRED if f not in mapping]
+    if "question" in mapping or "options" in mapping:
+        missing = [f for f in REQUIRED if f not in mapping]
+    else:  # joined to a benchmark by id: question, options (and gold) come from there
+        missing = [f for f in JOIN_REQUIRED if f not in mapping]
     if missing:
         raise MedistillError(
             f"the mapping needs {missing} (e.g. --map question=Question,gold=answer_idx)"
         )
+    if "json_reasoning" in mapping and "reasoning" in mapping:
+        raise MedistillError("map either reasoning (a row field) or json_reasoning, not both")
     return mapping
+
+
+def needs_questions(mapping: Mapping[str, str]) -> bool:
+    """True when the mapping has no question text: rows are joined to a benchmark by id."""
+    return "question" not in mapping
+
+
+def parse_questions(specs: Sequence[str] | Mapping[str, Any] | None) -> dict[str, str | None]:
+    """``NAME[=PATH]`` specs (``medmcqa=dev.jsonl``, ``medqa``) as ``{name: path or None}``.
+
+    A bare name loads the registered benchmark from ``$MEDISTILL_DATA_DIR`` or the Hub.
+    """
+    if not specs:
+        return {}
+    if isinstance(specs, Mapping):
+        return {str(k): str(v) if v else None for k, v in specs.items()}
+    out: dict[str, str | None] = {}
+    for spec in specs:
+        name, sep, path = str(spec).partition("=")
+        if not name.strip() or (sep and not path.strip()):
+            raise MedistillError(f"--questions {spec!r}: expected NAME or NAME=PATH")
+        out[name.strip()] = path.strip() or None
+    return out
+
+
+def parse_where(specs: Sequence[str] | Mapping[str, Any] | None) -> dict[str, tuple[str, ...]]:
+    """``FIELD=VALUE`` row filters as ``{field: allowed values}``; repeating a field allows
+    several values (any of them), different fields must all match."""
+    if not specs:
+        return {}
+    if isinstance(specs, Mapping):
+        return {
+            str(k): tuple(v) if isinstance(v, (list, tuple)) else (str(v),)
+            for k, v in specs.items()
+        }
+    out: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        field, sep, value = str(spec).partition("=")
+        if not sep or not field.strip():
+            raise MedistillError(f"--where {spec!r}: expected FIELD=VALUE")
+        out[field.strip()] = (*out.get(field.strip(), ()), value)
+    return out
+
+
+def _as_text(value: Any) -> str:
+    """A row value as ``--where`` compares it: strings as they are, anything else as JSON
+    (so ``retrieval=null`` and ``n=3`` work)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def matches(rec: dict[str, Any], where: Mapping[str, Sequence[str]]) -> bool:
+    """True when every ``where`` field is present in ``rec`` with one of its allowed values."""
+    return all(f in rec and _as_text(rec[f]) in values for f, values in where.items())
+
+
+def load_join_questions(specs: Mapping[str, str | None]) -> dict[str, dict[str, Question]]:
+    """Load each benchmark named in ``specs`` as ``{name: {question id: Question}}``."""
+    out: dict[str, dict[str, Question]] = {}
+    for name, path in specs.items():
+        result = load_benchmark(name, path)
+        out[name] = {q.id: q for q in result.questions}
+        log.info("joining on %d %s questions%s", len(out[name]), name, f" ({path})" * bool(path))
+    return out
 
 
 def _iter_records(path: Path) -> Iterator[tuple[int, Any]]:
@@ -113,44 +221,246 @@ def _gold_letter(raw: Any, options: dict[str, str], *, path: str, line: int, fie
     return letter
 
 
+def _response_text(rec: dict[str, Any], field: str, *, path: str, line: int) -> str:
+    """The response field as text; a list (several samples, as MIRAGE stores them) gives its
+    first element, and an empty list is an error: the model returned nothing."""
+    if field not in rec:
+        raise DataError("missing field", path=path, line=line, field=field)
+    value = rec[field]
+    if isinstance(value, list):
+        if not value:
+            raise DataError("empty list: no response to import", path=path, line=line, field=field)
+        value = value[0]
+    if isinstance(value, (dict, list)):
+        raise DataError(
+            f"expected text, got {type(value).__name__}", path=path, line=line, field=field
+        )
+    if value is None or not str(value).strip():
+        raise DataError("empty value", path=path, line=line, field=field)
+    return str(value).strip()
+
+
+def _unescape(value: str) -> str:
+    """A JSON string body cut out by pattern, decoded (as written when it is not valid)."""
+    try:
+        return json.loads(f'"{value}"')
+    except ValueError:
+        return value.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+
+
+def _as_field_text(value: Any) -> str | None:
+    """A parsed JSON value as text: strings as they are, a list of steps one per line."""
+    if value is None or isinstance(value, (dict, bool)):
+        return None
+    if isinstance(value, list):
+        value = "\n".join(str(v) for v in value if v is not None)
+    text = str(value).strip()
+    return text or None
+
+
+def parse_json_response(
+    text: str, reasoning_key: str | None, answer_key: str
+) -> tuple[str | None, str | None] | None:
+    """``(reasoning, answer)`` from a JSON response such as MIRAGE's
+    ``{"step_by_step_thinking": "...", "answer_choice": "B"}``; ``None`` when the text holds
+    neither key (a refusal or an API error written as prose).
+
+    ``json.loads`` first; broken JSON (a missing comma, an unescaped quote, a cut-off end) is
+    read by pattern: the reasoning runs to the quote that closes it before the next key or
+    the end (or to the end of a cut-off text), the answer is the last ``"answer_key": "..."``
+    string (or a bare word).
+    """
+    body = text.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.S)
+    if fenced:
+        body = fenced.group(1)
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict):
+        if (reasoning_key not in obj) and (answer_key not in obj):
+            return None
+        return _as_field_text(obj.get(reasoning_key)), _as_field_text(obj.get(answer_key))
+    keys = "|".join(re.escape(k) for k in (reasoning_key, answer_key) if k)
+    reasoning = answer = None
+    if reasoning_key:
+        m = re.search(
+            rf'"{re.escape(reasoning_key)}"\s*:\s*"(?P<v>.*?)'
+            rf'(?:"\s*,?\s*"(?:{keys})"\s*:|"\s*\}}\s*$|"?\s*$)',
+            body,
+            re.S,
+        )
+        if m:
+            reasoning = _as_field_text(_unescape(m.group("v")))
+    found = list(
+        re.finditer(
+            rf'"{re.escape(answer_key)}"\s*:\s*(?:"(?P<v>(?:[^"\\]|\\.)*)"|(?P<bare>[\w.]+))', body
+        )
+    )
+    if found:
+        m = found[-1]
+        raw = m.group("v") if m.group("v") is not None else m.group("bare")
+        answer = None if raw == "null" else _as_field_text(_unescape(raw))
+    if reasoning is None and answer is None and not found:
+        return None
+    return reasoning, answer
+
+
+def json_answer_response(answer: str | None, options: dict[str, str]) -> str:
+    """The stored response for a JSON answer field: the contract line for the letter the shared
+    extractor reads from it in strict mode ("B", "(B)", "B. Thumb", the option's text).
+
+    When no letter can be read the field is kept as JSON, so curation's verification reaches
+    the same verdict (no answer, or conflicting for "B and C") and drops it: never a guess. A
+    missing answer gives an empty response (dropped as ``no_answer``).
+    """
+    if answer is None:
+        return ""
+    field = json.dumps({"answer_choice": answer}, ensure_ascii=False)
+    letter = extract_answer(field, options, mode="strict").letter
+    return answer_line(letter) if letter else field
+
+
+def _joined_question(
+    rec: dict[str, Any],
+    mapping: Mapping[str, str],
+    questions: Mapping[str, Mapping[str, Question]],
+    *,
+    path: str,
+    line: int,
+) -> Question:
+    """The benchmark question a row names by id: from the benchmark its ``dataset`` field
+    names when that one is loaded, else from the only benchmark loaded."""
+    id_field = mapping["id"]
+    if id_field not in rec:
+        raise DataError("missing field", path=path, line=line, field=id_field)
+    qid = str(rec[id_field] if rec[id_field] is not None else "").strip()
+    if not qid:
+        raise DataError("empty value", path=path, line=line, field=id_field)
+    named = rec.get(mapping["dataset"]) if "dataset" in mapping else None
+    if named in questions:
+        name = str(named)
+    elif len(questions) == 1:
+        name = next(iter(questions))
+    else:
+        raise DataError(
+            f"no --questions for dataset {named!r}; loaded: {', '.join(questions)}",
+            path=path,
+            line=line,
+            field=mapping.get("dataset"),
+        )
+    q = questions[name].get(qid)
+    if q is None:
+        raise DataError(
+            f"id {qid!r} is not among the {len(questions[name])} {name} questions loaded "
+            "with --questions",
+            path=path,
+            line=line,
+            field=id_field,
+        )
+    return q
+
+
 def record_from(
-    rec: Any, mapping: dict[str, str], *, origin: str, path: str, line: int
+    rec: Any,
+    mapping: dict[str, str],
+    *,
+    origin: str,
+    path: str,
+    line: int,
+    questions: Mapping[str, Mapping[str, Question]] | None = None,
 ) -> TraceRecord:
-    """One imported row as a trace record (raises a located :class:`DataError`)."""
+    """One imported row as a trace record (raises a located :class:`DataError`).
+
+    With ``question`` mapped the row carries its question; without, it is joined to
+    ``questions`` by id (its gold, if given, must agree with the benchmark's). With
+    ``json_answer`` mapped the response is parsed as JSON (see :func:`parse_json_response`).
+    """
+    if isinstance(rec, DataError):  # a line that is not JSON (iter_jsonl yields these)
+        raise rec
     if not isinstance(rec, dict):
         raise DataError(f"expected an object, got {type(rec).__name__}", path=path, line=line)
-    question = require_str(rec, mapping["question"], path=path, line=line)
-    if mapping["options"] not in rec:
-        raise DataError("missing field", path=path, line=line, field=mapping["options"])
-    options = normalise_options(
-        rec[mapping["options"]], path=path, line=line, field=mapping["options"]
-    )
-    gold = _gold_letter(
-        rec.get(mapping["gold"]), options, path=path, line=line, field=mapping["gold"]
-    )
-    response = require_str(rec, mapping["response"], path=path, line=line)
+    joined: Question | None = None
+    if needs_questions(mapping):
+        if not questions:
+            raise MedistillError("this mapping joins rows to a benchmark: pass --questions")
+        joined = _joined_question(rec, mapping, questions, path=path, line=line)
+        question, options = joined.question, dict(joined.options)
+        gold_raw = rec.get(mapping["gold"]) if "gold" in mapping else None
+        if gold_raw is None or (isinstance(gold_raw, str) and not gold_raw.strip()):
+            gold = joined.gold
+            if gold is None:
+                raise DataError(
+                    "no gold answer in the row or the benchmark",
+                    path=path,
+                    line=line,
+                    field=mapping.get("gold", mapping["id"]),
+                )
+        else:
+            gold = _gold_letter(gold_raw, options, path=path, line=line, field=mapping["gold"])
+            if joined.gold is not None and gold != joined.gold:
+                raise DataError(
+                    f"gold {gold} differs from the {joined.source} answer key "
+                    f"({joined.gold}) for id {joined.id!r}",
+                    path=path,
+                    line=line,
+                    field=mapping["gold"],
+                )
+    else:
+        question = require_str(rec, mapping["question"], path=path, line=line)
+        if mapping["options"] not in rec:
+            raise DataError("missing field", path=path, line=line, field=mapping["options"])
+        options = normalise_options(
+            rec[mapping["options"]], path=path, line=line, field=mapping["options"]
+        )
+        gold = _gold_letter(
+            rec.get(mapping["gold"]), options, path=path, line=line, field=mapping["gold"]
+        )
     reasoning = None
+    if "json_answer" in mapping:
+        raw = _response_text(rec, mapping["response"], path=path, line=line)
+        parsed = parse_json_response(raw, mapping.get("json_reasoning"), mapping["json_answer"])
+        if parsed is None:  # prose (a refusal, an API error): verification reads it as it is
+            response = raw
+        else:
+            reasoning, answer = parsed
+            response = json_answer_response(answer, options)
+    elif joined is not None:
+        response = _response_text(rec, mapping["response"], path=path, line=line)
+    else:
+        response = require_str(rec, mapping["response"], path=path, line=line)
     if "reasoning" in mapping:
         reasoning = require_str(rec, mapping["reasoning"], path=path, line=line)
-    qid = str(rec[mapping["id"]]) if mapping.get("id") in rec else f"{Path(path).stem}:{line}"
-    subject = rec.get(mapping.get("subject", ""), None)
+    if joined is not None:
+        qid = joined.id
+    else:
+        qid = str(rec[mapping["id"]]) if mapping.get("id") in rec else f"{Path(path).stem}:{line}"
+    subject = rec.get(mapping.get("subject", ""), None) or (joined.subject if joined else None)
     finish = str(rec.get(mapping.get("finish_reason", ""), None) or "stop")
+    teacher = origin
+    if "teacher" in mapping:
+        model = rec.get(mapping["teacher"])
+        if isinstance(model, str) and model.strip():
+            teacher = f"{origin}:{model.strip()}"
     messages = [{"role": "user", "content": question}]
-    key = hashlib.sha256(
-        json.dumps(
-            [origin, qid, question, options, reasoning, response], ensure_ascii=False
-        ).encode()
-    ).hexdigest()
+    parts: list[Any] = [origin, qid, question, options, reasoning, response]
+    if "teacher" in mapping:  # two models may write the same text: keep both
+        parts.append(teacher)
+    key = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+    params: dict[str, Any] = {"imported_from": Path(path).name}
+    if joined is not None:
+        params["joined_to"] = joined.source
     return TraceRecord(
         key=key,
         question_id=qid,
         sample_index=0,
-        teacher=origin,
+        teacher=teacher,
         messages=messages,
-        params={"imported_from": Path(path).name},
+        params=params,
         text=response,
         finish_reason=finish,
-        source=origin,
+        source=joined.source if joined is not None else origin,
         question=question,
         options=options,
         gold=gold,
@@ -168,24 +478,48 @@ def import_traces(
     mapping: dict[str, str],
     skip_invalid: bool = False,
     batch: int = 1000,
+    questions: Sequence[str] | Mapping[str, Any] | None = None,
+    where: Sequence[str] | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Import a JSON / JSONL / Parquet trace dataset into the store; returns the counts.
 
     Re-importing the same file adds nothing (rows are keyed by their content). A bad row
     stops the import with its file, line and field, or is counted and listed under
-    ``skip_invalid``.
+    ``skip_invalid``. ``questions`` (``NAME[=PATH]`` specs or ``{name: path}``) are the
+    benchmarks a mapping without question text joins to by id; ``where`` (``FIELD=VALUE``
+    specs) keeps only matching rows, the others counted as ``filtered``.
     """
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", path=str(path))
+    specs = parse_questions(questions)
+    filters = parse_where(where)
+    joined: dict[str, dict[str, Question]] | None = None
+    if needs_questions(mapping):
+        if not specs:
+            raise MedistillError(
+                "this mapping has no question text (e.g. --preset mirage): pass --questions "
+                "NAME[=PATH] to join rows to a benchmark by id, e.g. "
+                "--questions medmcqa=data/medmcqa/dev.jsonl"
+            )
+        joined = load_join_questions(specs)
+    elif specs:
+        log.warning("--questions ignored: the mapping takes the question from each row")
     skipped: list[Skipped] = []
-    read = added = 0
+    read = added = filtered = 0
     pending: list[TraceRecord] = []
     with TraceStore(store_path) as store:
         for line, rec in _iter_records(path):
             read += 1
+            if filters and isinstance(rec, dict) and not matches(rec, filters):
+                filtered += 1
+                continue
             try:
-                pending.append(record_from(rec, mapping, origin=origin, path=str(path), line=line))
+                pending.append(
+                    record_from(
+                        rec, mapping, origin=origin, path=str(path), line=line, questions=joined
+                    )
+                )
             except DataError as e:
                 if not skip_invalid:
                     raise
@@ -201,16 +535,18 @@ def import_traces(
         "origin": origin,
         "read": read,
         "imported": added,
-        "already_present": read - len(skipped) - added,
+        "already_present": read - filtered - len(skipped) - added,
+        "filtered": filtered,
         "skipped": len(skipped),
         "skipped_rows": [str(s) for s in skipped[:50]],
     }
     log.info(
-        "%s: read %d rows, imported %d, %d already present, %d skipped",
+        "%s: read %d rows, imported %d, %d already present, %d filtered out, %d skipped",
         path,
         read,
         added,
         summary["already_present"],
+        filtered,
         len(skipped),
     )
     return summary
