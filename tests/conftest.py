@@ -32,3 +32,68 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from medistill.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+def synthetic_traces(n: int = 30, *, long_every: int = 0) -> list:
+    """Teacher traces for the embedded sample questions: the reference explanation as the
+    reasoning, then the answer line (every ``long_every``-th trace made far longer than any
+    training budget from six explanations). Real records, as ``generate`` stores them."""
+    import hashlib
+
+    from medistill.data import load_benchmark
+    from medistill.prompts import answer_line, get_template
+    from medistill.store import TraceRecord
+
+    tpl = get_template("cot")
+    questions = load_benchmark("sample").questions
+    out = []
+    for i, q in enumerate(questions[:n]):
+        reasoning = q.meta.get("explanation", "")[:240]
+        if long_every and i % long_every == 0:  # long, but not repetitive (curation drops loops)
+            reasoning = " ".join(o.meta.get("explanation", "") for o in questions[i : i + 6])
+        text = f"{reasoning}\n\n{answer_line(q.gold)}"
+        out.append(
+            TraceRecord(
+                key=hashlib.sha256(f"{q.id}/{text}".encode()).hexdigest(),
+                question_id=q.id,
+                sample_index=0,
+                teacher="unit-teacher",
+                messages=tpl.messages(q),
+                params={"temperature": 0.0},
+                text=text,
+                finish_reason="stop",
+                source="sample",
+                question=q.question,
+                options=q.options,
+                gold=q.gold,
+                subject=q.subject,
+            )
+        )
+    return out
+
+
+def curate_traces(records: list, out: Path, *, validation_fraction: float = 0.1) -> Path:
+    """Run the real curation stage on ``records``; returns the dataset folder."""
+    from medistill.curate import CurateConfig, run_curate
+    from medistill.store import TraceStore
+
+    out.mkdir(parents=True, exist_ok=True)
+    with TraceStore(out / "traces.db") as store:
+        store.put_many(records)
+    cfg = CurateConfig(
+        store=str(out / "traces.db"),
+        out=str(out / "dataset"),
+        eval_benchmarks=[],
+        hf_dataset=False,
+        min_tokens=4,
+        max_tokens=100_000,
+        validation_fraction=validation_fraction,
+    )
+    run_curate(cfg, show_progress=False)
+    return out / "dataset"
+
+
+@pytest.fixture(scope="session")
+def curated_dataset(tmp_path_factory) -> Path:
+    """A format_version 2 dataset folder written by ``medistill curate`` from 30 traces."""
+    return curate_traces(synthetic_traces(30), tmp_path_factory.mktemp("curated"))

@@ -11,6 +11,7 @@ to resume a killed run.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -105,6 +106,8 @@ class _StudentFields:
                 "bf16 requested on a machine without a bf16 GPU: training runs in bf16 on "
                 "the CPU (slow); set bf16: false for fp32"
             )
+        if not cuda:
+            self.dataloader_pin_memory = False  # nothing to pin to without a GPU
         if self.dtype in (None, "auto"):
             self.dtype = "bfloat16" if self.bf16 else "float16" if self.fp16 else "float32"
         if (self.load_in_4bit or self.load_in_8bit) and not cuda:
@@ -132,6 +135,20 @@ class _StudentFields:
             kwargs["quantization_config"] = get_quantization_config(self)
             kwargs["device_map"] = get_kbit_device_map()
         return kwargs
+
+    def trainer_args(self, **changes: Any) -> Any:
+        """A copy of this config for the TRL trainer, with ``from_pretrained`` arguments resolved
+        and the chat template left to the tokenizer (already applied by ``load_tokenizer``).
+
+        The recipe object itself stays as written, so its :meth:`identity` is the run's.
+        """
+        args = copy.copy(self)
+        args.model_init_kwargs = self.model_init_kwargs_resolved()
+        if hasattr(args, "chat_template_path"):
+            args.chat_template_path = None
+        for key, value in changes.items():
+            setattr(args, key, value)
+        return args
 
     def identity(self) -> dict[str, Any]:
         """The settings that define what is learned (everything but :data:`OPERATIONAL`)."""

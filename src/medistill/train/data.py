@@ -228,7 +228,8 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def _final_line_start(tokenizer: Any, completion: list[int], letters: str) -> int | None:
-    """Index in ``completion`` where the final answer line starts, or ``None`` if it has none.
+    """Index in ``completion`` where the final answer line (with the line break before it)
+    starts, or ``None`` if it has none.
 
     Walks back from the end until the decoded tail holds the whole contract line.
     """
@@ -236,7 +237,11 @@ def _final_line_start(tokenizer: Any, completion: list[int], letters: str) -> in
     for k in range(1, min(len(completion), 96) + 1):
         tail = tokenizer.decode(completion[-k:], skip_special_tokens=True).strip()
         if pattern.fullmatch(tail):
-            return len(completion) - k
+            start = len(completion) - k
+            # Keep the line break before it, so the line stays a line of its own.
+            while start > 0 and not tokenizer.decode(completion[start - 1 : start]).strip():
+                start -= 1
+            return start
         if "\n" in tail:
             return None
     return None

@@ -109,25 +109,23 @@ def run_distill(cfg: DistillRecipe) -> dict[str, Any]:
     if done is not None:
         return done
     method = "gold" if cross else "gkd-jsd"
-    cfg.model_init_kwargs = cfg.model_init_kwargs_resolved()
     teacher_kwargs = dict(cfg.teacher_model_init_kwargs or {})
     teacher_kwargs.setdefault("dtype", cfg.dtype)
     teacher_kwargs.setdefault("use_safetensors", True)
     teacher_kwargs.setdefault("trust_remote_code", cfg.trust_remote_code)
-    cfg.teacher_model_init_kwargs = teacher_kwargs
+    args = cfg.trainer_args(teacher_model_init_kwargs=teacher_kwargs)
     if cross:
         rows = read_rows(source, "train")[: cfg.max_prompts or None]
         train = Dataset.from_list(
             [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
         )
-        args = _gold_config(cfg, teacher_path)
         from trl.experimental.gold import GOLDTrainer
 
-        trainer_cls, kwargs = GOLDTrainer, {"args": args}
+        trainer_cls, kwargs = GOLDTrainer, {"args": _gold_config(args, teacher_path)}
     else:
         rows = prompt_rows(source, limit=cfg.max_prompts)
         train = Dataset.from_list([{"prompt": r["prompt"]} for r in rows])
-        trainer_cls, kwargs = DistillationTrainer, {"args": cfg}
+        trainer_cls, kwargs = DistillationTrainer, {"args": args}
     data = {
         **source.card_summary,
         "distill_prompts": len(train),

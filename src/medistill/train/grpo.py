@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from typing import Any
 
-from medistill.errors import MedistillError
 from medistill.train.config import GRPORecipe
 from medistill.train.data import prompt_rows, resolve_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
@@ -35,16 +34,6 @@ CURVE_KEYS = (
 )
 
 
-def _completion_text(c: Any) -> str:
-    if isinstance(c, list):  # chat: [{"role": "assistant", "content": ...}]
-        return "".join(m.get("content") or "" for m in c if isinstance(m, dict))
-    return str(c or "")
-
-
-def _options(o: Any) -> dict[str, str]:
-    return {k: v for k, v in (o or {}).items() if v is not None}
-
-
 def observe_letters(func: Any) -> Any:
     """Wrap a reward function so each call also logs the letter distributions.
 
@@ -54,6 +43,8 @@ def observe_letters(func: Any) -> Any:
     students that a mean reward hides.
     """
     from medistill.answers import extract_answer
+    from medistill.train.rewards import normalize_options
+    from medistill.train.safety import completion_text
 
     @functools.wraps(func)
     def wrapper(completions: list[Any], **kwargs: Any) -> list[float | None]:
@@ -62,7 +53,8 @@ def observe_letters(func: Any) -> Any:
         if log_metric is not None and gold and options:
             n = len(completions)
             got = Counter(
-                extract_answer(_completion_text(c), _options(o), mode="strict").letter or "none"
+                extract_answer(completion_text(c), normalize_options(o) or {}, mode="strict").letter
+                or "none"
                 for c, o in zip(completions, options, strict=True)
             )
             for letter in sorted(set(got) | set(gold)):
@@ -140,7 +132,7 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
     from datasets import Dataset
     from trl import GRPOTrainer, get_peft_config
 
-    from medistill.train.rewards import build_rewards
+    from medistill.train.rewards import build_rewards, is_async_reward
 
     cfg.require("model", "dataset")
     started = time.perf_counter()
@@ -155,10 +147,9 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
         max_completion_length=cfg.max_completion_length,
         eos_token_ids=_eos_ids(model_path, tokenizer),
     )
-    funcs = [observe_letters(funcs[0]), *funcs[1:]]
-    cfg.reward_weights = weights
-    if cfg.num_generations and cfg.num_generations < 2:
-        raise MedistillError("num_generations must be at least 2: GRPO compares completions")
+    sync = next((i for i, f in enumerate(funcs) if not is_async_reward(f)), None)
+    if sync is not None:  # an async reward (the judge) cannot be wrapped synchronously
+        funcs[sync] = observe_letters(funcs[sync])
     with state.main_process_first():
         out, resume, done = prepare_run(cfg, "grpo")
     if done is not None:
@@ -170,12 +161,11 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
     }
     if state.is_main_process:
         start_manifest(out, cfg, "grpo", base_model=str(cfg.model), data=data)
-    cfg.model_init_kwargs = cfg.model_init_kwargs_resolved()
     health = health_callback(cfg.cutoff_warning)
     trainer = GRPOTrainer(
         model=model_path,
         reward_funcs=funcs,
-        args=cfg,
+        args=cfg.trainer_args(reward_weights=weights),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=get_peft_config(cfg),

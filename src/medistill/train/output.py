@@ -152,6 +152,8 @@ def save_final_model(trainer: Any, out: Path, *, base_model: str, cfg: Any) -> d
     info: dict[str, Any] = {"adapter": "adapter" if is_peft else None}
     if not trainer.accelerator.is_main_process:
         return info
+    for pickled in (out / "training_args.bin", out / "adapter" / "training_args.bin"):
+        pickled.unlink(missing_ok=True)  # a pickle; the manifest records the settings
     if is_peft:
         import torch
         from transformers import AutoModelForCausalLM

@@ -42,7 +42,6 @@ def load_tokenizer(model_path: str, cfg: Any) -> Any:
             if not other.chat_template:
                 raise MedistillError(f"chat_template_path {spec}: that tokenizer has no template")
             tok.chat_template = other.chat_template
-        cfg.chat_template_path = None  # applied here; TRL must not apply it again
     if not getattr(tok, "chat_template", None):
         raise MedistillError(
             f"{model_path}: the student's tokenizer has no chat template; set chat_template_path "
@@ -105,10 +104,9 @@ def build_sft_trainer(cfg: SFTRecipe) -> tuple[Any, dict[str, Any]]:
     }
     if state.is_main_process:
         start_manifest(out, cfg, "sft", base_model=str(cfg.model), data=ctx["data"])
-    cfg.model_init_kwargs = cfg.model_init_kwargs_resolved()
     trainer = SFTTrainer(
         model=model_path,
-        args=cfg,
+        args=cfg.trainer_args(),
         train_dataset=train,
         eval_dataset=evals,
         processing_class=tokenizer,

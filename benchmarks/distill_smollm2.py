@@ -1,0 +1,151 @@
+"""SmolLM2-135M-Instruct trained on real frontier-teacher chain-of-thought, before and after.
+
+    python benchmarks/distill_smollm2.py [--work runs/bench-distill] [--sft-steps 60]
+        [--grpo-steps 30] [--n-eval 100] [--stages import,curate,eval-base,sft,eval-sft,grpo,eval-grpo]
+
+GPT-4's step-by-step answers on MedMCQA dev (MIRAGE's released outputs, ../shared) are imported
+with the ``mirage`` preset, curated with decontamination against MedQA test, used for LoRA SFT
+of SmolLM2, then GRPO from the SFT student; the base, SFT and GRPO models are evaluated on
+held-out MedQA test questions (greedy, 512-token budget, the same prompt every time). Every
+stage is a ``medistill`` command (printed as it runs) and is skipped when its output is
+complete, so a killed run resumes. Prints a Markdown table for BENCHMARKS.md: share of answers
+ending with the contract's final line, share stating an answer anywhere, share cut off, mean
+output tokens, strict accuracy with its 95% CI, and the extracted-letter distribution beside
+the gold one. Settings live in ``recipes/smollm2-mirage.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from medistill.answers import extract_answer
+from medistill.prompts import answer_line_regex
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "smollm2-mirage.yaml"
+STAGES = ("import", "curate", "eval-base", "sft", "eval-sft", "grpo", "eval-grpo")
+
+
+def _shared() -> Path:
+    return Path(os.environ.get("MEDISTILL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _run(args: list[str]) -> None:
+    cmd = [str(Path(sys.executable).with_name("medistill")), *args]
+    print("$ medistill " + shlex.join(args), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def _eval(model: str, out: Path, n: int, label: str) -> None:
+    medqa = _shared() / "medqa" / "US_4options_test.jsonl"
+    _run(["eval", "--model", model, "--benchmark", "medqa", "--path", str(medqa), "--limit",
+          str(n), "--max-new-tokens", "512", "--batch-size", "20", "--out", str(out), "--label",
+          label])  # fmt: skip
+
+
+def summarise(run: Path) -> dict:
+    """The figures of one eval run folder (see the module docstring)."""
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    metrics = json.loads((run / "metrics.json").read_text())
+    well = stated = cut = 0
+    tokens = []
+    extracted: Counter[str] = Counter()
+    gold: Counter[str] = Counter()
+    for r in rows:
+        text = r["response"] or ""
+        letters = "ABCD"
+        last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+        well += bool(answer_line_regex(letters).fullmatch(last))
+        truncated = r.get("finish_reason") == "length"
+        cut += truncated
+        e = extract_answer(text, dict.fromkeys(letters, ""), mode="strict", truncated=truncated)
+        stated += e.letter is not None
+        extracted[r.get("extracted_strict") or "none"] += 1
+        gold[r["gold"]] += 1
+        tokens.append(r.get("output_tokens") or 0)
+    n = len(rows)
+    acc = metrics["accuracy"]["strict"]
+    return {
+        "n": n,
+        "well_formed": well / n,
+        "states_answer": stated / n,
+        "cut_off": cut / n,
+        "mean_tokens": sum(tokens) / n,
+        "accuracy": acc,
+        "extracted": dict(sorted(extracted.items())),
+        "gold": dict(sorted(gold.items())),
+    }
+
+
+def table(results: dict[str, dict]) -> str:
+    """Markdown for BENCHMARKS.md."""
+    lines = [
+        "| model | n | final line in contract form | states an answer | cut off | mean output "
+        "tokens | strict accuracy [95% CI] | extracted letters (gold) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in results.items():
+        a = s["accuracy"]
+        letters = ", ".join(
+            f"{k} {v}" + (f" ({s['gold'].get(k, 0)})" if k != "none" else "")
+            for k, v in s["extracted"].items()
+        )
+        lines.append(
+            f"| {name} | {s['n']} | {100 * s['well_formed']:.0f}% | {100 * s['states_answer']:.0f}% "
+            f"| {100 * s['cut_off']:.0f}% | {s['mean_tokens']:.0f} | {100 * a['value']:.1f}% "
+            f"[{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}] | {letters} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the stages asked for and print the table."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-distill")
+    p.add_argument("--sft-steps", type=int, default=60)
+    p.add_argument("--grpo-steps", type=int, default=30)
+    p.add_argument("--n-eval", type=int, default=100)
+    p.add_argument("--stages", default=",".join(STAGES))
+    a = p.parse_args()
+    w, shared = a.work, _shared()
+    w.mkdir(parents=True, exist_ok=True)
+    stages = a.stages.split(",")
+    if "import" in stages:
+        _run(["import-traces", str(shared / "llm_outputs" / "mirage_medmcqa_cot_gpt35_gpt4.jsonl"),
+              "--store", str(w / "traces.db"), "--origin", "mirage", "--preset", "mirage",
+              "--questions", f"medmcqa={shared / 'medmcqa' / 'dev.jsonl'}",
+              "--where", "model=OpenAI/gpt-4-32k"])  # fmt: skip
+    if "curate" in stages:
+        _run(["curate", str(w / "traces.db"), "--config", str(RECIPE), "--out", str(w / "dataset"),
+              "--eval-benchmarks", f"medqa={shared / 'medqa' / 'US_4options_test.jsonl'}"])  # fmt: skip
+    if "eval-base" in stages:
+        _eval("smollm2", w / "eval-base", a.n_eval, "SmolLM2-135M-Instruct")
+    if "sft" in stages:
+        _run(["sft", "--config", str(RECIPE), "--dataset", str(w / "dataset"), "--output-dir",
+              str(w / "sft"), "--max-steps", str(a.sft_steps)])  # fmt: skip
+    if "eval-sft" in stages:
+        _eval(str(w / "sft"), w / "eval-sft", a.n_eval, "SmolLM2 + SFT")
+    if "grpo" in stages:
+        _run(["grpo", "--config", str(RECIPE), "--model", str(w / "sft"), "--dataset",
+              str(w / "dataset"), "--output-dir", str(w / "grpo"), "--max-steps",
+              str(a.grpo_steps)])  # fmt: skip
+    if "eval-grpo" in stages:
+        _eval(str(w / "grpo"), w / "eval-grpo", a.n_eval, "SmolLM2 + SFT + GRPO")
+    results = {
+        name: summarise(w / run)
+        for name, run in (("base", "eval-base"), ("SFT", "eval-sft"), ("SFT + GRPO", "eval-grpo"))
+        if (w / run / "metrics.json").exists()
+    }
+    (w / "summary.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""SFT on the real TRL trainer with a tiny random model: label masking token by token, the
+over-long policy, loss and parameters moving, the standalone output evaluating as it is, the
+run folder's refusals, the dataset contract and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import curate_traces, synthetic_traces
+
+pytest.importorskip("trl")
+
+from medistill.cli import app
+from medistill.errors import DataError, MedistillError
+from medistill.prompts import answer_line_regex
+from medistill.train.config import SFTRecipe
+from medistill.train.data import check_row, resolve_dataset, tokenize_sft
+from medistill.train.sft import build_sft_trainer, load_tokenizer, run_sft
+
+FAST = {"report_to": "none", "logging_steps": 1, "save_steps": 1000, "seed": 0}
+
+
+def recipe(model: Path, dataset: Path, out: Path, **kw) -> SFTRecipe:
+    values = {"max_length": 1024, "per_device_train_batch_size": 2, "max_steps": 2, **FAST, **kw}
+    return SFTRecipe(model=str(model), dataset=str(dataset), output_dir=str(out), **values)
+
+
+def test_defaults_are_safe_on_cpu(tmp_path: Path) -> None:
+    import torch
+    from trl import SFTConfig
+
+    if torch.cuda.is_available():
+        pytest.skip("CPU defaults")
+    # The trap: TRL 1.16 turns bf16 on by default, even on a CPU (where transformers refuses).
+    with pytest.raises(ValueError, match="bf16"):
+        SFTConfig(output_dir=str(tmp_path))
+    assert SFTConfig(output_dir=str(tmp_path), use_cpu=True).bf16 is True
+    cfg = SFTRecipe(output_dir=str(tmp_path))
+    assert cfg.bf16 is False and cfg.dtype == "float32"
+    assert cfg.packing is False and cfg.train_sampling_strategy == "group_by_length"
+    assert cfg.completion_only_loss is True and cfg.use_peft and cfg.overlong == "drop"
+    assert SFTRecipe(output_dir=str(tmp_path), attn_implementation="flash_attention_2").packing
+    with pytest.raises(MedistillError, match="QLoRA"):
+        SFTRecipe(output_dir=str(tmp_path), load_in_4bit=True)
+
+
+def test_labels_are_masked_everywhere_but_the_completion(
+    tiny_model_dir: Path, curated_dataset: Path, tmp_path: Path
+) -> None:
+    trainer, _ = build_sft_trainer(recipe(tiny_model_dir, curated_dataset, tmp_path / "o"))
+    tok = trainer.processing_class
+    rows = [json.loads(x) for x in (curated_dataset / "prompt_completion/train.jsonl").open()]
+    ds = trainer.train_dataset
+    assert len(ds) == len(rows)
+    for row, ex in zip(rows, ds, strict=True):
+        prompt_ids = tok.apply_chat_template(
+            row["prompt"], tokenize=True, return_dict=True, add_generation_prompt=True
+        )["input_ids"]
+        ids, labels = ex["input_ids"], ex["labels"]
+        n = len(prompt_ids)
+        assert ids[:n] == list(prompt_ids)
+        for i, (t, lab) in enumerate(zip(ids, labels, strict=True)):
+            assert lab == (-100 if i < n else t), f"token {i}"
+        trained = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != -100])
+        assert trained == row["completion"][0]["content"] + "<|im_end|>\n"
+    # The collator keeps the mask and masks the padding too.
+    batch = trainer.data_collator([ds[0], ds[1]])
+    for i in range(2):
+        n_real = len(ds[i]["input_ids"])
+        assert (batch["labels"][i, n_real:] == -100).all()
+        assert batch["labels"][i, :n_real].tolist() == ds[i]["labels"]
+
+
+@pytest.mark.parametrize("policy", ["drop", "truncate_middle"])
+def test_an_overlong_trace_never_trains_without_its_answer_line(
+    tiny_model_dir: Path, tmp_path: Path, policy: str
+) -> None:
+    data = curate_traces(synthetic_traces(8, long_every=4), tmp_path / "c", validation_fraction=0)
+    cfg = recipe(tiny_model_dir, data, tmp_path / "o", max_length=700, overlong=policy)
+    trainer, ctx = build_sft_trainer(cfg)
+    tok = trainer.processing_class
+    line = answer_line_regex("ABCD")
+    if policy == "drop":
+        assert ctx["data"]["overlong_dropped"] == 2 and len(trainer.train_dataset) == 6
+    else:
+        assert ctx["data"]["overlong_truncated_middle"] == 2 and len(trainer.train_dataset) == 8
+    for ex in trainer.train_dataset:
+        assert len(ex["input_ids"]) <= 700
+        trained = tok.decode(
+            [t for t, lab in zip(ex["input_ids"], ex["labels"], strict=True) if lab != -100]
+        )
+        body = trained.removesuffix("<|im_end|>\n")
+        assert line.fullmatch(body.rsplit("\n", 1)[-1]), body[-80:]
+    # TRL's own keep_start truncation would have cut the line off instead.
+    row = check_row(
+        json.loads((data / "prompt_completion/train.jsonl").open().readline()), path="x", line=1
+    )
+    enc = tokenize_sft(row, tok, max_length=700, overlong="truncate_middle")
+    assert enc["status"] == "truncated_middle"
+    assert line.search(tok.decode(enc["input_ids"][-16:]))
+    assert not line.search(tok.decode(enc["input_ids"][:700][-16:])) or len(enc["input_ids"]) <= 700
+
+
+@pytest.mark.parametrize("use_peft", [True, False], ids=["lora", "full"])
+def test_sft_lowers_the_loss_and_changes_every_trainable_parameter(
+    tiny_model_dir: Path, curated_dataset: Path, tmp_path: Path, use_peft: bool
+) -> None:
+    cfg = recipe(
+        tiny_model_dir,
+        curated_dataset,
+        tmp_path / "o",
+        max_steps=12,
+        learning_rate=5e-3 if use_peft else 2e-3,
+        warmup_ratio=0.0,
+        lr_scheduler_type="constant",
+        use_peft=use_peft,
+    )
+    trainer, _ = build_sft_trainer(cfg)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert before and (any("lora_" in n for n in before) == use_peft)
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    unchanged = [n for n, p in before.items() if bool((after[n].detach() == p).all())]
+    assert not unchanged
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_the_merged_output_evaluates_directly(
+    tiny_model_dir: Path, curated_dataset: Path, tmp_path: Path
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from medistill.evaluate import EvalConfig, run_eval
+
+    out = tmp_path / "sft"
+    cfg = recipe(tiny_model_dir, curated_dataset, out, max_steps=3, learning_rate=1e-2)
+    manifest = run_sft(cfg)
+    assert manifest["status"] == "finished" and manifest["metrics"]["global_step"] == 3
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "README.md",
+        "training_curve.png",
+        "log.jsonl",
+        "adapter/adapter_model.safetensors",
+    ):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")) and not list(out.glob("adapter/*.bin"))
+    card = (out / "README.md").read_text()
+    assert "Not for clinical use" in card and "kept_traces" in card and "learning_rate" in card
+    # The merge is exact: merged weights = base + adapter.
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        unmerged = PeftModel.from_pretrained(base, out / "adapter").eval()  # wraps base in place
+        assert torch.allclose(merged(ids).logits, unmerged(ids).logits, atol=1e-5)
+        assert not torch.allclose(merged(ids).logits, base_logits, atol=1e-4)
+    assert load_tokenizer(str(out), cfg).chat_template
+    metrics = run_eval(
+        EvalConfig(model=str(out), limit=3, max_new_tokens=8, out=str(tmp_path / "ev")),
+        show_progress=False,
+    )
+    assert metrics["n"] == 3
+    # Same settings again: nothing to do. Other settings: refused, naming what changed.
+    assert run_sft(cfg)["finished"] == manifest["finished"]
+    with pytest.raises(MedistillError, match="learning_rate"):
+        run_sft(recipe(tiny_model_dir, curated_dataset, out, max_steps=3, learning_rate=1e-3))
+
+
+def test_the_dataset_contract(tmp_path: Path, curated_dataset: Path) -> None:
+    v1 = tmp_path / "v1"
+    (v1 / "prompt_completion").mkdir(parents=True)
+    (v1 / "stats.json").write_text(json.dumps({"format_version": 1, "store": "runs/t.db"}))
+    with pytest.raises(MedistillError, match=r"format_version 1.*medistill curate runs/t\.db"):
+        resolve_dataset(str(v1))
+    good = json.loads((curated_dataset / "prompt_completion/train.jsonl").open().readline())
+    bad = tmp_path / "rows.jsonl"
+    rows = [good, {**good, "gold": "Z"}]
+    bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    src = resolve_dataset(str(bad))
+    from medistill.train.data import read_rows
+
+    with pytest.raises(DataError, match=r"rows\.jsonl:2: field 'gold'"):
+        read_rows(src)
+    no_opts = {k: v for k, v in good.items() if k != "options"}
+    with pytest.raises(DataError, match=r"field 'options'.*format_version 1"):
+        check_row(no_opts, path="f.jsonl", line=3)
+    msgs = {
+        "messages": good["prompt"] + good["completion"],
+        "options": good["options"],
+        "gold": good["gold"],
+    }
+    assert check_row(msgs, path="f", line=1)["completion"] == good["completion"]
+
+
+def test_cli_recipe_overrides_and_errors(
+    tiny_model_dir: Path, curated_dataset: Path, tmp_path: Path
+) -> None:
+    r = tmp_path / "r.yaml"
+    out = tmp_path / "o"
+    r.write_text(
+        f"sft:\n  model: {tiny_model_dir}\n  dataset: {curated_dataset}\n  output_dir: {out}\n"
+        "  max_steps: 5\n  max_length: 1024\n  learning_rate: 1e-4\n  report_to: none\n"
+    )
+    res = CliRunner().invoke(app, ["sft", "--config", str(r), "--max-steps", "1"])
+    assert res.exit_code == 0, res.output
+    man = json.loads((out / "medistill_train.json").read_text())
+    assert man["metrics"]["global_step"] == 1 and man["identity"]["learning_rate"] == 1e-4
+    r.write_text("sft:\n  lerning_rate: 1e-4\n")
+    res = CliRunner().invoke(app, ["sft", "--config", str(r)])
+    assert res.exit_code == 2 and "did you mean 'learning_rate'" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["sft", "--max-steps", "x"])
+    assert res.exit_code == 2 and "invalid int value" in res.output
+    res = CliRunner().invoke(app, ["sft", "--dataset", str(curated_dataset)])
+    assert res.exit_code == 2 and "missing model" in res.output
+    res = CliRunner().invoke(app, ["sft", "--help"])
+    assert res.exit_code == 0 and "--overlong" in res.output and "truncate_middle" in res.output
