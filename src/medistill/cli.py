@@ -91,64 +91,32 @@ def inspect_cmd(
     typer.echo("gold letters: " + ", ".join(f"{k}={v}" for k, v in sorted(golds.items())))
 
 
-@app.command("eval")
-@_user_errors
-def eval_cmd(
-    model: Annotated[str, typer.Option(help="hub id, local folder, or 'smollm2' (packaged)")],
-    benchmark: Annotated[str, typer.Option(help="registered benchmark name")] = "sample",
-    path: Annotated[Path | None, typer.Option(help="local benchmark file or folder")] = None,
-    limit: Annotated[int | None, typer.Option(help="evaluate the first N questions")] = None,
-    backend: Annotated[str, typer.Option(help="transformers | openai | vllm")] = "transformers",
-    mode: Annotated[
-        str, typer.Option(help="generate | loglik (letter log-likelihood)")
-    ] = "generate",
-    out: Annotated[Path | None, typer.Option(help="run folder")] = None,
-    label: Annotated[str | None, typer.Option(help="model name shown in reports")] = None,
-    batch_size: Annotated[int, typer.Option(help="local generation batch size")] = 8,
-    max_new_tokens: Annotated[int, typer.Option(help="token budget per answer")] = 2048,
-    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
-    top_p: Annotated[float, typer.Option()] = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
-    template: Annotated[str, typer.Option(help="prompt template: cot, direct, or YAML")] = "cot",
-    base_url: Annotated[list[str] | None, typer.Option(help="OpenAI-compatible URL(s)")] = None,
-    api_key_env: Annotated[
-        str, typer.Option(help="env var holding the API key")
-    ] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option(help="HTTP requests in flight")] = 32,
-    skip_invalid: Annotated[bool, typer.Option(help="skip bad benchmark rows")] = False,
-    cop_base: Annotated[int | None, typer.Option(help="MedMCQA: 0- or 1-based cop")] = None,
-    overwrite: Annotated[bool, typer.Option(help="discard a previous run in --out")] = False,
-    trust_remote_code: Annotated[bool, typer.Option(help="allow model code from the hub")] = False,
-) -> None:
-    """Evaluate a model on a benchmark; resumes a killed run from its run folder."""
-    from medistill.evaluate import EvalConfig, run_eval
+# Stage commands read their options from their config classes (``medistill.config``): each field
+# is a recipe key and a flag with its help and default, so ``--help`` is argparse's, not typer's.
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
-    cfg = EvalConfig(
-        model=model,
-        benchmark=benchmark,
-        path=str(path) if path else None,
-        out=str(out) if out else None,
-        label=label,
-        backend=backend,
-        mode=mode,  # type: ignore[arg-type]
-        limit=limit,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        template=template,
-        base_url=base_url or ["http://127.0.0.1:8000/v1"],
-        api_key_env=api_key_env,
-        concurrency=concurrency,
-        skip_invalid=skip_invalid,
-        trust_remote_code=trust_remote_code,
-        loader_kwargs={"cop_base": cop_base} if cop_base is not None else {},
+
+@app.command("eval", context_settings=_PASSTHROUGH, add_help_option=False)
+@_user_errors
+def eval_cmd(ctx: typer.Context) -> None:
+    """Evaluate a model on a benchmark; resumes a killed run from its run folder.
+
+    Options: medistill eval --help (or an eval: section of a --config recipe).
+    """
+    from medistill.config import build, parse_stage_args
+    from medistill.evaluate import EvalCommandOptions, EvalConfig, run_eval
+
+    args = parse_stage_args(
+        EvalConfig, ctx.args, section="eval", prog="medistill eval", extra=EvalCommandOptions
     )
-    metrics = run_eval(cfg, overwrite=overwrite, show_progress=sys.stderr.isatty())
+    cfg = build(EvalConfig, args.values, where=args.where)
+    opts: EvalCommandOptions = args.options
+    if opts.cop_base is not None:
+        cfg.loader_kwargs = {**cfg.loader_kwargs, "cop_base": opts.cop_base}
+    metrics = run_eval(cfg, overwrite=opts.overwrite, show_progress=sys.stderr.isatty())
     acc = metrics["accuracy"]
     typer.echo(
-        f"{metrics['label']} on {benchmark}: n={metrics['n']} "
+        f"{metrics['label']} on {cfg.benchmark}: n={metrics['n']} "
         f"accuracy lenient {_pct(acc['lenient'])} strict {_pct(acc['strict'])}; "
         f"no-answer {_rate(metrics['no_answer_rate']['lenient'])}, "
         f"truncated {_rate(metrics['truncation_rate'])} -> {cfg.out_dir()}"
@@ -165,91 +133,27 @@ def _rate(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
-@app.command("generate")
+@app.command("generate", context_settings=_PASSTHROUGH, add_help_option=False)
 @_user_errors
-def generate_cmd(
-    teacher: Annotated[
-        str | None, typer.Option(help="openai:<model> | transformers:<model> | vllm:<model>")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="YAML recipe with a generate: section")
-    ] = None,
-    benchmark: Annotated[str | None, typer.Option(help="registered benchmark name")] = None,
-    path: Annotated[Path | None, typer.Option(help="local questions file")] = None,
-    split: Annotated[str | None, typer.Option(help="split, e.g. train")] = None,
-    limit: Annotated[int | None, typer.Option(help="first N questions")] = None,
-    samples: Annotated[int | None, typer.Option(help="traces per question")] = None,
-    temperature: Annotated[float | None, typer.Option()] = None,
-    top_p: Annotated[float | None, typer.Option()] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="completion token budget")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    shuffle_options: Annotated[bool | None, typer.Option(help="shuffle options per sample")] = None,
-    template: Annotated[str | None, typer.Option(help="prompt template or YAML")] = None,
-    out: Annotated[Path | None, typer.Option(help="SQLite trace store")] = None,
-    max_requests: Annotated[int | None, typer.Option(help="stop after N new calls")] = None,
-    max_cost: Annotated[float | None, typer.Option(help="stop at this estimated $ cost")] = None,
-    retry_truncated: Annotated[bool | None, typer.Option(help="retry a cut-off call once")] = None,
-    base_url: Annotated[list[str] | None, typer.Option(help="OpenAI-compatible URL(s)")] = None,
-    api_key_env: Annotated[str | None, typer.Option(help="env var with the API key")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="requests in flight")] = None,
-    rpm: Annotated[float | None, typer.Option(help="requests/min per endpoint")] = None,
-    tpm: Annotated[float | None, typer.Option(help="tokens/min per endpoint")] = None,
-    timeout: Annotated[float | None, typer.Option(help="seconds per request")] = None,
-    price_in: Annotated[float | None, typer.Option(help="$ per 1M prompt tokens")] = None,
-    price_out: Annotated[float | None, typer.Option(help="$ per 1M completion tokens")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="local backends: batch size")] = None,
-) -> None:
-    """Generate teacher traces into a resumable SQLite store."""
-    from medistill.config import build, load_section
+def generate_cmd(ctx: typer.Context) -> None:
+    """Generate teacher traces into a resumable SQLite store.
+
+    Options: medistill generate --help (or a generate: section of a --config recipe).
+    """
+    from medistill.config import build, parse_stage_args
     from medistill.generate import GenerateConfig, run_generate
 
-    values = load_section(config, "generate") if config else {}
-    where = f"{config}: generate" if config else "generate"
-    teacher_values = dict(values.pop("teacher", None) or {})
-    if teacher:
-        from medistill.teacher import TeacherConfig
-
-        parsed = TeacherConfig.from_spec(teacher)
-        teacher_values.update(model=parsed.model, backend=parsed.backend)
-    flags = {
-        "base_url": base_url or None,
-        "api_key_env": api_key_env,
-        "concurrency": concurrency,
-        "requests_per_minute": rpm,
-        "tokens_per_minute": tpm,
-        "timeout_s": timeout,
-        "price_input_per_mtok": price_in,
-        "price_output_per_mtok": price_out,
-        "batch_size": batch_size,
-    }
-    teacher_values.update({k: v for k, v in flags.items() if v is not None})
-    if "model" not in teacher_values:
-        raise MedistillError("no teacher: pass --teacher or a generate.teacher section")
-    values.update(
-        {
-            k: v
-            for k, v in {
-                "benchmark": benchmark,
-                "path": str(path) if path else None,
-                "split": split,
-                "limit": limit,
-                "samples": samples,
-                "temperature": temperature,
-                "top_p": top_p,
-                "max_tokens": max_tokens,
-                "seed": seed,
-                "shuffle_options": shuffle_options,
-                "template": template,
-                "out": str(out) if out else None,
-                "max_requests": max_requests,
-                "max_cost": max_cost,
-                "retry_truncated": retry_truncated,
-            }.items()
-            if v is not None
-        }
+    args = parse_stage_args(
+        GenerateConfig,
+        ctx.args,
+        section="generate",
+        prog="medistill generate",
+        flatten=("teacher",),
     )
-    values["teacher"] = teacher_values
-    cfg = build(GenerateConfig, values, where=where)
+    teacher = args.values.get("teacher")
+    if not isinstance(teacher, dict) or "model" not in teacher:
+        raise MedistillError("no teacher: pass --teacher or a generate.teacher section")
+    cfg = build(GenerateConfig, args.values, where=args.where)
     summary = run_generate(cfg, show_progress=sys.stderr.isatty())
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
 
@@ -317,65 +221,36 @@ def import_traces_cmd(
     typer.echo(json.dumps(summary, indent=2))
 
 
-@app.command("curate")
+@app.command("curate", context_settings=_PASSTHROUGH, add_help_option=False)
 @_user_errors
-def curate_cmd(
-    store: Annotated[Path | None, typer.Argument(help="SQLite trace store")] = None,
-    out: Annotated[Path | None, typer.Option(help="dataset folder")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML recipe with a curate: section")] = None,
-    eval_benchmarks: Annotated[
-        str | None,
-        typer.Option(
-            help="comma-separated benchmarks (name or name=path) to decontaminate "
-            "against; 'none' to skip"
-        ),
-    ] = None,
-    extract_mode: Annotated[str | None, typer.Option(help="strict | lenient")] = None,
-    selection: Annotated[str | None, typer.Option(help="all | k | shortest | majority")] = None,
-    k: Annotated[int | None, typer.Option(help="traces per question for --selection k")] = None,
-    tokenizer: Annotated[str | None, typer.Option(help="student tokenizer for lengths")] = None,
-    min_tokens: Annotated[int | None, typer.Option()] = None,
-    max_tokens: Annotated[int | None, typer.Option()] = None,
-    difficulty_eval: Annotated[
-        Path | None, typer.Option(help="base student predictions.jsonl: drop solved questions")
-    ] = None,
-    max_per_subject: Annotated[int | None, typer.Option(help="balance subjects")] = None,
-    embedding_dedup: Annotated[bool | None, typer.Option(help="MiniLM near-dup check")] = None,
-    validation_fraction: Annotated[float | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-) -> None:
-    """Verify, filter, deduplicate and decontaminate traces into a dataset with a data card."""
-    from medistill.config import build, load_section
+def curate_cmd(ctx: typer.Context) -> None:
+    """Verify, filter, deduplicate and decontaminate traces into a dataset with a data card.
+
+    Usage: medistill curate [STORE] [options]; options: medistill curate --help (or a curate:
+    section of a --config recipe).
+    """
+    from medistill.config import build, parse_stage_args
     from medistill.curate import CurateConfig, run_curate
 
-    values = load_section(config, "curate") if config else {}
-    where = f"{config}: curate" if config else "curate"
-    cli = {
-        "store": str(store) if store else None,
-        "out": str(out) if out else None,
-        "extract_mode": extract_mode,
-        "selection": selection,
-        "k": k,
-        "tokenizer": tokenizer,
-        "min_tokens": min_tokens,
-        "max_tokens": max_tokens,
-        "difficulty_eval": str(difficulty_eval) if difficulty_eval else None,
-        "max_per_subject": max_per_subject,
-        "embedding_dedup": embedding_dedup,
-        "validation_fraction": validation_fraction,
-        "seed": seed,
-    }
-    if eval_benchmarks is not None:
-        names = [b.strip() for b in eval_benchmarks.split(",") if b.strip()]
-        cli["eval_benchmarks"] = [] if names in ([], ["none"]) else names
-    values.update({k2: v for k2, v in cli.items() if v is not None})
-    stats = run_curate(build(CurateConfig, values, where=where), show_progress=sys.stderr.isatty())
+    args = parse_stage_args(
+        CurateConfig, ctx.args, section="curate", prog="medistill curate", positional=("store",)
+    )
+    if "eval_benchmarks" in args.flags:
+        args.values["eval_benchmarks"] = _benchmark_names(args.flags["eval_benchmarks"])
+    cfg = build(CurateConfig, args.values, where=args.where)
+    stats = run_curate(cfg, show_progress=sys.stderr.isatty())
     keep = ("input_traces", "kept_traces", "kept_questions", "teacher_accuracy", "splits")
-    summary = {k2: stats[k2] for k2 in keep}
+    summary = {k: stats[k] for k in keep}
     summary["dropped"] = {r: n for r, n in stats["dropped"].items() if n}
     summary["decontaminated"] = stats["decontamination"]["removed_questions"]
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"wrote {stats['config']['out']} (card: README.md)")
+
+
+def _benchmark_names(given: list[str]) -> list[str]:
+    """``--eval-benchmarks`` values: repeated and/or comma-separated; ``none`` (or empty) = []."""
+    names = [n.strip() for value in given for n in str(value).split(",") if n.strip()]
+    return [] if names in ([], ["none"]) else names
 
 
 @app.command("export")
@@ -445,7 +320,6 @@ def report_cmd(
 
 # Training commands parse their own arguments from their config classes (TRL's, with hundreds
 # of fields), so ``medistill sft --help`` lists every option and the others stay fast to start.
-_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
 def _train_command(name: str, module: str, recipe: str, runner: str) -> None:

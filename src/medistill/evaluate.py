@@ -45,12 +45,14 @@ _IDENTITY_KEYS = (
 
 @dataclass
 class EvalConfig:
-    """Everything that defines an eval run (the CLI's ``medistill eval`` options)."""
+    """Everything that defines an eval run: ``medistill eval``'s options, a recipe's ``eval:``."""
 
     model: str = field(metadata={"help": "hub id, local folder, or 'smollm2' (packaged)"})
     benchmark: str = field(default="sample", metadata={"help": "registered benchmark name"})
     path: str | None = field(default=None, metadata={"help": "local benchmark file/folder"})
-    out: str | None = field(default=None, metadata={"help": "run folder (default runs/eval/...)"})
+    out: str | None = field(
+        default=None, metadata={"help": "run folder; none: runs/eval/<label>-<benchmark>-<mode>"}
+    )
     label: str | None = field(default=None, metadata={"help": "model name shown in reports"})
     backend: str = field(default="transformers", metadata={"help": "transformers|openai|vllm"})
     mode: Literal["generate", "loglik"] = field(
@@ -60,15 +62,25 @@ class EvalConfig:
     batch_size: int = field(default=8, metadata={"help": "generation batch size (local)"})
     max_new_tokens: int = field(default=2048, metadata={"help": "token budget per answer"})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy"})
-    top_p: float = 1.0
-    seed: int | None = 0
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: top-p mass"})
+    seed: int | None = field(default=0, metadata={"help": "sampling seed"})
     template: str = field(default="cot", metadata={"help": "prompt template name or YAML"})
-    base_url: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8000/v1"])
+    base_url: list[str] = field(
+        default_factory=lambda: ["http://127.0.0.1:8000/v1"],
+        metadata={"help": "OpenAI-compatible endpoint(s) for backend openai (balanced)"},
+    )
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "env var with key"})
     concurrency: int = field(default=32, metadata={"help": "HTTP requests in flight"})
-    skip_invalid: bool = False
-    trust_remote_code: bool = False
-    loader_kwargs: dict[str, Any] = field(default_factory=dict)
+    skip_invalid: bool = field(
+        default=False, metadata={"help": "skip bad benchmark rows (counted) instead of failing"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow model code from the hub"}
+    )
+    loader_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": 'benchmark loader options as a mapping, e.g. {"cop_base": 1}'},
+    )
 
     def sampling(self) -> SamplingParams:
         """The decoding parameters of this run."""
@@ -109,6 +121,19 @@ class EvalConfig:
             "loader_kwargs": self.loader_kwargs,
         }
         return ident
+
+
+@dataclass
+class EvalCommandOptions:
+    """Options of one ``medistill eval`` call that are not recipe keys."""
+
+    overwrite: bool = field(
+        default=False, metadata={"help": "discard a previous run in the run folder"}
+    )
+    cop_base: int | None = field(
+        default=None,
+        metadata={"help": "MedMCQA: 0- or 1-based cop (sets loader_kwargs cop_base)"},
+    )
 
 
 def _read_predictions(path: Path) -> list[dict[str, Any]]:

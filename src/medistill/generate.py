@@ -32,18 +32,22 @@ log = logging.getLogger(__name__)
 class GenerateConfig:
     """Everything ``medistill generate`` needs (also the ``generate:`` section of a recipe)."""
 
-    teacher: TeacherConfig = field(metadata={"help": "who writes the traces"})
+    teacher: TeacherConfig = field(
+        metadata={"help": "who writes the traces", "from_string": TeacherConfig.spec_values}
+    )
     benchmark: str = field(default="sample", metadata={"help": "registered benchmark"})
     path: str | None = field(default=None, metadata={"help": "local questions file"})
     split: str | None = field(
         default=None,
-        metadata={"help": "split to load/label, e.g. train (default: the benchmark's)"},
+        metadata={"help": "split to load/label, e.g. train; none: the benchmark's"},
     )
     limit: int | None = field(default=None, metadata={"help": "first N questions"})
-    skip_invalid: bool = False
+    skip_invalid: bool = field(
+        default=False, metadata={"help": "skip bad question rows (counted) instead of failing"}
+    )
     samples: int = field(default=1, metadata={"help": "traces per question (k)"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
-    top_p: float = 1.0
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: top-p mass"})
     max_tokens: int = field(default=4096, metadata={"help": "completion token budget"})
     seed: int = field(default=0, metadata={"help": "base seed; sample i uses seed + i"})
     shuffle_options: bool = field(default=False, metadata={"help": "shuffle options per sample"})

@@ -28,16 +28,31 @@ class TeacherConfig:
         default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"}
     )
     concurrency: int = field(default=64, metadata={"help": "requests in flight"})
-    requests_per_minute: float | None = field(default=None, metadata={"help": "per endpoint"})
-    tokens_per_minute: float | None = field(default=None, metadata={"help": "per endpoint"})
-    timeout_s: float = field(default=600.0, metadata={"help": "per request"})
+    requests_per_minute: float | None = field(
+        default=None, metadata={"help": "requests/min per endpoint", "aliases": ["--rpm"]}
+    )
+    tokens_per_minute: float | None = field(
+        default=None, metadata={"help": "tokens/min per endpoint", "aliases": ["--tpm"]}
+    )
+    timeout_s: float = field(
+        default=600.0, metadata={"help": "seconds per request", "aliases": ["--timeout"]}
+    )
     max_retries: int = field(default=8, metadata={"help": "retries on 429/5xx/network"})
     backoff_base_s: float = field(default=1.0, metadata={"help": "first retry delay"})
     batch_size: int = field(default=8, metadata={"help": "local backends: batch size"})
-    price_input_per_mtok: float = field(default=0.0, metadata={"help": "$ per 1M prompt tok"})
-    price_output_per_mtok: float = field(default=0.0, metadata={"help": "$ per 1M output tok"})
-    extra_body: dict[str, Any] = field(default_factory=dict)
-    trust_remote_code: bool = False
+    price_input_per_mtok: float = field(
+        default=0.0, metadata={"help": "$ per 1M prompt tokens", "aliases": ["--price-in"]}
+    )
+    price_output_per_mtok: float = field(
+        default=0.0, metadata={"help": "$ per 1M completion tokens", "aliases": ["--price-out"]}
+    )
+    extra_body: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "extra JSON fields sent with every request (openai backend)"},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow model code from the hub (local backends)"}
+    )
 
     @classmethod
     def from_spec(cls, spec: str, **kwargs: Any) -> TeacherConfig:
@@ -46,6 +61,15 @@ class TeacherConfig:
         if sep and backend in BACKENDS:
             return cls(model=model, backend=backend, **kwargs)
         return cls(model=spec, **kwargs)
+
+    @classmethod
+    def spec_values(cls, spec: str) -> dict[str, str]:
+        """openai:<model> | transformers:<model> | vllm:<model> (a bare name: openai).
+
+        The ``model`` and ``backend`` a :meth:`from_spec` string sets, as recipe keys.
+        """
+        parsed = cls.from_spec(spec)
+        return {"model": parsed.model, "backend": parsed.backend}
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

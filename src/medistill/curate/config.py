@@ -70,7 +70,10 @@ class CurateConfig:
     # --- decontamination ------------------------------------------------------------------
     eval_benchmarks: list[str] = field(
         default_factory=lambda: list(DEFAULT_EVAL_BENCHMARKS),
-        metadata={"help": "benchmarks to decontaminate against: name or name=path"},
+        metadata={
+            "help": "benchmarks to decontaminate against: name or name=path; on the command "
+            "line also comma-separated, and 'none' for none"
+        },
     )
     decontam_ngram: int = field(default=13, metadata={"help": "word n-gram overlap length"})
     decontam_max_df: int = field(
