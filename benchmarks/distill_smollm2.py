@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct trained on real frontier-teacher chain-of-thought, before and after.
 
     python benchmarks/distill_smollm2.py [--work runs/bench-distill] [--sft-steps 60]
-        [--grpo-steps 30] [--n-eval 100] [--stages import,curate,eval-base,sft,eval-sft,grpo,eval-grpo]
+        [--grpo-steps 30] [--n-eval 100] [--stages import,curate,eval-base,sft,...]
 
 GPT-4's step-by-step answers on MedMCQA dev (MIRAGE's released outputs, ../shared) are imported
 with the ``mirage`` preset, curated with decontamination against MedQA test, used for LoRA SFT
@@ -45,9 +45,27 @@ def _run(args: list[str]) -> None:
 
 def _eval(model: str, out: Path, n: int, label: str) -> None:
     medqa = _shared() / "medqa" / "US_4options_test.jsonl"
-    _run(["eval", "--model", model, "--benchmark", "medqa", "--path", str(medqa), "--limit",
-          str(n), "--max-new-tokens", "512", "--batch-size", "20", "--out", str(out), "--label",
-          label])  # fmt: skip
+    _run(
+        [
+            "eval",
+            "--model",
+            model,
+            "--benchmark",
+            "medqa",
+            "--path",
+            str(medqa),
+            "--limit",
+            str(n),
+            "--max-new-tokens",
+            "512",
+            "--batch-size",
+            "20",
+            "--out",
+            str(out),
+            "--label",
+            label,
+        ]
+    )
 
 
 def summarise(run: Path) -> dict:
@@ -98,7 +116,8 @@ def table(results: dict[str, dict]) -> str:
             for k, v in s["extracted"].items()
         )
         lines.append(
-            f"| {name} | {s['n']} | {100 * s['well_formed']:.0f}% | {100 * s['states_answer']:.0f}% "
+            f"| {name} | {s['n']} | {100 * s['well_formed']:.0f}% "
+            f"| {100 * s['states_answer']:.0f}% "
             f"| {100 * s['cut_off']:.0f}% | {s['mean_tokens']:.0f} | {100 * a['value']:.1f}% "
             f"[{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}] | {letters} |"
         )
@@ -118,24 +137,69 @@ def main() -> None:
     w.mkdir(parents=True, exist_ok=True)
     stages = a.stages.split(",")
     if "import" in stages:
-        _run(["import-traces", str(shared / "llm_outputs" / "mirage_medmcqa_cot_gpt35_gpt4.jsonl"),
-              "--store", str(w / "traces.db"), "--origin", "mirage", "--preset", "mirage",
-              "--questions", f"medmcqa={shared / 'medmcqa' / 'dev.jsonl'}",
-              "--where", "model=OpenAI/gpt-4-32k"])  # fmt: skip
+        _run(
+            [
+                "import-traces",
+                str(shared / "llm_outputs" / "mirage_medmcqa_cot_gpt35_gpt4.jsonl"),
+                "--store",
+                str(w / "traces.db"),
+                "--origin",
+                "mirage",
+                "--preset",
+                "mirage",
+                "--questions",
+                f"medmcqa={shared / 'medmcqa' / 'dev.jsonl'}",
+                "--where",
+                "model=OpenAI/gpt-4-32k",
+            ]
+        )
     if "curate" in stages:
-        _run(["curate", str(w / "traces.db"), "--config", str(RECIPE), "--out", str(w / "dataset"),
-              "--eval-benchmarks", f"medqa={shared / 'medqa' / 'US_4options_test.jsonl'}"])  # fmt: skip
+        _run(
+            [
+                "curate",
+                str(w / "traces.db"),
+                "--config",
+                str(RECIPE),
+                "--out",
+                str(w / "dataset"),
+                "--eval-benchmarks",
+                f"medqa={shared / 'medqa' / 'US_4options_test.jsonl'}",
+            ]
+        )
     if "eval-base" in stages:
         _eval("smollm2", w / "eval-base", a.n_eval, "SmolLM2-135M-Instruct")
     if "sft" in stages:
-        _run(["sft", "--config", str(RECIPE), "--dataset", str(w / "dataset"), "--output-dir",
-              str(w / "sft"), "--max-steps", str(a.sft_steps)])  # fmt: skip
+        _run(
+            [
+                "sft",
+                "--config",
+                str(RECIPE),
+                "--dataset",
+                str(w / "dataset"),
+                "--output-dir",
+                str(w / "sft"),
+                "--max-steps",
+                str(a.sft_steps),
+            ]
+        )
     if "eval-sft" in stages:
         _eval(str(w / "sft"), w / "eval-sft", a.n_eval, "SmolLM2 + SFT")
     if "grpo" in stages:
-        _run(["grpo", "--config", str(RECIPE), "--model", str(w / "sft"), "--dataset",
-              str(w / "dataset"), "--output-dir", str(w / "grpo"), "--max-steps",
-              str(a.grpo_steps)])  # fmt: skip
+        _run(
+            [
+                "grpo",
+                "--config",
+                str(RECIPE),
+                "--model",
+                str(w / "sft"),
+                "--dataset",
+                str(w / "dataset"),
+                "--output-dir",
+                str(w / "grpo"),
+                "--max-steps",
+                str(a.grpo_steps),
+            ]
+        )
     if "eval-grpo" in stages:
         _eval(str(w / "grpo"), w / "eval-grpo", a.n_eval, "SmolLM2 + SFT + GRPO")
     results = {

@@ -43,8 +43,16 @@ def main() -> None:
     Path(out, f"rank{acc.process_index}.sha256").write_text(
         f"{digest.hexdigest()} {acc.num_processes} {acc.distributed_type}\n"
     )
-    finish(trainer, Path(out), cfg, stage="sft", base_model=ctx["model_path"], data=ctx["data"],
-           curve_keys=("loss",), started=started)  # fmt: skip
+    finish(
+        trainer,
+        Path(out),
+        cfg,
+        stage="sft",
+        base_model=ctx["model_path"],
+        data=ctx["data"],
+        curve_keys=("loss",),
+        started=started,
+    )
 
 
 if __name__ == "__main__":

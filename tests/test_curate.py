@@ -154,9 +154,9 @@ def test_separate_reasoning_goes_first_and_think_tags_are_optional():
         # Already the contract's line: kept as it is, not repeated.
         ("Heparin does not lyse clots.\nThe answer is D.", "D", "lyse clots.\nThe answer is D."),
         # Another form of a bare answer line is replaced by the contract's line.
-        ("Heparin does not lyse clots.\n\n**Final answer: (D)**", "D", "clots.\n\nThe answer is D."),
+        ("Heparin does not lyse clots.\n\n**Final answer: (D)**", "D", "s.\n\nThe answer is D."),
         ("Heparin does not lyse clots.\nAnswer: D.", "D", "clots.\n\nThe answer is D."),
-        ("Heparin does not lyse clots.\nThe correct answer is option D", "D", "\n\nThe answer is D."),
+        ("Heparin does not lyse clots.\nThe correct answer is D", "D", "s.\n\nThe answer is D."),
         ("The answer is (D).", "D", "The answer is D."),
         # A last line with more than the answer keeps its content; the line is appended.
         ("The answer is D, alteplase, given the timing.", "D", "timing.\n\nThe answer is D."),
@@ -262,7 +262,8 @@ def test_selection_policies_and_counts_add_up(tmp_path, selection, kept, not_sel
     assert len(rows) == kept
     assert len(_jsonl(out / "dropped.jsonl")) == 37 - kept
     if selection == "shortest":  # sample 0 has no filler
-        assert all(r["messages"][-1]["content"].endswith("The answer is D. (0)\n\nThe answer is D.") for r in rows)
+        tail = "The answer is D. (0)\n\nThe answer is D."
+        assert all(r["messages"][-1]["content"].endswith(tail) for r in rows)
 
 
 def test_majority_drops_questions_whose_plurality_is_wrong(tmp_path):
@@ -290,10 +291,12 @@ def test_output_formats_split_and_card(tmp_path):
     assert not {r["question_id"] for r in train} & {r["question_id"] for r in val}
     m = train[0]["messages"]
     assert [t["role"] for t in m] == ["system", "user", "assistant"]
-    assert "A. Aspirin" in m[1]["content"] and m[2]["content"].endswith("The answer is D. (0)\n\nThe answer is D.")
+    assert "A. Aspirin" in m[1]["content"]
+    assert m[2]["content"].endswith("The answer is D. (0)\n\nThe answer is D.")
     pc = _jsonl(out / "prompt_completion" / "train.jsonl")[0]
     assert pc["prompt"] == m[:2] and pc["completion"] == m[2:]
-    assert pc["gold"] == "D" and pc["options"]["D"] == "Alteplase" and 0 < pc["teacher_pass_rate"] <= 1
+    assert pc["gold"] == "D" and pc["options"]["D"] == "Alteplase"
+    assert 0 < pc["teacher_pass_rate"] <= 1
     # Same seed, same split; another seed, another split.
     again = run_curate(cfg, show_progress=False)
     assert again["splits"] == stats["splits"]

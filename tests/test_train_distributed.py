@@ -26,9 +26,23 @@ def test_ddp_sft_on_two_cpu_processes_ends_with_identical_weights(
     # accelerate 1.15 starts several CPU processes through torchrun only when asked for
     # --multi_gpu with ACCELERATE_USE_CPU set (its --cpu --num_processes N path needs MPI).
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(ROOT / "tests" / "ddp_sft.py"), str(tiny_model_dir), str(curated_dataset), str(out)]  # fmt: skip
+    cmd = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "tests" / "ddp_sft.py"),
+        str(tiny_model_dir),
+        str(curated_dataset),
+        str(out),
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
     assert r.returncode == 0, r.stderr[-3000:]
     ranks = [(out / f"rank{i}.sha256").read_text().split() for i in range(2)]
@@ -43,10 +57,28 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_same_step(
     tiny_model_dir: Path, curated_dataset: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    cmd = [str(BIN / "medistill"), "sft", "--model", str(tiny_model_dir), "--dataset",
-           str(curated_dataset), "--output-dir", str(out), "--max-steps", "30", "--save-steps",
-           "3", "--per-device-train-batch-size", "2", "--max-length", "1024", "--report-to",
-           "none", "--logging-steps", "1"]  # fmt: skip
+    cmd = [
+        str(BIN / "medistill"),
+        "sft",
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        str(curated_dataset),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "30",
+        "--save-steps",
+        "3",
+        "--per-device-train-batch-size",
+        "2",
+        "--max-length",
+        "1024",
+        "--report-to",
+        "none",
+        "--logging-steps",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 200
     while not (out / "checkpoint-6" / "trainer_state.json").exists():
