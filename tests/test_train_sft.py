@@ -226,3 +226,18 @@ def test_cli_recipe_overrides_and_errors(
     assert res.exit_code == 2 and "missing model" in res.output
     res = CliRunner().invoke(app, ["sft", "--help"])
     assert res.exit_code == 0 and "--overlong" in res.output and "truncate_middle" in res.output
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+)
+def test_every_training_section_of_every_recipe_builds(name: str) -> None:
+    from medistill.config import build, load_recipe
+    from medistill.train.config import DistillRecipe, GRPORecipe
+
+    path = Path(__file__).parents[1] / "recipes" / name
+    classes = {"sft": SFTRecipe, "grpo": GRPORecipe, "distill": DistillRecipe}
+    for section, values in load_recipe(path).items():
+        if section in classes:
+            cfg = build(classes[section], values, where=f"{name}: {section}")
+            assert cfg.identity_hash()
