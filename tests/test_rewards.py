@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+import medistill.train.judge as judge_mod
 import medistill.train.rewards as rewards_mod
 import medistill.train.safety as safety_mod
 from medistill.answers import extract_answer
 from medistill.errors import MedistillError
+from medistill.train.judge import RubricJudge, rubric
 from medistill.train.rewards import (
     REWARDS,
     build_rewards,
@@ -25,7 +27,7 @@ from medistill.train.rewards import (
     overlong_penalty,
     safety,
 )
-from medistill.train.safety import RubricJudge, check_safety, load_rules, rubric
+from medistill.train.safety import check_safety, load_rules
 
 from chat_server import ChatServer
 
@@ -49,7 +51,7 @@ def run_reward(name: str, completions, **kwargs):
 
 
 def test_module_doctests_hold():
-    for mod in (rewards_mod, safety_mod):
+    for mod in (rewards_mod, safety_mod, judge_mod):
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, mod.__name__
 
@@ -480,9 +482,9 @@ def judge_responder(messages: list[dict]) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_judges():
-    safety_mod._JUDGES.clear()
+    judge_mod._JUDGES.clear()
     yield
-    safety_mod._JUDGES.clear()
+    judge_mod._JUDGES.clear()
 
 
 @pytest.fixture(scope="module")
@@ -559,7 +561,7 @@ def test_rubric_http_errors_are_none_and_never_leak_the_key(srv, monkeypatch, ca
     assert asyncio.run(rubric(["Call 911."], **kw)) == [None]
     assert srv.stats["401"] == 1
     monkeypatch.setenv("JUDGE_KEY", "sk-right-secret-456")
-    safety_mod._JUDGES.clear()  # the key is read when the judge is built
+    judge_mod._JUDGES.clear()  # the key is read when the judge is built
     assert asyncio.run(rubric(["Call 911."], **kw)) == [0.625]
     assert srv.seen_auth[-1] == "Bearer sk-right-secret-456"
     assert "JUDGE_KEY" in caplog.text

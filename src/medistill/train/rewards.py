@@ -28,7 +28,8 @@ from typing import Any
 from medistill.answers import extract_answer
 from medistill.errors import MedistillError
 from medistill.prompts import ANSWER_LINE, answer_line_regex
-from medistill.train.safety import RubricJudge, check_safety, completion_text, load_rules, rubric
+from medistill.train.judge import RubricJudge, rubric
+from medistill.train.safety import check_safety, completion_text, load_rules
 from medistill.train.safety import safety_score as _safety_score
 
 log = logging.getLogger(__name__)
