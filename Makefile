@@ -58,6 +58,8 @@ bench: install
 	$(PY) benchmarks/curate_scale.py decontam --n 200000
 	$(PY) benchmarks/curate_scale.py planted
 	$(PY) benchmarks/curate_scale.py memory --traces 1000000
+	$(PY) benchmarks/sft_efficiency.py memory
+	$(PY) benchmarks/sft_efficiency.py padding
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

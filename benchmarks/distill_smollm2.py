@@ -111,9 +111,10 @@ def table(results: dict[str, dict]) -> str:
     ]
     for name, s in results.items():
         a = s["accuracy"]
+        keys = sorted(set(s["extracted"]) | set(s["gold"]), key=lambda k: (k == "none", k))
         letters = ", ".join(
-            f"{k} {v}" + (f" ({s['gold'].get(k, 0)})" if k != "none" else "")
-            for k, v in s["extracted"].items()
+            f"{k} {s['extracted'].get(k, 0)}" + (f" ({s['gold'].get(k, 0)})" if k != "none" else "")
+            for k in keys
         )
         lines.append(
             f"| {name} | {s['n']} | {100 * s['well_formed']:.0f}% "
