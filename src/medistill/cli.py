@@ -103,8 +103,9 @@ def eval_cmd(ctx: typer.Context) -> None:
 
     Options: medistill eval --help (or an eval: section of a --config recipe).
     """
-    from medistill.config import build, parse_stage_args
+    from medistill.config import build
     from medistill.evaluate import EvalCommandOptions, EvalConfig, run_eval
+    from medistill.options import parse_stage_args
 
     args = parse_stage_args(
         EvalConfig, ctx.args, section="eval", prog="medistill eval", extra=EvalCommandOptions
@@ -140,8 +141,9 @@ def generate_cmd(ctx: typer.Context) -> None:
 
     Options: medistill generate --help (or a generate: section of a --config recipe).
     """
-    from medistill.config import build, parse_stage_args
+    from medistill.config import build
     from medistill.generate import GenerateConfig, run_generate
+    from medistill.options import parse_stage_args
 
     args = parse_stage_args(
         GenerateConfig,
@@ -229,8 +231,9 @@ def curate_cmd(ctx: typer.Context) -> None:
     Usage: medistill curate [STORE] [options]; options: medistill curate --help (or a curate:
     section of a --config recipe).
     """
-    from medistill.config import build, parse_stage_args
+    from medistill.config import build
     from medistill.curate import CurateConfig, run_curate
+    from medistill.options import parse_stage_args
 
     args = parse_stage_args(
         CurateConfig, ctx.args, section="curate", prog="medistill curate", positional=("store",)
@@ -330,7 +333,7 @@ def _train_command(name: str, module: str, recipe: str, runner: str) -> None:
     def command(ctx: typer.Context) -> None:
         import importlib
 
-        from medistill.config import parse_stage
+        from medistill.options import parse_stage
 
         mod = importlib.import_module(module)
         cfg = parse_stage(getattr(mod, recipe), ctx.args, section=name, prog=f"medistill {name}")
