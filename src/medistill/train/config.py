@@ -89,6 +89,24 @@ class _StudentFields:
         default=False,
         metadata={"help": "discard a finished or different run in output_dir instead of refusing"},
     )
+    # TRL / ModelConfig fields whose defaults medistill changes for every training stage.
+    use_peft: bool = field(default=True, metadata={"help": "LoRA (PEFT) instead of full tuning"})
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "LoRA target modules ('all-linear' = every linear layer but the head)"},
+    )
+    dtype: str | None = field(
+        default="auto",
+        metadata={"help": "weights dtype: auto (bf16 with bf16 training, else fp32) or a name"},
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision (default: only on a bf16 GPU)"}
+    )
+    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
+    report_to: str | list[str] | None = field(
+        default="all",
+        metadata={"help": "trackers: all installed (TensorBoard, W&B, trackio), none, or names"},
+    )
 
     def resolve_hardware(self) -> None:
         """Pick precision and padding for the machine, unless the recipe set them.
@@ -192,18 +210,6 @@ class SFTRecipe(_StudentFields, ModelConfig, SFTConfig):
     output_dir: str | None = field(
         default="runs/sft", metadata={"help": "run folder: checkpoints, then the final model"}
     )
-    use_peft: bool = field(default=True, metadata={"help": "LoRA (PEFT) instead of full tuning"})
-    lora_target_modules: list[str] | None = field(
-        default_factory=lambda: ["all-linear"],
-        metadata={"help": "LoRA target modules ('all-linear' = every linear layer but the head)"},
-    )
-    dtype: str | None = field(
-        default="auto",
-        metadata={"help": "weights dtype: auto (bf16 with bf16 training, else fp32) or a name"},
-    )
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision (default: only on a bf16 GPU)"}
-    )
     max_length: int | None = field(
         default=2048, metadata={"help": "longest training sequence in tokens (prompt + trace)"}
     )
@@ -231,12 +237,7 @@ class SFTRecipe(_StudentFields, ModelConfig, SFTConfig):
     warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps warming up"})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "batch per device"})
     save_steps: float = field(default=50, metadata={"help": "checkpoint every N steps"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
     logging_steps: float = field(default=5, metadata={"help": "log every N steps"})
-    report_to: str | list[str] | None = field(
-        default="all",
-        metadata={"help": "trackers: all installed (TensorBoard, W&B, trackio), none, or names"},
-    )
 
     def __post_init__(self) -> None:
         if self.overlong not in OVERLONG:
@@ -274,14 +275,6 @@ class GRPORecipe(_StudentFields, ModelConfig, GRPOConfig):
             "correctness, format, conciseness, safety, rubric"
         },
     )
-    use_peft: bool = field(default=True, metadata={"help": "LoRA (PEFT) instead of full tuning"})
-    lora_target_modules: list[str] | None = field(
-        default_factory=lambda: ["all-linear"], metadata={"help": "LoRA target modules"}
-    )
-    dtype: str | None = field(default="auto", metadata={"help": "weights dtype (see sft)"})
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision (default: only on a bf16 GPU)"}
-    )
     max_completion_length: int | None = field(
         default=512,
         metadata={"help": "generation budget per completion; a cut-off answer earns nothing"},
@@ -297,11 +290,7 @@ class GRPORecipe(_StudentFields, ModelConfig, GRPOConfig):
     per_device_train_batch_size: int = field(default=4, metadata={"help": "completions per step"})
     learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate"})
     save_steps: float = field(default=10, metadata={"help": "checkpoint every N steps"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
     logging_steps: float = field(default=1, metadata={"help": "log every N steps"})
-    report_to: str | list[str] | None = field(
-        default="all", metadata={"help": "trackers: all installed, none, or names"}
-    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.rewards, dict) or not self.rewards:
@@ -326,14 +315,6 @@ class DistillRecipe(_StudentFields, ModelConfig, DistillationConfig):
         default=None,
         metadata={"help": "local open-weight teacher: hub id, folder or 'smollm2' (not an API)"},
     )
-    use_peft: bool = field(default=True, metadata={"help": "LoRA (PEFT) instead of full tuning"})
-    lora_target_modules: list[str] | None = field(
-        default_factory=lambda: ["all-linear"], metadata={"help": "LoRA target modules"}
-    )
-    dtype: str | None = field(default="auto", metadata={"help": "weights dtype (see sft)"})
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision (default: only on a bf16 GPU)"}
-    )
     cross_tokenizer: bool | None = field(
         default=None,
         metadata={
@@ -350,11 +331,7 @@ class DistillRecipe(_StudentFields, ModelConfig, DistillationConfig):
     per_device_train_batch_size: int = field(default=4, metadata={"help": "prompts per step"})
     learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate"})
     save_steps: float = field(default=10, metadata={"help": "checkpoint every N steps"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
     logging_steps: float = field(default=1, metadata={"help": "log every N steps"})
-    report_to: str | list[str] | None = field(
-        default="all", metadata={"help": "trackers: all installed, none, or names"}
-    )
 
     def __post_init__(self) -> None:
         _post_init(self, DistillationConfig)
