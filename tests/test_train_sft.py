@@ -46,6 +46,10 @@ def test_defaults_are_safe_on_cpu(tmp_path: Path) -> None:
     assert SFTRecipe(output_dir=str(tmp_path), attn_implementation="flash_attention_2").packing
     with pytest.raises(MedistillError, match="QLoRA"):
         SFTRecipe(output_dir=str(tmp_path), load_in_4bit=True)
+    from medistill.train.config import GRPORecipe
+
+    with pytest.raises(MedistillError, match="use_vllm needs vllm: pip install vllm"):
+        GRPORecipe(output_dir=str(tmp_path), use_vllm=True)
 
 
 def test_labels_are_masked_everywhere_but_the_completion(

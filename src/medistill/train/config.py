@@ -133,6 +133,8 @@ class _StudentFields:
                 "QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU and bitsandbytes; on this "
                 "machine use plain LoRA (use_peft: true) or full fine-tuning"
             )
+        _require_module(self.load_in_4bit or self.load_in_8bit, "bitsandbytes", "QLoRA")
+        _require_module(getattr(self, "use_vllm", False), "vllm", "use_vllm")
 
     @property
     def flash_attention(self) -> bool:
@@ -190,6 +192,14 @@ class _StudentFields:
             raise MedistillError(
                 f"missing {', '.join(missing)}: set it in the recipe or pass --{missing[0]}"
             )
+
+
+def _require_module(wanted: bool, module: str, what: str) -> None:
+    """A clear error, before any model loads, when an optional engine is asked for but absent."""
+    import importlib.util
+
+    if wanted and importlib.util.find_spec(module) is None:
+        raise MedistillError(f"{what} needs {module}: pip install {module} (on a CUDA machine)")
 
 
 def _post_init(self, trl_cls: type) -> None:
