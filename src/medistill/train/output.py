@@ -310,6 +310,13 @@ def finish(
     summary = next((h for h in reversed(history) if "train_runtime" in h), {})
     metrics = {k: v for k, v in summary.items() if k != "step"}
     metrics["global_step"] = trainer.state.global_step
+    args = trainer.args
+    metrics["examples_seen"] = (
+        trainer.state.global_step
+        * args.per_device_train_batch_size
+        * args.gradient_accumulation_steps
+        * max(1, args.world_size)
+    )
     manifest.update(
         {
             "status": "finished",
