@@ -2,6 +2,7 @@
 
     python benchmarks/distill_smollm2.py [--work runs/bench-distill] [--sft-steps 60]
         [--grpo-steps 30] [--n-eval 100] [--stages import,curate,eval-base,sft,...]
+        [--tag full --sft-args "--use-peft false --learning-rate 5e-5"]
 
 GPT-4's step-by-step answers on MedMCQA dev (MIRAGE's released outputs, ../shared) are imported
 with the ``mirage`` preset, curated with decontamination against MedQA test, used for LoRA SFT
@@ -133,7 +134,11 @@ def main() -> None:
     p.add_argument("--grpo-steps", type=int, default=30)
     p.add_argument("--n-eval", type=int, default=100)
     p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--tag", default="", help="suffix of a variant's sft/grpo/eval folders")
+    p.add_argument("--sft-args", default="", help="extra medistill sft flags")
+    p.add_argument("--grpo-args", default="", help="extra medistill grpo flags")
     a = p.parse_args()
+    t = f"-{a.tag}" if a.tag else ""
     w, shared = a.work, _shared()
     w.mkdir(parents=True, exist_ok=True)
     stages = a.stages.split(",")
@@ -169,45 +174,48 @@ def main() -> None:
         )
     if "eval-base" in stages:
         _eval("smollm2", w / "eval-base", a.n_eval, "SmolLM2-135M-Instruct")
+    sft, grpo = w / f"sft{t}", w / f"grpo{t}"
+    data = ["--dataset", str(w / "dataset")]
     if "sft" in stages:
+        steps = ["--max-steps", str(a.sft_steps)]
         _run(
             [
                 "sft",
                 "--config",
                 str(RECIPE),
-                "--dataset",
-                str(w / "dataset"),
+                *data,
                 "--output-dir",
-                str(w / "sft"),
-                "--max-steps",
-                str(a.sft_steps),
+                str(sft),
+                *steps,
+                *shlex.split(a.sft_args),
             ]
         )
     if "eval-sft" in stages:
-        _eval(str(w / "sft"), w / "eval-sft", a.n_eval, "SmolLM2 + SFT")
+        _eval(str(sft), w / f"eval-sft{t}", a.n_eval, f"SmolLM2 + SFT{t}")
     if "grpo" in stages:
+        steps = ["--max-steps", str(a.grpo_steps)]
         _run(
             [
                 "grpo",
                 "--config",
                 str(RECIPE),
                 "--model",
-                str(w / "sft"),
-                "--dataset",
-                str(w / "dataset"),
+                str(sft),
+                *data,
                 "--output-dir",
-                str(w / "grpo"),
-                "--max-steps",
-                str(a.grpo_steps),
+                str(grpo),
+                *steps,
+                *shlex.split(a.grpo_args),
             ]
         )
     if "eval-grpo" in stages:
-        _eval(str(w / "grpo"), w / "eval-grpo", a.n_eval, "SmolLM2 + SFT + GRPO")
-    results = {
-        name: summarise(w / run)
-        for name, run in (("base", "eval-base"), ("SFT", "eval-sft"), ("SFT + GRPO", "eval-grpo"))
-        if (w / run / "metrics.json").exists()
-    }
+        _eval(str(grpo), w / f"eval-grpo{t}", a.n_eval, f"SmolLM2 + SFT{t} + GRPO")
+    runs = [("base", "eval-base")]
+    tags = sorted({p.name.removeprefix("eval-sft") for p in w.glob("eval-sft*")})
+    for tag in tags:  # "" (the recipe as it is) first, then the variants
+        label = f" ({tag.lstrip('-')})" if tag else ""
+        runs += [(f"SFT{label}", f"eval-sft{tag}"), (f"SFT + GRPO{label}", f"eval-grpo{tag}")]
+    results = {n: summarise(w / r) for n, r in runs if (w / r / "metrics.json").exists()}
     (w / "summary.json").write_text(json.dumps(results, indent=2))
     print(table(results))
 
