@@ -63,6 +63,8 @@ OPERATIONAL = frozenset(
         "eval_strategy",
         "per_device_eval_batch_size",
         "label",
+        "overwrite",
+        "dataloader_pin_memory",
     }
 )
 
