@@ -1,12 +1,12 @@
 """SmolLM2-135M-Instruct trained on real frontier-teacher chain-of-thought, before and after.
 
-    python benchmarks/distill_smollm2.py [--work runs/bench-distill] [--sft-steps 60]
-        [--grpo-steps 30] [--n-eval 100] [--stages import,curate,eval-base,sft,...]
-        [--tag full --sft-args "--use-peft false --learning-rate 5e-5"]
+    python benchmarks/distill_smollm2.py [--work runs/bench-distill] [--sft-steps 100]
+        [--grpo-steps 40] [--n-eval 100] [--stages import,curate,eval-base,sft,...]
+        [--tag lora --sft-args "--use-peft true --learning-rate 2e-4"]
 
 GPT-4's step-by-step answers on MedMCQA dev (MIRAGE's released outputs, ../shared) are imported
-with the ``mirage`` preset, curated with decontamination against MedQA test, used for LoRA SFT
-of SmolLM2, then GRPO from the SFT student; the base, SFT and GRPO models are evaluated on
+with the ``mirage`` preset, curated with decontamination against MedQA test, used to fine-tune
+SmolLM2 (SFT), then GRPO from the SFT student; the base, SFT and GRPO models are evaluated on
 held-out MedQA test questions (greedy, 512-token budget, the same prompt every time). Every
 stage is a ``medistill`` command (printed as it runs) and is skipped when its output is
 complete, so a killed run resumes. Prints a Markdown table for BENCHMARKS.md: share of answers
@@ -130,8 +130,8 @@ def main() -> None:
     """Run the stages asked for and print the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-distill")
-    p.add_argument("--sft-steps", type=int, default=60)
-    p.add_argument("--grpo-steps", type=int, default=30)
+    p.add_argument("--sft-steps", type=int, default=100)
+    p.add_argument("--grpo-steps", type=int, default=40)
     p.add_argument("--n-eval", type=int, default=100)
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--tag", default="", help="suffix of a variant's sft/grpo/eval folders")
@@ -211,7 +211,13 @@ def main() -> None:
     if "eval-grpo" in stages:
         _eval(str(grpo), w / f"eval-grpo{t}", a.n_eval, f"SmolLM2 + SFT{t} + GRPO")
     runs = [("base", "eval-base")]
-    tags = sorted({p.name.removeprefix("eval-sft") for p in w.glob("eval-sft*")})
+    tags = sorted(
+        {
+            p.name.split("-", 2)[2] if p.name.count("-") > 1 else ""
+            for p in [*w.glob("eval-sft*"), *w.glob("eval-grpo*")]
+        }
+    )
+    tags = [f"-{t}" if t else "" for t in tags]
     for tag in tags:  # "" (the recipe as it is) first, then the variants
         label = f" ({tag.lstrip('-')})" if tag else ""
         runs += [(f"SFT{label}", f"eval-sft{tag}"), (f"SFT + GRPO{label}", f"eval-grpo{tag}")]

@@ -4,6 +4,7 @@ run folder's refusals, the dataset contract and the CLI."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def test_defaults_are_safe_on_cpu(tmp_path: Path) -> None:
         SFTRecipe(output_dir=str(tmp_path), load_in_4bit=True)
     from medistill.train.config import GRPORecipe
 
-    with pytest.raises(MedistillError, match="use_vllm needs vllm: pip install vllm"):
-        GRPORecipe(output_dir=str(tmp_path), use_vllm=True)
+    vllm_recipe = GRPORecipe(output_dir=str(tmp_path), use_vllm=True)  # parses anywhere
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(MedistillError, match="use_vllm needs vllm: pip install vllm"):
+            vllm_recipe.trainer_args()
 
 
 def test_labels_are_masked_everywhere_but_the_completion(

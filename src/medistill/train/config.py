@@ -65,6 +65,7 @@ OPERATIONAL = frozenset(
         "label",
         "overwrite",
         "dataloader_pin_memory",
+        "lm_head_chunk_tokens",
     }
 )
 
@@ -109,6 +110,14 @@ class _StudentFields:
         default="all",
         metadata={"help": "trackers: all installed (TensorBoard, W&B, trackio), none, or names"},
     )
+    lm_head_chunk_tokens: int | None = field(
+        default=1024,
+        metadata={
+            "help": "tokens per chunk of TRL's fused LM head off Triton devices (CPU): TRL "
+            "scores 32,768 at once, materialising the logits and their softmax (~2 GB for 4 x "
+            "512 tokens and a 49k vocabulary); the result is the same. None keeps TRL's"
+        },
+    )
 
     def resolve_hardware(self) -> None:
         """Pick precision and padding for the machine, unless the recipe set them.
@@ -135,8 +144,6 @@ class _StudentFields:
                 "QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU and bitsandbytes; on this "
                 "machine use plain LoRA (use_peft: true) or full fine-tuning"
             )
-        _require_module(self.load_in_4bit or self.load_in_8bit, "bitsandbytes", "QLoRA")
-        _require_module(getattr(self, "use_vllm", False), "vllm", "use_vllm")
 
     @property
     def flash_attention(self) -> bool:
@@ -158,12 +165,38 @@ class _StudentFields:
             kwargs["device_map"] = get_kbit_device_map()
         return kwargs
 
+    def require_engines(self) -> None:
+        """Refuse, before any model loads, an optional engine the recipe asks for but this
+        machine lacks (bitsandbytes for QLoRA, vLLM for generation).
+
+        Kept out of construction so a GPU recipe still parses and validates on a laptop.
+        """
+        _require_module(self.load_in_4bit or self.load_in_8bit, "bitsandbytes", "QLoRA")
+        _require_module(getattr(self, "use_vllm", False), "vllm", "use_vllm")
+
+    def apply_lm_head_chunking(self) -> None:
+        """Set TRL's fused-LM-head chunk size (a module constant of TRL 1.x) when asked to.
+
+        Chunking is exact; it bounds the memory of the loss. A TRL without the constant is left
+        alone (with a debug message), since the chunking is then TRL's own business.
+        """
+        if not self.lm_head_chunk_tokens:
+            return
+        import trl.trainer.utils as trl_utils
+
+        if hasattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE"):
+            trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = int(self.lm_head_chunk_tokens)
+        else:  # pragma: no cover - another TRL release
+            log.debug("this TRL has no _CHUNKED_LOGPROB_CHUNK_SIZE; lm_head_chunk_tokens ignored")
+
     def trainer_args(self, **changes: Any) -> Any:
         """A copy of this config for the TRL trainer, with ``from_pretrained`` arguments resolved
         and the chat template left to the tokenizer (already applied by ``load_tokenizer``).
 
         The recipe object itself stays as written, so its :meth:`identity` is the run's.
         """
+        self.require_engines()
+        self.apply_lm_head_chunking()
         args = copy.copy(self)
         args.model_init_kwargs = self.model_init_kwargs_resolved()
         if hasattr(args, "chat_template_path"):
