@@ -11,8 +11,9 @@ CPU. Three set-ups, each in its own process so peak RSS is its own:
   on q/v (PEFT's default), full logits and cross-entropy, no activation checkpointing;
 * ``trl`` - TRL's ``SFTTrainer`` with its defaults (bf16 off, as a CPU needs), LoRA via PEFT's
   defaults;
-* ``medistill`` - ``medistill sft``'s defaults (LoRA on all linear layers, completion-only loss,
-  activation checkpointing, TRL's chunked LM head).
+* ``medistill`` - ``medistill sft``'s defaults (LoRA on all linear layers without dropout,
+  completion-only loss, activation checkpointing, TRL's fused LM head in chunks of 1,024
+  tokens).
 
 ``padding``: real traces of varying length, batch 4: the share of non-pad tokens per batch and
 the tokens/s of TRL's ``SFTTrainer`` (random batches, padded to the longest) against ``medistill

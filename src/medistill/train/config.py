@@ -98,6 +98,14 @@ class _StudentFields:
         default_factory=lambda: ["all-linear"],
         metadata={"help": "LoRA target modules ('all-linear' = every linear layer but the head)"},
     )
+    lora_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "dropout on each LoRA input; 0 (as Unsloth) because every adapter otherwise "
+            "keeps a dropped copy of its input, which with all-linear LoRA costs memory and time "
+            "(BENCHMARKS.md, SFT memory)"
+        },
+    )
     dtype: str | None = field(
         default="auto",
         metadata={"help": "weights dtype: auto (bf16 with bf16 training, else fp32) or a name"},
