@@ -1,15 +1,16 @@
 """Curation at scale: decontamination speed against a naive baseline, planted-contamination
 recall / false positives, and peak memory curating a million traces.
 
-    python benchmarks/curate_scale.py decontam --n 200000 --naive-n 300
+    python benchmarks/curate_scale.py decontam --n 200000
     python benchmarks/curate_scale.py planted
     python benchmarks/curate_scale.py memory --traces 1000000
 
-``decontam``: synthetic training questions against every benchmark question in ../shared
-(MedQA, MedMCQA, PubMedQA, MMLU-medical). The baseline is the same decision made naively: for
-each training question, every benchmark question's 13-gram set and shingle set compared in
-pure Python (all pairs), timed on a subset and scaled linearly; the ratio compares like with
-like in the same run. The indexed run is also checked to find the same matches on the subset.
+``decontam``: synthetic training questions (with planted copies of benchmark questions) against
+every benchmark question in ../shared (MedQA, MedMCQA, PubMedQA, MMLU-medical), by the legacy
+rule (13-gram coverage + MinHash near duplicates) and the retrieval rule (13-gram coverage +
+TF-IDF candidates + answer agreement) on the same input in the same run: time, planted copies
+removed, synthetic questions flagged, and the share of the hand-written calibration set
+(tests/data/decontam_calibration) each rule flags.
 
 ``memory``: writes a synthetic trace store, then curates it in a child process and reports
 the child's peak RSS (``ru_maxrss``), so generating the input does not count.
@@ -33,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic data generators live with the tests
 
 from medistill.curate.decontam import BenchmarkIndex, load_eval_questions  # noqa: E402
-from medistill.curate.text import question_text, words  # noqa: E402
 from medistill.data import load_benchmark  # noqa: E402
 from paraphrase import (  # noqa: E402
     paraphrase_question,
@@ -50,92 +50,60 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def _naive(train, bench, ngram=13, jaccard=0.5, min_overlap=0.2, max_df=3, min_words=8):
-    """All pairs in pure Python: the decision BenchmarkIndex makes, without any index."""
-
-    def grams(ws, n, short=False):
-        ws = tuple("0" if w.isdigit() else w for w in ws)
-        if len(ws) < n:
-            return {ws} if short and len(ws) >= min_words else set()
-        return {ws[i : i + n] for i in range(len(ws) - n + 1)}
-
-    bgrams = [grams(words(q.question), ngram, True) for q in bench]
-    df: dict[tuple, int] = {}
-    for g in bgrams:
-        for x in g:
-            df[x] = df.get(x, 0) + 1
-    bgrams = [{x for x in g if df[x] <= max_df} for g in bgrams]
-    bshing = [grams(words(question_text(q.question, q.options)), 3, True) for q in bench]
-    found = []
-    for q in train:
-        g = grams(words(q.question), ngram, True)
-        s = grams(words(question_text(q.question, q.options)), 3, True)
-        hit = None
-        for j in range(len(bench)):
-            if g and bgrams[j] and len(g & bgrams[j]) / len(bgrams[j]) >= min_overlap:
-                hit = j
-                break
-            if s and len(s & bshing[j]) / len(s | bshing[j]) >= jaccard:
-                hit = j
-                break
-        found.append(hit)
-    return found
+def _calibration(index: BenchmarkIndex, medqa_ids: list[str]) -> dict[str, str]:
+    """Share of the hand-written calibration set flagged, by kind (tests/data)."""
+    rows = [
+        json.loads(line)
+        for path in sorted((ROOT / "tests/data/decontam_calibration").glob("*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    found = index.check_many([(r["question"], r["options"], r["answer"]) for r in rows])
+    out = {}
+    for kind in ("light", "heavy", "hard_negative"):
+        mine = [(r, m) for r, m in zip(rows, found, strict=True) if r["kind"] == kind]
+        hit = sum(m is not None for _, m in mine)
+        right = sum(m is not None and m.benchmark_id == medqa_ids[r["index"]] for r, m in mine)
+        out[kind] = f"{hit}/{len(mine)} flagged, {right} to the right item"
+    return out
 
 
 def decontam(args: argparse.Namespace) -> None:
+    """Both rules on the same input: synthetic questions plus planted copies, all benchmarks."""
     os.environ.setdefault("MEDISTILL_DATA_DIR", str(SHARED))
     bench = load_eval_questions(ALL)
+    medqa_ids = [q.id for q in bench if q.source == "medqa"]
     rng = random.Random(args.seed)
     picked = rng.sample(bench, args.planted)
     planted = [verbatim_copy(q, rng, id=f"v{i}") for i, q in enumerate(picked[::2])]
     planted += [paraphrase_question(q, rng, id=f"p{i}") for i, q in enumerate(picked[1::2])]
-    t0 = time.perf_counter()
     train = list(synthetic_questions(args.n - len(planted), seed=args.seed)) + planted
     rng.shuffle(train)
-    t_gen = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    index = BenchmarkIndex(bench)
-    t_index = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    matches = []
-    for i in range(0, len(train), 2000):
-        chunk = train[i : i + 2000]
-        matches += index.check_many([(q.question, q.options) for q in chunk])
-    t_check = time.perf_counter() - t0
     is_planted = [bool(q.meta.get("planted_from")) for q in train]
-    # The naive subset: synthetic questions plus a tenth planted copies, so that agreement
-    # is checked on matches as well as on clean questions.
-    clean_idx = [i for i, p in enumerate(is_planted) if not p][: args.naive_n]
-    dirty_idx = [i for i, p in enumerate(is_planted) if p][: max(1, args.naive_n // 10)]
-    sub_idx = clean_idx + dirty_idx
-    t0 = time.perf_counter()
-    naive = _naive([train[i] for i in sub_idx], bench)
-    t_naive = time.perf_counter() - t0
-    agree = sum((matches[i] is None) == (h is None) for i, h in zip(sub_idx, naive, strict=True))
-    naive_full = t_naive / len(sub_idx) * len(train)
-    ours = t_index + t_check
-    result = {
-        "machine": _machine(),
-        "train_questions": len(train),
-        "planted_copies": len(planted),
-        "benchmark_questions": len(index),
-        "generate_s": round(t_gen, 1),
-        "index_s": round(t_index, 2),
-        "check_s": round(t_check, 1),
-        "total_s": round(ours, 1),
-        "questions_per_s": round(len(train) / ours),
-        "planted_removed": sum(
-            m is not None for m, p in zip(matches, is_planted, strict=True) if p
-        ),
-        "synthetic_flagged": sum(
-            m is not None for m, p in zip(matches, is_planted, strict=True) if not p
-        ),
-        "naive_subset": len(sub_idx),
-        "naive_subset_s": round(t_naive, 1),
-        "naive_extrapolated_s": round(naive_full),
-        "speedup_vs_naive": round(naive_full / ours, 1),
-        "agreement_on_subset": f"{agree}/{len(sub_idx)}",
-    }
+    result: dict = {"machine": _machine(), "train_questions": len(train),
+                    "planted_copies": len(planted)}  # fmt: skip
+    for method in ("legacy", "retrieval"):
+        t0 = time.perf_counter()
+        index = BenchmarkIndex(bench, method=method)
+        t_index = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        matches = []
+        for i in range(0, len(train), 2000):
+            chunk = train[i : i + 2000]
+            matches += index.check_many([(q.question, q.options, q.gold) for q in chunk])
+        t_check = time.perf_counter() - t0
+        result[method] = {
+            "index_s": round(t_index, 2),
+            "check_s": round(t_check, 1),
+            "total_s": round(t_index + t_check, 1),
+            "questions_per_s": round(len(train) / (t_index + t_check)),
+            "planted_removed": sum(
+                m is not None for m, p in zip(matches, is_planted, strict=True) if p
+            ),
+            "synthetic_flagged": sum(
+                m is not None for m, p in zip(matches, is_planted, strict=True) if not p
+            ),
+            "hand_written_set": _calibration(index, medqa_ids),
+        }
     print(json.dumps(result, indent=2))
 
 
@@ -220,7 +188,6 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("decontam")
     d.add_argument("--n", type=int, default=200_000)
-    d.add_argument("--naive-n", type=int, default=300)
     d.add_argument("--planted", type=int, default=2000, help="benchmark copies mixed in")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=decontam)

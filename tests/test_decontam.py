@@ -48,6 +48,16 @@ def test_exact_hash_ignores_case_punctuation_and_option_order(a, b, same):
     assert (exact_hash(a, o1) == exact_hash(b, o2)) is same
 
 
+@pytest.mark.parametrize("n", [1, 3, 13])
+def test_batch_ngram_hashes_equal_one_text_at_a_time(n):
+    from medistill.curate.text import batch_ngram_hashes
+
+    texts = ["", "one", "a b c", VIGNETTE, "two words", VIGNETTE.upper() + " extra words here"]
+    wh = [word_hashes(t) for t in texts]
+    for got, one in zip(batch_ngram_hashes(wh, n), wh, strict=True):
+        assert np.array_equal(got, ngram_hashes(one, n))
+
+
 def test_ngrams_mask_numbers_and_respect_order():
     a = word_hashes("a 45 year old man with pain")
     b = word_hashes("a 47 year old man with pain")
@@ -118,11 +128,11 @@ def _bench() -> list[Question]:
             OPTS,
             ("v1", "ngram"),
         ),
-        # A short stem edited (its one whole-text gram breaks), options shuffled: near duplicate.
+        # A short stem edited (its one whole-text gram breaks), options shuffled: a copy.
         (
             "Drug of choice for absence seizures in children:",
             {"A": "Gabapentin", "B": "Ethosuximide", "C": "Carbamazepine", "D": "Phenytoin"},
-            ("s1", "near_duplicate"),
+            ("s1", "copy"),
         ),
         ("Drug of choice for absence seizures in children is:", ["a", "b"], ("s1", "ngram")),
         # Shares only boilerplate with six benchmark questions: clean.

@@ -119,9 +119,10 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
         + _table(("pass rate", "questions"), list(stats["pass_rate_histogram"].items())),
         "## Decontamination\n\n"
         f"Against {', '.join(decon['benchmarks']) or 'nothing'} "
-        f"({decon['benchmark_questions']} questions): {decon['ngram']}-gram overlap or "
-        f"MinHash Jaccard >= {decon['jaccard']}. Every removed question is listed with the "
-        "benchmark and the matched id in `decontamination.jsonl`.\n\n"
+        f"({decon['benchmark_questions']} questions): {_decon_rule(decon)} "
+        f"**{decon.get('distinct_benchmark_items', 0)} distinct benchmark items** were found in "
+        "the training data; every removed question is listed with the benchmark, the matched "
+        "id, the method and its evidence in `decontamination.jsonl`.\n\n"
         + (
             _table(
                 ("benchmark (method)", "questions removed"),
@@ -148,3 +149,23 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
     tmp = out / "README.md.tmp"
     tmp.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     os.replace(tmp, out / "README.md")
+
+
+def _decon_rule(decon: dict) -> str:
+    """One sentence on the decontamination rule and how many questions had no answer."""
+    if decon.get("method", "legacy") == "legacy":
+        return f"{decon['ngram']}-gram overlap or MinHash Jaccard >= {decon['jaccard']}."
+    t = decon.get("thresholds", {})
+    rule = (
+        f"{decon['ngram']}-gram overlap (coverage >= {t.get('ngram_coverage')}), a copy (TF-IDF "
+        f"cosine >= {t.get('copy_cosine')}), or a paraphrase: the same answer as a benchmark "
+        f"question among the most similar stems, at cosine >= {t.get('answer_cosine')}, or >= "
+        f"{t.get('options_cosine')} with {t.get('shared_options')} of a distinctive option list."
+    )
+    blind = decon.get("checked_without_answer", 0)
+    if blind:
+        rule += (
+            f" {blind} of {decon.get('checked_questions', 0)} questions had neither a gold "
+            "nor a teacher answer and were checked for copies only."
+        )
+    return rule

@@ -75,6 +75,14 @@ class CurateConfig:
             "line also comma-separated, and 'none' for none"
         },
     )
+    decontam_method: str = field(
+        default="retrieval",
+        metadata={
+            "help": "retrieval (n-grams + TF-IDF candidates + answer agreement) or legacy "
+            "(n-grams + MinHash, the rule before 2026-12)",
+            "choices": ["retrieval", "legacy"],
+        },
+    )
     decontam_ngram: int = field(default=13, metadata={"help": "word n-gram overlap length"})
     decontam_max_df: int = field(
         default=3,
@@ -84,8 +92,32 @@ class CurateConfig:
         default=0.2,
         metadata={"help": "share of a benchmark question's n-grams a copy must contain"},
     )
+    decontam_candidates: int = field(
+        default=10, metadata={"help": "most similar benchmark stems examined per question"}
+    )
+    decontam_copy_cosine: float = field(
+        default=0.7, metadata={"help": "TF-IDF cosine of a copy (whatever the answer)"}
+    )
+    decontam_answer_cosine: float = field(
+        default=0.25,
+        metadata={"help": "TF-IDF cosine of a paraphrase that keeps the benchmark's answer"},
+    )
+    decontam_options_cosine: float = field(
+        default=0.08,
+        metadata={
+            "help": "TF-IDF cosine of a paraphrase that keeps the answer and a distinctive "
+            "option list (decontam_shared_options of its options)"
+        },
+    )
+    decontam_shared_options: int = field(
+        default=3, metadata={"help": "option texts a rewrite shares with its original"}
+    )
+    decontam_length_ratio: float = field(
+        default=2.5, metadata={"help": "largest stem length ratio of a paraphrase"}
+    )
     decontam_jaccard: float = field(
-        default=0.5, metadata={"help": "near-duplicate of a benchmark question at this Jaccard"}
+        default=0.5,
+        metadata={"help": "legacy method: near duplicate of a benchmark question at this Jaccard"},
     )
     # --- output ---------------------------------------------------------------------------
     template: str = field(default="cot", metadata={"help": "prompt template of the user turn"})

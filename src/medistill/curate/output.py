@@ -71,7 +71,7 @@ def write_outputs(
     kept: int,
     dropped: dict[str, int],
     tokenizer_name: str,
-    benchmark_size: int,
+    decontam: dict[str, int],
 ) -> dict[str, Any]:
     """Write the dataset files, the drop log and the card; return the statistics."""
     tpl = get_template(cfg.template)
@@ -146,7 +146,7 @@ def write_outputs(
         os.replace(h.name, out / fmt / f"{split}.jsonl")
     _write_dropped(db, out / "dropped.jsonl")
     hf_note = _save_hf(out, split_counts, n_options) if cfg.hf_dataset else "disabled"
-    stats = _stats(db, cfg, n_in, kept, dropped, tokens, tokenizer_name, benchmark_size)
+    stats = _stats(db, cfg, n_in, kept, dropped, tokens, tokenizer_name, decontam)
     stats.update(
         {
             "splits": {
@@ -254,7 +254,7 @@ def _stats(
     dropped: dict[str, int],
     tokens: list[int],
     tokenizer_name: str,
-    benchmark_size: int,
+    decontam: dict[str, int],
 ) -> dict[str, Any]:
     """Counts for the card: inputs, drops, teacher accuracy, dedup / decontamination."""
     teachers = {
@@ -271,9 +271,11 @@ def _stats(
         db.execute("SELECT reason, COUNT(*) FROM questions WHERE reason IS NOT NULL GROUP BY 1")
     )
     decon: Counter[str] = Counter()
+    items: set[str] = set()
     for (detail,) in db.execute("SELECT detail FROM questions WHERE reason='contaminated'"):
         bench, _, method = detail.partition(" ")
         decon[f"{bench.split(':')[0]} ({method})"] += 1
+        items.add(bench)
     tok = np.asarray(tokens, dtype=np.int64)
     n_correct = sum(t["verified_correct"] or 0 for t in teachers.values())
     return {
@@ -292,9 +294,20 @@ def _stats(
         "question_reasons": qreasons,
         "decontamination": {
             "benchmarks": cfg.eval_benchmarks,
-            "benchmark_questions": benchmark_size,
+            "benchmark_questions": decontam.get("benchmark_questions", 0),
+            "method": cfg.decontam_method,
             "ngram": cfg.decontam_ngram,
             "jaccard": cfg.decontam_jaccard,
+            "thresholds": {
+                "ngram_coverage": cfg.decontam_min_overlap,
+                "copy_cosine": cfg.decontam_copy_cosine,
+                "answer_cosine": cfg.decontam_answer_cosine,
+                "options_cosine": cfg.decontam_options_cosine,
+                "shared_options": cfg.decontam_shared_options,
+            },
+            "checked_questions": decontam.get("checked", 0),
+            "checked_without_answer": decontam.get("without_answer", 0),
+            "distinct_benchmark_items": len(items),
             "removed_questions": dict(decon.most_common()),
         },
         "tokens": {

@@ -183,16 +183,38 @@ def _question_name(db: sqlite3.Connection, qrow: int) -> str:
     return qkey.replace("\x1f", "/")
 
 
+def _answers(db: sqlite3.Connection, rows: list[tuple]) -> list[str | None]:
+    """Each question's answer for decontamination: its gold, else the letter most of its
+    surviving traces chose (ties: the first letter)."""
+    out: list[str | None] = [r[7] for r in rows]
+    missing = [r[1] for r, a in zip(rows, out, strict=True) if not a]
+    if missing:
+        votes: dict[str, Counter[str]] = {}
+        marks = ",".join("?" * len(missing))
+        for qkey, letter, n in db.execute(
+            f"SELECT qkey, letter, COUNT(*) FROM traces WHERE reason IS NULL AND letter IS NOT "
+            f"NULL AND qkey IN ({marks}) GROUP BY qkey, letter",
+            missing,
+        ):
+            votes.setdefault(qkey, Counter())[letter] = n
+        for i, r in enumerate(rows):
+            if not out[i] and r[1] in votes:
+                out[i] = max(sorted(votes[r[1]]), key=lambda x: votes[r[1]][x])
+    return out
+
+
 def question_pass(
     db: sqlite3.Connection, cfg: CurateConfig, index: BenchmarkIndex | None, decon_log: Path
-) -> None:
+) -> dict[str, int]:
     """Pass 2: decontaminate, deduplicate and difficulty-filter the questions that still
-    have a trace, in store order (keep-first)."""
+    have a trace, in store order (keep-first). Returns decontamination counts: questions
+    checked, and checked without an answer (copies only)."""
+    checked = without_answer = 0
     near = NearDupIndex(db, threshold=cfg.dedup_jaccard) if cfg.dedup else None
     emb = EmbeddingIndex(cfg.embedding_threshold) if cfg.embedding_dedup else None
     base = _base_accuracy(cfg.difficulty_eval)
     cur = db.execute(
-        "SELECT qrow, qkey, source, question_id, question, options, nhash FROM questions q"
+        "SELECT qrow, qkey, source, question_id, question, options, nhash, gold FROM questions q"
         " WHERE EXISTS (SELECT 1 FROM traces t WHERE t.qkey = q.qkey AND t.reason IS NULL)"
         " ORDER BY qrow"
     )
@@ -202,7 +224,11 @@ def question_pass(
             marks: dict[int, tuple[str, str]] = {}
             qs = [(r[4], json.loads(r[5])) for r in rows]
             if index is not None:
-                for r, m in zip(rows, index.check_many(qs), strict=True):
+                answers = _answers(db, rows)
+                checked += len(rows)
+                without_answer += sum(1 for a in answers if not a)
+                batch = [(q, o, a) for (q, o), a in zip(qs, answers, strict=True)]
+                for r, m in zip(rows, index.check_many(batch), strict=True):
                     if m is not None:
                         marks[r[0]] = ("contaminated", f"{m.benchmark}:{m.benchmark_id} {m.method}")
                         rec = {"source": r[2], "question_id": r[3], **m.to_dict()}
@@ -243,6 +269,7 @@ def question_pass(
                     [(a, b, q) for q, (a, b) in marks.items()],
                 )
             rows = cur.fetchmany(cfg.batch_size)
+    return {"checked": checked, "without_answer": without_answer}
 
 
 def _apply_question_reasons(db: sqlite3.Connection) -> None:
@@ -337,12 +364,20 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
         else:
             index = BenchmarkIndex(
                 load_eval_questions(cfg.eval_benchmarks),
+                method=cfg.decontam_method,
                 ngram=cfg.decontam_ngram,
                 max_df=cfg.decontam_max_df,
                 min_overlap=cfg.decontam_min_overlap,
+                candidates=cfg.decontam_candidates,
+                copy_cosine=cfg.decontam_copy_cosine,
+                answer_cosine=cfg.decontam_answer_cosine,
+                options_cosine=cfg.decontam_options_cosine,
+                shared_options=cfg.decontam_shared_options,
+                length_ratio=cfg.decontam_length_ratio,
                 jaccard=cfg.decontam_jaccard,
             )
-        question_pass(db, cfg, index, out / "decontamination.jsonl")
+        decon = question_pass(db, cfg, index, out / "decontamination.jsonl")
+        decon["benchmark_questions"] = len(index) if index is not None else 0
         _apply_question_reasons(db)
         balance_subjects(db, cfg.max_per_subject)
         _apply_question_reasons(db)
@@ -362,7 +397,7 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
             kept=kept,
             dropped=dropped,
             tokenizer_name=tokenizer_name,
-            benchmark_size=len(index) if index is not None else 0,
+            decontam=decon,
         )
     finally:
         db.close()

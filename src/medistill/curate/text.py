@@ -86,6 +86,25 @@ def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
+def batch_ngram_hashes(texts: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+    """:func:`ngram_hashes` of many texts at once: one rolling hash over their concatenation,
+    then the windows that lie inside one text (the same values, without a loop per text)."""
+    lens = np.array([len(w) for w in texts], dtype=np.int64)
+    out = [np.empty(0, dtype=np.uint64)] * len(texts)
+    total = int(lens.sum())
+    if total < n:
+        return out
+    flat = np.concatenate(texts).astype(np.uint64)
+    h = np.zeros(total - n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            h = h * _NGRAM_MULT + flat[j : total - n + 1 + j] + np.uint64(j + 1)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    for i in np.nonzero(lens >= n)[0]:
+        out[i] = h[starts[i] : starts[i] + lens[i] - n + 1]
+    return out
+
+
 def whole_text_hash(wh: np.ndarray) -> np.uint64:
     """One hash for a text too short to have an n-gram: all its words as one gram."""
     return ngram_hashes(wh, len(wh))[0] if len(wh) else np.uint64(0)
