@@ -119,7 +119,7 @@ def planted(args: argparse.Namespace) -> None:
         index = BenchmarkIndex(medqa)
 
         def hits(qs, index=index):
-            return [m for m in index.check_many([(q.question, q.options) for q in qs])]
+            return index.check_many([(q.question, q.options, q.gold) for q in qs])
 
         mv, mp, mt = hits(verb), hits(para), hits(train)
         right = sum(
