@@ -112,6 +112,50 @@ CASES = [
     ("The answer is a rare condition that", None, None),
     ("This contradicts answer choice A, which states otherwise", None, None),
     ("Among A through D, the answer is E) None of the above.", None, None),
+    # -- issue 9: degenerate outputs (written fresh)
+    # an answer field whose opening quote was lost inside an escaped JSON string
+    (
+        '{"step_by_step_thinking": "The TSH is normal, so A is out; the dose fits B.\\n\\n'
+        'answer_choice": "B"}',
+        "B",
+        "B",
+    ),
+    ('{"reasoning": "Weighing each choice.\\nanswer": "D"}', "D", "D"),
+    # the model writes questions of its own instead of answering the one asked
+    (
+        "Question 2: A 30-year-old man has a urethral discharge. Which organism is most likely?"
+        "\nA. Neisseria\nB. Chlamydia\nAnswer: B\n\nQuestion 3: Which drug is used? Answer: D",
+        None,
+        None,
+    ),
+    (
+        "Here are some more practice questions on this topic:\n1. Which vitamin is fat "
+        "soluble? The answer is A.\n2. Which drug is an antiplatelet? The answer is D.",
+        None,
+        None,
+    ),
+    # the answer, then a runaway next item that answers something else: the first one counts
+    (
+        "The answer is C.\n\nQuestion: A 60-year-old woman with jaundice... The answer is A.",
+        "C",
+        "C",
+    ),
+    # no option is correct, with letters named in the analysis
+    (
+        "A is wrong (TSH is normal), B is far above the usual dose, C does not fit and D is "
+        "not indicated. None of the options is correct.",
+        None,
+        None,
+    ),
+    (
+        "Having gone through options A to D, the correct answer is not listed among the choices.",
+        None,
+        None,
+    ),
+    # the final answer line, then degenerate junk: code fences, empty blocks, repetition
+    ("The dose points to it.\n\nThe answer is B.\n\n```\n```\n```python\n```\n```\n", "B", "B"),
+    ("Final answer: D\n\n" + "```json\n{}\n```\n" * 3, "D", "D"),
+    ("So the answer is B.\n\n" + "**Final Answer**\n\n" * 5, "B", "B"),
 ]
 
 

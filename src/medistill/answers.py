@@ -196,7 +196,8 @@ _JSON_KEYS = (
     "choice",
 )
 _JSON_FIELD = re.compile(
-    r"[\"'](?P<key>answer_choice|answer|final_answer|choice|correct_answer|answer_letter)[\"']"
+    r"(?:[\"']|(?<=\\n)|(?<=\\n\s))"  # the opening quote, or lost after an escaped newline
+    r"(?P<key>answer_choice|answer|final_answer|choice|correct_answer|answer_letter)[\"']"
     r"\s*:\s*(?:\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>[^']*)'|(?P<bare>[A-Za-z]))",
     re.I,
 )
@@ -347,6 +348,40 @@ def _last_paragraph(text: str) -> str:
     return parts[-1] if parts else ""
 
 
+# A response that opens on questions of its own ("Question 2:", "Here are some practice
+# questions") before answering the one asked: what it "answers" are its inventions.
+_INVENTED = re.compile(
+    r"\A\s*(?:(?:#{1,4}\s*)?(?:Question|Q)\s*(?:[2-9]|\d{2,})\s*[:.)]"
+    r"|(?:Here\s+are|Below\s+are|The\s+following\s+are)\s+(?:some\s+|a\s+few\s+|\w+\s+)?"
+    r"(?:more\s+|similar\s+|practice\s+|additional\s+|sample\s+)*(?:questions|MCQs|cases))",
+    re.I,
+)
+
+
+def _prepare(
+    text: str, options: Mapping[str, str] | Sequence[str] | None, letters: str | None
+) -> tuple[str, str, dict[str, str], dict[str, re.Pattern[str]]] | Extraction:
+    """The one preprocessing step of :func:`extract_answer` and :func:`answer_statements`:
+    the answer region (after ``</think>``), markdown and LaTeX stripped, and a runaway
+    continuation cut after the first commitment. Returns ``(region, letters, options,
+    patterns)``, or the no-answer :class:`Extraction` that already explains the text."""
+    letters = _letters_for(options, letters)
+    opts = _option_map(options)
+    region, why = _answer_region(text)
+    if why:
+        return Extraction(None, why)
+    region = _clean(region)
+    if not region.strip():
+        return Extraction(None, "empty")
+    if _INVENTED.match(region):
+        return Extraction(None, "none")
+    pats = _patterns(letters)
+    # A runaway continuation (a new question, chat turn or option list after the model has
+    # committed) is not part of the answer: cut it after the first commitment of any kind.
+    region = _cut_runaway(region, _first_commitment(region, pats, opts), pats)
+    return region, letters, opts, pats
+
+
 # ----------------------------------------------------------------------------- main API
 
 
@@ -376,19 +411,10 @@ def extract_answer(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if text is None or not str(text).strip():
         return Extraction(None, "empty")
-    letters = _letters_for(options, letters)
-    opts = _option_map(options)
-    region, why = _answer_region(str(text))
-    if why:
-        return Extraction(None, why)
-    region = _clean(region)
-    if not region.strip():
-        return Extraction(None, "empty")
-    pats = _patterns(letters)
-
-    # A runaway continuation (a new question, chat turn or option list after the model has
-    # committed) is not part of the answer: cut it after the first commitment of any kind.
-    region = _cut_runaway(region, _first_commitment(region, pats, opts), pats)
+    prepared = _prepare(str(text), options, letters)
+    if isinstance(prepared, Extraction):
+        return prepared
+    region, letters, opts, pats = prepared
 
     # 1. A structured JSON answer field is the model's declared answer: it wins.
     found = _json_answer(region, letters, opts)
@@ -625,15 +651,14 @@ def answer_statements(
 
     Curation uses it to reject a response that commits to two different final answers
     ("The answer is B. ... Final answer: D"), which :func:`extract_answer` resolves to the
-    last one. The same patterns as the strict rules: one extractor, two views.
+    last one. The same preprocessing (:func:`_prepare`: a runaway continuation is cut) and
+    the same patterns as the strict rules: one extractor, two views.
     """
     if text is None or not str(text).strip():
         return []
-    letters = _letters_for(options, None)
-    opts = _option_map(options)
-    region, why = _answer_region(str(text))
-    if why:
+    prepared = _prepare(str(text), options, None)
+    if isinstance(prepared, Extraction):
         return []
-    region = _clean(region)
-    hits = _statement_hits(region, _patterns(letters), opts)
+    region, _, opts, pats = prepared
+    hits = _statement_hits(region, pats, opts)
     return [letter for _, _, letter, _ in sorted(hits)]
