@@ -129,7 +129,7 @@ def test_rescore_bad_rows(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"in.jsonl:2: field 'response': missing field"):
         rescore(RescoreConfig(input=str(path), out=str(tmp_path / "o.jsonl")))
     s = rescore(RescoreConfig(input=str(path), out=str(tmp_path / "o.jsonl"), skip_invalid=True))
-    assert s["rows"] == 1 and s["skipped"] == 2 and s["accuracy"]["value"] == 1.0
+    assert s["rows"] == 1 and s["skipped"] == 2 and s["accuracy"]["lenient"]["value"] == 1.0
     result = runner.invoke(app, ["rescore", str(path), "--out", str(tmp_path / "x.jsonl")])
     assert result.exit_code == 2
     assert "in.jsonl:2: field 'response'" in result.output and "Traceback" not in result.output
@@ -145,5 +145,57 @@ def test_rescore_options_field_and_strict(tmp_path: Path) -> None:
     args = ["--response-field", "r", "--gold-field", "g", "--options-field", "o"]
     lenient = _cli(str(path), "--out", str(tmp_path / "l.jsonl"), *args)
     strict = _cli(str(path), "--out", str(tmp_path / "s.jsonl"), *args, "--mode", "strict")
-    assert lenient["accuracy"]["correct"] == 1 and lenient["rules"]["option_text"] == 1
-    assert strict["accuracy"]["correct"] == 0 and strict["no_answer_rate"] == 0.5
+    assert lenient["accuracy"]["lenient"]["correct"] == 1 and lenient["rules"]["option_text"] == 1
+    assert strict["accuracy"]["strict"]["correct"] == 0
+    assert strict["no_answer_rate"]["strict"] == 0.5 and strict["rules"]["none"] == 1
+
+
+def test_rescore_scores_cut_off_rows_as_eval_does_and_writes_report_metrics(tmp_path: Path) -> None:
+    """One metrics path: a row cut off at the token limit counts only an explicit statement
+    (as in eval) and is counted in the truncation rate; ``<out>.metrics.json`` is eval's
+    schema, read by ``medistill report``."""
+    from medistill.metrics import compute_metrics
+    from medistill.report import build_report
+
+    rows = [
+        {"response": "The answer is B.", "gold": "B", "finish_reason": "stop"},
+        # Cut off mid-sentence: the leading letter is a fallback, not an answer.
+        {"response": "B. Because the dose", "gold": "B", "finish_reason": "length"},
+        {"response": "Weighing them, I lean one way.\nC", "gold": "A", "finish_reason": "stop"},
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "o.jsonl"
+    s = rescore(RescoreConfig(input=str(path), out=str(out), label="saved run"))
+    scored = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["extracted"] for r in scored] == ["B", None, "C"]
+    assert s["truncation_rate"] == pytest.approx(1 / 3)
+    same = compute_metrics(
+        [
+            {
+                "gold": "B",
+                "extracted": "B",
+                "extracted_strict": "B",
+                "rule": "answer_is",
+                "finish_reason": "stop",
+            },
+            {
+                "gold": "B",
+                "extracted": None,
+                "extracted_strict": None,
+                "rule": "none",
+                "finish_reason": "length",
+            },
+            {
+                "gold": "A",
+                "extracted": "C",
+                "extracted_strict": None,
+                "rule": "last_line",
+                "finish_reason": "stop",
+            },
+        ]
+    )
+    assert s["accuracy"] == same["accuracy"] and s["no_answer_rate"] == same["no_answer_rate"]
+    metrics_file = tmp_path / "o.metrics.json"
+    report = build_report([metrics_file], tmp_path / "report")
+    assert "saved run" in report.markdown

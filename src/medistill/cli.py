@@ -282,9 +282,14 @@ def rescore_cmd(
     id_field: Annotated[str, typer.Option(help="row field joined to benchmark ids")] = "id",
     mode: Annotated[str, typer.Option(help="strict | lenient")] = "lenient",
     agree_field: Annotated[str | None, typer.Option(help="compare with a boolean mark")] = None,
+    finish_field: Annotated[
+        str, typer.Option(help="field whose value 'length' marks a cut-off response")
+    ] = "finish_reason",
+    label: Annotated[str | None, typer.Option(help="run label in <out>.metrics.json")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="skip bad rows, count them")] = False,
 ) -> None:
-    """Re-extract answers from saved responses and write accuracy and rules used."""
+    """Re-extract answers from saved responses; write the rows, a summary and a
+    ``<out>.metrics.json`` in eval's schema (``medistill report`` reads it)."""
     from medistill.rescore import RescoreConfig, rescore
 
     summary = rescore(
@@ -299,6 +304,8 @@ def rescore_cmd(
             id_field=id_field,
             mode=mode,
             agree_field=agree_field,
+            finish_field=finish_field,
+            label=label,
             skip_invalid=skip_invalid,
         )
     )

@@ -20,7 +20,7 @@ from medistill.answers import extract_answer
 from medistill.backends import BACKENDS, SamplingParams
 from medistill.data import Question, get_spec, load_benchmark
 from medistill.errors import DataError, MedistillError
-from medistill.metrics import compute_metrics
+from medistill.metrics import compute_metrics, validate_metrics
 from medistill.prompts import get_template
 
 log = logging.getLogger(__name__)
@@ -399,6 +399,8 @@ def write_metrics(
     metrics.update({"label": label, "model": model, "benchmark": benchmark, "mode": mode})
     if mode == "loglik":
         metrics["truncation_rate"] = 0.0
+    if metrics["n"]:  # the file report reads: written to the one schema it checks
+        validate_metrics(metrics, out / METRICS)
     tmp = out / (METRICS + ".tmp")
     tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     os.replace(tmp, out / METRICS)

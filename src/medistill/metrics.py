@@ -1,6 +1,7 @@
 """Metrics for eval runs: accuracy with Wilson intervals, no-answer and truncation rates,
 cost per answer, breakdowns. Pure functions over prediction rows, so ``eval`` and
-``rescore`` report exactly the same numbers from the same rows."""
+``rescore`` report exactly the same numbers from the same rows, and one pydantic schema
+(:class:`RunMetrics`) of the ``metrics.json`` they write, which ``report`` reads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medistill.errors import DataError
 
 SCHEMA_VERSION = 1
 
@@ -108,3 +114,83 @@ def compute_metrics(
         "rules": dict(Counter(str(r.get("rule")) for r in rows).most_common()),
         "chance": chance,
     }
+
+
+# ----------------------------------------------------------------------------- the schema
+# One description of metrics.json, written by ``eval`` and ``rescore`` and read by ``report``.
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class Proportion(_Model):
+    """An accuracy with its 95% Wilson interval."""
+
+    value: Fraction | None
+    ci_low: Fraction
+    ci_high: Fraction
+    correct: int | None = None
+    n: int | None = None
+
+
+class ByMode(_Model):
+    """Strict and lenient extraction side by side."""
+
+    strict: Proportion
+    lenient: Proportion
+
+
+class RateByMode(_Model):
+    """A rate per extraction mode (no-answer rate)."""
+
+    strict: Fraction | None
+    lenient: Fraction | None
+
+
+class Spread(_Model):
+    """Mean / median / total of a per-answer quantity (tokens, seconds)."""
+
+    mean: NonNegative | None = None
+    median: NonNegative | None = None
+    total: NonNegative | None = None
+
+
+class RunMetrics(_Model):
+    """``metrics.json`` of one (model, benchmark) run, schema_version 1."""
+
+    schema_version: Literal[1]
+    label: Annotated[str, Field(min_length=1, pattern=r"\S")]
+    benchmark: Annotated[str, Field(min_length=1, pattern=r"\S")]
+    n: Annotated[int, Field(gt=0)]
+    accuracy: ByMode
+    no_answer_rate: RateByMode
+    chance: Fraction | None = None
+    truncation_rate: Fraction | None = None
+    output_tokens: Spread | None = None
+    latency_s: Spread | None = None
+
+
+def validate_metrics(obj: Any, path: str | Path) -> RunMetrics:
+    """Check a parsed ``metrics.json`` against :class:`RunMetrics`; a problem raises
+    :class:`~medistill.errors.DataError` naming the file and the first bad field."""
+    if not isinstance(obj, dict):
+        raise DataError("expected a JSON object at the top level", path=str(path))
+    version = obj.get("schema_version")
+    if "schema_version" in obj and version != SCHEMA_VERSION:
+        raise DataError(
+            f"unsupported schema_version {version!r} (this medistill reads {SCHEMA_VERSION})",
+            path=str(path),
+            field="schema_version",
+        )
+    try:
+        return RunMetrics.model_validate(obj)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        what = "missing required field" if err["type"] == "missing" else err["msg"]
+        got = "" if err["type"] == "missing" else f", got {err.get('input')!r}"
+        raise DataError(f"{what}{got}", path=str(path), field=where) from None

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medistill.errors import DataError, MedistillError
+from medistill.metrics import validate_metrics
 
 __all__ = [
     "BENCHMARK_NAMES",
@@ -82,90 +82,6 @@ class Report:
 # --------------------------------------------------------------------------- loading
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require(obj: dict[str, Any], key: str, path: Path, prefix: str = "") -> Any:
-    if key not in obj:
-        raise DataError("missing required field", path=str(path), field=prefix + key)
-    return obj[key]
-
-
-def _require_fraction(
-    obj: dict[str, Any], key: str, path: Path, prefix: str = "", *, nullable: bool = False
-) -> float | None:
-    value = _require(obj, key, path, prefix)
-    if value is None and nullable:
-        return None
-    if not _is_number(value) or not 0.0 <= value <= 1.0:
-        raise DataError(
-            f"expected a number between 0 and 1, got {value!r}", path=str(path), field=prefix + key
-        )
-    return float(value)
-
-
-def _optional_mean(run: dict[str, Any], key: str, path: Path) -> None:
-    """Check an optional ``{"mean": ...}`` block (``output_tokens``, ``latency_s``)."""
-    block = run.get(key)
-    if block is None:
-        return
-    if not isinstance(block, dict):
-        raise DataError(f"expected an object or null, got {block!r}", path=str(path), field=key)
-    mean = block.get("mean")
-    if mean is not None and (not _is_number(mean) or mean < 0):
-        raise DataError(
-            f"expected a non-negative number or null, got {mean!r}",
-            path=str(path),
-            field=f"{key}.mean",
-        )
-
-
-def _validate(run: Any, path: Path) -> None:
-    """Raise :class:`DataError` naming the file and field if ``run`` is not schema 1."""
-    if not isinstance(run, dict):
-        raise DataError("expected a JSON object at the top level", path=str(path))
-    version = _require(run, "schema_version", path)
-    if version != SCHEMA_VERSION:
-        raise DataError(
-            f"unsupported schema_version {version!r} (this medistill reads {SCHEMA_VERSION})",
-            path=str(path),
-            field="schema_version",
-        )
-    for key in ("label", "benchmark"):
-        value = _require(run, key, path)
-        if not isinstance(value, str) or not value.strip():
-            raise DataError(
-                f"expected a non-empty string, got {value!r}", path=str(path), field=key
-            )
-    n = _require(run, "n", path)
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise DataError(f"expected a positive integer, got {n!r}", path=str(path), field="n")
-
-    accuracy = _require(run, "accuracy", path)
-    if not isinstance(accuracy, dict):
-        raise DataError("expected an object", path=str(path), field="accuracy")
-    for metric in METRICS:
-        block = _require(accuracy, metric, path, "accuracy.")
-        prefix = f"accuracy.{metric}."
-        if not isinstance(block, dict):
-            raise DataError("expected an object", path=str(path), field=prefix[:-1])
-        for key in ("value", "ci_low", "ci_high"):
-            _require_fraction(block, key, path, prefix)
-
-    no_answer = _require(run, "no_answer_rate", path)
-    if not isinstance(no_answer, dict):
-        raise DataError("expected an object", path=str(path), field="no_answer_rate")
-    for metric in METRICS:
-        _require_fraction(no_answer, metric, path, "no_answer_rate.")
-
-    _require_fraction(run, "chance", path, nullable=True)
-    if "truncation_rate" in run:
-        _require_fraction(run, "truncation_rate", path, nullable=True)
-    _optional_mean(run, "output_tokens", path)
-    _optional_mean(run, "latency_s", path)
-
-
 def load_runs(run_dirs: Sequence[str | Path]) -> list[dict]:
     """Read and validate the ``metrics.json`` of each run folder, in the order given.
 
@@ -200,7 +116,7 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[dict]:
             run = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno) from exc
-        _validate(run, path)
+        validate_metrics(run, path)
         run["_path"] = str(path)
         runs.append(run)
         logger.debug("loaded %s (%s on %s)", path, run["label"], run["benchmark"])

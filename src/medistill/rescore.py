@@ -2,14 +2,16 @@
 
 ``medistill rescore`` reads any JSONL of saved generations (ours, lm-evaluation-harness
 samples, a paper's released outputs), extracts answers, and writes every input row back with
-``extracted``, ``rule`` and ``correct`` added, plus a summary.
+``extracted``, ``rule`` and ``correct`` added, plus a summary whose metrics come from
+:func:`medistill.metrics.compute_metrics`, as ``eval``'s do, and a ``metrics.json``-schema file
+that ``medistill report`` reads. A row whose finish field says ``length`` is scored as a
+cut-off answer (explicit statements only), as ``eval`` scores it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from medistill.answers import extract_answer
 from medistill.data import load_benchmark
 from medistill.data.loading import iter_jsonl
 from medistill.errors import DataError, MedistillError
-from medistill.metrics import proportion
+from medistill.metrics import compute_metrics, validate_metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ class RescoreConfig:
     id_field: str = "id"
     mode: str = "lenient"
     agree_field: str | None = None
+    finish_field: str = "finish_reason"
+    label: str | None = None
     skip_invalid: bool = False
 
 
@@ -65,40 +69,42 @@ def rescore(cfg: RescoreConfig) -> dict[str, Any]:
         options_by_id = {q.id: q.options for q in data.questions}
     out_path = Path(cfg.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    rules: Counter[str] = Counter()
-    n = scored = correct = no_answer = agree = agree_n = 0
+    n = agree = agree_n = 0
     skipped: list[str] = []
+    scored_rows: list[dict[str, Any]] = []
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         for line, row in iter_jsonl(in_path):
             try:
                 if isinstance(row, DataError):
                     raise row
-                result = _score(row, line, cfg, options_by_id, str(in_path))
+                result, metric_row = _score(row, line, cfg, options_by_id, str(in_path))
             except DataError as e:
                 if not cfg.skip_invalid:
                     raise
                 skipped.append(str(e))
                 continue
             n += 1
-            rules[result["rule"]] += 1
-            if result["correct"] is not None:
-                scored += 1
-                correct += result["correct"]
-                no_answer += result["extracted"] is None
+            scored_rows.append(metric_row)
             if cfg.agree_field and result["correct"] is not None and cfg.agree_field in row:
                 agree_n += 1
                 agree += bool(row[cfg.agree_field]) == result["correct"]
             fh.write(json.dumps({**row, **result}, ensure_ascii=False) + "\n")
     tmp.replace(out_path)
+    metrics = compute_metrics(scored_rows)
+    metrics.update(
+        {
+            "label": cfg.label or in_path.name,
+            "benchmark": cfg.benchmark or "rescored",
+            "model": None,
+            "mode": cfg.mode,
+        }
+    )
     summary: dict[str, Any] = {
+        **metrics,
         "input": str(in_path),
-        "mode": cfg.mode,
         "rows": n,
-        "scored": scored,
-        "accuracy": proportion(correct, scored),
-        "no_answer_rate": no_answer / scored if scored else None,
-        "rules": dict(rules.most_common()),
+        "scored": metrics["n"],
         "skipped": len(skipped),
     }
     if cfg.agree_field:
@@ -111,10 +117,17 @@ def rescore(cfg: RescoreConfig) -> dict[str, Any]:
         log.warning("skipped %s", s)
     summary_path = out_path.with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if metrics["n"]:
+        metrics_path = out_path.with_suffix(".metrics.json")
+        validate_metrics(metrics, metrics_path)
+        metrics_path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return summary
 
 
-def _score(row: Any, line: int, cfg: RescoreConfig, options_by_id: dict, path: str) -> dict:
+def _score(
+    row: Any, line: int, cfg: RescoreConfig, options_by_id: dict, path: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields added to one row, and the row :func:`compute_metrics` reads."""
     if not isinstance(row, dict):
         raise DataError("expected a JSON object", path=path, line=line)
     try:
@@ -157,10 +170,22 @@ def _score(row: Any, line: int, cfg: RescoreConfig, options_by_id: dict, path: s
         options = options_by_id[qid]
     if cfg.mode not in ("strict", "lenient"):
         raise MedistillError(f"mode must be strict or lenient, got {cfg.mode!r}")
-    e = extract_answer(response, options, mode=cfg.mode)  # type: ignore[arg-type]
+    finish = row.get(cfg.finish_field) if cfg.finish_field else None
+    truncated = finish == "length"
+    strict = extract_answer(response, options, mode="strict", truncated=truncated)
+    lenient = extract_answer(response, options, mode="lenient", truncated=truncated)
+    e = strict if cfg.mode == "strict" else lenient
     gold_letter = str(gold).strip().upper() if gold not in (None, "") else None
-    return {
+    result = {
         "extracted": e.letter,
         "rule": e.rule,
         "correct": (e.letter == gold_letter) if gold_letter else None,
     }
+    metric_row = {
+        "gold": gold_letter,
+        "extracted": lenient.letter,
+        "extracted_strict": strict.letter,
+        "rule": e.rule,
+        "finish_reason": finish if isinstance(finish, str) else None,
+    }
+    return result, metric_row
