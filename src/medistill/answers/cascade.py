@@ -1,0 +1,219 @@
+"""The extractor as a declared, ordered cascade of named steps over one prepared answer
+region (:func:`medistill.answers.prepare.prepare`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from medistill.answers.patterns import (
+    _JSON_FIELD,
+    _JSON_KEYS,
+    _NEGATED,
+    _REFUSAL,
+    _last_paragraph,
+    _negated_besides,
+    _resolve_value,
+    _sentence_at,
+    _statement_hits,
+    _statement_hits_exist,
+    match_option_text,
+    normalise_text,
+)
+from medistill.answers.result import Extraction
+
+# ----------------------------------------------------------------------------- the cascade
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every rule reads: the prepared answer region and the question's letters."""
+
+    region: str
+    letters: str
+    opts: dict[str, str]
+    pats: dict[str, re.Pattern[str]]
+    fallbacks: bool  # lenient mode on a response that was not cut off
+
+    @property
+    def last_paragraph(self) -> str:
+        return _last_paragraph(self.region)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named step of :data:`CASCADE`: returns the final :class:`Extraction` (a letter, or
+    a reasoned ``None`` such as ``ambiguous``) or ``None`` to pass to the next step."""
+
+    name: str
+    apply: Callable[[_Context], Extraction | None]
+    fallback: bool = False  # lenient only, and never on a cut-off response
+    doc: str = ""
+
+
+def _step_json(ctx: _Context) -> Extraction | None:
+    found = _json_answer(ctx.region, ctx.letters, ctx.opts)
+    if found is not None and found.rule == "first_of_several" and not ctx.fallbacks:
+        return Extraction(None, "ambiguous", found.span)
+    return found
+
+
+def _step_statements(ctx: _Context) -> Extraction | None:
+    hits = _statement_hits(ctx.region, ctx.pats, ctx.opts)
+    if not hits:
+        return None
+    start, end, letter, rule = max(hits, key=lambda h: (h[0], h[1]))
+    # "B or C" / "A, B and D" name several options: strict says ambiguous; lenient takes
+    # the first letter named, as the answer-is regexes of lm-evaluation-harness and of
+    # the papers whose outputs we test against do (their marks count it that way).
+    if rule == "first_of_several" and not ctx.fallbacks:
+        return Extraction(None, "ambiguous", (start, end))
+    return Extraction(letter, rule, (start, end))
+
+
+def _step_bare(ctx: _Context) -> Extraction | None:
+    return _bare_letter(ctx.region, ctx.letters, ctx.opts)
+
+
+def _step_leading_letter(ctx: _Context) -> Extraction | None:
+    # A response that restates the option list ("A. x\nB. y\n...") commits to nothing.
+    listed = {m.group("L") for m in ctx.pats["list_item"].finditer(ctx.region)}
+    m = ctx.pats["leading"].match(ctx.region)
+    if m and len(listed) < 2 and not _NEGATED.search(_sentence_at(ctx.region, m.end() + 2)):
+        return Extraction(m.group("L"), "leading_letter", m.span("L"))
+    return None
+
+
+def _step_leading_option_text(ctx: _Context) -> Extraction | None:
+    lead = _leading_option_text(ctx.region, ctx.opts)
+    return Extraction(lead, "option_text") if lead else None
+
+
+def _step_last_line(ctx: _Context) -> Extraction | None:
+    lines = [ln for ln in ctx.region.strip().splitlines() if ln.strip()]
+    if lines:
+        last = lines[-1]
+        m = ctx.pats["line_letter"].match(last.strip()) or ctx.pats["conclusion"].search(last)
+        if m:
+            return Extraction(m.group("L").upper(), "last_line")
+    return None
+
+
+def _step_walkthrough(ctx: _Context) -> Extraction | None:
+    if len({m.group("L") for m in ctx.pats["list_item"].finditer(ctx.last_paragraph)}) >= 2:
+        return _no_answer(ctx.region)
+    return None
+
+
+def _step_option_text(ctx: _Context) -> Extraction | None:
+    if not ctx.opts:
+        return None
+    last = ctx.last_paragraph
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", last) if s.strip()]
+    for chunk in (sentences[-1] if sentences else "", last):
+        letter = match_option_text(chunk, ctx.opts)
+        if letter and not _negated_besides(chunk, ctx.opts[letter]):
+            return Extraction(letter, "option_text")
+    return None
+
+
+def _step_last_mention(ctx: _Context) -> Extraction | None:
+    last = ctx.last_paragraph
+    mentioned = {
+        (m.group("a") or m.group("b") or m.group("c")).upper()
+        for m in ctx.pats["mention"].finditer(last)
+        if not _NEGATED.search(_sentence_at(last, m.start()))
+    }
+    return Extraction(mentioned.pop(), "last_mention") if len(mentioned) == 1 else None
+
+
+#: The extractor, declared: tried in order after :func:`_prepare`; the first step that
+#: returns an :class:`Extraction` decides. Steps marked ``fallback`` run only in lenient mode
+#: on a response that was not cut off; when no step decides, the result is a reasoned None
+#: (``refusal`` or ``none``). The rule names recorded in predictions are the Extraction's.
+CASCADE: tuple[Step, ...] = (
+    Step("json_field", _step_json, doc="an answer_choice-style JSON field, parsed or broken"),
+    Step("statements", _step_statements, doc="explicit statements, the last one wins"),
+    Step("bare_letter", _step_bare, doc="a response that is only a letter (and its text)"),
+    Step("leading_letter", _step_leading_letter, True, "a response opening with a letter"),
+    Step("leading_option_text", _step_leading_option_text, True, "opening with option text"),
+    Step("last_line", _step_last_line, True, "a last line holding only a letter"),
+    Step("walkthrough", _step_walkthrough, True, "a final paragraph listing options: none"),
+    Step("option_text", _step_option_text, True, "the one option text in the conclusion"),
+    Step("last_mention", _step_last_mention, True, "the one letter in the conclusion"),
+)
+
+
+def _json_answer(region: str, letters: str, opts: Mapping[str, str]) -> Extraction | None:
+    """Read ``answer_choice``-style fields from JSON, parsed or (when broken) by pattern.
+
+    Returns ``None`` when there is no such field, so the text statements decide.
+    """
+    stripped = region.strip()
+    fenced = re.search(r"```(?:json)?\s*(\{.*?\})\s*```", stripped, re.S)
+    candidates = [fenced.group(1)] if fenced else []
+    if stripped.startswith("{"):
+        candidates.append(stripped)
+    for cand in candidates:
+        try:
+            obj = json.loads(cand)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        for key in _JSON_KEYS:
+            if isinstance(obj.get(key), (str, int)) and not isinstance(obj[key], bool):
+                letter, rule = _resolve_value(str(obj[key]), letters, opts)
+                if letter is None:
+                    return _no_answer(str(obj[key]))
+                return Extraction(letter, rule)
+    matches = list(_JSON_FIELD.finditer(region))
+    if not matches:
+        return None
+    m = matches[-1]
+    value = next(v for v in (m.group("dq"), m.group("sq"), m.group("bare")) if v is not None)
+    letter, rule = _resolve_value(value, letters, opts)
+    if letter is None:
+        # The field names no option ("None of the above", a refusal): a no-answer, unless
+        # the text around the broken JSON commits explicitly.
+        return None if _statement_hits_exist(region, letters) else _no_answer(value)
+    return Extraction(letter, rule, m.span())
+
+
+def _bare_letter(region: str, letters: str, opts: Mapping[str, str]) -> Extraction | None:
+    """A response that is only a letter, or a letter followed by that option's text."""
+    s = region.strip()
+    m = re.fullmatch(
+        rf"(?:(?:option|choice|answer)\s*:?\s*)?[\(\[]?([{letters}])[\)\]\.:]?(?:\s+(?P<rest>.+?))?\s*\.?",
+        s,
+        re.S | re.I,
+    )
+    if not m:
+        return None
+    rest = m.group("rest")
+    if rest is None:
+        return Extraction(m.group(1).upper(), "bare_letter", m.span(1))
+    if opts and normalise_text(rest) == normalise_text(opts[m.group(1).upper()]):
+        return Extraction(m.group(1).upper(), "bare_letter", m.span(1))
+    return None
+
+
+def _leading_option_text(region: str, opts: Mapping[str, str]) -> str | None:
+    """A response opening with a short option's text: ``No, there was no difference...``
+    (PubMedQA yes/no/maybe) or ``**Hypothyroidism**`` — unless that clause negates it."""
+    clause = re.split(r"[,.;:!?\n]", region.strip(), maxsplit=1)[0]
+    norm = normalise_text(clause)
+    hits = []
+    for letter, text in opts.items():
+        t = normalise_text(text)
+        if t and len(t.split()) <= 3 and (norm == t or norm.startswith(t + " ")):
+            hits.append(letter)
+    if len(hits) != 1 or _negated_besides(clause, opts[hits[0]]):
+        return None
+    return hits[0]
+
+
+def _no_answer(region: str, default: str = "none") -> Extraction:
+    return Extraction(None, "refusal" if _REFUSAL.search(region) else default)
