@@ -1,4 +1,4 @@
-"""Curation at scale: decontamination speed against a naive baseline, planted-contamination
+"""Curation at scale: decontamination speed and recall (legacy and retrieval rules side by side),
 recall / false positives, and peak memory curating a million traces.
 
     python benchmarks/curate_scale.py decontam --n 200000
