@@ -1,5 +1,5 @@
 """Curation at scale: decontamination speed and recall (legacy and retrieval rules side by side),
-recall / false positives, and peak memory curating a million traces.
+planted-contamination recall / false positives, and peak memory curating a million traces.
 
     python benchmarks/curate_scale.py decontam --n 200000
     python benchmarks/curate_scale.py planted
