@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 import medistill.train.judge as judge_mod
+import medistill.train.reward_builder as builder_mod
 import medistill.train.rewards as rewards_mod
 import medistill.train.safety as safety_mod
 from medistill.answers import extract_answer
 from medistill.errors import MedistillError
 from medistill.train.judge import RubricJudge, rubric
+from medistill.train.reward_builder import build_rewards
 from medistill.train.rewards import (
     REWARDS,
-    build_rewards,
     conciseness,
     correctness,
     format_reward,
@@ -51,7 +52,7 @@ def run_reward(name: str, completions, **kwargs):
 
 
 def test_module_doctests_hold():
-    for mod in (rewards_mod, safety_mod, judge_mod):
+    for mod in (rewards_mod, builder_mod, safety_mod, judge_mod):
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, mod.__name__
 

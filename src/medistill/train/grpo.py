@@ -132,7 +132,7 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
     from datasets import Dataset
     from trl import GRPOTrainer, get_peft_config
 
-    from medistill.train.rewards import build_rewards, is_async_reward
+    from medistill.train.reward_builder import build_rewards, is_async_reward
 
     cfg.require("model", "dataset")
     started = time.perf_counter()
