@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct trained on real frontier-teacher chain-of-thought, before and after.
 
     python benchmarks/distill_smollm2.py [--work runs/bench-distill] [--sft-steps 100]
-        [--grpo-steps 40] [--n-eval 100] [--stages import,curate,eval-base,sft,...]
+        [--grpo-steps 80] [--n-eval 100] [--stages import,curate,eval-base,sft,...]
         [--tag lora --sft-args "--use-peft true --learning-rate 2e-4"]
 
 GPT-4's step-by-step answers on MedMCQA dev (MIRAGE's released outputs, ../shared) are imported
@@ -131,7 +131,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-distill")
     p.add_argument("--sft-steps", type=int, default=100)
-    p.add_argument("--grpo-steps", type=int, default=40)
+    p.add_argument("--grpo-steps", type=int, default=80)
     p.add_argument("--n-eval", type=int, default=100)
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--tag", default="", help="suffix of a variant's sft/grpo/eval folders")
