@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from medistill.answers.patterns import (
     _JSON_FIELD,
@@ -37,7 +38,7 @@ class _Context:
     pats: dict[str, re.Pattern[str]]
     fallbacks: bool  # lenient mode on a response that was not cut off
 
-    @property
+    @cached_property
     def last_paragraph(self) -> str:
         return _last_paragraph(self.region)
 

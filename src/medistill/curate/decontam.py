@@ -129,9 +129,14 @@ def same_answer(a: str, b: str) -> bool:
     (True, False)
     """
     a, b = _norm(a), _norm(b)
+    return _same_normalised(a, frozenset(a.split()), b, frozenset(b.split()))
+
+
+def _same_normalised(a: str, a_words: frozenset[str], b: str, b_words: frozenset[str]) -> bool:
+    """:func:`same_answer` on texts already normalised and split (the index keeps both)."""
     if not a or not b:
         return False
-    return a == b or _overlap(frozenset(a.split()), frozenset(b.split())) >= _SAME_ANSWER_OVERLAP
+    return a == b or _overlap(a_words, b_words) >= _SAME_ANSWER_OVERLAP
 
 
 def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
@@ -368,10 +373,7 @@ class BenchmarkIndex:
             if cos < floor:
                 return None  # every later candidate is less similar
             theirs = self.answers[j]
-            agrees = bool(answer and theirs) and (
-                answer == theirs
-                or _overlap(answer_words, self.answer_words[j]) >= _SAME_ANSWER_OVERLAP
-            )
+            agrees = _same_normalised(answer, answer_words, theirs, self.answer_words[j])
             if not agrees and cos < self.copy_cosine:
                 continue
             if opts is None:
