@@ -268,3 +268,12 @@ def test_calibration_set_through_import_and_curate(shared_data, tmp_path):
     decon = stats["decontamination"]
     assert decon["distinct_benchmark_items"] == 48 and decon["checked_without_answer"] == 0
     assert "48 distinct benchmark items" in (out / "README.md").read_text()
+
+
+def test_a_misspelled_method_names_the_recipe_key_and_the_choices():
+    from medistill.config import build
+    from medistill.errors import MedistillError
+
+    with pytest.raises(MedistillError, match=r"r\.yaml: curate\.decontam_method: 'retreival'"):
+        build(CurateConfig, {"store": "s", "out": "o", "decontam_method": "retreival"},
+              where="r.yaml: curate")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 DEFAULT_EVAL_BENCHMARKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
 SELECTIONS = ("all", "k", "shortest", "majority")
@@ -75,12 +76,11 @@ class CurateConfig:
             "line also comma-separated, and 'none' for none"
         },
     )
-    decontam_method: str = field(
+    decontam_method: Literal["retrieval", "legacy"] = field(
         default="retrieval",
         metadata={
             "help": "retrieval (n-grams + TF-IDF candidates + answer agreement) or legacy "
-            "(n-grams + MinHash, the rule before 2026-12)",
-            "choices": ["retrieval", "legacy"],
+            "(n-grams + MinHash, the rule before 2026-12)"
         },
     )
     decontam_ngram: int = field(default=13, metadata={"help": "word n-gram overlap length"})
