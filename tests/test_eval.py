@@ -125,20 +125,33 @@ def test_loglik_mode(tiny_model_dir: Path, tmp_path: Path) -> None:
         assert r["extracted"] == max(lp, key=lp.get) and r["rule"] == "loglik"
 
 
-def test_loglik_matches_a_direct_forward_pass(tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("continuations", "add_bos"),
+    [
+        ({"A": " A", "B": " B"}, None),  # one token each: one pass for the question
+        ({"A": " A", "B": " B"}, True),
+        ({"A": " ascorbic acid", "B": " maybe not at all"}, None),  # several tokens each
+    ],
+)
+def test_choice_scores_match_a_direct_forward_pass(
+    tiny_model_dir: Path, continuations: dict[str, str], add_bos: bool | None
+) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from medistill.backends.hf import TransformersBackend
+    from medistill.prompts import ChoiceRequest
 
     backend = TransformersBackend(str(tiny_model_dir), batch_size=2)
     ctx = "Which vitamin deficiency causes scurvy?\nA. C\nB. D\nAnswer:"
-    got = backend.letter_logprobs([ctx], [["A", "B"]])[0]
+    other = ChoiceRequest("A much longer context that pads the batch. " * 5 + ctx, continuations)
+    got = backend.score_choices([ChoiceRequest(ctx, continuations, add_bos), other])[0]
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    for letter in "AB":
-        ids = tok(ctx, add_special_tokens=False)["input_ids"]
-        full = tok(ctx + " " + letter, add_special_tokens=False)["input_ids"]
+    bos = [tok.bos_token_id] if add_bos and tok.bos_token_id is not None else []
+    for letter, cont in continuations.items():
+        ids = bos + tok(ctx, add_special_tokens=add_bos is None)["input_ids"]
+        full = bos + tok(ctx + cont, add_special_tokens=add_bos is None)["input_ids"]
         with torch.no_grad():
             logp = torch.log_softmax(lm(torch.tensor([full])).logits[0], -1)
         want = sum(float(logp[i - 1, full[i]]) for i in range(len(ids), len(full)))

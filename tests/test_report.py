@@ -197,6 +197,7 @@ def test_header_and_row_order(lenient_report: Report) -> None:
         "Trunc. %",
         "Tokens/answer",
         "s/answer",
+        "Latency s",
     ]
     assert list(rows) == [TEACHER, BASE, DISTILLED, LOGLIK]
 
@@ -319,16 +320,30 @@ def test_column_order_and_headers_in_table(tmp_path: Path) -> None:
     assert rows["M"]["Avg"] == "22.0"
 
 
-def test_duplicate_run_later_wins(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_two_runs_with_one_label_are_two_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     first = write_run(tmp_path, "old", metrics("M", "medqa", lenient=(0.30, 0.19, 0.44)))
     second = write_run(tmp_path, "new", metrics("M", "medqa", lenient=(0.40, 0.28, 0.54)))
     with caplog.at_level(logging.WARNING, logger="medistill.report"):
         report = build_report([first, second], tmp_path / "out")
     _, rows = parse_table(report.markdown)
-    assert list(rows) == ["M"]
-    assert rows["M"]["MedQA"] == "40.0 (28.0–54.0)"
-    dup = [r.getMessage() for r in caplog.records if "two runs" in r.getMessage()]
-    assert len(dup) == 1 and str(second) in dup[0] and str(first) in dup[0]
+    assert rows[f"M [{first}]"]["MedQA"] == "30.0 (19.0–44.0)"
+    assert rows[f"M [{second}]"]["MedQA"] == "40.0 (28.0–54.0)"
+    assert len(rows) == 2
+    # Said in the report itself, not only on stderr.
+    note = next(w for w in report.warnings if "labelled 'M'" in w)
+    assert str(first) in note and str(second) in note and note in report.markdown
+
+
+def test_s_per_answer_is_wall_clock_and_latency_is_its_own_column(tmp_path: Path) -> None:
+    """A concurrent HTTP run: 27 s per request (queueing) but 1.15 s of wall clock each."""
+    payload = metrics("served", "medqa", latency=27.0)
+    payload["seconds_per_answer"] = 1.15
+    report = build_report([write_run(tmp_path, "r", payload)], tmp_path / "o")
+    _, rows = parse_table(report.markdown)
+    assert rows["served"]["s/answer"] == "1.15"
+    assert rows["served"]["Latency s"] == "27.00"
 
 
 def test_pipe_in_label_is_escaped(tmp_path: Path) -> None:

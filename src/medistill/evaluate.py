@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from medistill.answers import extract_answer
-from medistill.backends import BACKENDS, SamplingParams
+from medistill.backends import BACKENDS, FINISH_ERROR, Generation, SamplingParams, generate_each
 from medistill.data import Question, get_spec, load_benchmark
 from medistill.errors import DataError, MedistillError
 from medistill.metrics import compute_metrics, validate_metrics
-from medistill.prompts import get_template
+from medistill.prompts import get_template, loglik_requests
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,12 @@ _IDENTITY_KEYS = (
     "sampling",
     "backend",
     "loader_kwargs",
+    "request",
 )
+
+#: Last path components that say nothing about which model it is: the default label adds
+#: the folder above (``sft/checkpoint-500``, ``grpo/final``).
+_GENERIC_NAMES = re.compile(r"^(checkpoint-\d+|final|merged|model|best|last|output|latest)$")
 
 
 @dataclass
@@ -81,6 +87,28 @@ class EvalConfig:
         default_factory=dict,
         metadata={"help": 'benchmark loader options as a mapping, e.g. {"cop_base": 1}'},
     )
+    extra_body: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": 'extra JSON fields for every request (openai), e.g. {"top_k": 1}'},
+    )
+    neutral_penalties: bool = field(
+        default=True,
+        metadata={
+            "help": "openai: send frequency/presence penalty 0 and repetition_penalty / "
+            "repeat_penalty 1.0, so server defaults (llama.cpp: 1.1) do not alter decoding"
+        },
+    )
+    stop_loops: bool = field(
+        default=True,
+        metadata={"help": "transformers: end a degenerate repetition loop early"},
+    )
+    loglik_preset: Literal["lm-eval", "medistill"] = field(
+        default="lm-eval",
+        metadata={
+            "help": "loglik prompt: lm-eval (lm-evaluation-harness 0.4.13 task prompts, no "
+            "added BOS unless the tokenizer adds one) or medistill (template, BOS first)"
+        },
+    )
 
     def sampling(self) -> SamplingParams:
         """The decoding parameters of this run."""
@@ -92,20 +120,51 @@ class EvalConfig:
         )
 
     def run_label(self) -> str:
-        """The display name: ``label`` or the model's last path component."""
+        """The display name: ``label``, else one that tells runs apart.
+
+        The model's name (a checkpoint folder with its parent: ``sft/checkpoint-500``),
+        followed by the backend when it is not transformers: the same model served over
+        HTTP and run locally gives two labels, hence two rows of a report.
+        """
         if self.label:
             return self.label
         from medistill.models import SMOLLM2_ALIASES, SMOLLM2_NAME
 
         if self.model.strip().lower() in SMOLLM2_ALIASES:
-            return SMOLLM2_NAME
-        return Path(self.model.rstrip("/")).name or self.model
+            name = SMOLLM2_NAME
+        else:
+            path = Path(self.model.rstrip("/"))
+            name = path.name or self.model
+            if _GENERIC_NAMES.match(name) and path.parent.name:
+                name = f"{path.parent.name}/{name}"
+        return name if self.backend == "transformers" else f"{name} ({self.backend})"
 
     def out_dir(self) -> Path:
         """The run folder."""
         if self.out:
             return Path(self.out)
-        return Path("runs") / "eval" / f"{self.run_label()}-{self.benchmark}-{self.mode}"
+        slug = re.sub(r"[^\w.+-]+", "-", self.run_label()).strip("-") or "model"
+        return Path("runs") / "eval" / f"{slug}-{self.benchmark}-{self.mode}"
+
+    def request(self) -> dict[str, Any]:
+        """What each model call is asked to do, beyond the prompt: recorded in the run's
+        ``config.json`` (``request``) and part of its identity.
+
+        HTTP: every body field but the messages, exactly as sent. Local generation: what
+        adds to ``sampling`` (the loop stop). Log-likelihood: the prompt preset.
+        """
+        if self.mode == "loglik":
+            return {"loglik_preset": self.loglik_preset}
+        if self.backend == "openai":
+            from medistill.backends.openai_http import OpenAIBackend
+
+            probe = OpenAIBackend(
+                self.model, extra_body=self.extra_body, neutral_penalties=self.neutral_penalties
+            )
+            return probe.request_fields(self.sampling())
+        if self.backend == "transformers":  # besides ``sampling``
+            return {"stop_loops": self.stop_loops}
+        return {}
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the stored one."""
@@ -119,6 +178,7 @@ class EvalConfig:
             "sampling": self.sampling().to_dict() if self.mode == "generate" else None,
             "backend": self.backend,
             "loader_kwargs": self.loader_kwargs,
+            "request": self.request(),
         }
         return ident
 
@@ -137,7 +197,10 @@ class EvalCommandOptions:
 
 
 def _read_predictions(path: Path) -> list[dict[str, Any]]:
-    """Read finished rows; a torn last line (killed mid-write) is dropped and cut off."""
+    """Read finished rows; a torn last line (killed mid-write) is dropped and cut off.
+
+    A question asked again (an error row retried by a rerun) keeps its last row only.
+    """
     if not path.exists():
         return []
     rows = []
@@ -158,7 +221,8 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
                 break
             raise DataError("malformed JSON in a finished run", path=str(path), line=i) from None
         good_bytes += len(raw) + 1
-    return rows
+    last = {r.get("id"): i for i, r in enumerate(rows)}
+    return [r for i, r in enumerate(rows) if last[r.get("id")] == i]
 
 
 def _prepare_run(cfg: EvalConfig, out: Path, *, overwrite: bool) -> list[dict[str, Any]]:
@@ -216,7 +280,8 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
     questions = data.questions
     out = cfg.out_dir()
     done = _prepare_run(cfg, out, overwrite=overwrite)
-    done_ids = {r["id"] for r in done}
+    # An error row (the server refused that one question) is asked again on a rerun.
+    done_ids = {r["id"] for r in done if r.get("finish_reason") != FINISH_ERROR}
     pending = [q for q in questions if q.id not in done_ids]
     progress_path = out / PROGRESS
     progress = (
@@ -233,49 +298,44 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
     )
     if pending:
         backend = _make(cfg)
+        check = getattr(backend, "check_endpoints", None)
+        if check is not None:
+            check()  # a wrong URL fails in seconds, not after every retry
         tpl = get_template(cfg.template)
         with (
             open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
             _progress(
                 show_progress, len(questions), len(questions) - len(pending), cfg.run_label()
-            ) as advance,
+            ) as bar,
         ):
+            writer = _RowWriter(fh, progress, progress_path)
             if cfg.mode == "loglik":
-                step = backend.preferred_batch_size()
+                # Questions of similar length share a forward pass: less padding.
+                pending.sort(key=lambda q: len(q.question) + sum(map(len, q.options.values())))
+                step = 4 * backend.preferred_batch_size()
                 for i in range(0, len(pending), step):
                     chunk = pending[i : i + step]
-                    t0 = time.perf_counter()
-                    rows = _loglik_rows(backend, tpl, chunk)
-                    _append(fh, rows, progress, progress_path, time.perf_counter() - t0)
-                    advance(len(chunk))
+                    writer.add(_loglik_rows(backend, tpl, chunk, cfg))
+                    bar.advance(len(chunk))
             else:
                 # Similar prompt lengths batch together: less padding, same results.
                 pending.sort(key=lambda q: len(tpl.user_message(q)))
-                step = backend.preferred_batch_size()
-                params = cfg.sampling()
-                for i in range(0, len(pending), step):
-                    chunk = pending[i : i + step]
-                    t0 = time.perf_counter()
-                    msgs = [tpl.messages(q) for q in chunk]
-                    gens = backend.generate(msgs, params)
-                    rows = []
-                    for q, m, g in zip(chunk, msgs, gens, strict=True):
-                        response = g.full_text()
-                        rows.append(
-                            {
-                                **_base_row(q),
-                                "prompt": backend.render(m) if hasattr(backend, "render") else m,
-                                "response": response,
-                                **_score_row(q, response, g.truncated),
-                                "finish_reason": g.finish_reason,
-                                "output_tokens": g.output_tokens,
-                                "prompt_tokens": g.prompt_tokens,
-                                "latency_s": g.latency_s,
-                                "endpoint": g.endpoint,
-                            }
-                        )
-                    _append(fh, rows, progress, progress_path, time.perf_counter() - t0)
-                    advance(len(chunk))
+                msgs = [tpl.messages(q) for q in pending]
+                render = getattr(backend, "render", None)
+
+                def on_result(i: int, g: Generation) -> None:
+                    q = pending[i]
+                    writer.add([_generation_row(q, render(msgs[i]) if render else msgs[i], g)])
+                    bar.advance(1, errors=getattr(backend, "errors", None))
+
+                try:
+                    generate_each(backend, msgs, cfg.sampling(), on_result)
+                finally:
+                    writer.close()
+            writer.close()
+        dropped = getattr(backend, "dropped_fields", None)
+        if dropped:
+            _note_in_config(out, {"request_fields_dropped": dropped})
     return write_metrics(
         out,
         label=cfg.run_label(),
@@ -285,6 +345,36 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
         chance=spec.chance,
         wanted_ids=[q.id for q in questions],
     )
+
+
+def _generation_row(q: Question, prompt: Any, g: Generation) -> dict[str, Any]:
+    """One prediction row: the prompt, the response, the extracted letters and the cost."""
+    if g.finish_reason == FINISH_ERROR:
+        scored = {"extracted": None, "rule": "error", "extracted_strict": None}
+        scored.update(correct=None, correct_strict=None, error=g.error)
+    else:
+        scored = _score_row(q, g.full_text(), g.finish_reason != "stop")
+    return {
+        **_base_row(q),
+        "prompt": prompt,
+        "response": g.full_text(),
+        **scored,
+        "finish_reason": g.finish_reason,
+        "output_tokens": g.output_tokens,
+        "prompt_tokens": g.prompt_tokens,
+        "latency_s": g.latency_s,
+        "endpoint": g.endpoint,
+    }
+
+
+def _note_in_config(out: Path, extra: dict[str, Any]) -> None:
+    """Add facts learned during the run (fields a server refused) to ``config.json``."""
+    path = out / CONFIG
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record.update(extra)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _make(cfg: EvalConfig):
@@ -299,16 +389,27 @@ def _make(cfg: EvalConfig):
         concurrency=cfg.concurrency,
         batch_size=cfg.batch_size,
         trust_remote_code=cfg.trust_remote_code,
-    ).build()
+        extra_body=cfg.extra_body,
+    ).build(**_backend_options(cfg))
+
+
+def _backend_options(cfg: EvalConfig) -> dict[str, Any]:
+    """The eval-only options of the backend under test."""
+    if cfg.backend == "openai":
+        return {"neutral_penalties": cfg.neutral_penalties}
+    if cfg.backend == "transformers":
+        return {"stop_loops": cfg.stop_loops}
+    return {}
 
 
 def _base_row(q: Question) -> dict[str, Any]:
     return {"id": q.id, "subject": q.subject, "gold": q.gold}
 
 
-def _loglik_rows(backend, tpl, chunk: list[Question]) -> list[dict[str, Any]]:
-    contexts = [tpl.loglik_context(q) for q in chunk]
-    scores = backend.letter_logprobs(contexts, [q.letters for q in chunk])
+def _loglik_rows(backend, tpl, chunk: list[Question], cfg: EvalConfig) -> list[dict[str, Any]]:
+    requests = loglik_requests(chunk, cfg.loglik_preset, benchmark=cfg.benchmark, template=tpl)
+    contexts = [r.context for r in requests]
+    scores = backend.score_choices(requests)
     rows = []
     for q, ctx, lp in zip(chunk, contexts, scores, strict=True):
         best = max(lp, key=lp.__getitem__)
@@ -327,47 +428,85 @@ def _loglik_rows(backend, tpl, chunk: list[Question]) -> list[dict[str, Any]]:
     return rows
 
 
-def _append(fh, rows, progress: dict, progress_path: Path, wall: float) -> None:
-    """Append finished rows durably, then record the wall time they took."""
-    fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    fh.flush()
-    os.fsync(fh.fileno())
-    progress["wall_s"] = progress.get("wall_s", 0.0) + wall
-    tmp = progress_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(progress), encoding="utf-8")
-    os.replace(tmp, progress_path)
+class _RowWriter:
+    """Appends finished rows durably and keeps ``progress.json``'s wall time up to date.
+
+    Rows are flushed at once and synced to disk at most every ``sync_s`` seconds (and at
+    the end), so streaming one row per answer costs no more than a batch did.
+    """
+
+    def __init__(self, fh, progress: dict, progress_path: Path, sync_s: float = 1.0) -> None:
+        self.fh, self.progress, self.progress_path = fh, progress, progress_path
+        self.sync_s = sync_s
+        self.base_wall = progress.get("wall_s", 0.0)
+        self.started = time.perf_counter()
+        self.last_sync = 0.0
+        self.dirty = False
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows; sync if the last sync is older than ``sync_s``."""
+        self.fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        self.fh.flush()
+        self.dirty = True
+        if time.perf_counter() - self.last_sync >= self.sync_s:
+            self.close()
+
+    def close(self) -> None:
+        """Sync the rows written so far and record the wall time spent on them."""
+        if not self.dirty:
+            return
+        os.fsync(self.fh.fileno())
+        now = time.perf_counter()
+        self.last_sync, self.dirty = now, False
+        self.progress["wall_s"] = self.base_wall + (now - self.started)
+        tmp = self.progress_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.progress), encoding="utf-8")
+        os.replace(tmp, self.progress_path)
 
 
 class _progress:
-    """A rich progress bar (or nothing), used as ``with _progress(...) as advance``."""
+    """A rich progress bar (or nothing), used as ``with _progress(...) as bar``; the bar's
+    text shows the retried errors (rate limits, server errors) as they happen."""
 
     def __init__(self, enabled: bool, total: int, completed: int, label: str) -> None:
         self.enabled, self.total, self.completed, self.label = enabled, total, completed, label
         self._bar = None
+        self._task = None
 
     def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self._bar.__enter__()
-        task = self._bar.add_task(f"eval {self.label}", total=self.total, completed=self.completed)
-        return lambda n: self._bar.advance(task, n)
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[errors]}"),
+                transient=False,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(
+                f"eval {self.label}", total=self.total, completed=self.completed, errors=""
+            )
+        return self
+
+    def advance(self, n: int, errors=None) -> None:
+        """Move the bar by ``n`` answers; ``errors`` (kind -> count) is shown beside it."""
+        if self._bar is None:
+            return
+        text = ""
+        if errors:
+            text = "errors: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
+        self._bar.update(self._task, advance=n, errors=text)
 
     def __exit__(self, *exc):
         if self._bar is not None:

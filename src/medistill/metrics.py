@@ -63,9 +63,18 @@ def compute_metrics(
 
     Rows need ``gold``, ``extracted``, ``extracted_strict``, ``rule`` and optionally
     ``subject``, ``finish_reason``, ``output_tokens``, ``latency_s``. Rows without a gold
-    answer are counted (``n_no_gold``) but not scored.
+    answer are counted (``n_no_gold``) but not scored; error rows (``finish_reason``
+    ``error``: the server refused that question) are counted (``n_error``) and left out of
+    every rate, never scored as wrong. A cut-off answer is one that did not end on its own:
+    the token budget (``length``) or a stopped repetition loop (``repetition``).
+
+    Cost: ``seconds_per_answer`` is wall-clock time over answers (``wall_s``, the run's
+    elapsed time); ``latency_s`` is each request's own time, which for a concurrent HTTP
+    run includes queueing at the server and says nothing about throughput.
     """
-    rows = list(rows)
+    all_rows = list(rows)
+    rows = [r for r in all_rows if r.get("finish_reason") != "error"]
+    n_error = len(all_rows) - len(rows)
     scored = [r for r in rows if r.get("gold")]
     n = len(scored)
     lenient = sum(r.get("extracted") == r["gold"] for r in scored)
@@ -73,7 +82,8 @@ def compute_metrics(
     none_l = sum(r.get("extracted") is None for r in scored)
     none_s = sum(r.get("extracted_strict") is None for r in scored)
     with_finish = [r for r in rows if r.get("finish_reason")]
-    truncated = sum(r["finish_reason"] == "length" for r in with_finish)
+    reasons = Counter(str(r["finish_reason"]) for r in with_finish)
+    truncated = reasons["length"] + reasons["repetition"]
     tokens = [float(r["output_tokens"]) for r in rows if r.get("output_tokens") is not None]
     latency = [float(r["latency_s"]) for r in rows if r.get("latency_s") is not None]
     by_subject: dict[str, list[dict]] = defaultdict(list)
@@ -91,7 +101,7 @@ def compute_metrics(
         }
     wall = wall_s if wall_s else (sum(latency) if latency else None)
     throughput = None
-    if wall:
+    if wall and rows:
         throughput = {
             "answers_per_s": len(rows) / wall,
             "output_tokens_per_s": (sum(tokens) / wall) if tokens else None,
@@ -101,12 +111,16 @@ def compute_metrics(
         "n": n,
         "n_total": len(rows),
         "n_no_gold": len(rows) - n,
+        "n_error": n_error,
         "accuracy": {"strict": proportion(strict, n), "lenient": proportion(lenient, n)},
         "no_answer_rate": {
             "strict": none_s / n if n else None,
             "lenient": none_l / n if n else None,
         },
         "truncation_rate": truncated / len(with_finish) if with_finish else None,
+        "repetition_rate": reasons["repetition"] / len(with_finish) if with_finish else None,
+        "finish_reasons": dict(reasons.most_common()),
+        "seconds_per_answer": (wall_s / len(rows)) if wall_s and rows else None,
         "output_tokens": _stats(tokens),
         "latency_s": _stats(latency),
         "throughput": throughput,
@@ -172,6 +186,8 @@ class RunMetrics(_Model):
     truncation_rate: Fraction | None = None
     output_tokens: Spread | None = None
     latency_s: Spread | None = None
+    seconds_per_answer: NonNegative | None = None
+    n_error: Annotated[int, Field(ge=0)] = 0
 
 
 def validate_metrics(obj: Any, path: str | Path) -> RunMetrics:

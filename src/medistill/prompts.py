@@ -148,3 +148,73 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     parts = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
     return "\n\n".join(parts) + "\n\nAssistant:"
+
+
+# ----------------------------------------------------------------- log-likelihood prompts
+#: The lm-evaluation-harness release whose task prompts the ``lm-eval`` preset reproduces.
+LM_EVAL_VERSION = "0.4.13"
+LOGLIK_PRESETS = ("lm-eval", "medistill")
+
+
+@dataclass(frozen=True)
+class ChoiceRequest:
+    """One question for log-likelihood scoring: a context and each option's continuation.
+
+    ``add_bos``: ``True`` puts the tokenizer's BOS token first whatever the tokenizer does
+    (medistill's own preset); ``None`` tokenises the context the tokenizer's default way,
+    which adds BOS only for tokenizers configured to (lm-evaluation-harness's behaviour).
+    """
+
+    context: str
+    continuations: dict[str, str]
+    add_bos: bool | None = None
+
+
+def _lm_eval_context(q: Question, benchmark: str) -> tuple[str, dict[str, str]]:
+    """The context and continuations lm-evaluation-harness builds for ``q``'s task."""
+    opts = "".join(f"{k}. {v}\n" for k, v in q.options.items())
+    letters = {k: f" {k}" for k in q.options}
+    if benchmark == "medmcqa":  # task medmcqa
+        return f"Question: {q.question}\nChoices:\n{opts}Answer:", letters
+    if benchmark == "mmlu_medical":  # tasks mmlu_<subject>, zero-shot
+        subject = (q.subject or "").replace("_", " ")
+        head = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+        return f"{head}{q.question.strip()}\n{opts}Answer:", letters
+    if benchmark == "pubmedqa":  # task pubmedqa: the decisions themselves are scored
+        context, _, text = q.question.rpartition("\n\nQuestion: ")
+        abstract = context.removeprefix("Context: ") if context else ""
+        return (
+            f"Abstract: {abstract}\nQuestion: {text or q.question}\nAnswer:",
+            {k: f" {v}" for k, v in q.options.items()},
+        )
+    # medqa_4options, and its format for any other multiple-choice set
+    return f"Question: {q.question}\n{opts}Answer:", letters
+
+
+def loglik_requests(
+    questions: list[Question],
+    preset: str,
+    *,
+    benchmark: str,
+    template: PromptTemplate | None = None,
+) -> list[ChoiceRequest]:
+    """The log-likelihood requests for ``questions`` under a prompt ``preset``.
+
+    ``lm-eval`` reproduces lm-evaluation-harness 0.4.13's zero-shot task prompts
+    (``medqa_4options`` — ``Question: ...\\nA. ...\\nAnswer:`` continued by ``" A"`` —
+    ``medmcqa``, ``mmlu_<subject>``, ``pubmedqa``; other sets get the ``medqa_4options``
+    form) and its tokenisation (no BOS added unless the tokenizer adds one), so per-letter
+    log-likelihoods match lm-eval's. ``medistill`` is the template's own context (question,
+    options, ``Answer:``) with BOS always first.
+    """
+    if preset == "lm-eval":
+        return [ChoiceRequest(*_lm_eval_context(q, benchmark)) for q in questions]
+    if preset == "medistill":
+        tpl = template or TEMPLATES["cot"]
+        return [
+            ChoiceRequest(tpl.loglik_context(q), {k: f" {k}" for k in q.options}, add_bos=True)
+            for q in questions
+        ]
+    raise MedistillError(
+        f"unknown loglik preset {preset!r}; choose one of: {', '.join(LOGLIK_PRESETS)}"
+    )

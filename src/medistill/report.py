@@ -65,7 +65,7 @@ TRUNCATION_WARN = 0.05
 
 DASH = "–"
 _WARN_HINT = "check answer extraction / max_new_tokens"
-_COST_HEADERS = ("No answer %", "Trunc. %", "Tokens/answer", "s/answer")
+_COST_HEADERS = ("No answer %", "Trunc. %", "Tokens/answer", "s/answer", "Latency s")
 
 
 @dataclass
@@ -169,21 +169,36 @@ def _block_mean(run: dict[str, Any], key: str) -> float | None:
     return block.get("mean") if isinstance(block, dict) else None
 
 
-def _dedupe(runs: list[dict]) -> dict[tuple[str, str], dict]:
-    """Key runs by (label, benchmark); a later run replaces an earlier one, with a warning."""
-    by_key: dict[tuple[str, str], dict] = {}
+def _distinct(runs: list[dict]) -> tuple[list[dict], list[str]]:
+    """Give runs that share a (label, benchmark) distinct labels: every run gets a row.
+
+    Two runs with one label (the same model evaluated twice, or two models given the same
+    ``--label``) are both shown, each labelled with its run folder, and the report says so.
+    """
+    seen: dict[tuple[str, str], list[dict]] = {}
     for run in runs:
-        key = (run["label"], run["benchmark"])
-        if key in by_key:
-            logger.warning(
-                "two runs for %s on %s: using %s, ignoring %s",
-                key[0],
-                key[1],
-                run["_path"],
-                by_key[key]["_path"],
-            )
-        by_key[key] = run
-    return by_key
+        seen.setdefault((run["label"], run["benchmark"]), []).append(run)
+    notes = []
+    for (label, bench), group in seen.items():
+        if len(group) < 2:
+            continue
+        folders = [str(Path(r["_path"]).parent) for r in group]
+        for run, folder in zip(group, folders, strict=True):
+            run["label"] = f"{label} [{folder}]"
+        notes.append(
+            f"⚠ {len(group)} runs are labelled {label!r} on {_header(bench)} "
+            f"({', '.join(folders)}): shown as separate rows; give each eval a --label"
+        )
+        logger.warning("%s", notes[-1])
+    return runs, notes
+
+
+def _s_per_answer(run: dict[str, Any]) -> float | None:
+    """Wall-clock seconds per answer (older files: from throughput, else latency)."""
+    if run.get("seconds_per_answer") is not None:
+        return run["seconds_per_answer"]
+    rate = (run.get("throughput") or {}).get("answers_per_s")
+    return 1.0 / rate if rate else _block_mean(run, "latency_s")
 
 
 def _run_warnings(run: dict[str, Any], metric: str) -> list[str]:
@@ -207,7 +222,8 @@ def _run_warnings(run: dict[str, Any], metric: str) -> list[str]:
 
 def _table_data(runs: list[dict], metric: str) -> dict[str, Any]:
     """Everything the Markdown, JSON and PNG outputs are drawn from, as plain data."""
-    by_key = _dedupe(runs)
+    runs, notes = _distinct([dict(r) for r in runs])
+    by_key = {(r["label"], r["benchmark"]): r for r in runs}
     labels = list(dict.fromkeys(run["label"] for run in runs))
     benchmarks = benchmark_order([run["benchmark"] for run in runs])
 
@@ -229,7 +245,7 @@ def _table_data(runs: list[dict], metric: str) -> dict[str, Any]:
         )
 
     rows: list[dict[str, Any]] = []
-    warnings: list[str] = []
+    warnings: list[str] = list(notes)
     for label in labels:
         row_runs = [by_key[(label, b)] for b in benchmarks if (label, b) in by_key]
         cells: dict[str, dict[str, Any] | None] = {}
@@ -249,6 +265,10 @@ def _table_data(runs: list[dict], metric: str) -> dict[str, Any]:
                 "source": run["_path"],
             }
             issues = _run_warnings(run, metric)
+            if run.get("n_error"):
+                issues.append(
+                    f"{run['n_error']} question(s) failed with a server error (not scored)"
+                )
             if issues:
                 warnings.append(
                     f"⚠ {label} on {_header(bench)}: {', '.join(issues)} — {_WARN_HINT}"
@@ -273,7 +293,8 @@ def _table_data(runs: list[dict], metric: str) -> dict[str, Any]:
                 "tokens_per_answer": _weighted_mean(
                     [(_block_mean(r, "output_tokens"), r["n"]) for r in row_runs]
                 ),
-                "s_per_answer": _weighted_mean(
+                "s_per_answer": _weighted_mean([(_s_per_answer(r), r["n"]) for r in row_runs]),
+                "latency_s": _weighted_mean(
                     [(_block_mean(r, "latency_s"), r["n"]) for r in row_runs]
                 ),
             }
@@ -303,6 +324,7 @@ def _table_strings(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             _pct(row["truncation_rate"]),
             _num(row["tokens_per_answer"], 0),
             _num(row["s_per_answer"], 2),
+            _num(row["latency_s"], 2),
         ]
         for row in data["rows"]
     ]
@@ -326,7 +348,9 @@ def _render_markdown(data: dict[str, Any], title: str) -> str:
     lines.append(
         f"**Metric:** {metric} accuracy ({METRICS[metric]}), % correct with 95% CI. "
         "Avg is the unweighted mean over benchmarks, shown only for models run on all of "
-        "them; the cost columns are averaged over a model's runs, weighted by n."
+        "them; the cost columns are averaged over a model's runs, weighted by n. s/answer "
+        "is wall-clock time per answer; Latency s is each request's own time (for a "
+        "concurrent server, queueing included)."
     )
     lines.append("")
     n_parts = []

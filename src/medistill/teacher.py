@@ -86,8 +86,9 @@ class TeacherConfig:
             + completion_tokens * self.price_output_per_mtok
         ) / 1e6
 
-    def build(self):
-        """The backend object for this teacher."""
+    def build(self, **backend_kwargs: Any):
+        """The backend object for this teacher; ``backend_kwargs`` go to its constructor
+        (``neutral_penalties`` for openai, ``stop_loops`` for transformers)."""
         if self.backend == "openai":
             return make_backend(
                 "openai",
@@ -101,6 +102,7 @@ class TeacherConfig:
                 requests_per_minute=self.requests_per_minute,
                 tokens_per_minute=self.tokens_per_minute,
                 extra_body=self.extra_body,
+                **backend_kwargs,
             )
         if self.backend == "transformers":
             return make_backend(
@@ -108,5 +110,6 @@ class TeacherConfig:
                 self.model,
                 batch_size=self.batch_size,
                 trust_remote_code=self.trust_remote_code,
+                **backend_kwargs,
             )
         return make_backend("vllm", self.model, trust_remote_code=self.trust_remote_code)

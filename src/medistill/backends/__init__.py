@@ -6,9 +6,11 @@ never at package import.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from medistill.backends.base import (
+    FINISH_ERROR,
     FINISH_LENGTH,
     FINISH_STOP,
     Backend,
@@ -38,13 +40,35 @@ def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
     raise MedistillError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
 
 
+def generate_each(
+    backend: Backend,
+    batch: list[Messages],
+    params: SamplingParams,
+    on_result: Callable[[int, Generation], None],
+) -> None:
+    """Generate for every conversation, calling ``on_result(index, generation)`` as each
+    one is ready, so the caller saves work as it comes (a killed run loses only what was in
+    flight). Backends that stream (transformers' continuous batching, concurrent HTTP)
+    call back per answer; others per batch of :meth:`Backend.preferred_batch_size`."""
+    own = getattr(backend, "generate_each", None)
+    if own is not None:
+        own(batch, params, on_result)
+        return
+    step = backend.preferred_batch_size()
+    for start in range(0, len(batch), step):
+        for j, gen in enumerate(backend.generate(batch[start : start + step], params)):
+            on_result(start + j, gen)
+
+
 __all__ = [
     "BACKENDS",
+    "FINISH_ERROR",
     "FINISH_LENGTH",
     "FINISH_STOP",
     "Backend",
     "Generation",
     "Messages",
     "SamplingParams",
+    "generate_each",
     "make_backend",
 ]

@@ -13,6 +13,9 @@ from typing import Any, Protocol
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
+#: The request failed for this question alone (e.g. its prompt exceeds the server's context):
+#: an error row, counted and reported, never scored as a wrong answer.
+FINISH_ERROR = "error"
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Generation:
             by the batch size: the amortised cost per answer).
         endpoint: which server answered (HTTP backends).
         attempts: how many tries the call took (HTTP retries).
+        error: why the request failed, when ``finish_reason`` is ``error``.
     """
 
     text: str
@@ -57,6 +61,7 @@ class Generation:
     reasoning: str | None = None
     endpoint: str | None = None
     attempts: int = 1
+    error: str | None = None
 
     @property
     def truncated(self) -> bool:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from medistill.backends.base import FINISH_LENGTH, FINISH_STOP, Generation, Messages, SamplingParams
 from medistill.errors import MedistillError
-from medistill.prompts import render_chat
+from medistill.prompts import ChoiceRequest, render_chat
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ def _torch():
 
 
 class TransformersBackend:
-    """Generation with ``transformers`` (``model.generate``), batched with left padding.
+    """Generation with ``transformers``: continuous batching on the model's KV cache (a
+    finished sequence leaves, a waiting one takes its slot), ``model.generate`` as fallback.
 
     Weights load from safetensors only and ``trust_remote_code`` stays off unless asked for.
     On CPU the model runs in float32; on CUDA in bfloat16 where supported.
@@ -41,6 +43,7 @@ class TransformersBackend:
         device: str | None = None,
         dtype: str = "auto",
         trust_remote_code: bool = False,
+        stop_loops: bool = True,
     ) -> None:
         torch, transformers = _torch()
         from medistill.models import resolve_model
@@ -51,6 +54,8 @@ class TransformersBackend:
         path = resolve_model(model)
         self.model = path
         self.batch_size = batch_size
+        self.stop_loops = stop_loops
+        self._plain_generate = False
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype == "auto":
             use_bf16 = self.device.startswith("cuda") and torch.cuda.is_bf16_supported()
@@ -86,7 +91,71 @@ class TransformersBackend:
         return render_chat(self.tokenizer, messages)
 
     def generate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
-        """Generate one completion per conversation; finish reason from the stop token."""
+        """Generate one completion per conversation, in order (see :meth:`generate_each`)."""
+        results: list[Generation | None] = [None] * len(batch)
+
+        def keep(i: int, g: Generation) -> None:
+            results[i] = g
+
+        self.generate_each(batch, params, keep)
+        return [g for g in results if g is not None]
+
+    def generate_each(
+        self,
+        batch: list[Messages],
+        params: SamplingParams,
+        on_result: Callable[[int, Generation], None],
+    ) -> None:
+        """Generate for every conversation, calling ``on_result(index, generation)`` as each
+        one ends.
+
+        Continuous batching (:mod:`medistill.backends.hf_decode`): ``batch_size`` sequences
+        decode together, a finished one leaves at once and a waiting one takes its slot, so
+        one runaway answer no longer holds its batch to the token budget. With ``stop_loops``
+        a degenerate repetition loop ends early (finish reason ``repetition``). Models whose
+        cache cannot be re-batched (sliding-window, hybrid) fall back to ``model.generate``
+        in batches of ``batch_size``.
+        """
+        from medistill.backends.hf_decode import LoopRule, UnsupportedCache, stream_decode
+
+        prompts = [self.render(m) for m in batch]
+        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        if not self._plain_generate:
+            try:
+                for f in stream_decode(
+                    self.lm,
+                    ids,
+                    slots=self.batch_size,
+                    max_new_tokens=params.max_new_tokens,
+                    eos_ids=self.eos_ids,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    seed=params.seed,
+                    loop_rule=LoopRule() if self.stop_loops else None,
+                ):
+                    text = self.tokenizer.decode(f.tokens, skip_special_tokens=True)
+                    on_result(
+                        f.index,
+                        Generation(
+                            text=text,
+                            finish_reason=f.finish_reason,
+                            output_tokens=len(f.tokens) + (f.finish_reason == FINISH_STOP),
+                            prompt_tokens=f.prompt_tokens,
+                            latency_s=f.seconds,
+                        ),
+                    )
+                return
+            except UnsupportedCache as e:
+                log.info("continuous batching unavailable (%s): using model.generate", e)
+                self._plain_generate = True
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            for j, g in enumerate(self.generate_plain(chunk, params)):
+                on_result(start + j, g)
+
+    def generate_plain(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
+        """One ``model.generate`` call for the whole batch (the batch runs until its longest
+        member stops); finish reason from the stop token."""
         torch, _ = _torch()
         prompts = [self.render(m) for m in batch]
         enc = self.tokenizer(
@@ -130,52 +199,117 @@ class TransformersBackend:
             )
         return results
 
-    def letter_logprobs(
-        self, contexts: list[str], letters: list[list[str]]
-    ) -> list[dict[str, float]]:
-        """Log-probability of each option letter (``" A"``, ``" B"``...) after its context.
-
-        The comparison lm-evaluation-harness makes for multiple-choice tasks: the model
-        scores the continuation, no text is generated, so nothing needs extracting.
-        """
-        torch, _ = _torch()
-        pairs = [(c, f" {L}") for c, ls in zip(contexts, letters, strict=True) for L in ls]
-        scores: list[float] = []
+    def _encode(self, text: str, add_bos: bool | None) -> list[int]:
+        """Token ids of ``text``: BOS forced first (``add_bos``), or the tokenizer's own
+        default special tokens (``None``: BOS only where the tokenizer adds one)."""
         tok = self.tokenizer
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        for start in range(0, len(pairs), self.batch_size * 4):
-            chunk = pairs[start : start + self.batch_size * 4]
-            seqs, spans = [], []
-            for ctx, cont in chunk:
-                ctx_ids = bos + tok(ctx, add_special_tokens=False)["input_ids"]
-                full_ids = bos + tok(ctx + cont, add_special_tokens=False)["input_ids"]
-                # The continuation is what tokenising the whole adds after the shared prefix.
-                common = 0
-                while (
-                    common < min(len(ctx_ids), len(full_ids))
-                    and ctx_ids[common] == full_ids[common]
-                ):
-                    common += 1
-                common = max(1, min(common, len(full_ids) - 1))
-                seqs.append(full_ids)
-                spans.append((common, len(full_ids)))
-            width = max(len(s) for s in seqs)
-            pad = tok.pad_token_id
-            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for i, s in enumerate(seqs):  # right padding: positions stay aligned
-                ids[i, : len(s)] = torch.tensor(s)
-                mask[i, : len(s)] = 1
+        if add_bos:
+            bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+            return bos + tok(text, add_special_tokens=False)["input_ids"]
+        return tok(text)["input_ids"]
+
+    def score_choices(self, requests: list[ChoiceRequest]) -> list[dict[str, float]]:
+        """Log-likelihood of each continuation after its context, per request.
+
+        Pairs are tokenised as lm-evaluation-harness does: trailing spaces of the context
+        move to the continuation, the whole text is encoded and the continuation is what
+        follows the context's own tokens. When every continuation of a question is one
+        token (option letters), one forward pass over the context scores them all, reading
+        only the last position's logits; longer continuations get one pass each.
+        """
+        singles: list[tuple[int, list[int], dict[str, int]]] = []
+        multis: list[tuple[int, str, list[int], list[int]]] = []
+        for r_i, req in enumerate(requests):
+            pairs = {
+                k: self._encode_pair(req.context, c, req.add_bos)
+                for k, c in req.continuations.items()
+            }
+            contexts = {tuple(ctx) for ctx, _ in pairs.values()}
+            if len(contexts) == 1 and all(len(cont) == 1 for _, cont in pairs.values()):
+                ctx = list(next(iter(contexts)))
+                singles.append((r_i, ctx, {k: cont[0] for k, (_, cont) in pairs.items()}))
+            else:
+                multis.extend((r_i, k, ctx, cont) for k, (ctx, cont) in pairs.items())
+        out: list[dict[str, float]] = [{} for _ in requests]
+        for r_i, scores in self._score_next_token(singles):
+            out[r_i].update(scores)
+        for r_i, key, score in self._score_sequences(multis):
+            out[r_i][key] = score
+        return [{k: o[k] for k in req.continuations} for o, req in zip(out, requests, strict=True)]
+
+    def _encode_pair(
+        self, context: str, continuation: str, add_bos: bool | None
+    ) -> tuple[list[int], list[int]]:
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = self._encode(context + continuation, add_bos)
+        ctx = self._encode(context, add_bos)
+        cont = whole[len(ctx) :]
+        if not cont:  # the continuation merged into the context's last token
+            ctx, cont = whole[:-1], whole[-1:]
+        return ctx, cont
+
+    def _batches(self, lengths: list[int], max_tokens: int = 8192):
+        """Indices grouped longest first into batches of at most ``max_tokens`` padded
+        tokens (and ``4 * batch_size`` rows)."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batch: list[int] = []
+        for i in order:
+            width = lengths[batch[0]] if batch else lengths[i]
+            if batch and (
+                width * (len(batch) + 1) > max_tokens or len(batch) >= 4 * self.batch_size
+            ):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _score_next_token(self, jobs):
+        """One pass per context (left-padded batch, last position only)."""
+        torch, _ = _torch()
+        pad = self.tokenizer.pad_token_id
+        for batch in self._batches([len(ctx) for _, ctx, _ in jobs]):
+            width = max(len(jobs[i][1]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ctx = jobs[i][1]
+                ids[row, width - len(ctx) :] = torch.tensor(ctx)
+                mask[row, width - len(ctx) :] = 1
+            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode():
+                logits = self.lm(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    position_ids=position_ids.to(self.device),
+                    logits_to_keep=1,
+                ).logits[:, -1, :]
+            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for row, i in enumerate(batch):
+                r_i, _, tokens = jobs[i]
+                yield r_i, {k: float(logp[row, t]) for k, t in tokens.items()}
+
+    def _score_sequences(self, jobs):
+        """One pass per (context, continuation) pair (right-padded batch)."""
+        torch, _ = _torch()
+        pad = self.tokenizer.pad_token_id
+        seqs = [ctx + cont for _, _, ctx, cont in jobs]
+        for batch in self._batches([len(s) - 1 for s in seqs], max_tokens=4096):
+            width = max(len(seqs[i]) - 1 for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                s = seqs[i][:-1]  # the model reads all but the last token
+                ids[row, : len(s)] = torch.tensor(s)
+                mask[row, : len(s)] = 1
             with torch.inference_mode():
                 logits = self.lm(
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
                 ).logits
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for i, (a, b) in enumerate(spans):
-                target = ids[i, a:b]
-                scores.append(float(logp[i, a - 1 : b - 1].gather(1, target[:, None]).sum()))
-        out, k = [], 0
-        for ls in letters:
-            out.append({L: scores[k + j] for j, L in enumerate(ls)})
-            k += len(ls)
-        return out
+            for row, i in enumerate(batch):
+                r_i, key, ctx, cont = jobs[i]
+                span = logits[row, len(ctx) - 1 : len(ctx) - 1 + len(cont)].float()
+                logp = torch.log_softmax(span, dim=-1).cpu()
+                yield r_i, key, float(logp.gather(1, torch.tensor(cont)[:, None]).sum())

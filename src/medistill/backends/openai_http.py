@@ -11,6 +11,7 @@ requests in flight on two cores, client overhead decides the throughput.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -18,18 +19,48 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 
-from medistill.backends.base import FINISH_LENGTH, FINISH_STOP, Generation, Messages, SamplingParams
+from medistill.backends.base import (
+    FINISH_ERROR,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    Generation,
+    Messages,
+    SamplingParams,
+)
 from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _THINK = re.compile(r"^\s*(?:<think>)?(?P<r>.*?)</think>\s*(?P<a>.*)$", re.S)
+
+
+#: Statuses that reject one request (its prompt is too long, its content refused) rather than
+#: the whole run: ``generate_each`` records them as an error row for that request and goes on.
+REJECT_STATUS = {400, 413, 422}
+
+#: Penalty fields outside the OpenAI spec that servers apply by default (llama.cpp's
+#: ``repeat_penalty`` 1.1; vLLM and SGLang take a model's ``repetition_penalty``): sent
+#: neutral with ``neutral_penalties``, and dropped for the rest of the run if a server
+#: rejects them by name (as api.openai.com does).
+NEUTRAL_EXTRAS = {"repetition_penalty": 1.0, "repeat_penalty": 1.0}
+
+#: How many rejected requests in a row, with none answered, mean the run itself is wrong.
+REJECTED_BEFORE_ANY = 5
+
+
+class RequestRejected(MedistillError):
+    """The server refused one request (HTTP 400/413/422): a property of that request."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RetryableError(Exception):
@@ -84,6 +115,7 @@ class OpenAIBackend:
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         extra_body: dict[str, Any] | None = None,
+        neutral_penalties: bool = False,
         **_: Any,
     ) -> None:
         self.model = model
@@ -99,6 +131,9 @@ class OpenAIBackend:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.extra_body = extra_body or {}
+        self.neutral_penalties = neutral_penalties
+        self._optional = dict(NEUTRAL_EXTRAS) if neutral_penalties else {}
+        self.dropped_fields: list[str] = []
         self.errors: Counter[str] = Counter()
         self._outstanding = dict.fromkeys(self.endpoints, 0)
         self._pacers = {e: _Pacer(requests_per_minute, tokens_per_minute) for e in self.endpoints}
@@ -155,8 +190,105 @@ class OpenAIBackend:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
+    def generate_each(
+        self,
+        batch: list[Messages],
+        params: SamplingParams,
+        on_result: Callable[[int, Generation], None],
+    ) -> None:
+        """Generate concurrently, calling ``on_result(index, generation)`` as each answer
+        comes back, so a caller can save it at once.
+
+        A request the server rejects on its own (HTTP 400/413/422, e.g. a prompt longer
+        than the context) comes back as a :data:`FINISH_ERROR` generation carrying the
+        server's message, and the others go on. If the first requests are all rejected
+        with none answered, the run itself is wrong (model name, a field the server
+        refuses): that stops with the server's message.
+        """
+        asyncio.run(self._generate_each(batch, params, on_result))
+
+    async def _generate_each(self, batch, params, on_result) -> None:
+        sem = asyncio.Semaphore(self.concurrency)
+        seen = Counter()
+
+        async def one(i: int, messages: Messages) -> None:
+            async with sem:
+                try:
+                    gen = await self.complete(messages, params)
+                    seen["answered"] += 1
+                except RequestRejected as e:
+                    seen["rejected"] += 1
+                    self.errors[f"rejected_{e.status}"] += 1
+                    if not seen["answered"] and seen["rejected"] >= REJECTED_BEFORE_ANY:
+                        raise MedistillError(
+                            f"the server rejected the first {seen['rejected']} requests and "
+                            f"answered none, so the run stops; the last said: {e}"
+                        ) from None
+                    gen = Generation(text="", finish_reason=FINISH_ERROR, error=str(e))
+            on_result(i, gen)
+
+        async with self.session():
+            tasks = [asyncio.create_task(one(i, m)) for i, m in enumerate(batch)]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+
+    def check_endpoints(self, timeout_s: float = 5.0) -> None:
+        """Fail in seconds, naming the URL, when an endpoint cannot be reached at all.
+
+        Without this a wrong port would spend every retry's backoff (minutes) before the
+        first error. Any HTTP answer counts as reachable, except 401/403, which is the
+        API-key error; a server that does not answer within ``timeout_s`` is logged and
+        left to the normal retries (it may be busy).
+        """
+        asyncio.run(self._check_endpoints(timeout_s))
+
+    async def _check_endpoints(self, timeout_s: float) -> None:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as s:
+            for endpoint in self.endpoints:
+                url = f"{endpoint}/models"
+                try:
+                    async with s.get(url) as resp:
+                        status = resp.status
+                except aiohttp.ClientConnectorError as e:
+                    code = getattr(e.os_error, "errno", None)
+                    if code == errno.ECONNREFUSED:
+                        raise MedistillError(
+                            f"connection refused at {endpoint} (nothing listens there: is "
+                            f"the server running, and is base_url right?)"
+                        ) from None
+                    raise MedistillError(
+                        f"cannot connect to {endpoint}: {self.scrub(str(e.os_error or e))}"
+                    ) from None
+                except (asyncio.TimeoutError, aiohttp.ClientError) as e:
+                    log.warning(
+                        "%s did not answer GET /models within %.0f s (%s); going on",
+                        endpoint,
+                        timeout_s,
+                        type(e).__name__,
+                    )
+                    continue
+                if status in (401, 403):
+                    raise MedistillError(
+                        f"{endpoint}: authentication failed (HTTP {status}); check the API "
+                        f"key in the environment variable {self.api_key_env}"
+                        + ("" if self._api_key else " (it is not set)")
+                    )
+
     def request_body(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
-        """The chat-completions body: sampling parameters passed through as given."""
+        """The chat-completions body: the sampling parameters as given, then ``extra_body``.
+
+        With ``neutral_penalties`` the penalties a server may apply by default are sent
+        switched off (``frequency_penalty``/``presence_penalty`` 0, and the non-standard
+        ``repetition_penalty``/``repeat_penalty`` 1.0 unless the server rejected them), so
+        temperature 0 means greedy decoding of the model, not of the server's defaults.
+        """
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -164,10 +296,18 @@ class OpenAIBackend:
             "temperature": params.temperature,
             "top_p": params.top_p,
             "n": params.n,
-            **self.extra_body,
         }
+        if self.neutral_penalties:
+            body.update(frequency_penalty=0.0, presence_penalty=0.0, **self._optional)
+        body.update(self.extra_body)
         if params.seed is not None:
             body["seed"] = params.seed
+        return body
+
+    def request_fields(self, params: SamplingParams) -> dict[str, Any]:
+        """Every field of a request except the messages: what a run config records."""
+        body = self.request_body([], params)
+        del body["messages"]
         return body
 
     def request_payload(
@@ -189,8 +329,10 @@ class OpenAIBackend:
         if self._session is None:
             raise RuntimeError("OpenAIBackend.complete needs `async with backend.session()`")
         payload = self.request_payload(messages, params, messages_json)
+        sent_optional = set(self._optional)
         est_tokens = len(payload) // 4 + params.max_new_tokens
-        for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while True:
             endpoint = min(self._outstanding, key=self._outstanding.__getitem__)
             self._outstanding[endpoint] += 1
             try:
@@ -201,6 +343,22 @@ class OpenAIBackend:
                 gen.endpoint = endpoint
                 gen.attempts = attempt + 1
                 return gen
+            except RequestRejected as e:
+                refused = [k for k in sorted(sent_optional) if k in str(e)]
+                if not refused:
+                    raise
+                if self._optional:
+                    log.warning(
+                        "%s rejects %s; sending requests without the non-standard penalty "
+                        "fields %s from now on",
+                        endpoint,
+                        ", ".join(refused),
+                        ", ".join(self._optional),
+                    )
+                    self.dropped_fields = sorted({*self.dropped_fields, *self._optional})
+                    self._optional = {}
+                payload = self.request_payload(messages, params, messages_json)
+                sent_optional = set()
             except RetryableError as e:
                 self.errors[e.kind] += 1
                 if attempt == self.max_retries:
@@ -213,10 +371,10 @@ class OpenAIBackend:
                 if e.retry_after is not None:
                     delay = max(delay, e.retry_after)
                 log.debug("%s: %s, retry %d in %.2fs", endpoint, e.kind, attempt + 1, delay)
+                attempt += 1
                 await asyncio.sleep(delay)
             finally:
                 self._outstanding[endpoint] -= 1
-        raise AssertionError("unreachable")
 
     async def _post(self, endpoint: str, payload: bytes) -> Generation:
         assert self._session is not None
@@ -238,6 +396,10 @@ class OpenAIBackend:
                 f"{endpoint}: authentication failed (HTTP {status}); check the API key in the "
                 f"environment variable {self.api_key_env}"
                 + ("" if self._api_key else " (it is not set)")
+            )
+        if status in REJECT_STATUS:
+            raise RequestRejected(
+                f"{endpoint}: request rejected (HTTP {status}): {self.scrub(text[:500])}", status
             )
         if status >= 400:
             raise MedistillError(
