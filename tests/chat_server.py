@@ -34,6 +34,8 @@ class ChatServer:
         timeout_sleep_s: float = 1.0,
         reasoning: str | None = None,
         reject_status: int | None = None,
+        reject_if: Callable[[dict], str | None] | None = None,
+        reject_fields: tuple[str, ...] = (),
     ) -> None:
         self.responder = responder
         self.fault_rate = fault_rate
@@ -45,6 +47,9 @@ class ChatServer:
         self.timeout_sleep_s = timeout_sleep_s
         self.reasoning = reasoning  # None | "field" | "inline"
         self.reject_status = reject_status
+        self.reject_if = reject_if  # body -> an HTTP 400 message for that request, or None
+        self.reject_fields = reject_fields  # refused by name, as api.openai.com refuses
+        self.bodies: list[dict] = []  # every request body received, answered or not
         self.served: list[dict] = []  # bodies of requests answered 200 with a completion
         self.lock = threading.Lock()
         self.stats: Counter[str] = Counter()
@@ -56,6 +61,18 @@ class ChatServer:
 
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
+
+            def do_GET(self) -> None:
+                auth = self.headers.get("Authorization")
+                with server.lock:
+                    server.seen_auth.append(auth)
+                if server.api_key is not None and auth != f"Bearer {server.api_key}":
+                    server._send(self, 401, b'{"error": {"message": "Incorrect API key"}}')
+                elif self.path.rstrip("/").endswith("/models"):
+                    models = {"object": "list", "data": [{"id": "served", "object": "model"}]}
+                    server._send(self, 200, json.dumps(models).encode())
+                else:
+                    server._send(self, 404, b'{"error": "not found"}')
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -102,6 +119,7 @@ class ChatServer:
         with self.lock:
             self.stats["requests"] += 1
             self.seen_auth.append(auth)
+            self.bodies.append(body)
             fault = self.rng.choice(self.faults) if self.rng.random() < self.fault_rate else None
             n = self.stats["requests"]
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
@@ -112,6 +130,18 @@ class ChatServer:
         if self.reject_status:
             msg = {"error": {"message": f"bad request; you sent {auth}"}}
             self._send(h, self.reject_status, json.dumps(msg).encode())
+            return
+        refused = [k for k in self.reject_fields if k in body]
+        if refused:
+            msg = {"error": {"message": f"Unrecognized request argument supplied: {refused[0]}"}}
+            self._send(h, 400, json.dumps(msg).encode())
+            return
+        reason = self.reject_if(body) if self.reject_if else None
+        if reason:
+            with self.lock:
+                self.stats["rejected"] += 1
+            err = {"message": reason, "type": "invalid_request_error"}
+            self._send(h, 400, json.dumps({"error": err}).encode())
             return
         if self.latency_s:
             time.sleep(self.latency_s)

@@ -58,9 +58,7 @@ def _check(model_dir: Path, shared_data: Path, n: int) -> None:
     assert len({round(g["A"] - g["B"], 3) for g in got}) > n // 2
 
 
-def test_lm_eval_preset_matches_lm_eval_tiny_model(
-    tiny_model_dir: Path, shared_data: Path
-) -> None:
+def test_lm_eval_preset_matches_lm_eval_tiny_model(tiny_model_dir: Path, shared_data: Path) -> None:
     _check(tiny_model_dir, shared_data, n=50)
 
 

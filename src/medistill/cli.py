@@ -120,7 +120,14 @@ def eval_cmd(ctx: typer.Context) -> None:
         f"{metrics['label']} on {cfg.benchmark}: n={metrics['n']} "
         f"accuracy lenient {_pct(acc['lenient'])} strict {_pct(acc['strict'])}; "
         f"no-answer {_rate(metrics['no_answer_rate']['lenient'])}, "
-        f"truncated {_rate(metrics['truncation_rate'])} -> {cfg.out_dir()}"
+        f"truncated {_rate(metrics['truncation_rate'])}"
+        + (
+            f"; {metrics['n_error']} question(s) refused by the server (error rows, not "
+            "scored; a rerun asks them again)"
+            if metrics.get("n_error")
+            else ""
+        )
+        + f" -> {cfg.out_dir()}"
     )
 
 

@@ -468,8 +468,9 @@ class _progress:
     """A rich progress bar (or nothing), used as ``with _progress(...) as bar``; the bar's
     text shows the retried errors (rate limits, server errors) as they happen."""
 
-    def __init__(self, enabled: bool, total: int, completed: int, label: str) -> None:
+    def __init__(self, enabled: bool, total: int, completed: int, label: str, console=None) -> None:
         self.enabled, self.total, self.completed, self.label = enabled, total, completed, label
+        self.console = console
         self._bar = None
         self._task = None
 
@@ -492,6 +493,7 @@ class _progress:
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[errors]}"),
                 transient=False,
+                console=self.console,
             )
             self._bar.__enter__()
             self._task = self._bar.add_task(

@@ -218,6 +218,9 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
         )
         if pending:
             backend = cfg.teacher.build()
+            check = getattr(backend, "check_endpoints", None)
+            if check is not None:
+                check()  # a wrong URL fails in seconds, not after every retry
             t_calls = time.perf_counter()
             with _Progress(show_progress, len(requests), already) as bar:
                 if cfg.teacher.backend == "openai":
