@@ -55,6 +55,8 @@ demo: install
 bench: install
 	$(PY) benchmarks/generate_throughput.py --requests 5040 --concurrency 64,256
 	$(PY) benchmarks/eval_throughput.py --n 32 --batch-sizes 8,16,32 --max-new-tokens 128
+	$(PY) benchmarks/eval_generation.py --n 32 --max-new-tokens 1024 --batch-size 8
+	$(PY) benchmarks/loglik_throughput.py --n 200 --baseline-rev 08c84af
 	$(PY) benchmarks/curate_scale.py decontam --n 200000
 	$(PY) benchmarks/curate_scale.py planted
 	$(PY) benchmarks/curate_scale.py memory --traces 1000000

@@ -94,6 +94,8 @@ def write_store(path: Path, records: list[TraceRecord]) -> Path:
         (REASONING + "\n\nThe answer is D.", {}, None, "D"),
         (REASONING + "\n\nThe answer is (A).", {}, "incorrect", "A"),
         (REASONING + " Still thinking about the", {"finish": "length"}, "truncated", None),
+        # A loop the local backend stopped early is cut off too, whatever it repeated.
+        (REASONING + " The answer is D." * 30, {"finish": "repetition"}, "truncated", "D"),
         ("I'm sorry, I cannot provide medical advice.", {}, "refusal", None),
         (REASONING, {}, "no_answer", None),
         (REASONING + "\nThe answer is B or D.", {}, "conflicting_answers", None),

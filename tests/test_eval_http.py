@@ -204,12 +204,23 @@ def test_one_model_through_two_backends_is_two_report_rows(
         ("Qwen/Qwen3-1.7B", "transformers", "Qwen3-1.7B"),
         ("Qwen/Qwen3-1.7B", "openai", "Qwen3-1.7B (openai)"),
         ("smollm2", "vllm", "SmolLM2-135M-Instruct (vllm)"),
+        ("smollm2", "loglik", "SmolLM2-135M-Instruct (loglik)"),
     ],
 )
 def test_default_labels_tell_runs_apart(model: str, backend: str, label: str) -> None:
-    cfg = EvalConfig(model=model, backend=backend)
+    mode = "loglik" if backend == "loglik" else "generate"
+    cfg = EvalConfig(
+        model=model, backend="transformers" if mode == "loglik" else backend, mode=mode
+    )
     assert cfg.run_label() == label
     assert "/" not in cfg.out_dir().name and " " not in cfg.out_dir().name
+
+
+def test_local_folders_with_one_name_get_distinct_labels(tmp_path: Path) -> None:
+    a, b = tmp_path / "exp1" / "final-7b", tmp_path / "exp2" / "final-7b"
+    a.mkdir(parents=True), b.mkdir(parents=True)
+    labels = {EvalConfig(model=str(p)).run_label() for p in (a, b)}
+    assert labels == {"exp1/final-7b", "exp2/final-7b"}
 
 
 def test_s_per_answer_is_wall_clock_not_request_latency(tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ def test_smollm2_medqa_eval_and_report(shared_data: Path, tmp_path: Path) -> Non
     r = runner.invoke(app, ["report", str(run), str(ll), "--out", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     assert "| SmolLM2-135M-Instruct | " in r.stdout and "MedQA" in r.stdout
+    assert "| SmolLM2-135M-Instruct (loglik) | " in r.stdout  # default labels differ
     assert "No answer %" in r.stdout and "Tokens/answer" in r.stdout
 
 

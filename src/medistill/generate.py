@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from medistill.backends import SamplingParams
+from medistill.backends import SamplingParams, generate_each
 from medistill.backends.base import Generation
 from medistill.data import LETTERS, Question, load_benchmark
 from medistill.errors import MedistillError
@@ -335,22 +335,31 @@ async def _run_http(
 def _run_local(
     backend, pending: list[Request], store: TraceStore, cfg: GenerateConfig, stats: _Stats, bar
 ) -> str | None:
-    """Local models: batches of requests sharing sampling parameters, committed per batch."""
+    """Local models: requests sharing sampling parameters go through the backend together
+    (continuous batching for transformers), each trace stored as soon as it ends."""
     by_params: dict[str, list[Request]] = {}
     for r in pending:
         by_params.setdefault(str(r.params.to_dict()), []).append(r)
-    step = backend.preferred_batch_size()
     for group in by_params.values():
-        for i in range(0, len(group), step):
+        if cfg.max_cost is not None and stats.cost >= cfg.max_cost:
+            return "max_cost"
+
+        def on_result(i: int, g, group: list[Request] = group) -> None:
+            store.put(_record(group[i], g, cfg.teacher.model, lambda s: s))
+            stats.add(g)
+            bar.advance(stats, backend)
             if cfg.max_cost is not None and stats.cost >= cfg.max_cost:
-                return "max_cost"
-            chunk = group[i : i + step]
-            gens = backend.generate([r.messages for r in chunk], chunk[0].params)
-            for r, g in zip(chunk, gens, strict=True):
-                store.put(_record(r, g, cfg.teacher.model, lambda s: s))
-                stats.add(g)
-                bar.advance(stats, backend)
+                raise _BudgetSpent
+
+        try:
+            generate_each(backend, [r.messages for r in group], group[0].params, on_result)
+        except _BudgetSpent:
+            return "max_cost"
     return None
+
+
+class _BudgetSpent(Exception):
+    """Raised from a result callback to stop local generation at ``max_cost``."""
 
 
 class _Progress:

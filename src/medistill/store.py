@@ -93,8 +93,9 @@ class TraceRecord:
 
     @property
     def truncated(self) -> bool:
-        """True when the call stopped at its token limit."""
-        return self.finish_reason == "length"
+        """True when the call did not end on its own: its token limit, or a repetition loop
+        a local backend stopped early (curation filters both as truncated)."""
+        return self.finish_reason in ("length", "repetition")
 
     def row(self) -> tuple[Any, ...]:
         """Values in :data:`COLUMNS` order, JSON-encoding structured fields."""

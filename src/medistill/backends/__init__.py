@@ -12,6 +12,7 @@ from typing import Any
 from medistill.backends.base import (
     FINISH_ERROR,
     FINISH_LENGTH,
+    FINISH_REPETITION,
     FINISH_STOP,
     Backend,
     Generation,
@@ -64,6 +65,7 @@ __all__ = [
     "BACKENDS",
     "FINISH_ERROR",
     "FINISH_LENGTH",
+    "FINISH_REPETITION",
     "FINISH_STOP",
     "Backend",
     "Generation",

@@ -13,6 +13,10 @@ from typing import Any, Protocol
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
+#: A degenerate repetition loop stopped early (local continuous batching): cut off too.
+FINISH_REPETITION = "repetition"
+#: Finish reasons of an answer that did not end on its own.
+CUT_OFF = (FINISH_LENGTH, FINISH_REPETITION)
 #: The request failed for this question alone (e.g. its prompt exceeds the server's context):
 #: an error row, counted and reported, never scored as a wrong answer.
 FINISH_ERROR = "error"
@@ -44,7 +48,8 @@ class Generation:
     Attributes:
         text: the answer text (for reasoning models, what follows the reasoning).
         reasoning: separate reasoning (``reasoning_content`` / ``<think>``), if any.
-        finish_reason: ``stop`` or ``length`` (hit ``max_new_tokens``: truncated).
+        finish_reason: ``stop``, ``length`` (hit ``max_new_tokens``: truncated),
+            ``repetition`` (a degenerate loop stopped early: truncated too) or ``error``.
         prompt_tokens / output_tokens: token counts, when the backend knows them.
         latency_s: seconds this answer took (for batched backends, the batch time divided
             by the batch size: the amortised cost per answer).
@@ -65,8 +70,8 @@ class Generation:
 
     @property
     def truncated(self) -> bool:
-        """True when generation stopped at the token limit."""
-        return self.finish_reason == FINISH_LENGTH
+        """True when the answer did not end on its own (token limit, or a stopped loop)."""
+        return self.finish_reason in CUT_OFF
 
     def full_text(self) -> str:
         """Reasoning and answer as one text, with the reasoning in a ``<think>`` block."""

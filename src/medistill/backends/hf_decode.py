@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from medistill.backends.base import FINISH_REPETITION
 
-FINISH_REPETITION = "repetition"
+log = logging.getLogger(__name__)
 
 
 class UnsupportedCache(Exception):

@@ -169,12 +169,12 @@ def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = Fals
     opts: dict[str, str] = row["options"]
     perm: dict[str, str] = row.get("permutation") or {k: k for k in opts}
     text = row.get("text") or ""
-    truncated = bool(row.get("truncated")) or row.get("finish_reason") == "length"
+    truncated = bool(row.get("truncated")) or row.get("finish_reason") in ("length", "repetition")
     e = extract_answer(text, opts, mode=mode, truncated=truncated)  # type: ignore[arg-type]
     letter = perm.get(e.letter) if e.letter else None
     correct = letter is not None and letter == perm[row["gold"]]
     if truncated:
-        return Verdict("truncated", "finish_reason=length", letter, correct)
+        return Verdict("truncated", f"finish_reason={row.get('finish_reason')}", letter, correct)
     if e.rule == "refusal":
         return Verdict("refusal", "", None, False)
     if e.rule in ("ambiguous", "first_of_several"):

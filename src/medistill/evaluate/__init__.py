@@ -1,0 +1,265 @@
+"""Stage 5: evaluate a model on a benchmark -> an eval run folder.
+
+A run folder holds ``config.json`` (what was run), ``predictions.jsonl`` (one row per
+question, appended as each answer ends) and ``metrics.json``. Killing a run loses at most
+the answers in flight: a rerun with the same configuration skips every finished question,
+and a rerun with a different one is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from medistill.answers import extract_answer
+from medistill.backends import BACKENDS, FINISH_ERROR, Generation, generate_each
+from medistill.data import Question, get_spec, load_benchmark
+from medistill.errors import MedistillError
+from medistill.evaluate.config import EvalCommandOptions, EvalConfig
+from medistill.evaluate.run_folder import (
+    CONFIG,
+    METRICS,
+    PREDICTIONS,
+    PROGRESS,
+    _note_in_config,
+    _prepare_run,
+    _RowWriter,
+    write_metrics,
+)
+from medistill.prompts import get_template, loglik_requests
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CONFIG",
+    "METRICS",
+    "PREDICTIONS",
+    "PROGRESS",
+    "EvalCommandOptions",
+    "EvalConfig",
+    "run_eval",
+    "write_metrics",
+]
+
+
+def _score_row(q: Question, response: str, truncated: bool) -> dict[str, Any]:
+    lenient = extract_answer(response, q.options, mode="lenient", truncated=truncated)
+    strict = extract_answer(response, q.options, mode="strict", truncated=truncated)
+    return {
+        "extracted": lenient.letter,
+        "rule": lenient.rule,
+        "extracted_strict": strict.letter,
+        "correct": (lenient.letter == q.gold) if q.gold else None,
+        "correct_strict": (strict.letter == q.gold) if q.gold else None,
+    }
+
+
+def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Evaluate ``cfg.model`` on ``cfg.benchmark`` and write the run folder.
+
+    Returns the metrics dict (also written to ``metrics.json``).
+    """
+    if cfg.backend not in BACKENDS:
+        raise MedistillError(
+            f"unknown backend {cfg.backend!r}; choose one of: {', '.join(BACKENDS)}"
+        )
+    if cfg.mode not in ("generate", "loglik"):
+        raise MedistillError(f"unknown mode {cfg.mode!r}; choose generate or loglik")
+    if cfg.mode == "loglik" and cfg.backend != "transformers":
+        raise MedistillError("log-likelihood scoring needs the transformers backend")
+    spec = get_spec(cfg.benchmark)
+    data = load_benchmark(
+        cfg.benchmark, cfg.path, skip_invalid=cfg.skip_invalid, limit=cfg.limit, **cfg.loader_kwargs
+    )
+    questions = data.questions
+    out = cfg.out_dir()
+    done = _prepare_run(cfg, out, overwrite=overwrite)
+    # An error row (the server refused that one question) is asked again on a rerun.
+    done_ids = {r["id"] for r in done if r.get("finish_reason") != FINISH_ERROR}
+    pending = [q for q in questions if q.id not in done_ids]
+    progress_path = out / PROGRESS
+    progress = (
+        json.loads(progress_path.read_text())
+        if progress_path.exists() and done
+        else {"wall_s": 0.0}
+    )
+    log.info(
+        "%s: %d questions, %d already done, %d to run",
+        out,
+        len(questions),
+        len(questions) - len(pending),
+        len(pending),
+    )
+    if pending:
+        backend = _make(cfg)
+        check = getattr(backend, "check_endpoints", None)
+        if check is not None:
+            check()  # a wrong URL fails in seconds, not after every retry
+        tpl = get_template(cfg.template)
+        with (
+            open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
+            _progress(
+                show_progress, len(questions), len(questions) - len(pending), cfg.run_label()
+            ) as bar,
+        ):
+            writer = _RowWriter(fh, progress, progress_path)
+            if cfg.mode == "loglik":
+                # Questions of similar length share a forward pass: less padding.
+                pending.sort(key=lambda q: len(q.question) + sum(map(len, q.options.values())))
+                step = 4 * backend.preferred_batch_size()
+                for i in range(0, len(pending), step):
+                    chunk = pending[i : i + step]
+                    writer.add(_loglik_rows(backend, tpl, chunk, cfg))
+                    bar.advance(len(chunk))
+            else:
+                # Similar prompt lengths batch together: less padding, same results.
+                pending.sort(key=lambda q: len(tpl.user_message(q)))
+                msgs = [tpl.messages(q) for q in pending]
+                render = getattr(backend, "render", None)
+
+                def on_result(i: int, g: Generation) -> None:
+                    q = pending[i]
+                    writer.add([_generation_row(q, render(msgs[i]) if render else msgs[i], g)])
+                    bar.advance(1, errors=getattr(backend, "errors", None))
+
+                try:
+                    generate_each(backend, msgs, cfg.sampling(), on_result)
+                finally:
+                    writer.close()
+            writer.close()
+        dropped = getattr(backend, "dropped_fields", None)
+        if dropped:
+            _note_in_config(out, {"request_fields_dropped": dropped})
+    return write_metrics(
+        out,
+        label=cfg.run_label(),
+        model=cfg.model,
+        benchmark=cfg.benchmark,
+        mode=cfg.mode,
+        chance=spec.chance,
+        wanted_ids=[q.id for q in questions],
+    )
+
+
+def _generation_row(q: Question, prompt: Any, g: Generation) -> dict[str, Any]:
+    """One prediction row: the prompt, the response, the extracted letters and the cost."""
+    if g.finish_reason == FINISH_ERROR:
+        scored = {"extracted": None, "rule": "error", "extracted_strict": None}
+        scored.update(correct=None, correct_strict=None, error=g.error)
+    else:
+        scored = _score_row(q, g.full_text(), g.finish_reason != "stop")
+    return {
+        **_base_row(q),
+        "prompt": prompt,
+        "response": g.full_text(),
+        **scored,
+        "finish_reason": g.finish_reason,
+        "output_tokens": g.output_tokens,
+        "prompt_tokens": g.prompt_tokens,
+        "latency_s": g.latency_s,
+        "endpoint": g.endpoint,
+    }
+
+
+def _make(cfg: EvalConfig):
+    """The backend for the model under evaluation (built like a teacher's: one code path)."""
+    from medistill.teacher import TeacherConfig
+
+    return TeacherConfig(
+        model=cfg.model,
+        backend=cfg.backend,
+        base_url=cfg.base_url,
+        api_key_env=cfg.api_key_env,
+        concurrency=cfg.concurrency,
+        batch_size=cfg.batch_size,
+        trust_remote_code=cfg.trust_remote_code,
+        extra_body=cfg.extra_body,
+    ).build(**_backend_options(cfg))
+
+
+def _backend_options(cfg: EvalConfig) -> dict[str, Any]:
+    """The eval-only options of the backend under test."""
+    if cfg.backend == "openai":
+        return {"neutral_penalties": cfg.neutral_penalties}
+    if cfg.backend == "transformers":
+        return {"stop_loops": cfg.stop_loops}
+    return {}
+
+
+def _base_row(q: Question) -> dict[str, Any]:
+    return {"id": q.id, "subject": q.subject, "gold": q.gold}
+
+
+def _loglik_rows(backend, tpl, chunk: list[Question], cfg: EvalConfig) -> list[dict[str, Any]]:
+    requests = loglik_requests(chunk, cfg.loglik_preset, benchmark=cfg.benchmark, template=tpl)
+    contexts = [r.context for r in requests]
+    scores = backend.score_choices(requests)
+    rows = []
+    for q, ctx, lp in zip(chunk, contexts, scores, strict=True):
+        best = max(lp, key=lp.__getitem__)
+        rows.append(
+            {
+                **_base_row(q),
+                "prompt": ctx,
+                "logprobs": lp,
+                "extracted": best,
+                "extracted_strict": best,
+                "rule": "loglik",
+                "correct": (best == q.gold) if q.gold else None,
+                "correct_strict": (best == q.gold) if q.gold else None,
+            }
+        )
+    return rows
+
+
+class _progress:
+    """A rich progress bar (or nothing), used as ``with _progress(...) as bar``; the bar's
+    text shows the retried errors (rate limits, server errors) as they happen."""
+
+    def __init__(self, enabled: bool, total: int, completed: int, label: str, console=None) -> None:
+        self.enabled, self.total, self.completed, self.label = enabled, total, completed, label
+        self.console = console
+        self._bar = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[errors]}"),
+                transient=False,
+                console=self.console,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(
+                f"eval {self.label}", total=self.total, completed=self.completed, errors=""
+            )
+        return self
+
+    def advance(self, n: int, errors=None) -> None:
+        """Move the bar by ``n`` answers; ``errors`` (kind -> count) is shown beside it."""
+        if self._bar is None:
+            return
+        text = ""
+        if errors:
+            text = "errors: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
+        self._bar.update(self._task, advance=n, errors=text)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
