@@ -335,6 +335,41 @@ def report_cmd(
     typer.echo(f"\nwrote {rep.markdown_path} and {rep.png_path}")
 
 
+@app.command("run")
+@_user_errors
+def run_cmd(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML (sections run, generate, ...)")],
+    from_stage: Annotated[
+        str | None, typer.Option("--from", help="re-run from this stage on")
+    ] = None,
+    only: Annotated[str | None, typer.Option(help="run this stage alone")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the plan (run/skip and why) only")
+    ] = False,
+) -> None:
+    """The whole pipeline: generate -> curate -> sft -> grpo -> eval -> report.
+
+    Each stage writes into runs/<name>/<stage>/ with a manifest; an unchanged finished stage
+    is skipped, a change re-runs that stage and those after it, a killed run resumes.
+    """
+    from medistill.pipeline import run_pipeline
+
+    summary = run_pipeline(
+        recipe,
+        from_stage=from_stage,
+        only=only,
+        dry_run=dry_run,
+        show_progress=sys.stderr.isatty(),
+    )
+    for stage, info in summary["stages"].items():
+        took = f" ({info['seconds']:.0f} s)" if "seconds" in info else ""
+        typer.echo(f"{stage:<9} {info['action']:<4} {info['reason']}{took}")
+    report = summary.get("report")
+    if report and not dry_run and Path(report).is_file():
+        typer.echo("\n" + Path(report).read_text(encoding="utf-8"))
+        typer.echo(f"report: {report}")
+
+
 # Training commands parse their own arguments from their config classes (TRL's, with hundreds
 # of fields), so ``medistill sft --help`` lists every option and the others stay fast to start.
 

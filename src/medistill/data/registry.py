@@ -38,6 +38,7 @@ class BenchmarkSpec:
     split: str = "test"
     chance: float = 0.25
     loader_kwargs: dict[str, Any] = field(default_factory=dict)
+    rows: tuple[int, int] | None = None  # a fixed slice of the file (the sample's two halves)
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -92,6 +93,24 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             split="sample",
             loader_kwargs={"source": "sample"},
         ),
+        # The sample's halves: a pipeline can train on one and evaluate on the other, and
+        # decontaminate against the held-out half without losing its training questions.
+        BenchmarkSpec(
+            "sample_train",
+            "the embedded sample's first 30 questions (for training runs)",
+            formats.load_mcq_jsonl,
+            split="train",
+            loader_kwargs={"source": "sample"},
+            rows=(0, 30),
+        ),
+        BenchmarkSpec(
+            "sample_heldout",
+            "the embedded sample's last 30 questions (held out from sample_train)",
+            formats.load_mcq_jsonl,
+            split="test",
+            loader_kwargs={"source": "sample"},
+            rows=(30, 60),
+        ),
     )
 }
 
@@ -139,7 +158,7 @@ def load_benchmark(
     """
     spec = get_spec(name)
     kw = {"source": name, "split": spec.split, **spec.loader_kwargs, **kwargs}
-    if name == "sample" and path is None:
+    if name.startswith("sample") and path is None:
         path = sample_path()
     if path is None and spec.local_path and data_dir() is not None:
         candidate = data_dir() / spec.local_path
@@ -150,7 +169,11 @@ def load_benchmark(
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", path=str(path))
-    result = spec.loader(path, skip_invalid=skip_invalid, limit=limit, **kw)
+    if spec.rows is not None:
+        result = spec.loader(path, skip_invalid=skip_invalid, limit=spec.rows[1], **kw)
+        result.questions = result.questions[spec.rows[0] : spec.rows[1]][:limit]
+    else:
+        result = spec.loader(path, skip_invalid=skip_invalid, limit=limit, **kw)
     log.info("%s", result.report.summary())
     return result
 

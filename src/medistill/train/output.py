@@ -33,6 +33,9 @@ from medistill.errors import MedistillError
 log = logging.getLogger(__name__)
 
 MANIFEST = "medistill_train.json"
+#: The pipeline's own manifest for this stage (``medistill run``): kept beside the run, not
+#: counted as content and not removed when ``overwrite`` starts the run again.
+PIPELINE_MANIFEST = "pipeline.json"
 LOG = "log.jsonl"
 NOT_FOR_CLINICAL_USE = (
     "**Not for clinical use.** This is a research model distilled for medical question "
@@ -85,14 +88,23 @@ def prepare_run(cfg: Any, stage: str) -> tuple[Path, str | None, dict[str, Any] 
         if same and manifest.get("status") == "finished" and not cfg.overwrite:
             log.info("%s: this %s run has already finished; nothing to do", out, stage)
             return out, None, manifest
-    elif out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
+    elif (
+        out.is_dir()
+        and any(p.name != PIPELINE_MANIFEST for p in out.iterdir())
+        and not cfg.overwrite
+    ):
         raise MedistillError(
             f"{out} is not empty and holds no medistill run; use another output_dir, or "
             f"overwrite: true to replace it"
         )
     resumable = manifest is not None and manifest.get("identity_hash") == ident
     if cfg.overwrite and out.is_dir() and not (resumable and manifest.get("status") != "finished"):
+        kept = out / PIPELINE_MANIFEST
+        saved = kept.read_bytes() if kept.is_file() else None
         shutil.rmtree(out)  # overwrite keeps only an unfinished run of the same settings
+        if saved is not None:
+            out.mkdir(parents=True)
+            kept.write_bytes(saved)
     out.mkdir(parents=True, exist_ok=True)
     resume = last_checkpoint(out)
     if resume:

@@ -1,0 +1,194 @@
+"""`medistill run`: the whole pipeline on a tiny random student and a teacher behind a real
+local HTTP server — skip when unchanged, re-run what a change touches, resume a killed run,
+refuse a bad recipe before any stage starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medistill.data import load_benchmark
+from medistill.errors import MedistillError
+from medistill.pipeline import STAGES, decide, plan, run_pipeline
+
+from chat_server import ChatServer
+
+SAMPLE = {q.question.strip(): q for q in load_benchmark("sample").questions}
+
+
+def teacher(messages: list[dict]) -> str:
+    """A teacher that reasons briefly and answers the embedded sample correctly."""
+    user = messages[-1]["content"]
+    q = next(q for text, q in SAMPLE.items() if user.startswith(text))
+    return (
+        f"The findings point to {q.subject.lower()}. Option {q.gold} fits them best and the "
+        f"others do not.\nThe answer is {q.gold}."
+    )
+
+
+def write_recipe(tmp: Path, url: str, model: Path, **changes) -> Path:
+    recipe = {
+        "run": {"name": "tiny", "root": str(tmp / "runs")},
+        "generate": {
+            "teacher": {"model": "served", "backend": "openai", "base_url": [url]},
+            "benchmark": "sample_train",
+            "limit": 12,
+            "max_tokens": 64,
+        },
+        "curate": {"min_tokens": 4, "validation_fraction": 0.0, "hf_dataset": False},
+        "sft": {
+            "model": str(model),
+            "max_steps": 2,
+            "per_device_train_batch_size": 2,
+            "max_length": 512,
+            "report_to": "none",
+            "save_steps": 1,
+            "logging_steps": 1,
+        },
+        "grpo": {
+            "max_steps": 1,
+            "num_generations": 2,
+            "per_device_train_batch_size": 2,
+            "max_completion_length": 8,
+            "report_to": "none",
+            "save_steps": 1000,
+        },
+        "eval": {"limit": 4, "max_new_tokens": 8, "batch_size": 4},
+    }
+    for dotted, value in changes.items():
+        section, key = dotted.split(".", 1)
+        recipe[section][key] = value
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def manifests(tmp: Path) -> dict[str, dict]:
+    out = {}
+    for stage in STAGES:
+        path = tmp / "runs" / "tiny" / stage / "pipeline.json"
+        if path.is_file():
+            out[stage] = json.loads(path.read_text())
+    return out
+
+
+def test_pipeline_end_to_end_skip_and_rerun(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with ChatServer(teacher) as srv:
+        recipe = write_recipe(tmp_path, srv.url, tiny_model_dir)
+        summary = run_pipeline(recipe, show_progress=False)
+        assert [s for s, v in summary["stages"].items() if v["action"] == "run"] == list(STAGES)
+        first = manifests(tmp_path)
+        assert set(first) == set(STAGES)
+        for m in first.values():
+            assert m["status"] == "finished" and m["config_hash"] and m["output_hash"]
+            assert m["versions"]["medistill"] and m["seconds"] >= 0
+        assert first["generate"]["figures"]["new_calls"] == 12
+        assert first["sft"]["inputs"] == {"curate": first["curate"]["output_hash"]}
+        report = (tmp_path / "runs/tiny/report/report.md").read_text()
+        for label in ("teacher: served", "base: model", "student: SFT", "student: SFT+GRPO"):
+            assert f"| {label} |" in report, label
+        # Unchanged: everything is skipped, nothing is asked of the teacher again.
+        asked = srv.stats["requests"]
+        again = run_pipeline(recipe, show_progress=False)
+        assert {v["action"] for v in again["stages"].values()} == {"skip"}
+        assert srv.stats["requests"] == asked
+        # An SFT setting changes: sft, grpo, eval and report run again; generate and curate
+        # do not.
+        changed = write_recipe(tmp_path, srv.url, tiny_model_dir, **{"sft.learning_rate": 1e-3})
+        steps = {s: a for s, a, _ in decide(plan(changed))}
+        assert steps == {
+            "generate": "skip",
+            "curate": "skip",
+            "sft": "run",
+            "grpo": "run",
+            "eval": "run",
+            "report": "run",
+        }
+        run_pipeline(changed, show_progress=False)
+        second = manifests(tmp_path)
+        for stage in ("generate", "curate"):
+            assert second[stage]["finished"] == first[stage]["finished"]
+        for stage in ("sft", "grpo", "eval", "report"):
+            assert second[stage]["started"] >= first["report"]["finished"]
+        assert second["sft"]["config_hash"] != first["sft"]["config_hash"]
+        # The teacher's and the base model's eval runs were kept; the students' re-run.
+        teacher_rows = tmp_path / "runs/tiny/eval/teacher-sample_heldout/predictions.jsonl"
+        assert len(teacher_rows.read_text().splitlines()) == 4
+        assert srv.stats["requests"] == asked
+
+
+def test_dry_run_from_and_only(tiny_model_dir: Path, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir)
+    dry = run_pipeline(recipe, dry_run=True, show_progress=False)
+    assert {v["reason"] for v in dry["stages"].values()} == {"never run"}
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+    steps = decide(plan(recipe), from_stage="eval")
+    assert [(s, a) for s, a, _ in steps][-2:] == [("eval", "run"), ("report", "run")]
+    only = decide(plan(recipe), only="curate")
+    assert [s for s, a, _ in only if a == "run"] == ["curate"]
+    with pytest.raises(MedistillError, match="--only curate: it reads the output of generate"):
+        run_pipeline(recipe, only="curate", show_progress=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sft.learning_rat": 1e-3}, "sft: unknown key(s) 'learning_rat' (did you mean"),
+        ({"eval.max_new_tokens": "many"}, "eval.max_new_tokens: expected an integer"),
+        ({"curate.decontam_method": "fuzzy"}, "decontam_method: 'fuzzy' is not one of"),
+        ({"run.stages": ["generate", "sft", "evaluate"]}, "unknown stage(s) ['evaluate']"),
+        ({"sft.output_dir": "elsewhere"}, "sft.output_dir is set by the pipeline"),
+        ({"grpo.rewards": {"corectness": 1.0}}, "corectness"),
+    ],
+)
+def test_a_bad_recipe_stops_before_any_stage(
+    tiny_model_dir: Path, tmp_path: Path, change: dict, message: str
+) -> None:
+    recipe = write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir, **change)
+    with pytest.raises(MedistillError) as exc:
+        run_pipeline(recipe, show_progress=False)
+    assert message in str(exc.value) and str(recipe) in str(exc.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_section_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("run: {}\ngenrate: {}\n")
+    with pytest.raises(MedistillError, match=r"'genrate' \(did you mean 'generate'"):
+        plan(path)
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_stage_then_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Killed while SFT trains (it checkpoints every step): the rerun skips generate and
+    curate, resumes SFT from its checkpoint and finishes the run."""
+    with ChatServer(teacher) as srv:
+        recipe = write_recipe(tmp_path, srv.url, tiny_model_dir, **{"sft.max_steps": 40})
+        cmd = [sys.executable, "-m", "medistill.cli", "run", str(recipe)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sft = tmp_path / "runs/tiny/sft"
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(sft.glob("checkpoint-*")):
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert list(sft.glob("checkpoint-*")), "SFT never checkpointed"
+        killed = manifests(tmp_path)
+        assert killed["sft"]["status"] == "running"
+        steps = {s: (a, r) for s, a, r in decide(plan(recipe))}
+        assert steps["generate"][0] == steps["curate"][0] == "skip"
+        assert steps["sft"] == ("run", "unfinished: resumes")
+        run_pipeline(recipe, show_progress=False)
+    done = manifests(tmp_path)
+    assert all(m["status"] == "finished" for m in done.values())
+    log = [json.loads(x) for x in (sft / "log.jsonl").read_text().splitlines() if x]
+    steps_logged = [h["step"] for h in log if "loss" in h]
+    assert steps_logged[-1] == 40 and len(steps_logged) == len(set(steps_logged))
