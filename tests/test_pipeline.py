@@ -192,3 +192,21 @@ def test_sigkill_during_a_stage_then_resume(tiny_model_dir: Path, tmp_path: Path
     log = [json.loads(x) for x in (sft / "log.jsonl").read_text().splitlines() if x]
     steps_logged = [h["step"] for h in log if "loss" in h]
     assert steps_logged[-1] == 40 and len(steps_logged) == len(set(steps_logged))
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        p.name
+        for p in (Path(__file__).parents[1] / "recipes").glob("*.yaml")
+        if "run" in (yaml.safe_load(p.read_text()) or {})
+    ),
+)
+def test_every_pipeline_recipe_validates(name: str, tmp_path: Path, monkeypatch) -> None:
+    """The shipped run recipes (the demo, the GPU ones) plan on any machine."""
+    monkeypatch.chdir(tmp_path)
+    p = plan(Path(__file__).parents[1] / "recipes" / name)
+    assert list(p.configs) == [s for s in STAGES if s in p.run.stages]
+    labels = list(dict.fromkeys(e.label for _, e in p.configs["eval"]))
+    assert labels[-2:] == ["student: SFT", "student: SFT+GRPO"]
+    assert len(p.configs["eval"]) == len(labels) * len(p.run.eval_benchmarks)

@@ -326,13 +326,16 @@ def report_cmd(
     out: Annotated[Path, typer.Option(help="report folder")] = Path("runs/report"),
     metric: Annotated[str, typer.Option(help="lenient | strict")] = "lenient",
     title: Annotated[str | None, typer.Option()] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="curated dataset folder: its data card goes in the HTML")
+    ] = None,
 ) -> None:
-    """Build a Markdown table and a bar chart with error bars from eval runs."""
+    """Build a Markdown table, a bar chart with error bars and a self-contained HTML report."""
     from medistill.report import build_report
 
-    rep = build_report(runs, out, metric=metric, title=title)
+    rep = build_report(runs, out, metric=metric, title=title, dataset=dataset)
     typer.echo(rep.markdown)
-    typer.echo(f"\nwrote {rep.markdown_path} and {rep.png_path}")
+    typer.echo(f"\nwrote {rep.markdown_path}, {rep.html_path} and {rep.png_path}")
 
 
 @app.command("run")

@@ -58,6 +58,15 @@ class GenerateConfig:
     retry_truncated: bool = field(
         default=False, metadata={"help": "retry a cut-off call once with twice the budget"}
     )
+    rationalize: bool = field(
+        default=False,
+        metadata={
+            "help": "STaR rationalisation: show the teacher the correct answer (and the "
+            "question's reference explanation) and ask for the reasoning that reaches it; the "
+            "student's prompt never contains it, and curation's leaked_gold filter drops traces "
+            "that cite the key"
+        },
+    )
 
 
 @dataclass
@@ -109,7 +118,10 @@ def build_requests(questions: list[Question], cfg: GenerateConfig) -> list[Reque
     for q in questions:
         for k in range(cfg.samples):
             shown, perm = shuffle_question(q, cfg.seed, k) if cfg.shuffle_options else (q, None)
-            messages = tpl.messages(shown)
+            if cfg.rationalize and shown.gold:
+                messages = tpl.rationalize(shown)
+            else:
+                messages = tpl.messages(shown)
             params = SamplingParams(
                 max_new_tokens=cfg.max_tokens,
                 temperature=cfg.temperature,

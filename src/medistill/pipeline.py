@@ -436,7 +436,8 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         from medistill.curate.run import run_curate
 
         s = run_curate(cfg, show_progress=progress)
-        return {k: s.get(k) for k in ("kept", "dropped", "contaminated") if k in s}
+        keys = ("input_traces", "kept_traces", "kept_questions", "dropped", "teacher_accuracy")
+        return {k: s.get(k) for k in keys if k in s}
     if stage in ("sft", "grpo"):
         import importlib
 
@@ -467,10 +468,14 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         return figures
     from medistill.report import build_report
 
-    runs = sorted(p.stage_dir("eval").glob("*/metrics.json"))
-    wanted = {Path(e.out).name for _, e in p.configs.get("eval", [])}
-    runs = [r.parent for r in runs if r.parent.name in wanted] or [r.parent for r in runs]
-    rep = build_report(runs, folder, title=cfg["title"])
+    # In the plan's order: teacher, base student, SFT, SFT+GRPO.
+    runs = [
+        Path(e.out)
+        for _, e in p.configs.get("eval", [])
+        if (Path(e.out) / "metrics.json").is_file()
+    ]
+    dataset = p.stage_dir("curate") / "dataset" if "curate" in p.configs else None
+    rep = build_report(runs, folder, title=cfg["title"], dataset=dataset)
     return {"warnings": len(rep.warnings)}
 
 

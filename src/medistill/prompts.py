@@ -46,6 +46,16 @@ COT_USER = (
     f'Think step by step. Then end with a final line of the form "{answer_line("X")}" where X '
     "is one of {letters_or}."
 )
+#: STaR rationalisation (Zelikman et al., 2022): the teacher is shown the key and writes the
+#: reasoning that reaches it. Only the teacher's request carries it; curation builds the
+#: student's prompt from the question alone, and the ``leaked_gold`` filter drops a trace that
+#: cites the key.
+RATIONALIZE_HINT = (
+    "\n\n(For the teacher only: the correct answer is {letter}. {text}.{explanation} Write "
+    "the reasoning that reaches it from the findings, as if you were solving the question "
+    "yourself, without saying that you were given the answer, and end with the final line "
+    '"{final}")'
+)
 DIRECT_USER = (
     "{question}\n\n{options}\n\nAnswer with the letter of the single best option, in the form "
     f'"{answer_line("X")}"'
@@ -91,6 +101,20 @@ class PromptTemplate:
         """Chat messages (system if any, then user) for ``q``."""
         msgs = [{"role": "system", "content": self.system}] if self.system else []
         msgs.append({"role": "user", "content": self.user_message(q)})
+        return msgs
+
+    def rationalize(self, q: Question) -> list[dict[str, str]]:
+        """:meth:`messages` with the key and the reference explanation appended to the user
+        turn, for a teacher that writes the reasoning towards a known answer (STaR)."""
+        msgs = self.messages(q)
+        explanation = str(q.meta.get("explanation") or "").strip()
+        hint = RATIONALIZE_HINT.format(
+            letter=q.gold,
+            text=q.options[q.gold].rstrip("."),
+            explanation=f" Reference explanation: {explanation}" if explanation else "",
+            final=answer_line(q.gold),
+        )
+        msgs[-1] = {**msgs[-1], "content": msgs[-1]["content"] + hint}
         return msgs
 
     def loglik_context(self, q: Question) -> str:

@@ -76,6 +76,7 @@ class Report:
     markdown_path: Path
     png_path: Path
     json_path: Path | None = None
+    html_path: Path | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -220,9 +221,9 @@ def _run_warnings(run: dict[str, Any], metric: str) -> list[str]:
     return issues
 
 
-def _table_data(runs: list[dict], metric: str) -> dict[str, Any]:
-    """Everything the Markdown, JSON and PNG outputs are drawn from, as plain data."""
-    runs, notes = _distinct([dict(r) for r in runs])
+def _table_data(runs: list[dict], metric: str, notes: list[str]) -> dict[str, Any]:
+    """Everything the Markdown, JSON and PNG outputs are drawn from, as plain data (``runs``
+    already labelled apart by :func:`_distinct`, whose ``notes`` become warnings)."""
     by_key = {(r["label"], r["benchmark"]): r for r in runs}
     labels = list(dict.fromkeys(run["label"] for run in runs))
     benchmarks = benchmark_order([run["benchmark"] for run in runs])
@@ -500,6 +501,8 @@ def build_report(
     *,
     metric: str = "lenient",
     title: str | None = None,
+    dataset: str | Path | None = None,
+    explanations: int = 4,
 ) -> Report:
     """Compare eval runs in one results table (``report.md``), chart and JSON under ``out_dir``.
 
@@ -508,14 +511,18 @@ def build_report(
     logged warning. ``metric`` picks the ``strict`` or ``lenient`` accuracy. The report
     lists warnings for runs that look broken rather than weak (CI below chance, no-answer
     rate above 20%, truncation above 5%), so a bad extraction is not mistaken for a result.
+
+    ``report.html`` is the same in one self-contained page for a reviewer, with a cost
+    table, a second plot, the data card of ``dataset`` (a curated dataset folder) when given,
+    and ``explanations`` sample answers (see :mod:`medistill.report_html`).
     """
     if metric not in METRICS:
         raise MedistillError(
             f"unknown metric {metric!r}: choose one of {', '.join(repr(m) for m in METRICS)}"
         )
-    runs = load_runs(run_dirs)
+    runs, notes = _distinct([dict(r) for r in load_runs(run_dirs)])
     title = title or f"Results ({metric} accuracy)"
-    data = _table_data(runs, metric)
+    data = _table_data(runs, metric, notes)
     for warning in data["warnings"]:
         logger.warning("%s", warning)
 
@@ -537,11 +544,24 @@ def build_report(
 
     png_path = out / "report.png"
     _render_png(data, title, png_path)
-    logger.info("wrote %s, %s and %s", markdown_path, png_path, json_path)
+    from medistill.report_html import write_html
+
+    html_path = write_html(
+        out / "report.html",
+        title=title,
+        data=data,
+        runs=runs,
+        chart_png=png_path,
+        metric=metric,
+        dataset=Path(dataset) if dataset else None,
+        explanations=explanations,
+    )
+    logger.info("wrote %s, %s, %s and %s", markdown_path, html_path, png_path, json_path)
     return Report(
         markdown=markdown,
         markdown_path=markdown_path,
         png_path=png_path,
         json_path=json_path,
+        html_path=html_path,
         warnings=list(data["warnings"]),
     )

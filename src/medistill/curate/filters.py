@@ -51,7 +51,7 @@ _LEAK = re.compile(
     r"(?:given|provided|stated|marked|expected|reference|labell?ed)\s+(?:correct\s+)?answer"
     r"\s*(?:is|was|of|:)|(?:we(?:'re|\s+are|\s+were)|I(?:'m|\s+am|\s+was))\s+told\s+(?:that\s+)?"
     r"the\s+(?:correct\s+)?answer|the\s+(?:question|prompt)\s+(?:says|states|tells\s+us)\s+"
-    r"(?:that\s+)?the\s+(?:correct\s+)?answer)",
+    r"(?:that\s+)?the\s+(?:correct\s+)?answer|for\s+the\s+teacher\s+only)",
     re.I,
 )
 _APPROX_TOKEN = re.compile(r"\w+|[^\w\s]")

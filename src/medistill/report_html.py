@@ -1,0 +1,333 @@
+"""The HTML report: one self-contained file a clinical reviewer can open anywhere.
+
+No network, no script: styles inline, plots embedded as PNG data URIs. It holds the results
+table (accuracy with 95% CIs per benchmark), the cost and answer-quality table (parameters,
+tokens and seconds per answer, compute relative to the teacher, well-formed and cut-off
+rates), the accuracy plot and accuracy against tokens per answer, the data-card summary of
+the training set, and sample explanations — a student's reasoning on a few questions, right
+and wrong, beside the teacher's. Every text that comes from a model or a dataset is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+from html import escape
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:1100px;padding:0 1rem;color:#1b1b1b;line-height:1.45}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;
+padding:.3rem .6rem;text-align:right;vertical-align:top}th:first-child,td:first-child{
+text-align:left}th{background:#f3f3f3}.note{color:#555;font-size:.9rem}
+.warn{color:#8a3b00}.plots img{max-width:100%;border:1px solid #ddd;margin:.5rem 0}
+.case{border:1px solid #ccc;border-radius:6px;padding:.8rem;margin:1rem 0}
+.case pre{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:.6rem;
+margin:.3rem 0;font-size:.85rem;max-height:28rem;overflow:auto}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.ok{color:#0a6b2b}.bad{color:#a11}
+"""
+
+
+def write_html(
+    path: Path,
+    *,
+    title: str,
+    data: dict[str, Any],
+    runs: list[dict[str, Any]],
+    chart_png: Path,
+    metric: str,
+    dataset: Path | None = None,
+    explanations: int = 4,
+) -> Path:
+    """Write ``report.html`` from the report's table data and its runs; return its path."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        '<p class="note"><strong>Not for clinical use.</strong> Research models answering exam '
+        "questions; they make confident mistakes.</p>",
+        "<h2>Results</h2>",
+        _results_table(data, metric),
+        _warnings(data),
+        "<h2>Cost and answer quality</h2>",
+        _cost_table(data, runs),
+        '<h2>Plots</h2><div class="plots">',
+        _img(chart_png.read_bytes(), "accuracy with 95% confidence intervals", "plot-accuracy"),
+        _img(_tokens_plot(data), "accuracy against tokens per answer", "plot-tokens"),
+        "</div>",
+    ]
+    if dataset is not None:
+        parts += ["<h2>Training data</h2>", _data_card(dataset)]
+    parts += ["<h2>Sample explanations</h2>", _explanations(data, runs, explanations)]
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _results_table(data: dict[str, Any], metric: str) -> str:
+    benches = data["benchmarks"]
+    head = "".join(f"<th>{escape(b['header'])}</th>" for b in benches)
+    rows = []
+    for row in data["rows"]:
+        cells = []
+        for b in benches:
+            c = row["cells"][b["name"]]
+            cells.append(
+                "<td>–</td>"
+                if c is None
+                else f"<td>{_pct(c['value'])} <span class='note'>({_pct(c['ci_low'])}–"
+                f"{_pct(c['ci_high'])})</span></td>"
+            )
+        rows.append(
+            f"<tr><td>{escape(row['label'])}</td>{''.join(cells)}<td>{_pct(row['avg'])}</td></tr>"
+        )
+    ns = ", ".join(f"{escape(b['header'])} n={'/'.join(map(str, b['n']))}" for b in benches)
+    return (
+        f'<table id="results"><tr><th>Model</th>{head}<th>Avg</th></tr>{"".join(rows)}</table>'
+        f'<p class="note">{escape(metric)} accuracy, % correct with 95% Wilson intervals; {ns}.'
+        "</p>"
+    )
+
+
+def _warnings(data: dict[str, Any]) -> str:
+    if not data["warnings"]:
+        return ""
+    items = "".join(f"<li>{escape(w)}</li>" for w in data["warnings"])
+    return f'<ul class="warn">{items}</ul>'
+
+
+def _count_parameters(model: str | None) -> int | None:
+    """Parameters of a local safetensors model, from the file headers only (no loading)."""
+    if not model:
+        return None
+    folder = Path(model)
+    if not folder.is_dir():
+        from medistill.models import SMOLLM2_ALIASES
+
+        if model.strip().lower() not in SMOLLM2_ALIASES:
+            return None
+        from medistill.models import resolve_model
+
+        try:
+            folder = Path(resolve_model(model))
+        except Exception:
+            return None
+    total = 0
+    for f in folder.glob("*.safetensors"):
+        with open(f, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size))
+        for name, info in header.items():
+            if name != "__metadata__":
+                n = 1
+                for d in info["shape"]:
+                    n *= d
+                total += n
+    return total or None
+
+
+def _cost_table(data: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    by_label: dict[str, list[dict]] = {}
+    for r in runs:
+        by_label.setdefault(r["label"], []).append(r)
+    params = {
+        row["label"]: _count_parameters(by_label[row["label"]][0].get("model"))
+        for row in data["rows"]
+        if row["label"] in by_label
+    }
+    ref = next((row for row in data["rows"] if row["label"].lower().startswith("teacher")), None)
+    ref = ref or (data["rows"][0] if data["rows"] else None)
+
+    def compute(row) -> float | None:
+        p, t = params.get(row["label"]), row.get("tokens_per_answer")
+        return 2.0 * p * t if p and t else None
+
+    out = [
+        '<table id="cost"><tr><th>Model</th><th>Parameters</th><th>Tokens/answer</th>'
+        "<th>s/answer</th><th>Compute vs teacher</th><th>Well-formed %</th><th>Cut-off %</th>"
+        "<th>No answer %</th></tr>"
+    ]
+    for row in data["rows"]:
+        p = params.get(row["label"])
+        rel = "–"
+        if ref is not None:
+            mine, theirs = compute(row), compute(ref)
+            if mine and theirs:
+                rel = f"{mine / theirs:.2f}x"
+            elif row.get("s_per_answer") and ref.get("s_per_answer"):
+                rel = f"{row['s_per_answer'] / ref['s_per_answer']:.2f}x (time)"
+        runs_of = by_label.get(row["label"], [])
+        strict = [
+            (1 - r["no_answer_rate"]["strict"], r["n"])
+            for r in runs_of
+            if r["no_answer_rate"].get("strict") is not None
+        ]
+        formed = sum(v * n for v, n in strict) / sum(n for _, n in strict) if strict else None
+        tok = row.get("tokens_per_answer")
+        spa = row.get("s_per_answer")
+        out.append(
+            f"<tr><td>{escape(row['label'])}</td>"
+            f"<td>{'–' if not p else f'{p / 1e6:,.0f}M'}</td>"
+            f"<td>{'–' if tok is None else f'{tok:.0f}'}</td>"
+            f"<td>{'–' if spa is None else f'{spa:.2f}'}</td><td>{rel}</td>"
+            f"<td>{_pct(formed)}</td><td>{_pct(row.get('truncation_rate'))}</td>"
+            f"<td>{_pct(row.get('no_answer_rate'))}</td></tr>"
+        )
+    out.append(
+        "</table><p class='note'>Compute per answer ≈ 2 × parameters × tokens per answer, "
+        "relative to the teacher's (by time where a model's size is unknown, e.g. over HTTP). "
+        "Well-formed: the answer states its letter explicitly (strict extraction). Cut-off: it "
+        "hit the token budget or a stopped repetition loop.</p>"
+    )
+    return "".join(out)
+
+
+def _tokens_plot(data: dict[str, Any]) -> bytes:
+    """Accuracy (first benchmark with a value, else Avg) against tokens per answer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for row in data["rows"]:
+        cells = [c for c in row["cells"].values() if c is not None]
+        tok = row.get("tokens_per_answer")
+        if not cells or tok is None:
+            continue
+        acc = row["avg"] if row["avg"] is not None else cells[0]["value"]
+        lo = min(c["ci_low"] for c in cells)
+        hi = max(c["ci_high"] for c in cells)
+        ax.errorbar(
+            [tok], [100 * acc], yerr=[[100 * (acc - lo)], [100 * (hi - acc)]], fmt="o", capsize=3
+        )
+        ax.annotate(
+            row["label"], (tok, 100 * acc), xytext=(5, 5), textcoords="offset points", fontsize=8
+        )
+    ax.set_xlabel("Tokens per answer")
+    ax.set_ylabel("Accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, linestyle=":", linewidth=0.6)
+    ax.set_title("Accuracy against answer length")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    return buf.getvalue()
+
+
+def _img(png: bytes, alt: str, ident: str) -> str:
+    b64 = base64.b64encode(png).decode("ascii")
+    return f'<img id="{ident}" alt="{escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _data_card(dataset: Path) -> str:
+    stats_path = dataset / "stats.json"
+    if not stats_path.is_file():
+        return f"<p class='note'>No data card at {escape(str(stats_path))}.</p>"
+    s = json.loads(stats_path.read_text(encoding="utf-8"))
+    dropped = s.get("dropped") or {}
+    drops = ", ".join(f"{escape(str(k))} {v}" for k, v in sorted(dropped.items()) if v) or "none"
+    decon = s.get("decontamination") or {}
+    found = decon.get("removed_questions", decon.get("contaminated"))
+    rows = [
+        ("Teacher traces in", s.get("input_traces")),
+        ("Kept for training", s.get("kept_traces")),
+        ("Questions kept / in", f"{s.get('kept_questions')} / {s.get('input_questions')}"),
+        ("Teacher verified accuracy", _pct(s.get("teacher_accuracy"))),
+        ("Dropped, by reason", drops),
+        ("Decontaminated against", ", ".join(map(str, decon.get("benchmarks") or [])) or "none"),
+        (
+            "Contaminated questions removed",
+            (s.get("question_reasons") or {}).get("contaminated", found or 0),
+        ),
+    ]
+    body = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in rows)
+    return f'<table id="data-card">{body}</table>'
+
+
+def _predictions(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    path = Path(run["_path"]).parent / "predictions.jsonl"
+    if not path.is_file():
+        return {}
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows[r["id"]] = r
+    return rows
+
+
+def _questions(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's questions by id, read the way the run read them (for the clean text)."""
+    cfg_path = Path(run["_path"]).parent / "config.json"
+    try:
+        from medistill.data import load_benchmark
+
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
+        qs = load_benchmark(cfg["benchmark"], cfg.get("path"), **(cfg.get("loader_kwargs") or {}))
+        return {q.id: q for q in qs.questions}
+    except Exception as e:
+        log.info("sample explanations without question text (%s)", e)
+        return {}
+
+
+def _explanations(data: dict[str, Any], runs: list[dict[str, Any]], n: int) -> str:
+    """A student's answers, right and wrong, beside the teacher's on the same questions."""
+    gen = [r for r in runs if r.get("mode", "generate") == "generate"]
+    if not gen or n <= 0:
+        return "<p class='note'>No generated answers to show.</p>"
+    order = [row["label"] for row in data["rows"]]
+    gen.sort(key=lambda r: order.index(r["label"]) if r["label"] in order else len(order))
+    teacher = next((r for r in gen if r["label"].lower().startswith("teacher")), None)
+    students = [r for r in gen if r is not teacher]
+    student = students[-1] if students else gen[-1]
+    mine = _predictions(student)
+    theirs = _predictions(teacher) if teacher else {}
+    scored = [r for r in mine.values() if r.get("correct") is not None]
+    right = [r for r in scored if r["correct"]][: (n + 1) // 2]
+    wrong = [r for r in scored if not r["correct"]][: n - len(right)]
+    picked = (right + wrong)[:n]
+    if not picked:
+        return "<p class='note'>No scored answers to show.</p>"
+    questions = _questions(student)
+    out = [
+        f"<p class='note'>{escape(student['label'])} on {escape(str(student['benchmark']))}"
+        + (f", beside {escape(teacher['label'])}" if teacher else "")
+        + ": questions it got right, then questions it got wrong.</p>"
+    ]
+    for r in picked:
+        q = questions.get(r["id"])
+        head = f"<strong>{escape(str(r['id']))}</strong> — gold {escape(str(r.get('gold')))}"
+        text = ""
+        if q is not None:
+            opts = "<br>".join(f"{escape(k)}. {escape(v)}" for k, v in q.options.items())
+            text = f"<p>{escape(q.question)}</p><p>{opts}</p>"
+        cols = [_answer_block(student["label"], r)]
+        if teacher and r["id"] in theirs:
+            cols.append(_answer_block(teacher["label"], theirs[r["id"]]))
+        out.append(f'<div class="case">{head}{text}<div class="pair">{"".join(cols)}</div></div>')
+    return f'<div id="explanations">{"".join(out)}</div>'
+
+
+def _answer_block(label: str, row: dict[str, Any]) -> str:
+    verdict = "right" if row.get("correct") else "wrong"
+    css = "ok" if row.get("correct") else "bad"
+    got = row.get("extracted") or "no answer"
+    return (
+        f"<div><strong>{escape(label)}</strong> — <span class='{css}'>{escape(str(got))}, "
+        f"{verdict}</span> <span class='note'>({escape(str(row.get('finish_reason')))}, "
+        f"{escape(str(row.get('output_tokens')))} tokens)</span>"
+        f"<pre>{escape(str(row.get('response') or ''))}</pre></div>"
+    )
