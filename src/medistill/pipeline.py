@@ -435,7 +435,8 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
     if stage == "curate":
         from medistill.curate.run import run_curate
 
-        s = run_curate(cfg, show_progress=progress)
+        run_curate(cfg, show_progress=progress)
+        s = json.loads((Path(cfg.out) / "stats.json").read_text(encoding="utf-8"))
         keys = ("input_traces", "kept_traces", "kept_questions", "dropped", "teacher_accuracy")
         return {k: s.get(k) for k in keys if k in s}
     if stage in ("sft", "grpo"):

@@ -56,6 +56,8 @@ BENCHMARK_NAMES: dict[str, str] = {
     "pubmedqa": "PubMedQA",
     "mmlu_medical": "MMLU-Med",
     "sample": "Sample (smoke test)",
+    "sample_train": "Sample, first half",
+    "sample_heldout": "Sample, held-out half",
 }
 
 #: A run is flagged when its no-answer rate exceeds this fraction...
