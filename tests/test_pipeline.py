@@ -17,7 +17,7 @@ import yaml
 
 from medistill.data import load_benchmark
 from medistill.errors import MedistillError
-from medistill.pipeline import STAGES, decide, plan, run_pipeline
+from medistill.pipeline import DEFAULT_STAGES, STAGES, decide, plan, run_pipeline
 
 from chat_server import ChatServer
 
@@ -84,9 +84,10 @@ def test_pipeline_end_to_end_skip_and_rerun(tiny_model_dir: Path, tmp_path: Path
     with ChatServer(teacher) as srv:
         recipe = write_recipe(tmp_path, srv.url, tiny_model_dir)
         summary = run_pipeline(recipe, show_progress=False)
-        assert [s for s, v in summary["stages"].items() if v["action"] == "run"] == list(STAGES)
+        ran = [s for s, v in summary["stages"].items() if v["action"] == "run"]
+        assert ran == list(DEFAULT_STAGES)
         first = manifests(tmp_path)
-        assert set(first) == set(STAGES)
+        assert set(first) == set(DEFAULT_STAGES)
         for m in first.values():
             assert m["status"] == "finished" and m["config_hash"] and m["output_hash"]
             assert m["versions"]["medistill"] and m["seconds"] >= 0
@@ -123,6 +124,36 @@ def test_pipeline_end_to_end_skip_and_rerun(tiny_model_dir: Path, tmp_path: Path
         teacher_rows = tmp_path / "runs/tiny/eval/teacher-sample_heldout/predictions.jsonl"
         assert len(teacher_rows.read_text().splitlines()) == 4
         assert srv.stats["requests"] == asked
+
+
+def test_on_policy_distillation_stage(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``run.stages`` with distill: the SFT student learns from a local teacher's
+    distribution and is evaluated as its own row."""
+    with ChatServer(teacher) as srv:
+        recipe = write_recipe(
+            tmp_path,
+            srv.url,
+            tiny_model_dir,
+            **{
+                "run.stages": ["generate", "curate", "sft", "distill", "eval", "report"],
+                "run.eval_teacher": False,
+            },
+        )
+        data = yaml.safe_load(recipe.read_text())
+        data["distill"] = {
+            "teacher": str(tiny_model_dir),
+            "max_steps": 1,
+            "max_completion_length": 8,
+            "per_device_train_batch_size": 2,
+            "report_to": "none",
+        }
+        recipe.write_text(yaml.safe_dump(data))
+        run_pipeline(recipe, show_progress=False)
+    done = manifests(tmp_path)
+    assert done["distill"]["status"] == "finished" and "grpo" not in done
+    assert done["distill"]["figures"]["metrics"]["global_step"] == 1
+    report = (tmp_path / "runs/tiny/report/report.md").read_text()
+    assert "| student: SFT+on-policy distillation |" in report
 
 
 def test_dry_run_from_and_only(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -208,5 +239,6 @@ def test_every_pipeline_recipe_validates(name: str, tmp_path: Path, monkeypatch)
     p = plan(Path(__file__).parents[1] / "recipes" / name)
     assert list(p.configs) == [s for s in STAGES if s in p.run.stages]
     labels = list(dict.fromkeys(e.label for _, e in p.configs["eval"]))
-    assert labels[-2:] == ["student: SFT", "student: SFT+GRPO"]
+    second = "student: SFT+GRPO" if "grpo" in p.configs else "student: SFT+on-policy distillation"
+    assert labels[-2:] == ["student: SFT", second]
     assert len(p.configs["eval"]) == len(labels) * len(p.run.eval_benchmarks)

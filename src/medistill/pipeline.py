@@ -28,7 +28,10 @@ from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
 
-STAGES = ("generate", "curate", "sft", "grpo", "eval", "report")
+STAGES = ("generate", "curate", "sft", "grpo", "distill", "eval", "report")
+#: What a run includes unless ``run.stages`` says otherwise (``distill`` is opt-in: it needs
+#: a local open-weight teacher).
+DEFAULT_STAGES = ("generate", "curate", "sft", "grpo", "eval", "report")
 MANIFEST = "pipeline.json"  # train.output.PIPELINE_MANIFEST keeps it beside a training run
 #: Keys the pipeline sets itself: each stage's output location and the files it reads.
 _OWNED = {
@@ -36,6 +39,7 @@ _OWNED = {
     "curate": ("store", "out"),
     "sft": ("dataset", "output_dir", "overwrite"),
     "grpo": ("dataset", "output_dir", "overwrite"),  # and model, when the run has sft
+    "distill": ("dataset", "output_dir", "overwrite"),  # and model, when the run has sft
     "eval": ("model", "benchmark", "path", "out", "label", "backend", "base_url"),
 }
 
@@ -49,8 +53,11 @@ class RunConfig:
     )
     root: str = field(default="runs", metadata={"help": "folder holding every run"})
     stages: list[str] = field(
-        default_factory=lambda: list(STAGES),
-        metadata={"help": f"stages to include, in order: {', '.join(STAGES)}"},
+        default_factory=lambda: list(DEFAULT_STAGES),
+        metadata={
+            "help": f"stages to include, of {', '.join(STAGES)} (default: all but distill, "
+            "the on-policy distillation from a local open teacher)"
+        },
     )
     eval_benchmarks: list[str] = field(
         default_factory=lambda: ["sample_heldout"],
@@ -161,6 +168,19 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
             build_rewards(configs["grpo"].rewards)
         except MedistillError as e:
             raise MedistillError(f"{path}: grpo.rewards: {e}") from None
+    if "distill" in stages:
+        from medistill.train.config import DistillRecipe
+
+        start = str(d["sft"]) if "sft" in stages else sec["distill"].get("model")
+        if not start:
+            raise MedistillError(f"{path}: distill.model is required when the run has no sft stage")
+        values = {
+            **sec["distill"],
+            "model": start,
+            "dataset": dataset,
+            "output_dir": str(d["distill"]),
+        }
+        configs["distill"] = build(DistillRecipe, values, where=f"{path}: distill")
     if "eval" in stages:
         models = _eval_models(run, configs, sec, stages, student, d)
         runs = []
@@ -206,9 +226,10 @@ def _eval_models(run, configs, sec, stages, student, d) -> list[tuple[str, dict[
         models.append(("base", {"model": student, "label": f"base: {_short(student)}"}))
     if "sft" in stages:
         models.append(("sft", {"model": str(d["sft"]), "label": "student: SFT"}))
-    if "grpo" in stages:
-        label = "student: SFT+GRPO" if "sft" in stages else "student: GRPO"
-        models.append(("grpo", {"model": str(d["grpo"]), "label": label}))
+    for stage, method in (("grpo", "GRPO"), ("distill", "on-policy distillation")):
+        if stage in stages:
+            label = f"student: SFT+{method}" if "sft" in stages else f"student: {method}"
+            models.append((stage, {"model": str(d[stage]), "label": label}))
     return models
 
 
@@ -260,7 +281,7 @@ def _output_hash(stage: str, out: Path, cfg: Any) -> str:
     if stage == "curate":
         files = [p for p in (out / "dataset").rglob("*.jsonl") if p.is_file()]
         return _hash_files(files)
-    if stage in ("sft", "grpo"):
+    if stage in ("sft", "grpo", "distill"):
         from medistill.train.output import MANIFEST as TRAIN_MANIFEST
 
         return _hash_files([out / TRAIN_MANIFEST])
@@ -279,7 +300,8 @@ def _inputs(stage: str, plan_: Plan, done: dict[str, dict]) -> dict[str, str | N
         "curate": ("generate",),
         "sft": ("curate",),
         "grpo": ("sft", "curate"),
-        "eval": ("sft", "grpo"),
+        "distill": ("sft", "curate"),
+        "eval": ("sft", "grpo", "distill"),
         "report": ("eval",),
     }[stage]
     return {r: (done.get(r) or {}).get("output_hash") for r in reads if r in plan_.configs}
@@ -439,7 +461,7 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         s = json.loads((Path(cfg.out) / "stats.json").read_text(encoding="utf-8"))
         keys = ("input_traces", "kept_traces", "kept_questions", "dropped", "teacher_accuracy")
         return {k: s.get(k) for k in keys if k in s}
-    if stage in ("sft", "grpo"):
+    if stage in ("sft", "grpo", "distill"):
         import importlib
 
         mod = importlib.import_module(f"medistill.train.{stage}")
@@ -469,7 +491,7 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         return figures
     from medistill.report import build_report
 
-    # In the plan's order: teacher, base student, SFT, SFT+GRPO.
+    # In the plan's order: teacher, base student, SFT, SFT+GRPO, SFT+distillation.
     runs = [
         Path(e.out)
         for _, e in p.configs.get("eval", [])
@@ -494,7 +516,7 @@ def _settings_changed(ecfg) -> bool:
 
 def _model_hash(p: Plan, key: str) -> str | None:
     """The output hash of a model trained in this run (``None`` for teacher and base)."""
-    if key in ("sft", "grpo"):
+    if key in ("sft", "grpo", "distill"):
         m = read_manifest(p.stage_dir(key)) or {}
         return m.get("output_hash")
     return None

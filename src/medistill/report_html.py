@@ -208,11 +208,12 @@ def _tokens_plot(data: dict[str, Any]) -> bytes:
         if not cells or tok is None:
             continue
         acc = row["avg"] if row["avg"] is not None else cells[0]["value"]
+        if acc is None:
+            continue
         lo = min(c["ci_low"] for c in cells)
         hi = max(c["ci_high"] for c in cells)
-        ax.errorbar(
-            [tok], [100 * acc], yerr=[[100 * (acc - lo)], [100 * (hi - acc)]], fmt="o", capsize=3
-        )
+        err = [[100 * max(0.0, acc - lo)], [100 * max(0.0, hi - acc)]]
+        ax.errorbar([tok], [100 * acc], yerr=err, fmt="o", capsize=3)
         ax.annotate(
             row["label"], (tok, 100 * acc), xytext=(5, 5), textcoords="offset points", fontsize=8
         )
