@@ -222,7 +222,8 @@ def test_sigkill_during_a_stage_then_resume(tiny_model_dir: Path, tmp_path: Path
     assert all(m["status"] == "finished" for m in done.values())
     log = [json.loads(x) for x in (sft / "log.jsonl").read_text().splitlines() if x]
     steps_logged = [h["step"] for h in log if "loss" in h]
-    assert steps_logged[-1] == 40 and len(steps_logged) == len(set(steps_logged))
+    # Every step trained (one killed between its log line and its checkpoint runs again).
+    assert steps_logged[-1] == 40 and set(steps_logged) == set(range(1, 41))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,161 @@
+"""``medistill run recipe.yaml``: generate -> curate -> sft -> grpo -> eval -> report.
+
+The pipeline composes the stages' own functions through the files they write (stages never
+import each other). Every stage writes into ``<root>/<name>/<stage>/`` and leaves a
+``pipeline.json`` manifest there: its resolved config and that config's hash, the hashes of
+its inputs (the outputs of the stages it reads), package versions, timings and token counts.
+
+A finished stage whose config hash and input hashes are unchanged is skipped on a rerun; a
+change re-runs that stage and, as their inputs then change, the stages after it. A killed
+stage resumes (each stage resumes on its own: the trace store, training checkpoints, eval
+predictions). The whole recipe is validated before any stage starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from medistill.errors import MedistillError
+from medistill.pipeline.plan import DEFAULT_STAGES, MANIFEST, STAGES, Plan, RunConfig, plan
+from medistill.pipeline.stages import (
+    _config_dict,
+    _digest,
+    _inputs,
+    _output_hash,
+    _run_stage,
+    _versions,
+    _write_manifest,
+    read_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_STAGES",
+    "MANIFEST",
+    "STAGES",
+    "Plan",
+    "RunConfig",
+    "decide",
+    "plan",
+    "read_manifest",
+    "run_pipeline",
+]
+
+
+def decide(plan_: Plan, *, from_stage: str | None = None, only: str | None = None):
+    """For each stage of the plan: ``(stage, action, reason)``, action ``run`` or ``skip``.
+
+    Inputs are the recorded outputs of the stages before (a stage that will re-run is taken
+    to change them).
+    """
+    for s in (from_stage, only):
+        if s is not None and s not in plan_.configs:
+            raise MedistillError(
+                f"stage {s!r} is not in this run; its stages: {', '.join(plan_.configs)}"
+            )
+    order = list(plan_.configs)
+    out: list[tuple[str, str, str]] = []
+    changed: set[str] = set()
+    recorded: dict[str, dict] = {}
+    for stage in order:
+        folder = plan_.stage_dir(stage)
+        old = read_manifest(folder)
+        recorded[stage] = old or {}
+        config_hash = _digest(_config_dict(plan_.configs[stage]))
+        inputs = _inputs(stage, plan_, recorded)
+        if only is not None and stage != only:
+            out.append((stage, "skip", "--only " + only))
+            continue
+        reason = None
+        if from_stage is not None and order.index(stage) >= order.index(from_stage):
+            reason = f"--from {from_stage}"
+        elif old is None:
+            reason = "never run"
+        elif old.get("status") != "finished":
+            reason = "unfinished: resumes"
+        elif old.get("config_hash") != config_hash:
+            reason = "config changed"
+        elif any(up in changed for up in inputs):
+            reason = f"input changed ({', '.join(up for up in inputs if up in changed)})"
+        elif old.get("inputs") != inputs:
+            reason = "input changed"
+        if reason is None:
+            out.append((stage, "skip", "unchanged"))
+        else:
+            changed.add(stage)
+            out.append((stage, "run", reason))
+    return out
+
+
+def run_pipeline(
+    recipe: str | Path,
+    *,
+    from_stage: str | None = None,
+    only: str | None = None,
+    dry_run: bool = False,
+    show_progress: bool = True,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run the recipe's stages in order (see the module docstring); return a summary."""
+    p = plan(recipe, overrides)
+    steps = decide(p, from_stage=from_stage, only=only)
+    summary: dict[str, Any] = {"folder": str(p.folder), "stages": {}}
+    for stage, action, reason in steps:
+        log.info("%-8s %s (%s)", stage, action, reason)
+        summary["stages"][stage] = {"action": action, "reason": reason}
+    if dry_run:
+        return summary
+    recorded = {s: read_manifest(p.stage_dir(s)) or {} for s in p.configs}
+    for stage, action, reason in steps:
+        if action == "skip":
+            if only is None and recorded[stage].get("status") != "finished":
+                raise MedistillError(f"{p.stage_dir(stage)}: stage {stage} has not finished")
+            continue
+        if only is not None:
+            missing = [up for up, h in _inputs(stage, p, recorded).items() if h is None]
+            if missing:
+                raise MedistillError(
+                    f"--only {stage}: it reads the output of {', '.join(missing)}, which has "
+                    f"not finished; run the pipeline without --only first"
+                )
+        folder = p.stage_dir(stage)
+        cfg = p.configs[stage]
+        config_hash = _digest(_config_dict(cfg))
+        inputs = _inputs(stage, p, recorded)
+        old = recorded[stage]
+        resuming = (
+            old.get("status") == "running"
+            and old.get("config_hash") == config_hash
+            and old.get("inputs") == inputs
+        )
+        manifest = {
+            "stage": stage,
+            "status": "running",
+            "config_hash": config_hash,
+            "config": _config_dict(cfg),
+            "inputs": inputs,
+            "versions": _versions(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "reason": reason,
+        }
+        _write_manifest(folder, manifest)
+        t0 = time.perf_counter()
+        figures = _run_stage(
+            stage, cfg, p, folder, fresh=not resuming, progress=show_progress, previous=old
+        )
+        manifest.update(
+            status="finished",
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            seconds=round(time.perf_counter() - t0, 2),
+            figures=figures,
+            output_hash=_output_hash(stage, folder, cfg),
+        )
+        _write_manifest(folder, manifest)
+        recorded[stage] = manifest
+        summary["stages"][stage]["seconds"] = manifest["seconds"]
+    summary["report"] = str(p.stage_dir("report") / "report.md") if "report" in p.configs else None
+    return summary

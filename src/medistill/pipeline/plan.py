@@ -1,0 +1,220 @@
+"""A recipe read and validated into a :class:`Plan`: one config per stage, linked by the
+files each writes (``<root>/<name>/<stage>/``). Nothing runs here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medistill.config import _unknown_message, build, load_recipe
+from medistill.errors import MedistillError
+
+STAGES = ("generate", "curate", "sft", "grpo", "distill", "eval", "report")
+#: What a run includes unless ``run.stages`` says otherwise (``distill`` is opt-in: it needs
+#: a local open-weight teacher).
+DEFAULT_STAGES = ("generate", "curate", "sft", "grpo", "eval", "report")
+MANIFEST = "pipeline.json"  # train.output.PIPELINE_MANIFEST keeps it beside a training run
+#: Keys the pipeline sets itself: each stage's output location and the files it reads.
+_OWNED = {
+    "generate": ("out",),
+    "curate": ("store", "out"),
+    "sft": ("dataset", "output_dir", "overwrite"),
+    "grpo": ("dataset", "output_dir", "overwrite"),  # and model, when the run has sft
+    "distill": ("dataset", "output_dir", "overwrite"),  # and model, when the run has sft
+    "eval": ("model", "benchmark", "path", "out", "label", "backend", "base_url"),
+}
+
+
+@dataclass
+class RunConfig:
+    """The recipe's ``run:`` section: what the pipeline runs and evaluates."""
+
+    name: str | None = field(
+        default=None, metadata={"help": "run name: <root>/<name>/ (default: the recipe's stem)"}
+    )
+    root: str = field(default="runs", metadata={"help": "folder holding every run"})
+    stages: list[str] = field(
+        default_factory=lambda: list(DEFAULT_STAGES),
+        metadata={
+            "help": f"stages to include, of {', '.join(STAGES)} (default: all but distill, "
+            "the on-policy distillation from a local open teacher)"
+        },
+    )
+    eval_benchmarks: list[str] = field(
+        default_factory=lambda: ["sample_heldout"],
+        metadata={"help": "benchmarks every model is evaluated on: name or name=path"},
+    )
+    eval_teacher: bool = field(
+        default=True, metadata={"help": "evaluate the teacher too (local or HTTP teachers)"}
+    )
+    eval_base: bool = field(default=True, metadata={"help": "evaluate the untrained student"})
+    title: str | None = field(default=None, metadata={"help": "report title"})
+
+
+@dataclass
+class Plan:
+    """A validated recipe: the stage configs, ready to run."""
+
+    recipe: Path
+    run: RunConfig
+    folder: Path
+    configs: dict[str, Any]  # stage -> config object (eval: a list of (key, EvalConfig))
+
+    def stage_dir(self, stage: str) -> Path:
+        """``<root>/<name>/<stage>``."""
+        return self.folder / stage
+
+
+def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Plan:
+    """Read and validate the whole recipe (every section, every key) into a :class:`Plan`.
+
+    Nothing runs here: a bad key, a bad value or a missing section fails before any stage
+    starts, naming the recipe file, section and key (and the valid choices).
+    """
+    from medistill.curate.config import CurateConfig
+    from medistill.evaluate import EvalConfig
+    from medistill.generate import GenerateConfig
+
+    path = Path(recipe)
+    data = load_recipe(path)
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    known = ("run", *STAGES)
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise MedistillError(_unknown_message(f"{path}", unknown, list(known)))
+    for section, value in data.items():
+        if value is not None and not isinstance(value, dict):
+            raise MedistillError(f"{path}: section '{section}' must be a mapping")
+    run = build(RunConfig, dict(data.get("run") or {}), where=f"{path}: run")
+    bad = [s for s in run.stages if s not in STAGES]
+    if bad:
+        raise MedistillError(
+            f"{path}: run.stages: unknown stage(s) {bad}; choose from {', '.join(STAGES)}"
+        )
+    run.name = run.name or path.stem
+    folder = Path(run.root) / run.name
+    stages = [s for s in STAGES if s in run.stages]
+    for section in STAGES:
+        keys = _OWNED.get(section, ()) + (
+            ("model",) if section == "grpo" and "sft" in stages else ()
+        )
+        owned = [k for k in keys if k in (data.get(section) or {})]
+        if owned:
+            raise MedistillError(
+                f"{path}: {section}.{owned[0]} is set by the pipeline (it links the stages "
+                f"under {folder}); remove it from the recipe"
+            )
+    configs: dict[str, Any] = {}
+    sec = {s: dict(data.get(s) or {}) for s in STAGES}
+    d = {s: folder / s for s in STAGES}
+    if "generate" in stages:
+        if "teacher" not in sec["generate"]:
+            raise MedistillError(f"{path}: generate.teacher is required (who writes the traces)")
+        configs["generate"] = build(
+            GenerateConfig,
+            {**sec["generate"], "out": str(d["generate"] / "traces.db")},
+            where=f"{path}: generate",
+        )
+    if "curate" in stages:
+        values = {
+            "eval_benchmarks": list(run.eval_benchmarks),
+            **sec["curate"],
+            "store": str(d["generate"] / "traces.db"),
+            "out": str(d["curate"] / "dataset"),
+        }
+        configs["curate"] = build(CurateConfig, values, where=f"{path}: curate")
+    dataset = str(d["curate"] / "dataset")
+    student = sec["sft"].get("model") or sec["grpo"].get("model")
+    if "sft" in stages:
+        from medistill.train.config import SFTRecipe
+
+        values = {**sec["sft"], "dataset": dataset, "output_dir": str(d["sft"])}
+        configs["sft"] = build(SFTRecipe, values, where=f"{path}: sft")
+        student = configs["sft"].model
+    if "grpo" in stages:
+        from medistill.train.config import GRPORecipe
+
+        start = str(d["sft"]) if "sft" in stages else sec["grpo"].get("model")
+        if not start:
+            raise MedistillError(f"{path}: grpo.model is required when the run has no sft stage")
+        values = {**sec["grpo"], "model": start, "dataset": dataset, "output_dir": str(d["grpo"])}
+        configs["grpo"] = build(GRPORecipe, values, where=f"{path}: grpo")
+        from medistill.train.reward_builder import build_rewards
+
+        try:  # reward names and parameters, checked now rather than after SFT
+            build_rewards(configs["grpo"].rewards)
+        except MedistillError as e:
+            raise MedistillError(f"{path}: grpo.rewards: {e}") from None
+    if "distill" in stages:
+        from medistill.train.config import DistillRecipe
+
+        start = str(d["sft"]) if "sft" in stages else sec["distill"].get("model")
+        if not start:
+            raise MedistillError(f"{path}: distill.model is required when the run has no sft stage")
+        values = {
+            **sec["distill"],
+            "model": start,
+            "dataset": dataset,
+            "output_dir": str(d["distill"]),
+        }
+        configs["distill"] = build(DistillRecipe, values, where=f"{path}: distill")
+    if "eval" in stages:
+        models = _eval_models(run, configs, sec, stages, student, d)
+        runs = []
+        for key, model_values in models:
+            for bench in run.eval_benchmarks:
+                name, _, bench_path = bench.partition("=")
+                values = {
+                    **sec["eval"],
+                    **model_values,
+                    "benchmark": name,
+                    "path": bench_path or None,
+                    "out": str(d["eval"] / f"{key}-{name}"),
+                }
+                runs.append((key, build(EvalConfig, values, where=f"{path}: eval")))
+        configs["eval"] = runs
+    if "report" in stages:
+        if sec["report"]:
+            raise MedistillError(
+                f"{path}: report takes no keys (got {', '.join(sorted(sec['report']))}); "
+                f"set its title with run.title"
+            )
+        configs["report"] = {"title": run.title or f"medistill run {run.name}"}
+    return Plan(recipe=path, run=run, folder=folder, configs=configs)
+
+
+def _eval_models(run, configs, sec, stages, student, d) -> list[tuple[str, dict[str, Any]]]:
+    """(key, EvalConfig fields) of every model the run evaluates, in report order."""
+    models: list[tuple[str, dict[str, Any]]] = []
+    gen = configs.get("generate")
+    if run.eval_teacher and gen is not None:
+        t = gen.teacher
+        if t.backend in ("transformers", "openai"):
+            values: dict[str, Any] = {
+                "model": t.model,
+                "backend": t.backend,
+                "label": f"teacher: {_short(t.model)}",
+            }
+            if t.backend == "openai":
+                values["base_url"] = list(t.base_url)
+                values["api_key_env"] = t.api_key_env
+            models.append(("teacher", values))
+    if run.eval_base and student:
+        models.append(("base", {"model": student, "label": f"base: {_short(student)}"}))
+    if "sft" in stages:
+        models.append(("sft", {"model": str(d["sft"]), "label": "student: SFT"}))
+    for stage, method in (("grpo", "GRPO"), ("distill", "on-policy distillation")):
+        if stage in stages:
+            label = f"student: SFT+{method}" if "sft" in stages else f"student: {method}"
+            models.append((stage, {"model": str(d[stage]), "label": label}))
+    return models
+
+
+def _short(model: str) -> str:
+    from medistill.models import SMOLLM2_ALIASES, SMOLLM2_NAME
+
+    if model.strip().lower() in SMOLLM2_ALIASES:
+        return SMOLLM2_NAME
+    return Path(model.rstrip("/")).name or model

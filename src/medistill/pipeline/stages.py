@@ -1,0 +1,175 @@
+"""Running one stage of a plan (through the stage's own function), and the hashes and
+manifests that decide whether it must run again."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from medistill.pipeline.plan import MANIFEST, Plan
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _digest(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _config_dict(cfg: Any) -> Any:
+    """A stage config as plain data: a training recipe's identity, else its fields."""
+    if isinstance(cfg, list):
+        return [[k, _config_dict(c)] for k, c in cfg]
+    if hasattr(cfg, "identity") and hasattr(cfg, "identity_hash"):
+        return cfg.identity()
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return cfg
+
+
+def _hash_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.name).encode())
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _output_hash(stage: str, out: Path, cfg: Any) -> str:
+    """What the stage produced, as a hash its downstream stages record as their input."""
+    if stage == "generate":
+        from medistill.store import TraceStore
+
+        with TraceStore(cfg.out) as store:
+            keys = sorted(store.done_keys())
+        return _digest(keys)
+    if stage == "curate":
+        files = [p for p in (out / "dataset").rglob("*.jsonl") if p.is_file()]
+        return _hash_files(files)
+    if stage in ("sft", "grpo", "distill"):
+        from medistill.train.output import MANIFEST as TRAIN_MANIFEST
+
+        return _hash_files([out / TRAIN_MANIFEST])
+    if stage == "eval":
+        return _hash_files(list(out.glob("*/metrics.json")))
+    return _hash_files([out / "report.md"])
+
+
+def _inputs(stage: str, plan_: Plan, done: dict[str, dict]) -> dict[str, str | None]:
+    """The output hashes of the stages this one reads (``None`` when not in this run)."""
+    reads = {
+        "generate": (),
+        "curate": ("generate",),
+        "sft": ("curate",),
+        "grpo": ("sft", "curate"),
+        "distill": ("sft", "curate"),
+        "eval": ("sft", "grpo", "distill"),
+        "report": ("eval",),
+    }[stage]
+    return {r: (done.get(r) or {}).get("output_hash") for r in reads if r in plan_.configs}
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """A stage's ``pipeline.json``, or ``None``."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST)
+
+
+def _versions() -> dict[str, str]:
+    from medistill.train.output import versions
+
+    return versions()
+
+
+def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool, previous):
+    """Call the stage's own function; return the figures its manifest records."""
+    if stage == "generate":
+        from medistill.generate import run_generate
+
+        s = run_generate(cfg, show_progress=progress)
+        keys = ("new_calls", "prompt_tokens", "completion_tokens", "truncated_new")
+        return {k: s.get(k) for k in keys if k in s}
+    if stage == "curate":
+        from medistill.curate.run import run_curate
+
+        run_curate(cfg, show_progress=progress)
+        s = json.loads((Path(cfg.out) / "stats.json").read_text(encoding="utf-8"))
+        keys = ("input_traces", "kept_traces", "kept_questions", "dropped", "teacher_accuracy")
+        return {k: s.get(k) for k in keys if k in s}
+    if stage in ("sft", "grpo", "distill"):
+        import importlib
+
+        mod = importlib.import_module(f"medistill.train.{stage}")
+        cfg.overwrite = fresh  # a killed run of the same settings resumes from its checkpoint
+        m = getattr(mod, f"run_{stage}")(cfg)
+        return {"metrics": m.get("metrics"), "data": m.get("data")}
+    if stage == "eval":
+        from medistill.evaluate import run_eval
+
+        used = (previous or {}).get("figures", {}).get("models", {})
+        models = {}
+        figures: dict[str, Any] = {"runs": {}}
+        for key, ecfg in cfg:
+            model_hash = _model_hash(p, key)
+            # A retrained model keeps its folder: its old predictions must not be resumed;
+            # nor may a run whose eval settings changed.
+            overwrite = (fresh and used.get(key) != model_hash) or _settings_changed(ecfg)
+            m = run_eval(ecfg, overwrite=overwrite, show_progress=progress)
+            models[key] = model_hash
+            acc = m["accuracy"]["lenient"]
+            figures["runs"][f"{key}-{ecfg.benchmark}"] = {
+                "accuracy": acc["value"],
+                "n": m["n"],
+                "output_tokens": (m.get("output_tokens") or {}).get("total"),
+            }
+        figures["models"] = models
+        return figures
+    from medistill.report import build_report
+
+    # In the plan's order: teacher, base student, SFT, SFT+GRPO, SFT+distillation.
+    runs = [
+        Path(e.out)
+        for _, e in p.configs.get("eval", [])
+        if (Path(e.out) / "metrics.json").is_file()
+    ]
+    dataset = p.stage_dir("curate") / "dataset" if "curate" in p.configs else None
+    rep = build_report(runs, folder, title=cfg["title"], dataset=dataset)
+    return {"warnings": len(rep.warnings)}
+
+
+def _settings_changed(ecfg) -> bool:
+    """True when the eval run folder holds a run with other settings."""
+    stored = Path(ecfg.out) / "config.json"
+    if not stored.is_file():
+        return False
+    try:
+        old = json.loads(stored.read_text(encoding="utf-8")).get("identity")
+    except (OSError, json.JSONDecodeError):
+        return True
+    return old != json.loads(json.dumps(ecfg.identity()))
+
+
+def _model_hash(p: Plan, key: str) -> str | None:
+    """The output hash of a model trained in this run (``None`` for teacher and base)."""
+    if key in ("sft", "grpo", "distill"):
+        m = read_manifest(p.stage_dir(key)) or {}
+        return m.get("output_hash")
+    return None
