@@ -118,8 +118,32 @@ def test_embedded_sample() -> None:
     assert len({q.subject for q in data}) >= 12
 
 
+def test_sample_halves_are_disjoint_and_complete() -> None:
+    train = load_benchmark("sample_train").questions
+    heldout = load_benchmark("sample_heldout").questions
+    assert len(train) == len(heldout) == 30
+    assert {q.id for q in train} | {q.id for q in heldout} == {
+        q.id for q in load_benchmark("sample").questions
+    }
+    assert not {q.id for q in train} & {q.id for q in heldout}
+    assert [q.id for q in load_benchmark("sample_heldout", limit=3).questions] == [
+        "sample-031",
+        "sample-032",
+        "sample-033",
+    ]
+
+
 def test_registry_names_and_typo() -> None:
-    assert set(BENCHMARKS) == {"medqa", "medqa5", "medmcqa", "pubmedqa", "mmlu_medical", "sample"}
+    assert set(BENCHMARKS) == {
+        "medqa",
+        "medqa5",
+        "medmcqa",
+        "pubmedqa",
+        "mmlu_medical",
+        "sample",
+        "sample_train",
+        "sample_heldout",
+    }
     with pytest.raises(MedistillError, match="medqa, medqa5, medmcqa"):
         get_spec("medqaa")
 
