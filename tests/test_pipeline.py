@@ -92,6 +92,7 @@ def test_pipeline_end_to_end_skip_and_rerun(tiny_model_dir: Path, tmp_path: Path
             assert m["status"] == "finished" and m["config_hash"] and m["output_hash"]
             assert m["versions"]["medistill"] and m["seconds"] >= 0
         assert first["generate"]["figures"]["new_calls"] == 12
+        assert first["generate"]["figures"]["completion_tokens_new"] > 12
         assert first["sft"]["inputs"] == {"curate": first["curate"]["output_hash"]}
         report = (tmp_path / "runs/tiny/report/report.md").read_text()
         for label in ("teacher: served", "base: model", "student: SFT", "student: SFT+GRPO"):

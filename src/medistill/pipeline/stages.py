@@ -105,7 +105,14 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         from medistill.generate import run_generate
 
         s = run_generate(cfg, show_progress=progress)
-        keys = ("new_calls", "prompt_tokens", "completion_tokens", "truncated_new")
+        keys = (
+            "new_calls",
+            "prompt_tokens_new",
+            "completion_tokens_new",
+            "truncated_new",
+            "estimated_cost_new",
+            "errors",
+        )
         return {k: s.get(k) for k in keys if k in s}
     if stage == "curate":
         from medistill.curate.run import run_curate
