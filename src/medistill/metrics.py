@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from medistill.backends.base import CUT_OFF
 from medistill.errors import DataError
 
 SCHEMA_VERSION = 1
@@ -83,7 +84,7 @@ def compute_metrics(
     none_s = sum(r.get("extracted_strict") is None for r in scored)
     with_finish = [r for r in rows if r.get("finish_reason")]
     reasons = Counter(str(r["finish_reason"]) for r in with_finish)
-    truncated = reasons["length"] + reasons["repetition"]
+    truncated = sum(reasons[r] for r in CUT_OFF)
     tokens = [float(r["output_tokens"]) for r in rows if r.get("output_tokens") is not None]
     latency = [float(r["latency_s"]) for r in rows if r.get("latency_s") is not None]
     by_subject: dict[str, list[dict]] = defaultdict(list)

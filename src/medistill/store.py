@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medistill.backends.base import CUT_OFF
 from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class TraceRecord:
     def truncated(self) -> bool:
         """True when the call did not end on its own: its token limit, or a repetition loop
         a local backend stopped early (curation filters both as truncated)."""
-        return self.finish_reason in ("length", "repetition")
+        return self.finish_reason in CUT_OFF
 
     def row(self) -> tuple[Any, ...]:
         """Values in :data:`COLUMNS` order, JSON-encoding structured fields."""

@@ -223,10 +223,7 @@ class TransformersBackend:
         singles: list[tuple[int, list[int], dict[str, int]]] = []
         multis: list[tuple[int, str, list[int], list[int]]] = []
         for r_i, req in enumerate(requests):
-            pairs = {
-                k: self._encode_pair(req.context, c, req.add_bos)
-                for k, c in req.continuations.items()
-            }
+            pairs = self._encode_pairs(req)
             contexts = {tuple(ctx) for ctx, _ in pairs.values()}
             if len(contexts) == 1 and all(len(cont) == 1 for _, cont in pairs.values()):
                 ctx = list(next(iter(contexts)))
@@ -240,18 +237,21 @@ class TransformersBackend:
             out[r_i][key] = score
         return [{k: o[k] for k in req.continuations} for o, req in zip(out, requests, strict=True)]
 
-    def _encode_pair(
-        self, context: str, continuation: str, add_bos: bool | None
-    ) -> tuple[list[int], list[int]]:
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        whole = self._encode(context + continuation, add_bos)
-        ctx = self._encode(context, add_bos)
-        cont = whole[len(ctx) :]
-        if not cont:  # the continuation merged into the context's last token
-            ctx, cont = whole[:-1], whole[-1:]
-        return ctx, cont
+    def _encode_pairs(self, req: ChoiceRequest) -> dict[str, tuple[list[int], list[int]]]:
+        """``key -> (context ids, continuation ids)`` as lm-eval's ``_encode_pair`` makes
+        them; the context is encoded once for all of a question's continuations."""
+        context = req.context.rstrip()
+        spaces = req.context[len(context) :]
+        ctx = self._encode(context, req.add_bos)
+        out = {}
+        for key, continuation in req.continuations.items():
+            whole = self._encode(context + spaces + continuation, req.add_bos)
+            cont = whole[len(ctx) :]
+            if cont:
+                out[key] = (ctx, cont)
+            else:  # the continuation merged into the context's last token
+                out[key] = (whole[:-1], whole[-1:])
+        return out
 
     def _batches(self, lengths: list[int], max_tokens: int = 8192):
         """Indices grouped longest first into batches of at most ``max_tokens`` padded

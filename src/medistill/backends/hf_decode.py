@@ -115,6 +115,7 @@ def stream_decode(
 
     device = next(model.parameters()).device
     eos_set = set(eos_ids)
+    cache_arg = _cache_arg(model)
     gen = torch.Generator(device=device)
     if seed is not None:
         gen.manual_seed(seed)
@@ -197,7 +198,7 @@ def stream_decode(
                 position_ids=pos[:, None],
                 use_cache=True,
                 logits_to_keep=1,
-                **{_cache_arg(model): cache},
+                **{cache_arg: cache},
             )
             cache, pos = _cache_of(out), pos + 1
             chosen = pick(out.logits[:, -1, :])

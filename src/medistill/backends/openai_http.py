@@ -143,6 +143,14 @@ class OpenAIBackend:
         """Enough requests in flight to keep every concurrency slot busy."""
         return max(4 * self.concurrency, 32)
 
+    def _auth_error(self, endpoint: str, status: int) -> MedistillError:
+        """The 401/403 error: names the endpoint and the key's variable, never the key."""
+        return MedistillError(
+            f"{endpoint}: authentication failed (HTTP {status}); check the API key in the "
+            f"environment variable {self.api_key_env}"
+            + ("" if self._api_key else " (it is not set)")
+        )
+
     def scrub(self, text: str) -> str:
         """Remove the API key from any text that may reach a log, a store or an error."""
         if self._api_key:
@@ -181,14 +189,7 @@ class OpenAIBackend:
                 return await self.complete(messages, params)
 
         async with self.session():
-            tasks = [asyncio.create_task(one(m)) for m in batch]
-            try:
-                return list(await asyncio.gather(*tasks))
-            except BaseException:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+            return await _all_or_none([one(m) for m in batch])
 
     def generate_each(
         self,
@@ -228,14 +229,7 @@ class OpenAIBackend:
             on_result(i, gen)
 
         async with self.session():
-            tasks = [asyncio.create_task(one(i, m)) for i, m in enumerate(batch)]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+            await _all_or_none([one(i, m) for i, m in enumerate(batch)])
 
     def check_endpoints(self, timeout_s: float = 5.0) -> None:
         """Fail in seconds, naming the URL, when an endpoint cannot be reached at all.
@@ -275,11 +269,7 @@ class OpenAIBackend:
                     )
                     continue
                 if status in (401, 403):
-                    raise MedistillError(
-                        f"{endpoint}: authentication failed (HTTP {status}); check the API "
-                        f"key in the environment variable {self.api_key_env}"
-                        + ("" if self._api_key else " (it is not set)")
-                    )
+                    raise self._auth_error(endpoint, status)
 
     def request_body(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
         """The chat-completions body: the sampling parameters as given, then ``extra_body``.
@@ -392,11 +382,7 @@ class OpenAIBackend:
         if status in RETRY_STATUS:
             raise RetryableError(f"http_{status}", text[:200], _retry_after(retry_after))
         if status in (401, 403):
-            raise MedistillError(
-                f"{endpoint}: authentication failed (HTTP {status}); check the API key in the "
-                f"environment variable {self.api_key_env}"
-                + ("" if self._api_key else " (it is not set)")
-            )
+            raise self._auth_error(endpoint, status)
         if status in REJECT_STATUS:
             raise RequestRejected(
                 f"{endpoint}: request rejected (HTTP {status}): {self.scrub(text[:500])}", status
@@ -426,6 +412,18 @@ class OpenAIBackend:
             prompt_tokens=usage.get("prompt_tokens"),
             reasoning=reasoning,
         )
+
+
+async def _all_or_none(coros: list) -> list:
+    """Run the coroutines concurrently; if one fails, cancel the rest and re-raise."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from medistill.answers import answer_statements, extract_answer
+from medistill.backends.base import CUT_OFF
 from medistill.curate.text import ngram_hashes, word_hashes
 from medistill.prompts import answer_line
 
@@ -169,7 +170,7 @@ def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = Fals
     opts: dict[str, str] = row["options"]
     perm: dict[str, str] = row.get("permutation") or {k: k for k in opts}
     text = row.get("text") or ""
-    truncated = bool(row.get("truncated")) or row.get("finish_reason") in ("length", "repetition")
+    truncated = bool(row.get("truncated")) or row.get("finish_reason") in CUT_OFF
     e = extract_answer(text, opts, mode=mode, truncated=truncated)  # type: ignore[arg-type]
     letter = perm.get(e.letter) if e.letter else None
     correct = letter is not None and letter == perm[row["gold"]]

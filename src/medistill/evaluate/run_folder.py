@@ -53,6 +53,20 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
     return [r for i, r in enumerate(rows) if last[r.get("id")] == i]
 
 
+def changed_settings(cfg: EvalConfig, out: Path) -> list[str]:
+    """The identity keys in which the run stored in ``out`` differs from ``cfg`` (empty when
+    there is none, or it is the same run): what a resume refuses."""
+    cfg_path = out / CONFIG
+    if not cfg_path.exists():
+        return []
+    try:
+        stored = json.loads(cfg_path.read_text(encoding="utf-8")).get("identity", {})
+    except (OSError, json.JSONDecodeError):
+        return [f"{CONFIG} unreadable"]
+    ident = cfg.identity()
+    return [k for k in IDENTITY_KEYS if (stored.get(k) or None) != (ident.get(k) or None)]
+
+
 def _prepare_run(cfg: EvalConfig, out: Path, *, overwrite: bool) -> list[dict[str, Any]]:
     """Create or reopen the run folder; return the rows already finished."""
     out.mkdir(parents=True, exist_ok=True)
@@ -61,9 +75,8 @@ def _prepare_run(cfg: EvalConfig, out: Path, *, overwrite: bool) -> list[dict[st
     if overwrite:
         for name in (PREDICTIONS, METRICS, PROGRESS):
             (out / name).unlink(missing_ok=True)
-    elif cfg_path.exists():
-        stored = json.loads(cfg_path.read_text(encoding="utf-8")).get("identity", {})
-        diff = [k for k in IDENTITY_KEYS if (stored.get(k) or None) != (ident.get(k) or None)]
+    else:
+        diff = changed_settings(cfg, out)
         if diff:
             raise MedistillError(
                 f"{out} holds a run with different settings ({', '.join(diff)}); use another "

@@ -130,6 +130,7 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         return {"metrics": m.get("metrics"), "data": m.get("data")}
     if stage == "eval":
         from medistill.evaluate import run_eval
+        from medistill.evaluate.run_folder import changed_settings
 
         used = (previous or {}).get("figures", {}).get("models", {})
         models = {}
@@ -138,7 +139,8 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             model_hash = _model_hash(p, key)
             # A retrained model keeps its folder: its old predictions must not be resumed;
             # nor may a run whose eval settings changed.
-            overwrite = (fresh and used.get(key) != model_hash) or _settings_changed(ecfg)
+            changed = changed_settings(ecfg, Path(ecfg.out))
+            overwrite = (fresh and used.get(key) != model_hash) or bool(changed)
             m = run_eval(ecfg, overwrite=overwrite, show_progress=progress)
             models[key] = model_hash
             acc = m["accuracy"]["lenient"]
@@ -160,18 +162,6 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
     dataset = p.stage_dir("curate") / "dataset" if "curate" in p.configs else None
     rep = build_report(runs, folder, title=cfg["title"], dataset=dataset)
     return {"warnings": len(rep.warnings)}
-
-
-def _settings_changed(ecfg) -> bool:
-    """True when the eval run folder holds a run with other settings."""
-    stored = Path(ecfg.out) / "config.json"
-    if not stored.is_file():
-        return False
-    try:
-        old = json.loads(stored.read_text(encoding="utf-8")).get("identity")
-    except (OSError, json.JSONDecodeError):
-        return True
-    return old != json.loads(json.dumps(ecfg.identity()))
 
 
 def _model_hash(p: Plan, key: str) -> str | None:
