@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,77 @@ def curate_traces(records: list, out: Path, *, validation_fraction: float = 0.1)
 def curated_dataset(tmp_path_factory) -> Path:
     """A format_version 2 dataset folder written by ``medistill curate`` from 30 traces."""
     return curate_traces(synthetic_traces(30), tmp_path_factory.mktemp("curated"))
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed here (apt) when missing and allowed."""
+    path = shutil.which("chromium")
+    if path is None and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=False,
+            capture_output=True,
+            timeout=600,
+        )
+        path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("chromium is not installed (apt-get install chromium) and cannot be here")
+    pytest.importorskip("playwright")
+    return path
+
+
+#: The llama-cpp-python the deployment tests build (the serve extra allows newer ones).
+LLAMA_CPP_VERSION = "0.3.36"
+#: A portable CPU build: the default native build can use AMX / AVX-512 instructions that a
+#: VM's CPU advertises but the process may not run (SIGILL). Same flags on every x86 machine.
+LLAMA_CPP_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+    "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
+)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp() -> None:
+    """llama-cpp-python (with its server) in this environment: built once from source
+    (about 6 minutes on 2 cores) into ~/.cache/medistill/wheels and installed from there, so
+    only the tests that need it pay for it, once per machine.
+    ``MEDISTILL_NO_LLAMA_CPP=1`` skips those tests instead."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn"):
+        return
+    if os.environ.get("MEDISTILL_NO_LLAMA_CPP"):
+        pytest.skip("MEDISTILL_NO_LLAMA_CPP is set")
+    import hashlib
+
+    tag = hashlib.sha256(LLAMA_CPP_CMAKE_ARGS.encode()).hexdigest()[:10]
+    wheels = Path.home() / ".cache" / "medistill" / "wheels" / f"llama-cpp-{tag}"
+    pip = [sys.executable, "-m", "pip"]
+    if not list(wheels.glob(f"llama_cpp_python-{LLAMA_CPP_VERSION}-*.whl")):
+        env = {
+            **os.environ,
+            "CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS,
+            "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
+        }
+        cmd = [*pip, "wheel", "-q", "--no-deps", "--no-cache-dir", "-w", str(wheels)]
+        done = subprocess.run(
+            [*cmd, f"llama-cpp-python=={LLAMA_CPP_VERSION}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"building llama-cpp-python failed:\n{done.stderr[-3000:]}")
+    wheel = next(wheels.glob(f"llama_cpp_python-{LLAMA_CPP_VERSION}-*.whl"))
+    done = subprocess.run(
+        [*pip, "install", "-q", f"{wheel}[server]", "sentencepiece"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"installing llama-cpp-python failed:\n{done.stderr[-3000:]}")
+    importlib.invalidate_caches()

@@ -6,9 +6,6 @@ explanations, and render a model output containing ``<script>`` as text.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,24 +18,6 @@ from chat_server import ChatServer
 
 SAMPLE = {q.question.strip(): q for q in load_benchmark("sample").questions}
 EVIL = '<script>document.title="pwned";console.error("xss")</script><img src=x onerror=alert(1)>'
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium, installed here (apt) when missing and allowed."""
-    path = shutil.which("chromium")
-    if path is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            check=False,
-            capture_output=True,
-            timeout=600,
-        )
-        path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("chromium is not installed (apt-get install chromium) and cannot be here")
-    pytest.importorskip("playwright")
-    return path
 
 
 def _answerer(correct: bool, evil: bool = False):

@@ -276,6 +276,43 @@ def export_cmd(
     typer.echo(f"wrote {export_store(store, out, format)}")
 
 
+@app.command("export-model", context_settings=_PASSTHROUGH, add_help_option=False)
+@_user_errors
+def export_model_cmd(ctx: typer.Context) -> None:
+    """A trained model as a standalone folder or a GGUF file (llama.cpp), with a model card.
+
+    Options: medistill export-model --help (or an export_model: section of a --config recipe).
+    `medistill export` writes trace stores; this writes models.
+    """
+    from medistill.config import build
+    from medistill.deploy.export import ExportModelConfig, export_model
+    from medistill.options import parse_stage_args
+
+    args = parse_stage_args(
+        ExportModelConfig, ctx.args, section="export_model", prog="medistill export-model"
+    )
+    summary = export_model(build(ExportModelConfig, args.values, where=args.where))
+    for name, size in summary["files"].items():
+        typer.echo(f"{name}: {size / 1e6:.1f} MB")
+    typer.echo(f"wrote {summary['out']} (card: README.md)")
+
+
+@app.command("serve", context_settings=_PASSTHROUGH, add_help_option=False)
+@_user_errors
+def serve_cmd(ctx: typer.Context) -> None:
+    """Serve a model on this machine (llama.cpp for GGUF, vLLM on a GPU) and, with --ui, the
+    explain page where a clinician reads the model's reasoning. Bound to 127.0.0.1.
+
+    Options: medistill serve --help (or a serve: section of a --config recipe).
+    """
+    from medistill.config import build
+    from medistill.deploy.serve import ServeConfig, serve
+    from medistill.options import parse_stage_args
+
+    args = parse_stage_args(ServeConfig, ctx.args, section="serve", prog="medistill serve")
+    serve(build(ServeConfig, args.values, where=args.where), announce=typer.echo)
+
+
 @app.command("rescore")
 @_user_errors
 def rescore_cmd(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.errors import MedistillError
+from medistill.notice import NOT_FOR_CLINICAL_USE
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,6 @@ MANIFEST = "medistill_train.json"
 #: counted as content and not removed when ``overwrite`` starts the run again.
 PIPELINE_MANIFEST = "pipeline.json"
 LOG = "log.jsonl"
-NOT_FOR_CLINICAL_USE = (
-    "**Not for clinical use.** This is a research model distilled for medical question "
-    "answering. It makes mistakes, including confident and harmful ones; it must not be used to "
-    "diagnose, treat or advise patients."
-)
 
 
 def read_manifest(out: Path) -> dict[str, Any] | None:
