@@ -271,3 +271,12 @@ def test_export_bad_input(kwargs: dict, message: str, tiny_model_dir: Path, tmp_
     cfg = {"model": str(tiny_model_dir), "out": str(tmp_path / "x"), **kwargs}
     with pytest.raises(MedistillError, match=message):
         export_model(ExportModelConfig(**cfg))
+
+
+def test_llamacpp_backend_reads_a_gguf_file(tmp_path: Path) -> None:
+    from medistill.backends import make_backend
+
+    with pytest.raises(MedistillError, match="medistill export-model --model"):
+        make_backend("llamacpp", str(tmp_path))
+    with pytest.raises(MedistillError, match="no such file"):
+        make_backend("llamacpp", str(tmp_path / "student.gguf"))

@@ -50,6 +50,11 @@ def _wait(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 180
     raise AssertionError(f"{url} did not answer in {timeout_s} s")
 
 
+def _responses(run: Path) -> dict[str, str]:
+    with open(run / "predictions.jsonl", encoding="utf-8") as fh:
+        return {r["id"]: r["response"] for r in map(json.loads, fh)}
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -131,6 +136,13 @@ def test_gguf_round_trip_matches_transformers(
             log.close()
         time.sleep(1)
         assert not _port_open(port)  # stopping `medistill serve` stopped the engine
+        if quant == "q8_0":  # the same file in-process (backend llamacpp): the same answers
+            inproc = tmp_path / "eval-q8_0-inprocess"
+            cfg = EvalConfig(**{**base.__dict__, "model": str(gguf), "backend": "llamacpp"})
+            cfg.out = str(inproc)
+            run_eval(cfg, show_progress=False)
+            served, local = _responses(tmp_path / "eval-q8_0"), _responses(inproc)
+            assert served == local
 
     acc = hf["accuracy"]["lenient"]
     for quant, m in results.items():

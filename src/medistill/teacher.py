@@ -19,7 +19,9 @@ class TeacherConfig:
     """
 
     model: str = field(metadata={"help": "model name sent to the server / local model"})
-    backend: str = field(default="openai", metadata={"help": "openai | transformers | vllm"})
+    backend: str = field(
+        default="openai", metadata={"help": "openai | transformers | vllm | llamacpp"}
+    )
     base_url: list[str] = field(
         default_factory=lambda: ["http://127.0.0.1:8000/v1"],
         metadata={"help": "one or more OpenAI-compatible endpoints (balanced)"},
@@ -64,7 +66,8 @@ class TeacherConfig:
 
     @classmethod
     def spec_values(cls, spec: str) -> dict[str, str]:
-        """openai:<model> | transformers:<model> | vllm:<model> (a bare name: openai).
+        """openai:<model> | transformers:<model> | vllm:<model> | llamacpp:<file.gguf> (a bare
+        name: openai).
 
         The ``model`` and ``backend`` a :meth:`from_spec` string sets, as recipe keys.
         """
@@ -112,4 +115,6 @@ class TeacherConfig:
                 trust_remote_code=self.trust_remote_code,
                 **backend_kwargs,
             )
+        if self.backend == "llamacpp":
+            return make_backend("llamacpp", self.model)
         return make_backend("vllm", self.model, trust_remote_code=self.trust_remote_code)

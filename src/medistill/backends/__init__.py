@@ -21,7 +21,7 @@ from medistill.backends.base import (
 )
 from medistill.errors import MedistillError
 
-BACKENDS = ("transformers", "openai", "vllm")
+BACKENDS = ("transformers", "openai", "vllm", "llamacpp")
 
 
 def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
@@ -38,6 +38,10 @@ def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
         from medistill.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(model, **kwargs)
+    if name == "llamacpp":
+        from medistill.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(model, **kwargs)
     raise MedistillError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
 
 

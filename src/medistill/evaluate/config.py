@@ -41,7 +41,9 @@ class EvalConfig:
         default=None, metadata={"help": "run folder; none: runs/eval/<label>-<benchmark>-<mode>"}
     )
     label: str | None = field(default=None, metadata={"help": "model name shown in reports"})
-    backend: str = field(default="transformers", metadata={"help": "transformers|openai|vllm"})
+    backend: str = field(
+        default="transformers", metadata={"help": "transformers|openai|vllm|llamacpp (a .gguf)"}
+    )
     mode: Literal["generate", "loglik"] = field(
         default="generate", metadata={"help": "generate + extract, or option-letter loglik"}
     )

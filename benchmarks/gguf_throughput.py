@@ -1,0 +1,151 @@
+"""CPU tokens/s of the GGUF student (q8_0, q4_k_m) through llama.cpp against the HF fp32
+model through ``medistill eval``, same prompts, same run; and the file sizes.
+
+    python benchmarks/gguf_throughput.py --n 16 --max-new-tokens 256
+
+SmolLM2-135M-Instruct (packaged) is exported with ``medistill export-model`` (llama.cpp's
+converter and quantiser), served with ``medistill serve``'s engine (llama-cpp-python's
+OpenAI-compatible server, every core) and evaluated with ``medistill eval --backend openai
+--concurrency 1`` (one stream), then in-process with ``--backend llamacpp``. The baseline is
+the same model folder through ``medistill eval`` with transformers in fp32, once with one
+stream (``--batch-size 1``) and once batched (``--batch-size 8``, eval's default). Greedy,
+the first ``--n`` MedQA test questions (the embedded sample without ../shared). Tokens/s =
+generated tokens over the generation wall time (model load excluded; prompt processing
+included). Needs ``pip install 'medistill[serve]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from medistill.deploy.export import ExportModelConfig, export_model
+from medistill.deploy.serve import ServeConfig, start_engine
+from medistill.evaluate import EvalConfig, run_eval
+from medistill.models import resolve_model
+
+
+def _source() -> tuple[str, str, str | None]:
+    shared = Path(
+        os.environ.get("MEDISTILL_SHARED_DATA", Path(__file__).parents[2] / "shared/data")
+    )
+    medqa = shared / "medqa/US_4options_test.jsonl"
+    if medqa.exists():
+        return "MedQA test", "medqa", str(medqa)
+    return "embedded sample", "sample", None
+
+
+def _row(label: str, metrics: dict, size: int, baseline: float | None) -> dict:
+    tps = metrics["throughput"]["output_tokens_per_s"]
+    return {
+        "label": label,
+        "tokens_per_s": tps,
+        "ratio": tps / baseline if baseline else 1.0,
+        "size_mb": size / 1e6,
+        "accuracy": metrics["accuracy"]["lenient"]["value"],
+        "no_answer": metrics["no_answer_rate"]["lenient"],
+        "cut_off": metrics["truncation_rate"],
+        "tokens": metrics["output_tokens"]["mean"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    where, benchmark, path = _source()
+    model = resolve_model("smollm2")
+    hf_size = sum(f.stat().st_size for f in Path(model).glob("*.safetensors"))
+    common = {
+        "model": model,
+        "benchmark": benchmark,
+        "path": path,
+        "limit": args.n,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    rows, answers = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        runs = [("HF fp32, transformers, 1 stream", 1), ("HF fp32, transformers, batch 8", 8)]
+        baseline = None
+        for label, batch in runs:
+            out = tmp / f"hf-{batch}"
+            m = run_eval(
+                EvalConfig(**common, batch_size=batch, out=str(out), label=label),
+                show_progress=False,
+            )
+            baseline = baseline or m["throughput"]["output_tokens_per_s"]
+            rows.append(_row(label, m, hf_size, baseline))
+            answers[label] = _letters(out)
+        for quant in ("q8_0", "q4_k_m"):
+            exported = export_model(
+                ExportModelConfig(model=model, quant=quant, out=str(tmp / quant), name="smollm2")
+            )
+            gguf = tmp / quant / f"smollm2-{quant}.gguf"
+            engine = start_engine(
+                ServeConfig(model=str(gguf), port=_free_port(), n_threads=args.threads)
+            )
+            try:
+                label = f"GGUF {quant}, llama.cpp server, 1 stream"
+                out = tmp / quant / "eval"
+                cfg = EvalConfig(
+                    **{**common, "model": engine.name},
+                    backend="openai",
+                    base_url=[engine.base_url],
+                    concurrency=1,
+                    out=str(out),
+                    label=label,
+                )
+                m = run_eval(cfg, show_progress=False)
+            finally:
+                engine.stop()
+            rows.append(_row(label, m, exported["files"][gguf.name], baseline))
+            answers[label] = _letters(out)
+            label = f"GGUF {quant}, llama.cpp in-process (--backend llamacpp)"
+            out = tmp / quant / "eval-inprocess"
+            cfg = EvalConfig(**{**common, "model": str(gguf)}, backend="llamacpp")
+            cfg.out, cfg.label = str(out), label
+            m = run_eval(cfg, show_progress=False)
+            rows.append(_row(label, m, exported["files"][gguf.name], baseline))
+            answers[label] = _letters(out)
+    ref = answers[rows[0]["label"]]
+    print(f"\n{where}, first {args.n} questions, greedy, budget {args.max_new_tokens} tokens, ")
+    print(f"{args.threads} threads, {platform.processor() or platform.machine()}\n")
+    print(
+        "| model | tokens/s | vs HF 1 stream | file MB | accuracy | no answer | cut off | "
+        "tokens/answer | same answer as HF |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        got = answers[r["label"]]
+        same = sum(got.get(k) == v for k, v in ref.items())
+        print(
+            f"| {r['label']} | {r['tokens_per_s']:.1f} | {r['ratio']:.2f}x | {r['size_mb']:.0f} "
+            f"| {100 * r['accuracy']:.1f}% | {100 * r['no_answer']:.1f}% "
+            f"| {100 * r['cut_off']:.1f}% | {r['tokens']:.0f} | {same}/{len(ref)} |"
+        )
+
+
+def _letters(run: Path) -> dict[str, str | None]:
+    with open(run / "predictions.jsonl", encoding="utf-8") as fh:
+        return {r["id"]: r["extracted"] for r in map(json.loads, fh)}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()
