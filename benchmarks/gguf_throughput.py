@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--decode-tokens", type=int, default=128)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     where, benchmark, path = _source()
@@ -71,7 +72,7 @@ def main() -> None:
         "limit": args.n,
         "max_new_tokens": args.max_new_tokens,
     }
-    rows, answers = [], {}
+    rows, answers, decode = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         runs = [("HF fp32, transformers, 1 stream", 1), ("HF fp32, transformers, batch 8", 8)]
@@ -116,6 +117,8 @@ def main() -> None:
             m = run_eval(cfg, show_progress=False)
             rows.append(_row(label, m, exported["files"][gguf.name], baseline))
             answers[label] = _letters(out)
+            decode[quant] = _decode_llama_cpp(gguf, args.threads, args.decode_tokens)
+        decode["HF fp32"] = _decode_hf(model, args.decode_tokens)
     ref = answers[rows[0]["label"]]
     print(f"\n{where}, first {args.n} questions, greedy, budget {args.max_new_tokens} tokens, ")
     print(f"{args.threads} threads, {platform.processor() or platform.machine()}\n")
@@ -132,6 +135,58 @@ def main() -> None:
             f"| {100 * r['accuracy']:.1f}% | {100 * r['no_answer']:.1f}% "
             f"| {100 * r['cut_off']:.1f}% | {r['tokens']:.0f} | {same}/{len(ref)} |"
         )
+    print(f"\nDecode only, one stream, {args.decode_tokens} tokens after a short prompt:\n")
+    print("| model | decode tokens/s | vs HF fp32 |\n|---|--:|--:|")
+    for name in ("HF fp32", "q8_0", "q4_k_m"):
+        print(f"| {name} | {decode[name]:.1f} | {decode[name] / decode['HF fp32']:.2f}x |")
+
+
+def _decode_prompt() -> list[dict[str, str]]:
+    return [{"role": "user", "content": "Explain how the kidney regulates blood pressure."}]
+
+
+def _decode_llama_cpp(gguf: Path, threads: int, n: int) -> float:
+    """Decode-only tokens/s of one stream: ``n`` tokens (llama.cpp's ``generate`` does not
+    stop at the end of turn), timed from the first one."""
+    import time
+
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
+    prompt = llm.tokenizer_.tokenize(b"Explain how the kidney regulates blood pressure.")
+    made, started = 0, 0.0
+    for _ in llm.generate(prompt, temp=0.0, repeat_penalty=1.0):  # never stops on its own
+        if made == 0:
+            started = time.perf_counter()  # the prompt is processed by the first token
+        made += 1
+        if made == n:
+            break
+    made -= 1
+    return made / (time.perf_counter() - started)
+
+
+def _decode_hf(model: str, n: int) -> float:
+    """The same for transformers fp32: ``generate`` with exactly ``n`` new tokens, minus the
+    prefill (timed separately with one new token)."""
+    import time
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    ids = tok.apply_chat_template(_decode_prompt(), add_generation_prompt=True, return_tensors="pt")
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    kw = {"do_sample": False, "pad_token_id": tok.eos_token_id}
+    with torch.inference_mode():
+        lm.generate(ids, max_new_tokens=2, **kw)
+        t0 = time.perf_counter()
+        lm.generate(ids, max_new_tokens=1, **kw)
+        prefill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lm.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
+        total = time.perf_counter() - t0
+    return (n - 1) / (total - prefill)
 
 
 def _letters(run: Path) -> dict[str, str | None]:
