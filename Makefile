@@ -49,6 +49,9 @@ bench: install
 	$(PY) benchmarks/eval_throughput.py --n 32 --batch-sizes 8,16,32 --max-new-tokens 128
 	$(PY) benchmarks/eval_generation.py --n 32 --max-new-tokens 1024 --batch-size 8
 	$(PY) benchmarks/loglik_throughput.py --n 200 --baseline-rev 08c84af
+	@if $(PY) -c "import llama_cpp" 2>/dev/null; then \
+	  $(PY) benchmarks/gguf_throughput.py --n 16 --max-new-tokens 256; \
+	else echo "gguf_throughput: not run, it needs pip install '.[serve]' (llama.cpp)"; fi
 	$(PY) benchmarks/curate_scale.py decontam --n 200000
 	$(PY) benchmarks/curate_scale.py planted
 	$(PY) benchmarks/curate_scale.py memory --traces 1000000

@@ -155,3 +155,25 @@ def test_gguf_round_trip_matches_transformers(
         assert label in table
     assert "No answer %" in table and "Trunc. %" in table
     print("\n" + table)  # the side-by-side table, in the test log (-s)
+
+
+def test_serve_a_model_folder_on_cpu(llama_cpp: None, smollm2: str, tmp_path: Path) -> None:
+    """A folder without vLLM and a GPU: converted once to GGUF q8_0, served by llama.cpp."""
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        serve = subprocess.Popen(
+            [*MEDISTILL, "serve", "--model", smollm2, "--port", str(port), "--name", "student"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait(f"http://127.0.0.1:{port}/v1/models", serve, log_path)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as r:
+                assert [m["id"] for m in json.loads(r.read())["data"]] == ["student"]
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=30)
+    assert "converting" in log_path.read_text() or "gguf" in log_path.read_text()
+    time.sleep(1)
+    assert not _port_open(port)
