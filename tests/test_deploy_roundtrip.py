@@ -174,6 +174,8 @@ def test_serve_a_model_folder_on_cpu(llama_cpp: None, smollm2: str, tmp_path: Pa
         finally:
             serve.send_signal(signal.SIGTERM)
             serve.wait(timeout=30)
-    assert "converting" in log_path.read_text() or "gguf" in log_path.read_text()
+    from medistill.models import default_cache_dir
+
+    assert list((default_cache_dir() / "gguf").glob(f"{Path(smollm2).name}-*-q8_0.gguf"))
     time.sleep(1)
     assert not _port_open(port)

@@ -41,8 +41,9 @@ def _llama_cpp_version() -> str:
 def converter_dir() -> Path:
     """The folder holding llama.cpp's ``convert_hf_to_gguf.py`` for the installed version."""
     version = _llama_cpp_version()
-    cache = Path(os.environ.get("MEDISTILL_CACHE", Path.home() / ".cache" / "medistill"))
-    folder = cache / f"llama.cpp-{version}"
+    from medistill.models import default_cache_dir
+
+    folder = default_cache_dir() / f"llama.cpp-{version}"
     if (folder / "convert_hf_to_gguf.py").is_file():
         return folder
     with tempfile.TemporaryDirectory() as tmp:

@@ -168,8 +168,9 @@ def engine_command(cfg: ServeConfig, model: Path, engine: str) -> list[str]:
 def gguf_for(cfg: ServeConfig, folder: Path) -> Path:
     """A GGUF file of ``folder`` (converted once, kept beside the cache's other models)."""
     from medistill.deploy.gguf import to_gguf
+    from medistill.models import default_cache_dir
 
-    cache = Path(os.environ.get("MEDISTILL_CACHE", Path.home() / ".cache" / "medistill"))
+    cache = default_cache_dir()
     stamp = max(f.stat().st_mtime_ns for f in folder.glob("*.safetensors"))
     out = cache / "gguf" / f"{folder.resolve().name}-{stamp}-{cfg.quant}.gguf"
     if not out.is_file():
