@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -249,7 +250,7 @@ def _wait_ready(engine: Engine, timeout_s: float) -> None:
     raise MedistillError(f"the engine did not answer at {engine.base_url} in {timeout_s:.0f} s")
 
 
-def serve(cfg: ServeConfig, *, announce=print) -> None:
+def serve(cfg: ServeConfig, *, announce: Callable[[str], None] = log.info) -> None:
     """Serve until interrupted: the engine, the explain page, or both."""
     if cfg.base_url and not cfg.ui:
         raise MedistillError("--base-url is for --ui alone (the page in front of a running server)")
@@ -276,7 +277,9 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_explain_page(cfg: ServeConfig, base_url: str, model: str, *, announce=print) -> None:
+def run_explain_page(
+    cfg: ServeConfig, base_url: str, model: str, *, announce: Callable[[str], None] = log.info
+) -> None:
     """Run the explain page in this process until interrupted."""
     try:
         import uvicorn
