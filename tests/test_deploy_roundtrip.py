@@ -24,7 +24,8 @@ import pytest
 from medistill.evaluate import EvalConfig, run_eval
 from medistill.report import build_report
 
-pytestmark = pytest.mark.slow
+# The first test may build llama.cpp (the llama_cpp fixture, about 6 minutes).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 BENCHMARK = "sample_heldout"
 MAX_NEW_TOKENS = 256
