@@ -114,16 +114,11 @@ def export_model(cfg: ExportModelConfig) -> dict[str, Any]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = _merged(source, Path(tmp), cfg.trust_remote_code)
-        if cfg.format == "hf":
-            files = _copy_model_files(model_dir, staging)
-        else:
-            from medistill.deploy.gguf import to_gguf
-
-            gguf = staging / f"{cfg.display_name()}-{cfg.quant}.gguf"
-            log.info("converting %s to GGUF %s (llama.cpp's converter)", model_dir, cfg.quant)
-            files = [to_gguf(model_dir, gguf, cfg.quant).name]
+    try:
+        files = _write_model(cfg, source, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed export leaves nothing behind
+        raise
     if (source / "training_curve.png").is_file():
         shutil.copy2(source / "training_curve.png", staging / "training_curve.png")
     sizes = {f: (staging / f).stat().st_size for f in files}
@@ -150,6 +145,19 @@ def export_model(cfg: ExportModelConfig) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, out)
     return {**export, "out": str(out)}
+
+
+def _write_model(cfg: ExportModelConfig, source: Path, staging: Path) -> list[str]:
+    """The model files in ``staging``: copied (hf) or converted (gguf); their names."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = _merged(source, Path(tmp), cfg.trust_remote_code)
+        if cfg.format == "hf":
+            return _copy_model_files(model_dir, staging)
+        from medistill.deploy.gguf import to_gguf
+
+        gguf = staging / f"{cfg.display_name()}-{cfg.quant}.gguf"
+        log.info("converting %s to GGUF %s (llama.cpp's converter)", model_dir, cfg.quant)
+        return [to_gguf(model_dir, gguf, cfg.quant).name]
 
 
 def _source_folder(model: str) -> Path:
