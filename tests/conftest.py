@@ -154,7 +154,9 @@ def llama_cpp() -> None:
             "CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS,
             "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
         }
-        cmd = [*pip, "wheel", "-q", "--no-deps", "--no-cache-dir", "-w", str(wheels)]
+        staging = wheels.with_suffix(".partial")  # moved in whole: a killed build leaves none
+        shutil.rmtree(staging, ignore_errors=True)
+        cmd = [*pip, "wheel", "-q", "--no-deps", "--no-cache-dir", "-w", str(staging)]
         done = subprocess.run(
             [*cmd, f"llama-cpp-python=={LLAMA_CPP_VERSION}"],
             env=env,
@@ -164,6 +166,9 @@ def llama_cpp() -> None:
         )
         if done.returncode != 0:
             pytest.fail(f"building llama-cpp-python failed:\n{done.stderr[-3000:]}")
+        wheels.mkdir(parents=True, exist_ok=True)
+        for built in staging.glob("*.whl"):
+            os.replace(built, wheels / built.name)
     wheel = next(wheels.glob(f"llama_cpp_python-{LLAMA_CPP_VERSION}-*.whl"))
     done = subprocess.run(
         [*pip, "install", "-q", f"{wheel}[server]", "sentencepiece"],
