@@ -35,14 +35,15 @@ sys.path.insert(0, str(ROOT / "tests"))  # the synthetic data generators live wi
 
 from medistill.curate.decontam import BenchmarkIndex, load_eval_questions  # noqa: E402
 from medistill.data import load_benchmark  # noqa: E402
+
 from paraphrase import (  # noqa: E402
     paraphrase_question,
     synthetic_questions,
     verbatim_copy,
     write_synthetic_store,
 )
+from shared_data import SHARED  # noqa: E402
 
-SHARED = Path(os.environ.get("MEDISTILL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 ALL = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -35,7 +34,9 @@ STAGES = ("import", "curate", "eval-base", "sft", "eval-sft", "grpo", "eval-grpo
 
 
 def _shared() -> Path:
-    return Path(os.environ.get("MEDISTILL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    from shared_data import SHARED
+
+    return SHARED
 
 
 def _run(args: list[str]) -> None:

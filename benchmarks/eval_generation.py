@@ -31,15 +31,7 @@ from medistill.data import load_benchmark
 from medistill.evaluate import EvalConfig, run_eval
 from medistill.prompts import get_template
 
-
-def _source(n: int) -> tuple[str, str, str | None]:
-    shared = Path(
-        os.environ.get("MEDISTILL_SHARED_DATA", Path(__file__).parents[2] / "shared/data")
-    )
-    medqa = shared / "medqa/US_4options_test.jsonl"
-    if medqa.exists():
-        return "MedQA test", "medqa", str(medqa)
-    return "embedded sample", "sample", None
+from shared_data import medqa_or_sample
 
 
 def _plain(model: str, questions, batch_size: int, budget: int) -> tuple[float, dict]:
@@ -92,7 +84,7 @@ def main() -> None:
     ap.add_argument("--no-stop-loops", action="store_true", help="medistill without loop stop")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    source, bench, path = _source(args.n)
+    source, bench, path = medqa_or_sample()
     questions = load_benchmark(bench, path, limit=args.n).questions
     mine_s, mine = _medistill(
         args.model,

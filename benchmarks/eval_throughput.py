@@ -14,7 +14,6 @@ import logging
 import os
 import platform
 import time
-from pathlib import Path
 
 from medistill.answers import extract_answer
 from medistill.backends import SamplingParams
@@ -22,15 +21,12 @@ from medistill.backends.hf import TransformersBackend
 from medistill.data import load_benchmark
 from medistill.prompts import get_template
 
+from shared_data import medqa_or_sample
+
 
 def _questions(n: int):
-    shared = Path(
-        os.environ.get("MEDISTILL_SHARED_DATA", Path(__file__).parents[2] / "shared/data")
-    )
-    medqa = shared / "medqa/US_4options_test.jsonl"
-    if medqa.exists():
-        return "MedQA test", load_benchmark("medqa", medqa, limit=n).questions
-    return "embedded sample", load_benchmark("sample", limit=n).questions
+    where, benchmark, path = medqa_or_sample()
+    return where, load_benchmark(benchmark, path, limit=n).questions
 
 
 def _run(backend: TransformersBackend, msgs, bs: int, params: SamplingParams):

@@ -29,15 +29,7 @@ from medistill.deploy.serve import ServeConfig, start_engine
 from medistill.evaluate import EvalConfig, run_eval
 from medistill.models import resolve_model
 
-
-def _source() -> tuple[str, str, str | None]:
-    shared = Path(
-        os.environ.get("MEDISTILL_SHARED_DATA", Path(__file__).parents[2] / "shared/data")
-    )
-    medqa = shared / "medqa/US_4options_test.jsonl"
-    if medqa.exists():
-        return "MedQA test", "medqa", str(medqa)
-    return "embedded sample", "sample", None
+from shared_data import medqa_or_sample
 
 
 def _row(label: str, metrics: dict, size: int, baseline: float | None) -> dict:
@@ -62,7 +54,7 @@ def main() -> None:
     ap.add_argument("--decode-tokens", type=int, default=128)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    where, benchmark, path = _source()
+    where, benchmark, path = medqa_or_sample()
     model = resolve_model("smollm2")
     hf_size = sum(f.stat().st_size for f in Path(model).glob("*.safetensors"))
     common = {

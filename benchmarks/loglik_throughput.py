@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _questions(n: int):
     from medistill.data import load_benchmark
 
-    shared = Path(os.environ.get("MEDISTILL_SHARED_DATA", ROOT.parent / "shared/data"))
-    return load_benchmark("medqa", shared / "medqa/US_4options_test.jsonl", limit=n).questions
+    from shared_data import MEDQA_TEST
+
+    return load_benchmark("medqa", MEDQA_TEST, limit=n).questions
 
 
 def _worker(kind: str, model: str, n: int, batch_size: int) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -39,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _shared() -> Path:
-    return Path(os.environ.get("MEDISTILL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    from shared_data import SHARED
+
+    return SHARED
 
 
 def _dataset(work: Path) -> Path:

@@ -23,6 +23,7 @@ from medistill.curate.text import (
 from medistill.data import Question, load_benchmark
 from medistill.errors import MedistillError
 from medistill.store import TraceRecord, TraceStore
+
 from paraphrase import paraphrase_question, verbatim_copy
 
 VIGNETTE = (

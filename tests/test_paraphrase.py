@@ -11,6 +11,7 @@ import pytest
 
 from medistill.data import Question, load_benchmark
 from medistill.store import TraceStore
+
 from paraphrase import (
     paraphrase_question,
     synthetic_questions,
