@@ -169,6 +169,7 @@ def llama_cpp() -> None:
         wheels.mkdir(parents=True, exist_ok=True)
         for built in staging.glob("*.whl"):
             os.replace(built, wheels / built.name)
+        shutil.rmtree(staging, ignore_errors=True)
     wheel = next(wheels.glob(f"llama_cpp_python-{LLAMA_CPP_VERSION}-*.whl"))
     done = subprocess.run(
         [*pip, "install", "-q", f"{wheel}[server]", "sentencepiece"],
