@@ -309,6 +309,14 @@ def smollm2_path(cache_dir: str | Path | None = None) -> Path:
     return target
 
 
+def model_name(model: str) -> str:
+    """A model's short name for labels and file names: the packaged alias's real name
+    (``smollm2`` -> ``SmolLM2-135M-Instruct``), else a hub id's or folder's last part."""
+    if model.strip().lower() in SMOLLM2_ALIASES:
+        return SMOLLM2_NAME
+    return Path(model.rstrip("/")).name or model
+
+
 def resolve_model(spec: str) -> str:
     """Map a user-facing model name to something ``from_pretrained`` can load.
 

@@ -82,11 +82,13 @@ class ExportModelConfig:
         """The name used for the card title and the GGUF file: ``--name`` or the folder's."""
         if self.name:
             return self.name
-        path = Path(self.model)
+        from medistill.models import model_name
+
+        path = Path(self.model.rstrip("/"))
         generic = {"final", "merged", "model", "output", "sft", "grpo", "distill"}
         if path.name in generic and path.parent.name:
             return f"{path.parent.name}-{path.name}"
-        return path.name or "model"
+        return model_name(self.model) or "model"
 
     def out_dir(self) -> Path:
         """The export folder."""

@@ -91,8 +91,10 @@ class ServeConfig:
         """The model name the engine answers to."""
         if self.name:
             return self.name
+        from medistill.models import model_name
+
         path = Path(str(self.model))
-        return path.stem if path.suffix == ".gguf" else path.name or "model"
+        return path.stem if path.suffix == ".gguf" else model_name(str(self.model)) or "model"
 
 
 @dataclass

@@ -113,13 +113,11 @@ class EvalConfig:
         """
         if self.label:
             return self.label
-        from medistill.models import SMOLLM2_ALIASES, SMOLLM2_NAME
+        from medistill.models import model_name
 
-        if self.model.strip().lower() in SMOLLM2_ALIASES:
-            name = SMOLLM2_NAME
-        else:
-            path = Path(self.model.rstrip("/"))
-            name = path.name or self.model
+        name = model_name(self.model)
+        path = Path(self.model.rstrip("/"))
+        if name == path.name:  # a hub id or a folder, not the packaged alias
             local = _GENERIC_NAMES.match(name) or (path.is_dir() and path.parent.name)
             if local and path.parent.name:
                 name = f"{path.parent.name}/{name}"

@@ -9,6 +9,7 @@ from typing import Any
 
 from medistill.config import _unknown_message, build, load_recipe
 from medistill.errors import MedistillError
+from medistill.models import model_name
 
 STAGES = ("generate", "curate", "sft", "grpo", "distill", "eval", "report")
 #: What a run includes unless ``run.stages`` says otherwise (``distill`` is opt-in: it needs
@@ -195,14 +196,14 @@ def _eval_models(run, configs, sec, stages, student, d) -> list[tuple[str, dict[
             values: dict[str, Any] = {
                 "model": t.model,
                 "backend": t.backend,
-                "label": f"teacher: {_short(t.model)}",
+                "label": f"teacher: {model_name(t.model)}",
             }
             if t.backend == "openai":
                 values["base_url"] = list(t.base_url)
                 values["api_key_env"] = t.api_key_env
             models.append(("teacher", values))
     if run.eval_base and student:
-        models.append(("base", {"model": student, "label": f"base: {_short(student)}"}))
+        models.append(("base", {"model": student, "label": f"base: {model_name(student)}"}))
     if "sft" in stages:
         models.append(("sft", {"model": str(d["sft"]), "label": "student: SFT"}))
     for stage, method in (("grpo", "GRPO"), ("distill", "on-policy distillation")):
@@ -210,11 +211,3 @@ def _eval_models(run, configs, sec, stages, student, d) -> list[tuple[str, dict[
             label = f"student: SFT+{method}" if "sft" in stages else f"student: {method}"
             models.append((stage, {"model": str(d[stage]), "label": label}))
     return models
-
-
-def _short(model: str) -> str:
-    from medistill.models import SMOLLM2_ALIASES, SMOLLM2_NAME
-
-    if model.strip().lower() in SMOLLM2_ALIASES:
-        return SMOLLM2_NAME
-    return Path(model.rstrip("/")).name or model
