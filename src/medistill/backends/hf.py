@@ -271,17 +271,12 @@ class TransformersBackend:
 
     def _score_next_token(self, jobs):
         """One pass per context (left-padded batch, last position only)."""
+        from medistill.backends.hf_decode import left_pad
+
         torch, _ = _torch()
         pad = self.tokenizer.pad_token_id
         for batch in self._batches([len(ctx) for _, ctx, _ in jobs]):
-            width = max(len(jobs[i][1]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ctx = jobs[i][1]
-                ids[row, width - len(ctx) :] = torch.tensor(ctx)
-                mask[row, width - len(ctx) :] = 1
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+            ids, mask, position_ids = left_pad([jobs[i][1] for i in batch], pad or 0)
             with torch.inference_mode():
                 logits = self.lm(
                     input_ids=ids.to(self.device),

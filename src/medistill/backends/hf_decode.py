@@ -214,22 +214,29 @@ def stream_decode(
             cache, mask, pos, nxt = _select(cache, mask, pos, chosen, keep, device)
 
 
-def _prefill(model, prompts: list[Sequence[int]], device):
-    """Run the prompts (left-padded together); return their cache, mask and last logits."""
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int = 0):
+    """Token lists as one left-padded batch: ids, attention mask, and each row's positions
+    counted from its own first token (as ``generate`` builds them), so a padded row computes
+    what it would alone."""
     import torch
 
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros((len(prompts), width), dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
-        mask[i, width - len(p) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, width - len(s) :] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _prefill(model, prompts: list[Sequence[int]], device):
+    """Run the prompts (left-padded together); return their cache, mask and last logits."""
+    ids, mask, position_ids = left_pad(prompts)
+    mask = mask.to(device)
     out = model(
-        input_ids=ids,
+        input_ids=ids.to(device),
         attention_mask=mask,
-        position_ids=position_ids,
+        position_ids=position_ids.to(device),
         use_cache=True,
         logits_to_keep=1,
     )
