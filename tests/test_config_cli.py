@@ -251,3 +251,19 @@ def test_flattening_a_nested_field_refuses_clashing_names() -> None:
         stage_parser(_Outer, prog="x", flatten=("seed",))
     cfg = parse_stage(_Outer, ["--seed", "5", "--inner", '{"seed": 2}'], section="s", prog="x")
     assert cfg == _Outer(inner=_Inner(seed=2), seed=5)
+
+
+def test_deploy_commands_read_recipes_and_name_bad_keys(tmp_path: Path, tiny_model_dir) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"export_model:\n  model: {tiny_model_dir}\n  format: hf\n  quantt: q8_0\n")
+    out = _error(["export-model", "--config", str(recipe)])
+    assert f"{recipe}: export_model: unknown key(s) 'quantt' (did you mean 'quant'?)" in out
+    recipe.write_text(f"export_model:\n  model: {tiny_model_dir}\n  format: hf\n")
+    r = runner.invoke(app, ["export-model", "--config", str(recipe), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "x" / "README.md").is_file() and "wrote" in r.output
+    recipe.write_text("serve:\n  model: /nonexistent/student.gguf\n  port: eighty\n")
+    out = _error(["serve", "--config", str(recipe)])
+    assert f"{recipe}: serve.port: expected an integer, got 'eighty'" in out
+    out = _error(["serve", "--config", str(recipe), "--port", "8123"])
+    assert "no such file or folder" in out
