@@ -120,6 +120,23 @@ def chromium() -> str:
     return path
 
 
+@pytest.fixture
+def watched_page(chromium: str):
+    """A headless chromium page, and the list where its console errors, page errors and
+    dialogs (dismissed) are recorded: ``page, problems = watched_page``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("dialog", lambda d: (problems.append("dialog: " + d.message), d.dismiss()))
+        yield page, problems
+        browser.close()
+
+
 #: The llama-cpp-python the deployment tests build (the serve extra allows newer ones).
 LLAMA_CPP_VERSION = "0.3.36"
 #: A portable CPU build: the default native build can use AMX / AVX-512 instructions that a

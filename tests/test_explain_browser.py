@@ -29,20 +29,12 @@ def _reasoner(messages: list[dict]) -> str:
     )
 
 
-def test_explain_page_in_chromium(chromium: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_explain_page_in_chromium(watched_page, tmp_path: Path) -> None:
+    page, problems = watched_page
     with (
         ChatServer(_reasoner) as chat,
         AppServer(create_app(Explainer(chat.url, "student-q8_0"))) as ui,
-        sync_playwright() as p,
     ):
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("dialog", lambda d: (problems.append("dialog: " + d.message), d.dismiss()))
         outside: list[str] = []
         page.on("request", lambda r: None if r.url.startswith(ui.url) else outside.append(r.url))
 
@@ -74,7 +66,6 @@ def test_explain_page_in_chromium(chromium: str, tmp_path: Path) -> None:
         assert "at least two options" in page.locator("#error").inner_text()
         assert chat.stats["requests"] == asked
         page.screenshot(path=str(tmp_path / "explain-error.png"), full_page=True)
-        browser.close()
     assert all("status of 400" in m for m in problems), problems
     assert outside == []  # nothing left the machine
     assert shot.stat().st_size > 20_000

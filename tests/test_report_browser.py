@@ -62,34 +62,25 @@ def _mixed(messages: list[dict], counter: list[int]) -> str:
     return _answerer(counter[0] % 2 == 0, evil=True)(messages)
 
 
-def test_report_renders_in_chromium(chromium: str, report_html: Path, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_report_renders_in_chromium(watched_page, report_html: Path, tmp_path: Path) -> None:
     html = report_html.read_text(encoding="utf-8")
     assert "<script" not in html  # no script of ours, and none of the model's survives
     assert "http://" not in html and "https://" not in html  # self-contained
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("dialog", lambda d: (problems.append("dialog: " + d.message), d.dismiss()))
-        page.goto(report_html.as_uri())
-        page.wait_for_load_state("load")
-        shot = tmp_path / "report.png"
-        page.screenshot(path=str(shot), full_page=True)
-        for selector in ("#results", "#cost", "#plot-accuracy", "#plot-tokens", "#data-card"):
-            assert page.locator(selector).is_visible(), selector
-        for img in ("#plot-accuracy", "#plot-tokens"):
-            assert page.eval_on_selector(img, "e => e.complete && e.naturalWidth > 100"), img
-        cases = page.locator("#explanations .case")
-        assert cases.count() >= 2 and cases.first.is_visible()
-        text = page.locator("#explanations").inner_text()
-        assert EVIL in text  # shown as the model wrote it, as text
-        assert page.title() == "Browser <check>"  # the injected script never ran
-        assert page.locator("script").count() == 0
-        assert page.locator("#results").inner_text().count("student: SFT") == 1
-        browser.close()
+    page, problems = watched_page
+    page.goto(report_html.as_uri())
+    page.wait_for_load_state("load")
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    for selector in ("#results", "#cost", "#plot-accuracy", "#plot-tokens", "#data-card"):
+        assert page.locator(selector).is_visible(), selector
+    for img in ("#plot-accuracy", "#plot-tokens"):
+        assert page.eval_on_selector(img, "e => e.complete && e.naturalWidth > 100"), img
+    cases = page.locator("#explanations .case")
+    assert cases.count() >= 2 and cases.first.is_visible()
+    text = page.locator("#explanations").inner_text()
+    assert EVIL in text  # shown as the model wrote it, as text
+    assert page.title() == "Browser <check>"  # the injected script never ran
+    assert page.locator("script").count() == 0
+    assert page.locator("#results").inner_text().count("student: SFT") == 1
     assert problems == []
     assert shot.stat().st_size > 20_000
