@@ -18,6 +18,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 FAULTS = ("429", "500", "503", "reset", "malformed", "slow", "timeout")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for servers, and for refused ones)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class ChatServer:
     """Start with ``with ChatServer(responder) as srv: srv.url``."""
 
@@ -207,13 +216,9 @@ class AppServer:
     ``with AppServer(app) as srv: srv.url``."""
 
     def __init__(self, app) -> None:
-        import socket
-
         import uvicorn
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.url = f"http://127.0.0.1:{port}"

@@ -24,18 +24,14 @@ import pytest
 from medistill.evaluate import EvalConfig, run_eval
 from medistill.report import build_report
 
+from chat_server import free_port
+
 # The first test may build llama.cpp (the llama_cpp fixture, about 6 minutes).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 BENCHMARK = "sample_heldout"
 MAX_NEW_TOKENS = 256
 MEDISTILL = [sys.executable, "-m", "medistill.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
@@ -94,7 +90,7 @@ def test_gguf_round_trip_matches_transformers(
         gguf = export / f"smollm2-{quant}.gguf"
         assert gguf.is_file() and "Not for clinical use" in (export / "README.md").read_text()
 
-        port, ui_port = _free_port(), _free_port()
+        port, ui_port = free_port(), free_port()
         args = ["--model", str(gguf), "--port", str(port), "--ui", "--ui-port", str(ui_port)]
         log = open(tmp_path / f"serve-{quant}.log", "w")  # noqa: SIM115 (closed below)
         serve = subprocess.Popen(
@@ -160,7 +156,7 @@ def test_gguf_round_trip_matches_transformers(
 
 def test_serve_a_model_folder_on_cpu(llama_cpp: None, smollm2: str, tmp_path: Path) -> None:
     """A folder without vLLM and a GPU: converted once to GGUF q8_0, served by llama.cpp."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         serve = subprocess.Popen(

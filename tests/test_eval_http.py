@@ -9,7 +9,6 @@ the report's s/answer is wall-clock time, not per-request latency.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from medistill.errors import MedistillError
 from medistill.evaluate import EvalConfig, run_eval
 from medistill.report import build_report
 
-from chat_server import ChatServer
+from chat_server import ChatServer, free_port
 
 SAMPLE = load_benchmark("sample").questions
 BY_TEXT = {q.question.strip(): q for q in SAMPLE}
@@ -46,12 +45,6 @@ def _too_long(body: dict) -> str | None:
 
 def _rows(out: Path) -> list[dict]:
     return [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines() if x]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_request_is_explicitly_greedy_and_recorded_exactly(tmp_path: Path) -> None:
@@ -101,7 +94,7 @@ def test_server_refusing_non_standard_fields_gets_them_dropped(tmp_path: Path) -
 
 
 def test_wrong_port_fails_in_seconds_naming_the_url(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     cmd = [
         sys.executable,
         "-m",
@@ -264,7 +257,7 @@ def test_generate_also_fails_fast_on_a_wrong_port(tmp_path: Path) -> None:
     from medistill.generate import GenerateConfig, run_generate
     from medistill.teacher import TeacherConfig
 
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     cfg = GenerateConfig(
         teacher=TeacherConfig(model="t", base_url=[url]), limit=2, out=str(tmp_path / "t.db")
     )

@@ -7,7 +7,6 @@ import doctest
 import inspect
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ from medistill.train.rewards import (
 )
 from medistill.train.safety import check_safety, load_rules
 
-from chat_server import ChatServer
+from chat_server import ChatServer, free_port
 
 OPTS = {"A": "Warfarin", "B": "Enoxaparin", "C": "Aspirin", "D": "Rivaroxaban"}
 PROMPT = "A 28-year-old pregnant woman at 10 weeks' gestation has a DVT. Which anticoagulant?"
@@ -548,9 +547,7 @@ def test_rubric_fenced_json_is_accepted(srv):
 
 
 def test_rubric_server_down_is_none():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
     got = asyncio.run(rubric(["Call 911.", "Rest."], **judge_kwargs(f"http://127.0.0.1:{port}/v1")))
     assert got == [None, None]
 
