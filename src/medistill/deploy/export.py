@@ -102,10 +102,10 @@ def export_model(cfg: ExportModelConfig) -> dict[str, Any]:
     """Write the export folder (model + card) and return a summary of what was written."""
     if cfg.format not in ("hf", "gguf"):
         raise MedistillError(f"unknown --format {cfg.format!r}; choose one of: hf, gguf")
-    from medistill.deploy.gguf import QUANTS
+    from medistill.deploy.gguf import check_quant
 
-    if cfg.format == "gguf" and cfg.quant not in QUANTS:
-        raise MedistillError(f"unknown --quant {cfg.quant!r}; choose one of: {', '.join(QUANTS)}")
+    if cfg.format == "gguf":
+        check_quant(cfg.quant)
     source = _source_folder(cfg.model)
     out = cfg.out_dir()
     if out.exists() and any(out.iterdir()):

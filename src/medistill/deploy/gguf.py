@@ -26,21 +26,29 @@ QUANTIZED = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTL
 QUANTS = (*CONVERTER_TYPES, *QUANTIZED)
 
 
-def _llama_cpp_version() -> str:
+def llama_cpp_version(needed_for: str = "GGUF export") -> str:
+    """The installed llama-cpp-python's version; a clear error saying how to install it."""
     try:
         from importlib.metadata import version
 
         return version("llama-cpp-python")
     except Exception as e:  # any failure means: not installed
         raise MedistillError(
-            "GGUF export needs llama-cpp-python: pip install 'medistill[serve]' "
-            "(it builds llama.cpp from source, ~6 minutes on 2 cores)"
+            f"{needed_for} needs llama-cpp-python: pip install 'medistill[serve]' (it builds "
+            "llama.cpp from source, ~6 minutes on 2 cores; see the README for CPUs that crash "
+            "with 'Illegal instruction')"
         ) from e
+
+
+def check_quant(quant: str) -> None:
+    """Refuse a ``--quant`` that is not one of :data:`QUANTS`, naming the choices."""
+    if quant not in QUANTS:
+        raise MedistillError(f"unknown --quant {quant!r}; choose one of: {', '.join(QUANTS)}")
 
 
 def converter_dir() -> Path:
     """The folder holding llama.cpp's ``convert_hf_to_gguf.py`` for the installed version."""
-    version = _llama_cpp_version()
+    version = llama_cpp_version()
     from medistill.models import default_cache_dir
 
     folder = default_cache_dir() / f"llama.cpp-{version}"
@@ -86,8 +94,7 @@ def converter_dir() -> Path:
 
 def to_gguf(model_dir: str | Path, out_file: str | Path, quant: str = "q8_0") -> Path:
     """Convert a model folder (safetensors) to one GGUF file of type ``quant``."""
-    if quant not in QUANTS:
-        raise MedistillError(f"unknown --quant {quant!r}; choose one of: {', '.join(QUANTS)}")
+    check_quant(quant)
     model_dir, out_file = Path(model_dir), Path(out_file)
     if not (model_dir / "config.json").is_file():
         raise MedistillError(f"{model_dir}: not a model folder (no config.json)")

@@ -199,7 +199,9 @@ def start_engine(cfg: ServeConfig) -> Engine:
         raise MedistillError(f"--model {model}: expected a .gguf file or a model folder")
     engine = choose_engine(cfg, model)
     if engine == "llamacpp":
-        _need_llama_cpp()
+        from medistill.deploy.gguf import llama_cpp_version
+
+        llama_cpp_version("serving on CPU")
         if model.is_dir():
             model = gguf_for(cfg, model)
     if cfg.host not in LOCAL_HOSTS:
@@ -221,17 +223,6 @@ def start_engine(cfg: ServeConfig) -> Engine:
         started.stop()
         raise
     return started
-
-
-def _need_llama_cpp() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise MedistillError(
-            "serving on CPU needs llama-cpp-python: pip install 'medistill[serve]' (it builds "
-            "llama.cpp from source, ~6 minutes on 2 cores; see the README for CPUs that crash "
-            "with 'Illegal instruction')"
-        )
 
 
 def _wait_ready(engine: Engine, timeout_s: float) -> None:
