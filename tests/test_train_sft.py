@@ -248,3 +248,23 @@ def test_every_training_section_of_every_recipe_builds(name: str) -> None:
         if section in classes:
             cfg = build(classes[section], values, where=f"{name}: {section}")
             assert cfg.identity_hash()
+
+
+def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path: Path) -> None:
+    """The Trainer writes trainer_state.json last: a folder without it (or with half of it)
+    is a checkpoint killed mid-save, and the newest complete one is resumed instead."""
+    from medistill.train.output import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "missing") is None
+    for step, state in ((2, '{"global_step": 2}'), (10, '{"global_step": 10}'), (11, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-12").mkdir()
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_st')  # cut off
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # 10 > 2 numerically
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").unlink()
+    assert last_checkpoint(tmp_path) is None

@@ -57,9 +57,26 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
 
 def last_checkpoint(out: Path) -> str | None:
     """The newest complete ``checkpoint-N`` folder in ``out``, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
+    if not out.is_dir():
+        return None
+    steps = []
+    for folder in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = folder.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if folder.is_dir() and step.isdigit():
+            steps.append((int(step), folder))
+    for _, folder in sorted(steps, reverse=True):
+        # The Trainer writes trainer_state.json last: a run killed while saving leaves a
+        # folder without it (or with half of it), which cannot be resumed from.
+        try:
+            json.loads((folder / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("%s is incomplete (killed while saving?); not resuming from it", folder)
+            continue
+        return str(folder)
+    return None
 
 
 def prepare_run(cfg: Any, stage: str) -> tuple[Path, str | None, dict[str, Any] | None]:
