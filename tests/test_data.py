@@ -256,10 +256,77 @@ def test_missing_file_and_all_invalid(tmp_path: Path) -> None:
 
 def test_hub_without_datasets_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.delenv("MEDISTILL_DATA_DIR", raising=False)
-    with pytest.raises(MedistillError, match="no known Hub copy"):
+    with pytest.raises(MedistillError, match=r"the Hub \(no known copy\)"):
         load_benchmark("medqa5")
 
 
 def test_data_dir_env(shared_data: Path, monkeypatch) -> None:
     monkeypatch.setenv("MEDISTILL_DATA_DIR", str(shared_data))
     assert len(load_benchmark("medmcqa", limit=3)) == 3
+
+
+def _medqa_rows(n: int, tag: str) -> str:
+    rows = []
+    for i in range(n):
+        opts = {L: f"{tag} option {L}{i}" for L in "ABCD"}
+        q = {"question": f"{tag} question {i}?", "options": opts, "answer_idx": "B"}
+        rows.append(json.dumps({**q, "answer": opts["B"], "meta_info": "step1"}))
+    return "\n".join(rows) + "\n"
+
+
+def _medmcqa_rows(n: int, tag: str) -> str:
+    rows = []
+    for i in range(n):
+        r = {"id": f"{tag}-{i}", "question": f"{tag} question {i}?", "cop": 4}
+        r.update({k: f"{tag} {k}{i}" for k in ("opa", "opb", "opc", "opd")})
+        rows.append(json.dumps({**r, "subject_name": "Anatomy"}))
+    return "\n".join(rows) + "\n"
+
+
+def test_a_train_split_never_reads_the_test_file(shared_data: Path, monkeypatch) -> None:
+    """main returned MedQA's 1,273 *test* questions labelled ``train`` (and MedMCQA's dev file
+    for its train split) whenever $MEDISTILL_DATA_DIR was set: the teacher's budget went on the
+    evaluation set. Now a split absent offline is a one-line error naming every place looked."""
+    monkeypatch.setenv("MEDISTILL_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name, looked in (
+        ("medqa", "medqa/US_4options_train.jsonl"),
+        ("medmcqa", "medmcqa/train.json"),
+    ):
+        with pytest.raises(MedistillError) as exc:
+            load_benchmark(name, split="train", limit=5)
+        msg = str(exc.value)
+        assert "\n" not in msg and f"benchmark {name!r} split 'train' not found" in msg
+        assert str(shared_data / looked) in msg and "HF_HUB_OFFLINE" in msg
+    # The default split still reads the test / dev file, labelled as such.
+    assert {q.split for q in load_benchmark("medqa", limit=3)} == {"test"}
+    assert {q.split for q in load_benchmark("medmcqa", split="dev", limit=3)} == {"dev"}
+
+
+@pytest.mark.parametrize(
+    ("name", "rel", "rows"),
+    [
+        ("medqa", "medqa/US_4options_train.jsonl", _medqa_rows),
+        ("medqa", "medqa/questions/US/4_options/phrases_no_exclude_train.jsonl", _medqa_rows),
+        ("medmcqa", "medmcqa/train.json", _medmcqa_rows),
+    ],
+)
+def test_a_split_is_read_from_its_own_file(
+    tmp_path: Path, monkeypatch, name: str, rel: str, rows
+) -> None:
+    """The official releases' train files are found under $MEDISTILL_DATA_DIR beside the test
+    and dev files, and only they are read for ``split: train``."""
+    (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / rel).write_text(rows(7, "train"))
+    test_rel = "medqa/US_4options_test.jsonl" if name == "medqa" else "medmcqa/dev.jsonl"
+    (tmp_path / test_rel).write_text(rows(3, "test"))
+    monkeypatch.setenv("MEDISTILL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    train = load_benchmark(name, split="train")
+    assert len(train) == 7 and train.report.path == str(tmp_path / rel)
+    assert {q.split for q in train} == {"train"}
+    assert all(q.question.startswith("train") for q in train)
+    default = load_benchmark(name)
+    assert len(default) == 3 and all(q.question.startswith("test") for q in default)
+    with pytest.raises(MedistillError, match="split 'validation' not found"):
+        load_benchmark(name, split="validation")

@@ -268,3 +268,26 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path: Path) -> None:
     for step in (2, 10):
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").unlink()
     assert last_checkpoint(tmp_path) is None
+
+
+def test_qlora_loading_arguments_build_with_the_pinned_trl(tmp_path: Path, monkeypatch) -> None:
+    """QLoRA's from_pretrained arguments come from what TRL 1.16 and transformers provide
+    (main imported TRL's removed ``get_kbit_device_map`` and failed); only the CUDA check is
+    patched, since this machine has no GPU."""
+    from transformers import BitsAndBytesConfig
+
+    import medistill.train.config as train_config
+
+    cfg = SFTRecipe(output_dir=str(tmp_path), dtype="bfloat16", report_to="none")
+    cfg.load_in_4bit = True  # set after construction: resolve_hardware refuses QLoRA on a CPU
+    with pytest.raises(MedistillError, match="QLoRA"):
+        cfg.model_init_kwargs_resolved()
+    monkeypatch.setattr(train_config, "torch_cuda_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    kwargs = cfg.model_init_kwargs_resolved()
+    q = kwargs["quantization_config"]
+    assert isinstance(q, BitsAndBytesConfig) and q.load_in_4bit and not q.load_in_8bit
+    assert q.bnb_4bit_quant_type == cfg.bnb_4bit_quant_type
+    assert str(q.bnb_4bit_compute_dtype).endswith("bfloat16")
+    assert kwargs["device_map"] == {"": 3}  # each rank's whole model on its own GPU
+    assert kwargs["use_safetensors"] is True and kwargs["trust_remote_code"] is False

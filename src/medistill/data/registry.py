@@ -39,6 +39,22 @@ class BenchmarkSpec:
     chance: float = 0.25
     loader_kwargs: dict[str, Any] = field(default_factory=dict)
     rows: tuple[int, int] | None = None  # a fixed slice of the file (the sample's two halves)
+    #: Other splits: split -> candidate files under $MEDISTILL_DATA_DIR, first found wins
+    #: (the default split's file is ``local_path``). Only that split's own files are read.
+    split_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: split -> the Hub copy's split name (the default split maps to ``hub_split``).
+    hub_splits: dict[str, str] = field(default_factory=dict)
+
+    def local_candidates(self, split: str) -> tuple[str, ...]:
+        """The files (relative to ``$MEDISTILL_DATA_DIR``) that may hold ``split``."""
+        own = (self.local_path,) if self.local_path and split == self.split else ()
+        return own + tuple(self.split_files.get(split, ()))
+
+    def hub_split_for(self, split: str) -> str | None:
+        """The Hub split holding ``split``, or ``None`` when the Hub copy has none."""
+        if split == self.split:
+            return self.hub_split
+        return self.hub_splits.get(split)
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -50,6 +66,18 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             formats.load_medqa,
             "medqa/US_4options_test.jsonl",
             hub_id="GBaker/MedQA-USMLE-4-options",
+            split_files={
+                "test": ("medqa/questions/US/4_options/phrases_no_exclude_test.jsonl",),
+                "train": (
+                    "medqa/US_4options_train.jsonl",
+                    "medqa/questions/US/4_options/phrases_no_exclude_train.jsonl",
+                ),
+                "dev": (
+                    "medqa/US_4options_dev.jsonl",
+                    "medqa/questions/US/4_options/phrases_no_exclude_dev.jsonl",
+                ),
+            },
+            hub_splits={"train": "train"},
         ),
         BenchmarkSpec(
             "medqa5",
@@ -57,6 +85,11 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             formats.load_medqa,
             "medqa/US_5options_test.jsonl",
             chance=0.2,
+            split_files={
+                "test": ("medqa/questions/US/test.jsonl",),
+                "train": ("medqa/US_5options_train.jsonl", "medqa/questions/US/train.jsonl"),
+                "dev": ("medqa/US_5options_dev.jsonl", "medqa/questions/US/dev.jsonl"),
+            },
         ),
         BenchmarkSpec(
             "medmcqa",
@@ -66,6 +99,12 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             hub_id="openlifescienceai/medmcqa",
             hub_split="validation",
             split="dev",
+            # The official release names its JSON-lines files train.json / dev.json / test.json.
+            split_files={
+                "dev": ("medmcqa/dev.json",),
+                "train": ("medmcqa/train.json", "medmcqa/train.jsonl"),
+            },
+            hub_splits={"train": "train"},
         ),
         BenchmarkSpec(
             "pubmedqa",
@@ -84,6 +123,9 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "mmlu_medical",
             hub_id="cais/mmlu",
             hub_configs=formats.MMLU_MEDICAL_SUBJECTS,
+            # One folder of <subject>_<split>.csv files (the loader names a missing one).
+            split_files={"dev": ("mmlu_medical",), "val": ("mmlu_medical",)},
+            hub_splits={"dev": "dev", "val": "validation"},
         ),
         BenchmarkSpec(
             "sample",
@@ -158,14 +200,26 @@ def load_benchmark(
     """
     spec = get_spec(name)
     kw = {"source": name, "split": spec.split, **spec.loader_kwargs, **kwargs}
+    split = kw["split"] = kw.get("split") or spec.split
     if name.startswith("sample") and path is None:
         path = sample_path()
-    if path is None and spec.local_path and data_dir() is not None:
-        candidate = data_dir() / spec.local_path
-        if candidate.exists():
-            path = candidate
+    looked: list[str] = []
     if path is None:
-        return _load_from_hub(spec, skip_invalid=skip_invalid, limit=limit, **kw)
+        root = data_dir()
+        for rel in spec.local_candidates(split):
+            if root is None:
+                break
+            candidate = root / rel
+            looked.append(str(candidate))
+            if candidate.exists():
+                path = candidate
+                break
+        if root is None:
+            looked.append("$MEDISTILL_DATA_DIR (not set)")
+        elif not spec.local_candidates(split):
+            looked.append(f"{root} (no known file name for this split)")
+    if path is None:
+        return _load_from_hub(spec, looked=looked, skip_invalid=skip_invalid, limit=limit, **kw)
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", path=str(path))
@@ -189,30 +243,53 @@ def load_questions(path: str | Path, fmt: str = "mcq", **kwargs: Any) -> LoadRes
     return FORMATS[fmt](path, **kwargs)
 
 
+def _not_found(spec: BenchmarkSpec, split: str, looked: list[str], hub: str) -> MedistillError:
+    """One line: which benchmark and split, every place looked, and what to do."""
+    places = "; ".join([*looked, hub])
+    return MedistillError(
+        f"benchmark {spec.name!r} split {split!r} not found: looked in {places}; pass --path "
+        f"to that split's file (another split is never read in its place)"
+    )
+
+
+def _hub_offline() -> bool:
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
 def _load_from_hub(
-    spec: BenchmarkSpec, *, skip_invalid: bool, limit: int | None, **kw: Any
+    spec: BenchmarkSpec,
+    *,
+    looked: list[str],
+    skip_invalid: bool,
+    limit: int | None,
+    **kw: Any,
 ) -> LoadResult:
     """Download ``spec.hub_id`` with ``datasets`` and parse it with the same loader.
 
-    The rows are written to a temporary JSON-lines file in the local format first, so
-    validation, error messages and skipping behave exactly as for local files.
+    Only the Hub split that holds ``kw["split"]`` is read; a split the Hub copy lacks, or no Hub
+    access (offline, no ``datasets``), is an error naming every place looked. The rows are
+    written to a temporary JSON-lines file in the local format first, so validation, error
+    messages and skipping behave exactly as for local files.
     """
+    split = kw["split"]
+    hub_split = spec.hub_split_for(split)
     if not spec.hub_id:
-        raise MedistillError(
-            f"benchmark {spec.name!r} has no known Hub copy: pass --path to "
-            f"a local file (or set MEDISTILL_DATA_DIR)"
-        )
+        raise _not_found(spec, split, looked, "the Hub (no known copy)")
+    if hub_split is None:
+        raise _not_found(spec, split, looked, f"the Hub ({spec.hub_id} has no {split} split)")
+    if _hub_offline():
+        raise _not_found(spec, split, looked, f"the Hub ({spec.hub_id}: offline, HF_HUB_OFFLINE)")
     try:
         import datasets
     except ImportError:
-        raise MedistillError(
-            f"loading {spec.name!r} from the Hub needs `pip install datasets`;"
-            f" or pass --path to a local copy"
+        raise _not_found(
+            spec, split, looked, f"the Hub ({spec.hub_id}: needs `pip install datasets`)"
         ) from None
     import json
 
-    # An explicit split (e.g. "train" for teacher traces) picks the Hub split too.
-    hub_split = kw.get("split") if kw.get("split") not in (None, spec.split) else spec.hub_split
     tmp = Path(tempfile.mkdtemp(prefix=f"medistill-{spec.name}-"))
     try:
         if spec.name == "mmlu_medical":
@@ -234,9 +311,9 @@ def _load_from_hub(
     except MedistillError:
         raise
     except Exception as e:  # network, auth, missing dataset: one clear line for the user
-        raise MedistillError(
-            f"could not download {spec.hub_id!r} from the Hugging Face Hub "
-            f"({type(e).__name__}: {e}); pass --path to a local copy"
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        raise _not_found(
+            spec, split, looked, f"the Hub ({spec.hub_id} split {hub_split}: {reason})"
         ) from e
-    log.info("downloaded %s from the Hub (%s)", spec.name, spec.hub_id)
+    log.info("downloaded %s split %s from the Hub (%s)", spec.name, hub_split, spec.hub_id)
     return spec.loader(target, skip_invalid=skip_invalid, limit=limit, **kw)

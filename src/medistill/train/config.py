@@ -167,10 +167,7 @@ class _StudentFields:
         if self.attn_implementation:
             kwargs.setdefault("attn_implementation", self.attn_implementation)
         if self.load_in_4bit or self.load_in_8bit:
-            from trl import get_kbit_device_map, get_quantization_config
-
-            kwargs["quantization_config"] = get_quantization_config(self)
-            kwargs["device_map"] = get_kbit_device_map()
+            kwargs.update(quantized_loading_kwargs(self))
         return kwargs
 
     def require_engines(self) -> None:
@@ -235,6 +232,36 @@ class _StudentFields:
             raise MedistillError(
                 f"missing {', '.join(missing)}: set it in the recipe or pass --{missing[0]}"
             )
+
+
+def quantized_loading_kwargs(cfg: Any) -> dict[str, Any]:
+    """QLoRA's ``from_pretrained`` arguments: TRL's ``BitsAndBytesConfig`` for the recipe and a
+    device map putting the whole quantised model on this process's own GPU.
+
+    TRL 1.16 still has ``get_quantization_config`` but no longer ``get_kbit_device_map``; its
+    former body (``{"": local process index}``) is written out here, from ``LOCAL_RANK``, which
+    ``accelerate launch`` / torchrun set for every rank (0 in a single process).
+    """
+    import os
+
+    from trl import get_quantization_config
+
+    if not torch_cuda_available():
+        raise MedistillError(
+            "QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU and bitsandbytes; on this "
+            "machine use plain LoRA (use_peft: true) or full fine-tuning"
+        )
+    return {
+        "quantization_config": get_quantization_config(cfg),
+        "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))},
+    }
+
+
+def torch_cuda_available() -> bool:
+    """True on a machine with a usable CUDA device."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _require_module(wanted: bool, module: str, what: str) -> None:
