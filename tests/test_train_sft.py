@@ -291,3 +291,66 @@ def test_qlora_loading_arguments_build_with_the_pinned_trl(tmp_path: Path, monke
     assert str(q.bnb_4bit_compute_dtype).endswith("bfloat16")
     assert kwargs["device_map"] == {"": 3}  # each rank's whole model on its own GPU
     assert kwargs["use_safetensors"] is True and kwargs["trust_remote_code"] is False
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_full_weight_bf16_at_a_gpu_learning_rate_moves_the_weights(
+    tiny_model_dir: Path, curated_dataset: Path, tmp_path: Path
+) -> None:
+    """3 full-weight steps in bf16 at lr 1e-6 (every GPU recipe's GRPO/distill rate) change at
+    least half of the weight elements. On main ``dtype: auto`` loaded bf16 weights with no fp32
+    master copy and Adam's ~1e-6 steps rounded away. Compared with the starting weights rounded
+    to the saved dtype, so a dtype change alone counts as no change."""
+    import torch
+
+    cfg = recipe(
+        tiny_model_dir,
+        curated_dataset,
+        tmp_path / "full",
+        use_peft=False,
+        bf16=True,
+        use_cpu=True,
+        learning_rate=1e-6,
+        lr_scheduler_type="constant",
+        warmup_ratio=0.0,
+        max_steps=3,
+    )
+    assert cfg.dtype == "float32"  # fp32 master weights, bf16 autocast
+    manifest = run_sft(cfg)
+    assert manifest["precision"]["trainable_weights"] == ["float32"]
+    assert manifest["precision"]["compute"] == "bfloat16 (autocast)"
+    start, end = _weights(tiny_model_dir), _weights(tmp_path / "full")
+    changed = total = 0
+    for name, w in end.items():
+        before = start[name].to(w.dtype)
+        changed += int((w != before).sum())
+        total += w.numel()
+    assert changed / total >= 0.5, f"{changed}/{total} weight elements changed"
+    # Explicit bf16 weights for full fine-tuning need the explicit opt-in.
+    with pytest.raises(MedistillError, match="pure_bf16"):
+        recipe(
+            tiny_model_dir,
+            curated_dataset,
+            tmp_path / "x",
+            use_peft=False,
+            bf16=True,
+            use_cpu=True,
+            dtype="bfloat16",
+        )
+    pure = recipe(
+        tiny_model_dir,
+        curated_dataset,
+        tmp_path / "pure",
+        use_peft=False,
+        bf16=True,
+        use_cpu=True,
+        dtype="bfloat16",
+        pure_bf16=True,
+    )
+    assert pure.dtype == "bfloat16"
+    assert torch.finfo(torch.bfloat16).eps > 1e-3  # why: 1e-6 steps vanish at bf16's resolution

@@ -113,6 +113,15 @@ class _StudentFields:
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision (default: only on a bf16 GPU)"}
     )
+    pure_bf16: bool = field(
+        default=False,
+        metadata={
+            "help": "full fine-tuning: keep the weights themselves in bf16/fp16, with no fp32 "
+            "master copy (half the weight memory; Adam steps below bf16's resolution, e.g. lr "
+            "1e-6 on weights of size 0.01-1, round away and the model barely moves). Default: "
+            "fp32 weights with bf16 autocast, or the engine's fp32 masters under DeepSpeed"
+        },
+    )
     save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
     report_to: str | list[str] | None = field(
         default="all",
@@ -145,8 +154,26 @@ class _StudentFields:
             )
         if not cuda:
             self.dataloader_pin_memory = False  # nothing to pin to without a GPU
+        half = "bfloat16" if self.bf16 else "float16" if self.fp16 else None
+        trains_weights = not self.use_peft  # LoRA trains fp32 adapters on a frozen base
         if self.dtype in (None, "auto"):
-            self.dtype = "bfloat16" if self.bf16 else "float16" if self.fp16 else "float32"
+            # Full fine-tuning keeps fp32 weights (the master copy) and computes in bf16 via
+            # autocast, unless pure_bf16 or DeepSpeed (whose bf16 engine keeps fp32 masters).
+            keep_fp32 = trains_weights and not self.pure_bf16 and not _deepspeed_launch()
+            self.dtype = half if half and not keep_fp32 else "float32"
+        elif (
+            half
+            and trains_weights
+            and self.dtype in ("bfloat16", "float16", "half")
+            and not self.pure_bf16
+            and not _deepspeed_launch()
+        ):
+            raise MedistillError(
+                f"dtype: {self.dtype} with full fine-tuning trains the weights themselves in "
+                f"{self.dtype}, with no fp32 master copy: updates below its resolution (lr 1e-6) "
+                f"are lost. Remove dtype (auto: fp32 weights, {half} autocast) or set "
+                f"pure_bf16: true to accept it"
+            )
         if (self.load_in_4bit or self.load_in_8bit) and not cuda:
             raise MedistillError(
                 "QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU and bitsandbytes; on this "
@@ -232,6 +259,13 @@ class _StudentFields:
             raise MedistillError(
                 f"missing {', '.join(missing)}: set it in the recipe or pass --{missing[0]}"
             )
+
+
+def _deepspeed_launch() -> bool:
+    """True under ``accelerate launch`` with a DeepSpeed config (its engine keeps fp32 masters)."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
 
 
 def quantized_loading_kwargs(cfg: Any) -> dict[str, Any]:

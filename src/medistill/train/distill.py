@@ -110,7 +110,10 @@ def run_distill(cfg: DistillRecipe) -> dict[str, Any]:
         return done
     method = "gold" if cross else "gkd-jsd"
     teacher_kwargs = dict(cfg.teacher_model_init_kwargs or {})
-    teacher_kwargs.setdefault("dtype", cfg.dtype)
+    # The frozen teacher needs no master weights: it loads in the compute dtype.
+    teacher_kwargs.setdefault(
+        "dtype", "bfloat16" if cfg.bf16 else "float16" if cfg.fp16 else cfg.dtype
+    )
     teacher_kwargs.setdefault("use_safetensors", True)
     teacher_kwargs.setdefault("trust_remote_code", cfg.trust_remote_code)
     args = cfg.trainer_args(teacher_model_init_kwargs=teacher_kwargs)

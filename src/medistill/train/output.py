@@ -313,6 +313,22 @@ def _table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def precision(trainer: Any, cfg: Any) -> dict[str, Any]:
+    """What the run really trained in: the dtypes of its trainable weights (the master copy
+    the optimiser updates) and of its compute (autocast), as recorded in the manifest."""
+    trainable = sorted(
+        {str(p.dtype).removeprefix("torch.") for p in trainer.model.parameters() if p.requires_grad}
+    )
+    compute = "bfloat16" if cfg.bf16 else "float16" if cfg.fp16 else "float32"
+    return {
+        "trainable_weights": trainable,
+        "loaded_as": cfg.dtype,
+        "compute": compute + (" (autocast)" if compute != "float32" else ""),
+        "pure_bf16": bool(getattr(cfg, "pure_bf16", False)),
+        "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
+    }
+
+
 def finish(
     trainer: Any,
     out: Path,
@@ -345,6 +361,7 @@ def finish(
     manifest.update(
         {
             "status": "finished",
+            "precision": precision(trainer, cfg),
             "base_model": str(cfg.model),
             "data": data,
             "metrics": metrics,
