@@ -467,3 +467,40 @@ def test_rationalize_shows_the_teacher_the_key_but_never_the_student(tmp_path: P
     for row in rows:
         prompt = row["messages"][-2]["content"]
         assert "teacher only" not in prompt and "correct answer" not in prompt
+
+
+@pytest.mark.parametrize(
+    ("urls", "model", "ok"),
+    [
+        (["https://api.deepseek.com/v1"], "deepseek-ai/DeepSeek-R1", False),  # main's GPU recipe
+        (["https://api.deepseek.com"], "deepseek-reasoner", True),
+        (["https://api.deepseek.com/v1"], "deepseek-chat", True),
+        (["http://gpu1:8000/v1"], "deepseek-ai/DeepSeek-R1", True),  # your own vLLM server
+    ],
+)
+def test_a_hosted_provider_gets_its_own_model_ids(urls: list[str], model: str, ok: bool) -> None:
+    from medistill.teacher import provider_model_problem
+
+    problem = provider_model_problem(urls, model)
+    assert (problem is None) is ok
+    if not ok:
+        assert "deepseek-reasoner" in problem and model in problem
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_shipped_recipes_name_models_their_provider_serves(name: str) -> None:
+    """A shipped recipe must run as written: main sent the Hub id deepseek-ai/DeepSeek-R1 to
+    DeepSeek's API, which serves deepseek-reasoner / deepseek-chat."""
+    from medistill.config import load_recipe
+    from medistill.teacher import provider_model_problem
+
+    teacher = (load_recipe(RECIPES / name).get("generate") or {}).get("teacher") or {}
+    if teacher.get("backend", "openai") == "openai" and teacher.get("model"):
+        urls = teacher.get("base_url") or []
+        assert (
+            provider_model_problem(urls if isinstance(urls, list) else [urls], teacher["model"])
+            is None
+        )

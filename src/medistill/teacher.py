@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 from medistill.backends import BACKENDS, make_backend
 from medistill.errors import MedistillError
+
+log = logging.getLogger(__name__)
+
+#: Hosted APIs whose model ids differ from the Hub's (as documented by the provider, 2026-12):
+#: a Hub id sent there fails on the first request, after the run has started.
+PROVIDER_MODELS: dict[str, tuple[str, ...]] = {
+    "api.deepseek.com": ("deepseek-chat", "deepseek-reasoner"),
+}
+
+
+def provider_model_problem(base_urls: list[str], model: str) -> str | None:
+    """Why ``model`` is not a model id of the hosted API at ``base_urls`` (``None`` when it is,
+    or when the provider is not one whose ids are known)."""
+    for url in base_urls:
+        host = (urlparse(url).hostname or "").lower()
+        known = PROVIDER_MODELS.get(host)
+        if known and model not in known:
+            return (
+                f"model {model!r} is not served by {host}, whose model ids are "
+                f"{', '.join(known)} (a Hub id such as deepseek-ai/DeepSeek-R1 is "
+                f"deepseek-reasoner there)"
+            )
+    return None
 
 
 @dataclass
@@ -81,6 +106,11 @@ class TeacherConfig:
             )
         if isinstance(self.base_url, str):
             self.base_url = [self.base_url]
+        problem = (
+            provider_model_problem(self.base_url, self.model) if self.backend == "openai" else None
+        )
+        if problem:
+            log.warning("%s; check the provider's model list", problem)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """Estimated cost in dollars from the configured price table."""
