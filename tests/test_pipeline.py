@@ -244,3 +244,19 @@ def test_every_pipeline_recipe_validates(name: str, tmp_path: Path, monkeypatch)
     second = "student: SFT+GRPO" if "grpo" in p.configs else "student: SFT+on-policy distillation"
     assert labels[-2:] == ["student: SFT", second]
     assert len(p.configs["eval"]) == len(labels) * len(p.run.eval_benchmarks)
+
+
+def test_curation_decontaminates_against_every_evaluated_benchmark(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A recipe's own curate.eval_benchmarks used to replace the run's evaluation sets: a
+    model could be scored on questions it was trained on. Now both are covered."""
+    recipe = write_recipe(
+        tmp_path,
+        "http://127.0.0.1:9/v1",
+        tiny_model_dir,
+        **{"curate.eval_benchmarks": ["pubmedqa"], "run.eval_benchmarks": ["sample_heldout"]},
+    )
+    assert plan(recipe).configs["curate"].eval_benchmarks == ["pubmedqa", "sample_heldout"]
+    recipe = write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir)
+    assert plan(recipe).configs["curate"].eval_benchmarks == ["sample_heldout"]

@@ -354,3 +354,27 @@ def test_full_weight_bf16_at_a_gpu_learning_rate_moves_the_weights(
     )
     assert pure.dtype == "bfloat16"
     assert torch.finfo(torch.bfloat16).eps > 1e-3  # why: 1e-6 steps vanish at bf16's resolution
+
+
+def test_report_to_all_never_stops_a_headless_run(tmp_path: Path, monkeypatch) -> None:
+    """``report_to: all`` (every GPU recipe) took every installed tracker, so a W&B installed
+    but not logged in stopped the run at its login prompt. Now W&B joins only with
+    credentials or offline mode; local trackers stay."""
+    import transformers.integrations
+
+    monkeypatch.setattr(
+        transformers.integrations,
+        "get_available_reporting_integrations",
+        lambda: ["tensorboard", "wandb", "comet_ml"],
+    )
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    assert SFTRecipe(output_dir=str(tmp_path), report_to="all").report_to == ["tensorboard"]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert SFTRecipe(output_dir=str(tmp_path), report_to="all").report_to == [
+        "tensorboard",
+        "wandb",
+    ]
+    explicit = SFTRecipe(output_dir=str(tmp_path), report_to=["comet_ml"]).report_to
+    assert explicit == ["comet_ml"]  # a tracker named in the recipe is the user's choice

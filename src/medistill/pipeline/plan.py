@@ -119,9 +119,14 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
             where=f"{path}: generate",
         )
     if "curate" in stages:
+        # Decontamination covers every benchmark the run evaluates on, whatever else the
+        # recipe's curate.eval_benchmarks adds: a model is never scored on what it trained on.
+        listed = list(sec["curate"].get("eval_benchmarks") or [])
+        names = {b.partition("=")[0] for b in listed}
         values = {
-            "eval_benchmarks": list(run.eval_benchmarks),
             **sec["curate"],
+            "eval_benchmarks": listed
+            + [b for b in run.eval_benchmarks if b.partition("=")[0] not in names],
             "store": str(d["generate"] / "traces.db"),
             "out": str(d["curate"] / "dataset"),
         }
