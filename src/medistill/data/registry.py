@@ -205,19 +205,17 @@ def load_benchmark(
         path = sample_path()
     looked: list[str] = []
     if path is None:
-        root = data_dir()
-        for rel in spec.local_candidates(split):
-            if root is None:
-                break
-            candidate = root / rel
-            looked.append(str(candidate))
-            if candidate.exists():
-                path = candidate
-                break
+        root, candidates = data_dir(), spec.local_candidates(split)
         if root is None:
             looked.append("$MEDISTILL_DATA_DIR (not set)")
-        elif not spec.local_candidates(split):
+        elif not candidates:
             looked.append(f"{root} (no known file name for this split)")
+        else:
+            for rel in candidates:
+                looked.append(str(root / rel))
+                if (root / rel).exists():
+                    path = root / rel
+                    break
     if path is None:
         return _load_from_hub(spec, looked=looked, skip_invalid=skip_invalid, limit=limit, **kw)
     path = Path(path)

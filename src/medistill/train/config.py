@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -31,6 +32,10 @@ warnings.filterwarnings(
 )
 
 OVERLONG = ("drop", "truncate_middle")
+QLORA_NEEDS_CUDA = (
+    "QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU and bitsandbytes; on this machine "
+    "use plain LoRA (use_peft: true) or full fine-tuning"
+)
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn")
 
 # Settings that change how a run is logged or saved, not what it learns: a rerun may change them.
@@ -157,19 +162,14 @@ class _StudentFields:
         if self.report_to in ("all", ["all"]):
             self.report_to = headless_trackers()
         half = "bfloat16" if self.bf16 else "float16" if self.fp16 else None
-        trains_weights = not self.use_peft  # LoRA trains fp32 adapters on a frozen base
+        # Full fine-tuning in half precision keeps fp32 weights (the master copy) and computes
+        # in autocast, unless pure_bf16 or DeepSpeed (whose engine keeps fp32 masters). LoRA
+        # trains fp32 adapters on a frozen base, which may load in half precision.
+        needs_master = bool(half) and not self.use_peft
+        needs_master = needs_master and not self.pure_bf16 and not _deepspeed_launch()
         if self.dtype in (None, "auto"):
-            # Full fine-tuning keeps fp32 weights (the master copy) and computes in bf16 via
-            # autocast, unless pure_bf16 or DeepSpeed (whose bf16 engine keeps fp32 masters).
-            keep_fp32 = trains_weights and not self.pure_bf16 and not _deepspeed_launch()
-            self.dtype = half if half and not keep_fp32 else "float32"
-        elif (
-            half
-            and trains_weights
-            and self.dtype in ("bfloat16", "float16", "half")
-            and not self.pure_bf16
-            and not _deepspeed_launch()
-        ):
+            self.dtype = "float32" if needs_master or not half else half
+        elif needs_master and self.dtype in ("bfloat16", "float16", "half"):
             raise MedistillError(
                 f"dtype: {self.dtype} with full fine-tuning trains the weights themselves in "
                 f"{self.dtype}, with no fp32 master copy: updates below its resolution (lr 1e-6) "
@@ -177,10 +177,7 @@ class _StudentFields:
                 f"pure_bf16: true to accept it"
             )
         if (self.load_in_4bit or self.load_in_8bit) and not cuda:
-            raise MedistillError(
-                "QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU and bitsandbytes; on this "
-                "machine use plain LoRA (use_peft: true) or full fine-tuning"
-            )
+            raise MedistillError(QLORA_NEEDS_CUDA)
 
     @property
     def flash_attention(self) -> bool:
@@ -269,7 +266,6 @@ LOCAL_TRACKERS = ("tensorboard", "trackio", "mlflow", "dvclive", "codecarbon")
 
 def _wandb_ready() -> bool:
     """True when W&B can start without a login prompt: a key, offline mode or a netrc entry."""
-    import os
     from pathlib import Path
 
     if os.environ.get("WANDB_API_KEY"):
@@ -307,8 +303,6 @@ def headless_trackers() -> list[str] | str:
 
 def _deepspeed_launch() -> bool:
     """True under ``accelerate launch`` with a DeepSpeed config (its engine keeps fp32 masters)."""
-    import os
-
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
 
 
@@ -320,15 +314,10 @@ def quantized_loading_kwargs(cfg: Any) -> dict[str, Any]:
     former body (``{"": local process index}``) is written out here, from ``LOCAL_RANK``, which
     ``accelerate launch`` / torchrun set for every rank (0 in a single process).
     """
-    import os
-
     from trl import get_quantization_config
 
     if not torch_cuda_available():
-        raise MedistillError(
-            "QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU and bitsandbytes; on this "
-            "machine use plain LoRA (use_peft: true) or full fine-tuning"
-        )
+        raise MedistillError(QLORA_NEEDS_CUDA)
     return {
         "quantization_config": get_quantization_config(cfg),
         "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))},
