@@ -423,7 +423,9 @@ def _train_command(name: str, module: str, recipe: str, runner: str) -> None:
         import importlib
 
         from medistill.options import parse_stage
+        from medistill.pipeline.launch import watch_parent
 
+        watch_parent()  # launched by `medistill run`: stop when it is gone
         mod = importlib.import_module(module)
         cfg = parse_stage(getattr(mod, recipe), ctx.args, section=name, prog=f"medistill {name}")
         manifest = getattr(mod, runner)(cfg)

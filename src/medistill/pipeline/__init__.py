@@ -14,6 +14,7 @@ predictions). The whole recipe is validated before any stage starts.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,14 @@ def run_pipeline(
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run the recipe's stages in order (see the module docstring); return a summary."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        raise MedistillError(
+            f"medistill run is running under a launcher with WORLD_SIZE={world}: every rank "
+            "would generate (paying the teacher once per rank), curate and evaluate. Run it as "
+            "one process and set run.num_processes (and run.accelerate_config) in the recipe: "
+            "its training stages are then launched with accelerate"
+        )
     p = plan(recipe, overrides)
     steps = decide(p, from_stage=from_stage, only=only)
     summary: dict[str, Any] = {"folder": str(p.folder), "stages": {}}

@@ -51,6 +51,32 @@ class RunConfig:
     )
     eval_base: bool = field(default=True, metadata={"help": "evaluate the untrained student"})
     title: str | None = field(default=None, metadata={"help": "report title"})
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "accelerate config file for the training stages (e.g. "
+            "recipes/accelerate/ddp.yaml): sft, grpo and distill then run under `accelerate "
+            "launch`; generate, curate, eval and report still run once"
+        },
+    )
+    num_processes: int | None = field(
+        default=None,
+        metadata={
+            "help": "training processes (GPUs) for `accelerate launch`; overrides the "
+            "accelerate config's num_processes"
+        },
+    )
+    launcher: str = field(
+        default="auto",
+        metadata={
+            "help": "how training stages run: auto (accelerate when accelerate_config or "
+            "num_processes is set, else a child process per stage where CUDA is present, else "
+            "in this process), accelerate, process or inline"
+        },
+    )
+
+
+LAUNCHERS = ("auto", "accelerate", "process", "inline")
 
 
 @dataclass
@@ -61,6 +87,9 @@ class Plan:
     run: RunConfig
     folder: Path
     configs: dict[str, Any]  # stage -> config object (eval: a list of (key, EvalConfig))
+    #: stage -> the resolved section its config was built from (training stages: what a
+    #: launched process rebuilds the same config from)
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def stage_dir(self, stage: str) -> Path:
         """``<root>/<name>/<stage>``."""
@@ -95,6 +124,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
             f"{path}: run.stages: unknown stage(s) {bad}; choose from {', '.join(STAGES)}"
         )
     run.name = run.name or path.stem
+    _check_launch(run, path)
     folder = Path(run.root) / run.name
     stages = [s for s in STAGES if s in run.stages]
     for section in STAGES:
@@ -108,6 +138,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
                 f"under {folder}); remove it from the recipe"
             )
     configs: dict[str, Any] = {}
+    resolved: dict[str, dict[str, Any]] = {}
     sec = {s: dict(data.get(s) or {}) for s in STAGES}
     d = {s: folder / s for s in STAGES}
     if "generate" in stages:
@@ -138,6 +169,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
 
         values = {**sec["sft"], "dataset": dataset, "output_dir": str(d["sft"])}
         configs["sft"] = build(SFTRecipe, values, where=f"{path}: sft")
+        resolved["sft"] = values
         student = configs["sft"].model
     if "grpo" in stages:
         from medistill.train.config import GRPORecipe
@@ -147,6 +179,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
             raise MedistillError(f"{path}: grpo.model is required when the run has no sft stage")
         values = {**sec["grpo"], "model": start, "dataset": dataset, "output_dir": str(d["grpo"])}
         configs["grpo"] = build(GRPORecipe, values, where=f"{path}: grpo")
+        resolved["grpo"] = values
         from medistill.train.reward_builder import build_rewards
 
         try:  # reward names and parameters, checked now rather than after SFT
@@ -166,6 +199,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
             "output_dir": str(d["distill"]),
         }
         configs["distill"] = build(DistillRecipe, values, where=f"{path}: distill")
+        resolved["distill"] = values
     if "eval" in stages:
         models = _eval_models(run, configs, sec, stages, student, d)
         runs = []
@@ -188,7 +222,30 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
                 f"set its title with run.title"
             )
         configs["report"] = {"title": run.title or f"medistill run {run.name}"}
-    return Plan(recipe=path, run=run, folder=folder, configs=configs)
+    return Plan(recipe=path, run=run, folder=folder, configs=configs, values=resolved)
+
+
+def _check_launch(run: RunConfig, path: Path) -> None:
+    """``run.launcher``, ``run.accelerate_config`` and ``run.num_processes``, checked now."""
+    if run.launcher not in LAUNCHERS:
+        raise MedistillError(
+            f"{path}: run.launcher: {run.launcher!r} is not one of {', '.join(LAUNCHERS)}"
+        )
+    if run.num_processes is not None and run.num_processes < 1:
+        raise MedistillError(f"{path}: run.num_processes must be at least 1")
+    if run.accelerate_config and not Path(run.accelerate_config).is_file():
+        beside = path.parent / run.accelerate_config
+        if not beside.is_file():
+            raise MedistillError(
+                f"{path}: run.accelerate_config: {run.accelerate_config} not found (looked in "
+                f"{Path.cwd()} and {path.parent})"
+            )
+        run.accelerate_config = str(beside)
+    if run.launcher == "inline" and (run.accelerate_config or (run.num_processes or 1) > 1):
+        raise MedistillError(
+            f"{path}: run.launcher: inline runs one process; remove it to launch "
+            f"run.num_processes / run.accelerate_config with accelerate"
+        )
 
 
 def _eval_models(run, configs, sec, stages, student, d) -> list[tuple[str, dict[str, Any]]]:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medistill.errors import MedistillError
 from medistill.pipeline.plan import MANIFEST, Plan
 
 # --------------------------------------------------------------------------- hashing
@@ -122,12 +123,26 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         keys = ("input_traces", "kept_traces", "kept_questions", "dropped", "teacher_accuracy")
         return {k: s.get(k) for k in keys if k in s}
     if stage in ("sft", "grpo", "distill"):
-        import importlib
+        from medistill.pipeline.launch import launch_mode, run_training_stage
 
-        mod = importlib.import_module(f"medistill.train.{stage}")
-        cfg.overwrite = fresh  # a killed run of the same settings resumes from its checkpoint
-        m = getattr(mod, f"run_{stage}")(cfg)
-        return {"metrics": m.get("metrics"), "data": m.get("data")}
+        mode = launch_mode(p.run)
+        if mode == "inline":
+            import importlib
+
+            mod = importlib.import_module(f"medistill.train.{stage}")
+            cfg.overwrite = fresh  # a killed run of the same settings resumes from its checkpoint
+            m = getattr(mod, f"run_{stage}")(cfg)
+        else:
+            from medistill.train.output import read_manifest as read_train_manifest
+
+            run_training_stage(p.run, stage, p.values[stage], folder, fresh=fresh, mode=mode)
+            m = read_train_manifest(folder) or {}
+            if m.get("status") != "finished":
+                raise MedistillError(f"{folder}: stage {stage} ended without finishing its run")
+        figures = {"metrics": m.get("metrics"), "data": m.get("data"), "launcher": mode}
+        if m.get("rank_weight_digests"):
+            figures["rank_weight_digests"] = m["rank_weight_digests"]
+        return figures
     if stage == "eval":
         from medistill.evaluate import run_eval
         from medistill.evaluate.run_folder import changed_settings

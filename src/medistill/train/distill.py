@@ -105,7 +105,7 @@ def run_distill(cfg: DistillRecipe) -> dict[str, Any]:
             f"needs the same one: set cross_tokenizer: true (GOLD) or pick a same-family teacher"
         )
     with state.main_process_first():
-        out, resume, done = prepare_run(cfg, "distill")
+        out, resume, done = prepare_run(cfg, "distill", main=state.is_main_process)
     if done is not None:
         return done
     method = "gold" if cross else "gkd-jsd"

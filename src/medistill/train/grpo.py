@@ -151,7 +151,7 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
     if sync is not None:  # an async reward (the judge) cannot be wrapped synchronously
         funcs[sync] = observe_letters(funcs[sync])
     with state.main_process_first():
-        out, resume, done = prepare_run(cfg, "grpo")
+        out, resume, done = prepare_run(cfg, "grpo", main=state.is_main_process)
     if done is not None:
         return done
     data = {

@@ -37,6 +37,9 @@ MANIFEST = "medistill_train.json"
 #: The pipeline's own manifest for this stage (``medistill run``): kept beside the run, not
 #: counted as content and not removed when ``overwrite`` starts the run again.
 PIPELINE_MANIFEST = "pipeline.json"
+#: The resolved section ``medistill run`` launched this stage with (kept likewise).
+PIPELINE_LAUNCH = "launch.yaml"
+PIPELINE_FILES = (PIPELINE_MANIFEST, PIPELINE_LAUNCH)
 LOG = "log.jsonl"
 
 
@@ -79,12 +82,17 @@ def last_checkpoint(out: Path) -> str | None:
     return None
 
 
-def prepare_run(cfg: Any, stage: str) -> tuple[Path, str | None, dict[str, Any] | None]:
+def prepare_run(
+    cfg: Any, stage: str, *, main: bool = True
+) -> tuple[Path, str | None, dict[str, Any] | None]:
     """Open ``cfg.output_dir`` for a run of ``stage``.
 
     Returns the folder, the checkpoint to resume from (or ``None``) and, when the same run has
     already finished, its manifest (the caller then has nothing to do). A folder holding another
-    run (other stage or settings) is refused unless ``cfg.overwrite``.
+    run (other stage or settings) is refused unless ``cfg.overwrite``. Only the main process
+    (``main``) ever removes or creates the folder: under several ranks the others run after it
+    (``main_process_first``) and only read what it prepared, so ``overwrite`` never has a rank
+    delete what another has started writing.
     """
     out = Path(cfg.output_dir)
     manifest = read_manifest(out)
@@ -103,7 +111,7 @@ def prepare_run(cfg: Any, stage: str) -> tuple[Path, str | None, dict[str, Any] 
             return out, None, manifest
     elif (
         out.is_dir()
-        and any(p.name != PIPELINE_MANIFEST for p in out.iterdir())
+        and any(p.name not in PIPELINE_FILES for p in out.iterdir())
         and not cfg.overwrite
     ):
         raise MedistillError(
@@ -111,13 +119,15 @@ def prepare_run(cfg: Any, stage: str) -> tuple[Path, str | None, dict[str, Any] 
             f"overwrite: true to replace it"
         )
     resumable = manifest is not None and manifest.get("identity_hash") == ident
+    if not main:
+        resume = last_checkpoint(out)
+        return out, resume, None
     if cfg.overwrite and out.is_dir() and not (resumable and manifest.get("status") != "finished"):
-        kept = out / PIPELINE_MANIFEST
-        saved = kept.read_bytes() if kept.is_file() else None
+        saved = {n: (out / n).read_bytes() for n in PIPELINE_FILES if (out / n).is_file()}
         shutil.rmtree(out)  # overwrite keeps only an unfinished run of the same settings
-        if saved is not None:
-            out.mkdir(parents=True)
-            kept.write_bytes(saved)
+        out.mkdir(parents=True)
+        for name, blob in saved.items():
+            (out / name).write_bytes(blob)
     out.mkdir(parents=True, exist_ok=True)
     resume = last_checkpoint(out)
     if resume:
@@ -156,6 +166,32 @@ def versions() -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
     return out
+
+
+def rank_weight_digests(trainer: Any) -> list[str] | None:
+    """Under data parallelism on several ranks: a SHA-256 of each rank's trainable weights, in
+    rank order (every rank must call it: it gathers). Identical digests prove the ranks ended
+    with the same model; ``None`` for one process, or for sharded engines (FSDP, ZeRO), whose
+    ranks hold different shards by design.
+    """
+    import hashlib
+
+    import torch
+
+    acc = trainer.accelerator
+    kind = str(acc.distributed_type).rsplit(".", 1)[-1]
+    if acc.num_processes < 2 or not kind.startswith("MULTI_"):
+        return None
+    h = hashlib.sha256()
+    model = acc.unwrap_model(trainer.model)
+    for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        if param.requires_grad:
+            h.update(name.encode())
+            data = param.detach().to("cpu").contiguous()
+            h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    from accelerate.utils import gather_object
+
+    return list(gather_object([h.hexdigest()]))
 
 
 def save_final_model(trainer: Any, out: Path, *, base_model: str, cfg: Any) -> dict[str, Any]:
@@ -341,10 +377,13 @@ def finish(
     started: float,
 ) -> dict[str, Any]:
     """Save the model, the log, the curve, the card, and mark the run finished."""
+    digests = rank_weight_digests(trainer)
     info = save_final_model(trainer, out, base_model=base_model, cfg=cfg)
     manifest = read_manifest(out) or {}
     if not trainer.accelerator.is_main_process:
         return manifest
+    if digests is not None:
+        manifest["rank_weight_digests"] = digests
     history = list(trainer.state.log_history)
     write_log(out, history)
     curve = plot_curve(out, history, curve_keys)

@@ -74,7 +74,7 @@ def build_sft_trainer(cfg: SFTRecipe) -> tuple[Any, dict[str, Any]]:
     model_path = resolve_student(cfg)
     source = resolve_dataset(str(cfg.dataset))
     with state.main_process_first():
-        out, resume, done = prepare_run(cfg, "sft")
+        out, resume, done = prepare_run(cfg, "sft", main=state.is_main_process)
     ctx: dict[str, Any] = {"out": out, "resume": resume, "done": done, "model_path": model_path}
     if done is not None:
         return None, ctx
