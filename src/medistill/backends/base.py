@@ -96,3 +96,8 @@ class Backend(Protocol):
     def preferred_batch_size(self) -> int:
         """How many requests to hand over at once (the eval loop checkpoints per batch)."""
         ...
+
+    def close(self) -> None:
+        """Free what the backend holds (a local model's GPU memory, a vLLM engine); a no-op
+        where there is nothing to free. The backend is not used afterwards."""
+        ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +86,19 @@ class TransformersBackend:
     def preferred_batch_size(self) -> int:
         """The configured generation batch size."""
         return self.batch_size
+
+    def close(self) -> None:
+        """Drop the model and give its GPU memory back (idempotent); the backend is not
+        used afterwards."""
+        if getattr(self, "lm", None) is None:
+            return
+        self.lm = None
+        import gc
+
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def render(self, messages: Messages) -> str:
         """The exact prompt text the model sees (chat template applied)."""

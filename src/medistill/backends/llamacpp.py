@@ -63,6 +63,13 @@ class LlamaCppBackend:
         """One conversation at a time: answers are saved as each one ends."""
         return 1
 
+    def close(self) -> None:
+        """Free the llama.cpp model and context (idempotent)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        close = getattr(llm, "close", None)  # llama-cpp-python >= 0.2.59
+        if callable(close):
+            close()
+
     def generate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
         """Generate one completion per conversation, in order."""
         return [self._one(messages, params) for messages in batch]

@@ -143,6 +143,9 @@ class OpenAIBackend:
         """Enough requests in flight to keep every concurrency slot busy."""
         return max(4 * self.concurrency, 32)
 
+    def close(self) -> None:
+        """Nothing to free: each call opens and closes its own HTTP session."""
+
     def _auth_error(self, endpoint: str, status: int) -> MedistillError:
         """The 401/403 error: names the endpoint and the key's variable, never the key."""
         return MedistillError(

@@ -14,6 +14,7 @@ from typing import Any
 
 from medistill.answers import extract_answer
 from medistill.backends import BACKENDS, FINISH_ERROR, Generation, generate_each
+from medistill.backends.config import close_backend
 from medistill.data import Question, get_spec, load_benchmark
 from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalCommandOptions, EvalConfig
@@ -93,44 +94,47 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
     )
     if pending:
         backend = _make(cfg)
-        check = getattr(backend, "check_endpoints", None)
-        if check is not None:
-            check()  # a wrong URL fails in seconds, not after every retry
-        tpl = get_template(cfg.template)
-        with (
-            open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
-            _progress(
-                show_progress, len(questions), len(questions) - len(pending), cfg.run_label()
-            ) as bar,
-        ):
-            writer = _RowWriter(fh, progress, progress_path)
-            if cfg.mode == "loglik":
-                # Questions of similar length share a forward pass: less padding.
-                pending.sort(key=lambda q: len(q.question) + sum(map(len, q.options.values())))
-                step = 4 * backend.preferred_batch_size()
-                for i in range(0, len(pending), step):
-                    chunk = pending[i : i + step]
-                    writer.add(_loglik_rows(backend, tpl, chunk, cfg))
-                    bar.advance(len(chunk))
-            else:
-                # Similar prompt lengths batch together: less padding, same results.
-                pending.sort(key=lambda q: len(tpl.user_message(q)))
-                msgs = [tpl.messages(q) for q in pending]
-                render = getattr(backend, "render", None)
+        try:
+            check = getattr(backend, "check_endpoints", None)
+            if check is not None:
+                check()  # a wrong URL fails in seconds, not after every retry
+            tpl = get_template(cfg.template)
+            with (
+                open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
+                _progress(
+                    show_progress, len(questions), len(questions) - len(pending), cfg.run_label()
+                ) as bar,
+            ):
+                writer = _RowWriter(fh, progress, progress_path)
+                if cfg.mode == "loglik":
+                    # Questions of similar length share a forward pass: less padding.
+                    pending.sort(key=lambda q: len(q.question) + sum(map(len, q.options.values())))
+                    step = 4 * backend.preferred_batch_size()
+                    for i in range(0, len(pending), step):
+                        chunk = pending[i : i + step]
+                        writer.add(_loglik_rows(backend, tpl, chunk, cfg))
+                        bar.advance(len(chunk))
+                else:
+                    # Similar prompt lengths batch together: less padding, same results.
+                    pending.sort(key=lambda q: len(tpl.user_message(q)))
+                    msgs = [tpl.messages(q) for q in pending]
+                    render = getattr(backend, "render", None)
 
-                def on_result(i: int, g: Generation) -> None:
-                    q = pending[i]
-                    writer.add([_generation_row(q, render(msgs[i]) if render else msgs[i], g)])
-                    bar.advance(1, errors=getattr(backend, "errors", None))
+                    def on_result(i: int, g: Generation) -> None:
+                        q = pending[i]
+                        writer.add([_generation_row(q, render(msgs[i]) if render else msgs[i], g)])
+                        bar.advance(1, errors=getattr(backend, "errors", None))
 
-                try:
-                    generate_each(backend, msgs, cfg.sampling(), on_result)
-                finally:
-                    writer.close()
-            writer.close()
-        dropped = getattr(backend, "dropped_fields", None)
-        if dropped:
-            _note_in_config(out, {"request_fields_dropped": dropped})
+                    try:
+                        generate_each(backend, msgs, cfg.sampling(), on_result)
+                    finally:
+                        writer.close()
+                writer.close()
+            dropped = getattr(backend, "dropped_fields", None)
+            if dropped:
+                _note_in_config(out, {"request_fields_dropped": dropped})
+        finally:
+            close_backend(backend)  # a vLLM engine gives its GPU memory back here
     return write_metrics(
         out,
         label=cfg.run_label(),
@@ -163,19 +167,10 @@ def _generation_row(q: Question, prompt: Any, g: Generation) -> dict[str, Any]:
 
 
 def _make(cfg: EvalConfig):
-    """The backend for the model under evaluation (built like a teacher's: one code path)."""
-    from medistill.teacher import TeacherConfig
-
-    return TeacherConfig(
-        model=cfg.model,
-        backend=cfg.backend,
-        base_url=cfg.base_url,
-        api_key_env=cfg.api_key_env,
-        concurrency=cfg.concurrency,
-        batch_size=cfg.batch_size,
-        trust_remote_code=cfg.trust_remote_code,
-        extra_body=cfg.extra_body,
-    ).build(**_backend_options(cfg))
+    """The backend for the model under evaluation, built from its
+    :class:`~medistill.backends.config.BackendConfig` like a teacher's (one code path).
+    The caller closes it (:func:`~medistill.backends.config.close_backend`)."""
+    return cfg.backend_config().build(**_backend_options(cfg))
 
 
 def _backend_options(cfg: EvalConfig) -> dict[str, Any]:

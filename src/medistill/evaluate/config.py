@@ -4,12 +4,15 @@ must share with the stored one."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from medistill.backends import SamplingParams
+from medistill.backends.config import BackendConfig, VLLMEngineConfig
 from medistill.prompts import get_template
 
 # Changing any of these changes the answers: a resumed run must match them.
@@ -23,6 +26,7 @@ IDENTITY_KEYS = (
     "backend",
     "loader_kwargs",
     "request",
+    "engine",
 )
 
 #: Last path components that say nothing about which model it is: the default label adds
@@ -31,8 +35,8 @@ _GENERIC_NAMES = re.compile(r"^(checkpoint-\d+|final|merged|model|best|last|outp
 
 
 @dataclass
-class EvalConfig:
-    """Everything that defines an eval run: ``medistill eval``'s options, a recipe's ``eval:``."""
+class _EvalKeys:
+    """The keys of :class:`EvalConfig` before its vLLM engine keys (the order of ``--help``)."""
 
     model: str = field(metadata={"help": "hub id, local folder, or 'smollm2' (packaged)"})
     benchmark: str = field(default="sample", metadata={"help": "registered benchmark name"})
@@ -92,6 +96,31 @@ class EvalConfig:
             "added BOS unless the tokenizer adds one) or medistill (template, BOS first)"
         },
     )
+
+
+@dataclass
+class EvalConfig(VLLMEngineConfig, _EvalKeys):
+    """Everything that defines an eval run: ``medistill eval``'s options, a recipe's ``eval:``.
+
+    The backend keys it shares with :class:`~medistill.backends.config.BackendConfig`
+    (:data:`BACKEND_KEYS`: ``model``, ``backend``, ``base_url``, ..., and every vLLM engine key
+    of :class:`~medistill.backends.config.VLLMEngineConfig`) mean the same here; the backend
+    under test is built by :meth:`backend_config`.
+    """
+
+    @classmethod
+    def values_from_backend(cls, backend: BackendConfig) -> dict[str, Any]:
+        """The ``eval:`` keys that evaluate the model ``backend`` configures (a teacher, say):
+        its model, backend, endpoints and vLLM engine settings, as recipe keys for
+        :func:`medistill.config.build`. Keys an eval config does not have (prices, pacing)
+        are left out."""
+        return {name: copy.deepcopy(getattr(backend, name)) for name in BACKEND_KEYS}
+
+    def backend_config(self) -> BackendConfig:
+        """The backend config of the model under evaluation (shared keys from this config,
+        the rest :class:`BackendConfig`'s defaults)."""
+        values = {name: getattr(self, name) for name in BACKEND_KEYS}
+        return BackendConfig(**copy.deepcopy(values))
 
     def sampling(self) -> SamplingParams:
         """The decoding parameters of this run."""
@@ -165,8 +194,28 @@ class EvalConfig:
             "backend": self.backend,
             "loader_kwargs": self.loader_kwargs,
             "request": self.request(),
+            "engine": self.engine_identity(),
         }
         return ident
+
+    def engine_identity(self) -> dict[str, Any]:
+        """The engine settings that change the answers of a local backend, where they are not
+        the defaults (so a run stored before these keys existed still matches)."""
+        out: dict[str, Any] = {}
+        if self.backend in ("transformers", "vllm") and self.dtype != "auto":
+            out["dtype"] = self.dtype
+        if self.backend == "vllm" and self.engine_args:
+            out["engine_args"] = self.engine_args
+        return out
+
+
+#: The keys :class:`EvalConfig` shares with :class:`BackendConfig`, in BackendConfig's order:
+#: the ones that pass from one to the other.
+BACKEND_KEYS = tuple(
+    name
+    for name in BackendConfig.field_names()
+    if name in {f.name for f in dataclasses.fields(EvalConfig) if f.init}
+)
 
 
 @dataclass
