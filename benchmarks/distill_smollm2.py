@@ -12,7 +12,7 @@ stage is a ``medistill`` command (printed as it runs) and is skipped when its ou
 complete, so a killed run resumes. Prints a Markdown table for BENCHMARKS.md: share of answers
 ending with the contract's final line, share stating an answer anywhere, share cut off, mean
 output tokens, strict accuracy with its 95% CI, and the extracted-letter distribution beside
-the gold one. Settings live in ``recipes/smollm2-mirage.yaml``.
+the gold one. Settings live in ``benchmarks/smollm2-mirage.yaml``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from medistill.answers import extract_answer
 from medistill.prompts import answer_line_regex
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "smollm2-mirage.yaml"
+RECIPE = ROOT / "benchmarks" / "smollm2-mirage.yaml"
 STAGES = ("import", "curate", "eval-base", "sft", "eval-sft", "grpo", "eval-grpo")
 
 

@@ -204,7 +204,7 @@ def test_generate_aliases_land_in_the_teacher_and_merge_with_the_recipe(
 
 def test_existing_recipes_still_parse() -> None:
     root = Path(__file__).resolve().parents[1] / "recipes"
-    for name in ("demo.yaml", "teacher-openai.yaml"):
+    for name in ("demo.yaml", "qwen3-8b-8gpu.yaml"):
         cfg = parse_stage(
             GenerateConfig,
             ["--config", str(root / name)],

@@ -43,12 +43,19 @@ def write_recipe(tmp: Path, url: str, model: Path, **changes) -> Path:
             "limit": 12,
             "max_tokens": 64,
         },
-        "curate": {"min_tokens": 4, "validation_fraction": 0.0, "hf_dataset": False},
+        # Lengths agree across stages (the plan checks it): traces up to 64 tokens, SFT rows
+        # of prompt + trace, and an evaluation budget that lets the SFT student finish.
+        "curate": {
+            "min_tokens": 4,
+            "max_tokens": 64,
+            "validation_fraction": 0.0,
+            "hf_dataset": False,
+        },
         "sft": {
             "model": str(model),
             "max_steps": 2,
             "per_device_train_batch_size": 2,
-            "max_length": 512,
+            "max_length": 640,
             "report_to": "none",
             "save_steps": 1,
             "logging_steps": 1,
@@ -58,10 +65,16 @@ def write_recipe(tmp: Path, url: str, model: Path, **changes) -> Path:
             "num_generations": 2,
             "per_device_train_batch_size": 2,
             "max_completion_length": 8,
+            # the default rewards, with a conciseness budget the 8-token completions reach
+            "rewards": {
+                "correctness": 1.0,
+                "format": 0.5,
+                "conciseness": {"weight": 0.5, "budget": 8, "buffer": 4},
+            },
             "report_to": "none",
             "save_steps": 1000,
         },
-        "eval": {"limit": 4, "max_new_tokens": 8, "batch_size": 4},
+        "eval": {"limit": 4, "max_new_tokens": 64, "batch_size": 4},
     }
     for dotted, value in changes.items():
         section, key = dotted.split(".", 1)
@@ -260,3 +273,27 @@ def test_curation_decontaminates_against_every_evaluated_benchmark(
     assert plan(recipe).configs["curate"].eval_benchmarks == ["pubmedqa", "sample_heldout"]
     recipe = write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir)
     assert plan(recipe).configs["curate"].eval_benchmarks == ["sample_heldout"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"eval.max_new_tokens": 32}, "eval.max_new_tokens 32 < curate.max_tokens 64"),
+        ({"sft.max_length": 256}, "sft.max_length 256 < curate.max_tokens 64 + 512"),
+        (
+            {"grpo.rewards": {"conciseness": {"weight": 1.0, "budget": 64, "buffer": 16}}},
+            "grpo.max_completion_length 8 < the conciseness reward's budget 64",
+        ),
+        ({"grpo.max_completion_length": 128}, "eval.max_new_tokens 64 < grpo.max_completion"),
+    ],
+)
+def test_stage_lengths_that_disagree_are_refused_at_plan_time(
+    changes: dict, named: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The GPU recipe trained on 8,192-token traces and evaluated with 4,096: a student cut
+    off mid-reasoning scores "no answer". Such a recipe now fails before any stage runs."""
+    recipe = write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir, **changes)
+    with pytest.raises(MedistillError, match="stage lengths disagree") as e:
+        plan(recipe)
+    assert named in str(e.value)
+    plan(write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir))  # the base agrees

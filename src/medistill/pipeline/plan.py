@@ -222,6 +222,9 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
                 f"set its title with run.title"
             )
         configs["report"] = {"title": run.title or f"medistill run {run.name}"}
+    from medistill.pipeline.checks import check_lengths
+
+    check_lengths(path, configs)
     return Plan(recipe=path, run=run, folder=folder, configs=configs, values=resolved)
 
 
