@@ -1,21 +1,39 @@
 """Hugging Face model folder -> GGUF, with llama.cpp's own tools.
 
-The converter is ``convert_hf_to_gguf.py`` from the llama.cpp that the installed
-llama-cpp-python was built from (its sdist ships it: fetched once with ``pip download`` and
-kept in the cache); k-quants come from llama.cpp's quantiser, called through
-llama-cpp-python's ``llama_model_quantize``. No format writer of our own.
+The converter is llama.cpp's ``convert_hf_to_gguf.py`` (with its ``conversion`` package and
+its ``gguf-py``) of the llama.cpp that the installed llama-cpp-python was built from, found by
+that version and never fetched at export time (no ``pip``, no network), in the first of:
+
+1. ``$MEDISTILL_GGUF_CONVERTER``: a folder holding ``convert_hf_to_gguf.py`` (a llama.cpp
+   checkout, for instance); set but without the script is an error, not a fallback;
+2. the cache, ``<cache>/llama.cpp-<version>/``, filled once by
+   ``python -m medistill.deploy.gguf fetch`` (online: the version's sdist from the package
+   index; offline: ``--sdist FILE``, an sdist copied onto the machine);
+3. the copy medistill ships (:mod:`medistill.deploy.llamacpp_converter`, taken from the
+   llama-cpp-python sdist of :data:`SHIPPED_VERSION`): for that version, or a newer
+   llama-cpp-python (llama.cpp reads the files older converters write; the reverse does not
+   hold, so an older llama-cpp-python needs step 1 or 2).
+
+So ``pip install 'medistill[serve]'`` then no network exports as it does online. K-quants come
+from llama.cpp's quantiser, called through llama-cpp-python's ``llama_model_quantize``. No
+format writer of our own.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
+from medistill.deploy.llamacpp_converter import SHIPPED_VERSION
 from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
@@ -24,6 +42,16 @@ log = logging.getLogger(__name__)
 CONVERTER_TYPES = ("f16", "bf16", "q8_0")
 QUANTIZED = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M"}
 QUANTS = (*CONVERTER_TYPES, *QUANTIZED)
+
+#: The converter's script, the one file every converter folder has.
+SCRIPT = "convert_hf_to_gguf.py"
+#: An explicit converter folder, looked in first.
+CONVERTER_ENV = "MEDISTILL_GGUF_CONVERTER"
+#: The command that fills the cache (the only place medistill asks pip for the converter).
+FETCH_COMMAND = "python -m medistill.deploy.gguf fetch"
+SHIPPED_DIR = Path(__file__).resolve().parent / "llamacpp_converter"
+#: Left out of a converter folder: gguf-py's command-line tools (not used to convert).
+_SKIP = ("gguf-py/gguf/scripts/",)
 
 
 def llama_cpp_version(needed_for: str = "GGUF export") -> str:
@@ -46,28 +74,110 @@ def check_quant(quant: str) -> None:
         raise MedistillError(f"unknown --quant {quant!r}; choose one of: {', '.join(QUANTS)}")
 
 
-def converter_dir() -> Path:
-    """The folder holding llama.cpp's ``convert_hf_to_gguf.py`` for the installed version."""
-    version = llama_cpp_version()
+def _release(version: str) -> tuple[int, ...]:
+    """``0.3.36`` (or ``0.3.36+cu124``) -> ``(0, 3, 36)``, for ordering versions."""
+    head = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(x) for x in head.group(0).split(".")) if head else ()
+
+
+def cached_converter_dir(version: str) -> Path:
+    """Where :func:`fetch_converter` keeps the converter of llama-cpp-python ``version``."""
     from medistill.models import default_cache_dir
 
-    folder = default_cache_dir() / f"llama.cpp-{version}"
-    if (folder / "convert_hf_to_gguf.py").is_file():
+    return default_cache_dir() / f"llama.cpp-{version}"
+
+
+def converter_dir(version: str | None = None) -> Path:
+    """The folder holding llama.cpp's ``convert_hf_to_gguf.py`` for the installed
+    llama-cpp-python (or ``version``). Looks on disk only; see the module's docstring."""
+    version = version or llama_cpp_version()
+    explicit = os.environ.get(CONVERTER_ENV)
+    if explicit:
+        folder = Path(explicit).expanduser()
+        if not (folder / SCRIPT).is_file():
+            raise MedistillError(f"${CONVERTER_ENV}={explicit}: no {SCRIPT} in that folder")
         return folder
+    cached = cached_converter_dir(version)
+    if (cached / SCRIPT).is_file():
+        return cached
+    if (SHIPPED_DIR / SCRIPT).is_file() and _release(version) >= _release(SHIPPED_VERSION):
+        if version != SHIPPED_VERSION:
+            log.info(
+                "llama-cpp-python %s: using the converter of %s that medistill ships (%s "
+                "fetches the exact one)",
+                version,
+                SHIPPED_VERSION,
+                FETCH_COMMAND,
+            )
+        return SHIPPED_DIR
+    raise MedistillError(
+        f"no llama.cpp converter ({SCRIPT}) for llama-cpp-python {version}: looked in "
+        f"${CONVERTER_ENV} (unset), {cached} (empty) and medistill's own copy (for "
+        f"llama-cpp-python {SHIPPED_VERSION} and newer); fetch it once while online with "
+        f"`{FETCH_COMMAND}` (offline: `{FETCH_COMMAND} --sdist "
+        f"llama_cpp_python-{version}.tar.gz`), or install llama-cpp-python>={SHIPPED_VERSION}"
+    )
+
+
+def extract_converter(sdist: str | Path, dest: str | Path) -> Path:
+    """Unpack the converter from a llama-cpp-python sdist into ``dest`` (made whole or not at
+    all): ``convert_hf_to_gguf.py``, ``conversion/``, ``gguf/`` (its ``gguf-py``, next to the
+    script so that it shadows any other installed ``gguf``) and llama.cpp's ``LICENSE``."""
+    sdist, dest = Path(sdist), Path(dest)
+    top = sdist.name.removesuffix(".tar.gz")
+    prefix = f"{top}/vendor/llama.cpp/"
+    renames = {"gguf-py/gguf/": "gguf/", "conversion/": "conversion/"}
+    with tarfile.open(sdist) as tar:
+        members = []
+        for m in tar.getmembers():
+            if not m.name.startswith(prefix) or not (m.isfile() or m.isdir()):
+                continue
+            name = m.name[len(prefix) :]
+            if name in (SCRIPT, "LICENSE"):
+                m.name = name
+            else:
+                old = next((o for o in renames if name.startswith(o)), None)
+                if old is None or name.startswith(_SKIP) or "__pycache__" in name:
+                    continue
+                m.name = renames[old] + name[len(old) :]
+            members.append(m)
+        if not any(m.name == SCRIPT for m in members):
+            raise MedistillError(f"{sdist}: no vendor/llama.cpp/{SCRIPT} in this sdist")
+        staging = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        tar.extractall(staging, members=members, filter="data")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, dest)
+    return dest
+
+
+def _sdist_version(sdist: Path) -> str:
+    found = re.fullmatch(r"llama_cpp_python-(.+)\.tar\.gz", sdist.name)
+    if not found:
+        raise MedistillError(f"{sdist}: not a llama-cpp-python sdist (llama_cpp_python-X.tar.gz)")
+    return found.group(1)
+
+
+def fetch_converter(
+    version: str | None = None, sdist: str | Path | None = None, dest: str | Path | None = None
+) -> Path:
+    """Put the converter of llama-cpp-python ``version`` (default: the installed one, or the
+    ``sdist``'s) in the cache, or ``dest``. From ``sdist`` it needs no network; otherwise the
+    sdist comes from the package index (``pip download``) — the one place medistill asks the
+    network for the converter, and only when told to."""
+    if sdist is not None:
+        sdist = Path(sdist)
+        if not sdist.is_file():
+            raise MedistillError(f"--sdist {sdist}: no such file")
+        version = version or _sdist_version(sdist)
+        folder = Path(dest) if dest else cached_converter_dir(version)
+        return extract_converter(sdist, folder)
+    version = version or llama_cpp_version("fetching the converter")
+    folder = Path(dest) if dest else cached_converter_dir(version)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            f"llama-cpp-python=={version}",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "-d",
-            tmp,
-            "-q",
-        ]
+        cmd = [sys.executable, "-m", "pip", "download", f"llama-cpp-python=={version}"]
+        cmd += ["--no-deps", "--no-binary", ":all:", "-d", tmp, "-q"]
         log.info("fetching llama.cpp's converter (llama-cpp-python %s sdist)", version)
         done = subprocess.run(cmd, capture_output=True, text=True)
         sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
@@ -76,20 +186,7 @@ def converter_dir() -> Path:
                 f"could not fetch the llama-cpp-python {version} sdist for its converter: "
                 f"{done.stderr.strip()[-300:]}"
             )
-        prefix = f"{sdists[0].name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
-        keep = ("convert_hf_to_gguf.py", "gguf-py/", "conversion/")
-        with tarfile.open(sdists[0]) as tar:
-            members = [
-                m
-                for m in tar.getmembers()
-                if m.name.startswith(prefix) and m.name[len(prefix) :].startswith(keep)
-            ]
-            for m in members:
-                m.name = m.name[len(prefix) :]
-            staging = folder.with_suffix(".tmp")
-            tar.extractall(staging, members=members, filter="data")
-        staging.rename(folder)
-    return folder
+        return extract_converter(sdists[0], folder)
 
 
 def to_gguf(model_dir: str | Path, out_file: str | Path, quant: str = "q8_0") -> Path:
@@ -98,8 +195,15 @@ def to_gguf(model_dir: str | Path, out_file: str | Path, quant: str = "q8_0") ->
     model_dir, out_file = Path(model_dir), Path(out_file)
     if not (model_dir / "config.json").is_file():
         raise MedistillError(f"{model_dir}: not a model folder (no config.json)")
+    needs = {"torch": "hf", "transformers": "hf", "sentencepiece": "serve"}  # Llama's vocab too
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        extras = ",".join(sorted({needs[m] for m in missing}))
+        raise MedistillError(
+            f"llama.cpp's converter needs {', '.join(missing)}: pip install 'medistill[{extras}]'"
+        )
+    script = converter_dir() / SCRIPT
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    script = converter_dir() / "convert_hf_to_gguf.py"
     outtype = quant if quant in CONVERTER_TYPES else "f16"
     first = out_file if quant in CONVERTER_TYPES else out_file.with_suffix(".f16.gguf")
     cmd = [sys.executable, str(script), str(model_dir), "--outfile", str(first)]
@@ -107,7 +211,7 @@ def to_gguf(model_dir: str | Path, out_file: str | Path, quant: str = "q8_0") ->
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise MedistillError(
-            f"llama.cpp's converter failed on {model_dir}: {done.stderr.strip()[-800:]}"
+            f"llama.cpp's converter ({script}) failed on {model_dir}: {done.stderr.strip()[-800:]}"
         )
     if quant in QUANTIZED:
         _quantize(first, out_file, QUANTIZED[quant])
@@ -125,3 +229,29 @@ def _quantize(src: Path, dst: Path, ftype: str) -> None:
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
     if rc != 0:
         raise MedistillError(f"llama.cpp could not quantise {src} to {ftype} (code {rc})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m medistill.deploy.gguf fetch|where``: fill the converter cache once while
+    online (or from a copied sdist), or show which converter an export would use."""
+    parser = argparse.ArgumentParser(prog="python -m medistill.deploy.gguf")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="put llama.cpp's converter in medistill's cache")
+    fetch.add_argument("--version", help="llama-cpp-python version (default: the installed one)")
+    fetch.add_argument("--sdist", help="a llama_cpp_python-X.tar.gz on disk (no network)")
+    fetch.add_argument("--dest", help="folder to write (default: the cache)")
+    sub.add_parser("where", help="print the converter folder an export would use")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(fetch_converter(args.version, args.sdist, args.dest))
+        else:
+            print(converter_dir())
+    except MedistillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
