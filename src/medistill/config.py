@@ -70,9 +70,12 @@ def build(cls: type, values: dict[str, Any], *, where: str) -> Any:
     kwargs = {}
     for name, value in values.items():
         ftype = hints.get(name, fields[name].type)
-        sub = dataclass_type(ftype)
+        base = strip_optional(ftype)[0]
+        sub, items = dataclass_type(base), list_of_dataclass(base)
         if sub is not None and isinstance(value, dict):
             value = build(sub, value, where=f"{where}.{name}")
+        elif items is not None and value is not None:
+            value = _build_list(items, value, where=f"{where}.{name}")
         else:
             value = _coerce(value, ftype, where=f"{where}.{name}")
         kwargs[name] = value
@@ -84,14 +87,38 @@ def build(cls: type, values: dict[str, Any], *, where: str) -> Any:
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise MedistillError(
-            f"{where}: missing required {', '.join(map(repr, missing))} "
-            f"(on the command line: {', '.join('--' + m.replace('_', '-') for m in missing)})"
-        )
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        # A list item (generate.sources[1]) is a recipe key only: no flag to suggest.
+        hint = "" if "[" in where else f" (on the command line: {flags})"
+        raise MedistillError(f"{where}: missing required {', '.join(map(repr, missing))}{hint}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise MedistillError(f"{where}: {e}") from e
+
+
+def list_of_dataclass(ftype: Any) -> type | None:
+    """``X`` for a ``list[X]`` field whose ``X`` is a dataclass (``generate.sources``), else
+    ``None``."""
+    if typing.get_origin(ftype) is not list:
+        return None
+    args = typing.get_args(ftype)
+    return dataclass_type(args[0]) if len(args) == 1 else None
+
+
+def _build_list(cls: type, value: Any, *, where: str) -> list[Any]:
+    """Each mapping of a recipe list built as ``cls``; errors name the item (``[1]``)."""
+    if not isinstance(value, (list, tuple)):
+        raise MedistillError(f"{where}: expected a list of mappings, got {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        if dataclasses.is_dataclass(item) and isinstance(item, cls):
+            out.append(item)  # already built (a config passed back in)
+        elif isinstance(item, dict):
+            out.append(build(cls, item, where=f"{where}[{i}]"))
+        else:
+            raise MedistillError(f"{where}[{i}]: expected a mapping, got {item!r}")
+    return out
 
 
 def type_hints(cls: type) -> dict[str, Any]:

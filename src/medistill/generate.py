@@ -19,7 +19,8 @@ from typing import Any
 
 from medistill.backends import SamplingParams, generate_each
 from medistill.backends.base import Generation
-from medistill.data import LETTERS, Question, load_benchmark
+from medistill.data import LETTERS, Question, get_spec, load_benchmark, sample_questions
+from medistill.data.sampling import STRATA
 from medistill.errors import MedistillError
 from medistill.prompts import get_template
 from medistill.store import TraceRecord, TraceStore, trace_key
@@ -29,19 +30,80 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class SampleConfig:
+    """A seeded sample of a source's questions (``sample: {n: 10000, stratify: subject}``)."""
+
+    n: int = field(metadata={"help": "questions to draw (exactly; more than read is an error)"})
+    seed: int = field(default=0, metadata={"help": "sampling seed: same seed, same questions"})
+    stratify: str | None = field(
+        default=None,
+        metadata={
+            "help": "subject: allocate n across subjects in proportion (largest remainder, "
+            "at least one each where n allows); none: a plain random sample"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be at least 1, got {self.n}")
+        if self.stratify is not None and self.stratify not in STRATA:
+            raise ValueError(
+                f"stratify {self.stratify!r}: choose one of {', '.join(STRATA)} (or leave it out)"
+            )
+
+
+@dataclass
+class SourceConfig:
+    """One benchmark's questions for the teacher: which split, from where, how many."""
+
+    benchmark: str = field(metadata={"help": "registered benchmark, e.g. medqa or medmcqa"})
+    split: str | None = field(default=None, metadata={"help": "split, e.g. train"})
+    path: str | None = field(default=None, metadata={"help": "that split's local file"})
+    limit: int | None = field(default=None, metadata={"help": "first N questions read"})
+    sample: SampleConfig | None = field(
+        default=None, metadata={"help": "a seeded sample of the questions read (after limit)"}
+    )
+
+    def __post_init__(self) -> None:
+        try:
+            get_spec(self.benchmark)
+        except MedistillError as e:
+            raise ValueError(str(e)) from None
+
+    def label(self) -> str:
+        """``medmcqa train`` (the benchmark's own split when none is named)."""
+        return f"{self.benchmark} {self.split or get_spec(self.benchmark).split}"
+
+
+#: The single-source keys ``sources`` replaces (a recipe gives one or the other).
+SINGLE_SOURCE_KEYS = ("benchmark", "split", "path", "limit")
+
+
+@dataclass
 class GenerateConfig:
     """Everything ``medistill generate`` needs (also the ``generate:`` section of a recipe)."""
 
     teacher: TeacherConfig = field(
         metadata={"help": "who writes the traces", "from_string": TeacherConfig.spec_values}
     )
-    benchmark: str = field(default="sample", metadata={"help": "registered benchmark"})
+    benchmark: str | None = field(
+        default=None,
+        metadata={"help": "registered benchmark, one source (default: sample; see sources)"},
+    )
     path: str | None = field(default=None, metadata={"help": "local questions file"})
     split: str | None = field(
         default=None,
         metadata={"help": "split to load/label, e.g. train; none: the benchmark's"},
     )
     limit: int | None = field(default=None, metadata={"help": "first N questions"})
+    sources: list[SourceConfig] | None = field(
+        default=None,
+        metadata={
+            "help": "several benchmarks into one store (recipe only): a list of {benchmark, "
+            "split, path, limit, sample: {n, seed, stratify}}; replaces benchmark/split/path/"
+            "limit"
+        },
+    )
     skip_invalid: bool = field(
         default=False, metadata={"help": "skip bad question rows (counted) instead of failing"}
     )
@@ -68,6 +130,34 @@ class GenerateConfig:
         },
     )
 
+    def __post_init__(self) -> None:
+        if self.sources is None:
+            return
+        given = [k for k in SINGLE_SOURCE_KEYS if getattr(self, k) is not None]
+        if given:
+            raise ValueError(
+                f"sources and {given[0]} are both set: with sources, give each source's "
+                f"{'/'.join(SINGLE_SOURCE_KEYS)} inside its entry"
+            )
+        if not self.sources:
+            raise ValueError("sources is empty: list at least one {benchmark: ...}")
+        first: dict[str, int] = {}
+        for i, src in enumerate(self.sources):
+            if src.benchmark in first:
+                raise ValueError(
+                    f"sources[{first[src.benchmark]}] and sources[{i}] both read "
+                    f"{src.benchmark}: one source per benchmark (a store tells questions apart "
+                    "by benchmark and id)"
+                )
+            first[src.benchmark] = i
+
+    def resolved_sources(self) -> list[SourceConfig]:
+        """The sources to read: ``sources``, or the single one ``benchmark``/``split``/``path``/
+        ``limit`` name (the embedded sample when nothing is named)."""
+        if self.sources is not None:
+            return list(self.sources)
+        return [SourceConfig(self.benchmark or "sample", self.split, self.path, self.limit)]
+
 
 @dataclass
 class Request:
@@ -83,6 +173,7 @@ class Request:
     permutation: dict[str, str] | None
     params_dict: dict[str, Any] = field(default_factory=dict)
     messages_json: str = ""  # encoded once here, reused for the HTTP body and the store
+    source_file: str | None = None  # the file the question was read from (or its Hub copy)
 
 
 def shuffle_question(q: Question, seed: int, sample_index: int) -> tuple[Question, dict[str, str]]:
@@ -111,8 +202,11 @@ def shuffle_question(q: Question, seed: int, sample_index: int) -> tuple[Questio
     return shown, perm
 
 
-def build_requests(questions: list[Question], cfg: GenerateConfig) -> list[Request]:
-    """One request per (question, sample index), keyed for the store."""
+def build_requests(
+    questions: list[Question], cfg: GenerateConfig, *, source_file: str | None = None
+) -> list[Request]:
+    """One request per (question, sample index), keyed for the store; ``source_file`` is the
+    file the questions were read from (recorded with each trace)."""
     tpl = get_template(cfg.template)
     out = []
     for q in questions:
@@ -142,6 +236,7 @@ def build_requests(questions: list[Question], cfg: GenerateConfig) -> list[Reque
                     perm,
                     pdict,
                     json.dumps(messages, ensure_ascii=False),
+                    source_file,
                 )
             )
     return out
@@ -195,6 +290,8 @@ def _record(req: Request, g: Generation, teacher: str, scrub) -> TraceRecord:
         gold=req.gold,
         permutation=req.permutation,
         subject=req.question.subject,
+        split=req.question.split or None,
+        source_file=req.source_file,
         reasoning=g.reasoning,
         prompt_tokens=g.prompt_tokens,
         completion_tokens=g.output_tokens,
@@ -208,15 +305,14 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
     """Generate traces into ``cfg.out``; return (and log) the run summary."""
     if cfg.samples < 1:
         raise MedistillError("--samples must be at least 1")
-    extra = {"split": cfg.split} if cfg.split else {}
-    data = load_benchmark(
-        cfg.benchmark, cfg.path, skip_invalid=cfg.skip_invalid, limit=cfg.limit, **extra
-    )
-    requests = build_requests(data.questions, cfg)
+    requests, sources = _source_requests(cfg)
     with TraceStore(cfg.out) as store:
         done = store.done_keys()
         pending = [r for r in requests if r.key not in done]
         already = len(requests) - len(pending)
+        for info in sources:
+            keys = info.pop("_keys")
+            info["wanted"], info["already_stored"] = len(keys), len(keys & done)
         stopped = None
         if cfg.max_requests is not None and len(pending) > cfg.max_requests:
             pending, stopped = pending[: cfg.max_requests], "max_requests"
@@ -265,10 +361,66 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
         if stats.calls_wall_s
         else None,
         "store_totals": totals,
+        "sources": sources,
         "config": {k: v for k, v in asdict(cfg).items() if k != "teacher"},
     }
     log.info("generation summary: %s", {k: v for k, v in summary.items() if k != "config"})
     return summary
+
+
+def _source_requests(cfg: GenerateConfig) -> tuple[list[Request], list[dict[str, Any]]]:
+    """Every source's requests, in source order, and what was read from each: benchmark,
+    split, the file really read, questions read and kept by the sample. A call two sources
+    share (the same question text, options and settings) is made once, for the first."""
+    requests: list[Request] = []
+    seen: set[str] = set()
+    sources: list[dict[str, Any]] = []
+    several = cfg.sources is not None
+    for i, src in enumerate(cfg.resolved_sources()):
+        where = f"sources[{i}] ({src.label()})" if several else src.label()
+        extra = {"split": src.split} if src.split else {}
+        data = load_benchmark(
+            src.benchmark, src.path, skip_invalid=cfg.skip_invalid, limit=src.limit, **extra
+        )
+        questions = data.questions
+        if src.sample is not None:
+            try:
+                questions = sample_questions(
+                    questions, src.sample.n, seed=src.sample.seed, stratify=src.sample.stratify
+                )
+            except MedistillError as e:
+                raise MedistillError(f"{where}: sample: {e}") from None
+        file = data.report.source_file or data.report.path
+        shared = 0
+        keys: set[str] = set()
+        for r in build_requests(questions, cfg, source_file=file):
+            keys.add(r.key)
+            if r.key in seen:
+                shared += 1
+                continue
+            seen.add(r.key)
+            requests.append(r)
+        sources.append(
+            {
+                "_keys": keys,
+                "benchmark": src.benchmark,
+                "source": questions[0].source if questions else src.benchmark,
+                "split": data.report.split or (questions[0].split if questions else None),
+                "file": file,
+                "questions_read": len(data.questions),
+                "questions": len(questions),
+                "sample": asdict(src.sample) if src.sample is not None else None,
+                "calls_shared_with_an_earlier_source": shared,
+            }
+        )
+        log.info(
+            "%s: %d questions from %s%s",
+            where,
+            len(questions),
+            file,
+            f" (a sample of {len(data.questions)})" if src.sample is not None else "",
+        )
+    return requests, sources
 
 
 def _run_async(coro):
@@ -419,6 +571,8 @@ class _Progress:
 __all__ = [
     "GenerateConfig",
     "Request",
+    "SampleConfig",
+    "SourceConfig",
     "build_requests",
     "run_generate",
     "shuffle_question",

@@ -4,7 +4,8 @@ The dataclass is the one source of each option's name, type, default and help
 (``metadata["help"]``, as in TRL and transformers), so a new field is a new recipe key and a new
 flag at once. Every command takes ``--config recipe.yaml`` plus flags, which win; unknown flags
 are errors that name the closest valid ones. A nested config (``generate``'s ``teacher:``) can be
-flattened into the same options (``--rpm``).
+flattened into the same options (``--rpm``); a list of mappings (``generate``'s ``sources:``)
+is a recipe key only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from medistill.config import (
     BOOLS,
     build,
     dataclass_type,
+    list_of_dataclass,
     load_section,
     strip_optional,
     type_hints,
@@ -237,6 +239,8 @@ def stage_parser(
     for f in fields:
         ftype = hints.get(f.name, f.type)
         owner = f"{cls.__name__}.{f.name}"
+        if list_of_dataclass(strip_optional(ftype)[0]) is not None:
+            continue  # a list of mappings (generate.sources) is a recipe key only
         if f.name not in flatten:
             _add_field(parser, f, ftype, owner=owner, one_per_flag=one)
             continue

@@ -23,7 +23,9 @@ from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: 2 added ``split`` and ``source_file`` (what each question was read from); a version-1 store
+#: is migrated in place when opened (its rows keep NULL there) and resumes as before.
+SCHEMA_VERSION = 2
 
 _COLUMNS = (
     ("key", "TEXT PRIMARY KEY"),
@@ -48,6 +50,8 @@ _COLUMNS = (
     ("endpoint", "TEXT"),
     ("attempts", "INTEGER"),
     ("created_at", "REAL"),
+    ("split", "TEXT"),  # the split the question was read as (train, test...)
+    ("source_file", "TEXT"),  # the file really read, or the Hub copy and its split
 )
 COLUMNS = tuple(name for name, _ in _COLUMNS)
 _JSON_COLUMNS = {"options", "permutation", "messages", "params"}
@@ -91,6 +95,8 @@ class TraceRecord:
     endpoint: str | None = None
     attempts: int = 1
     created_at: float = field(default_factory=time.time)
+    split: str | None = None
+    source_file: str | None = None
 
     @property
     def truncated(self) -> bool:
@@ -131,10 +137,30 @@ class TraceStore:
         except sqlite3.DatabaseError as e:
             raise MedistillError(f"{self.path}: not a usable trace store ({e})") from e
         version = self.db.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()[0]
-        if int(version) != SCHEMA_VERSION:
+        if int(version) < SCHEMA_VERSION:
+            self._migrate(int(version))
+        elif int(version) != SCHEMA_VERSION:
             raise MedistillError(
                 f"{self.path}: trace store schema {version}, this medistill reads {SCHEMA_VERSION}"
             )
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older store up to :data:`SCHEMA_VERSION`: add the columns it lacks (their
+        old rows stay NULL), in one transaction, so its keys and resume are untouched."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(traces)")}
+            for name, sql_type in _COLUMNS:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE traces ADD COLUMN {name} {sql_type}")
+            self.db.execute("UPDATE meta SET v=? WHERE k='schema_version'", (str(SCHEMA_VERSION),))
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        log.info(
+            "%s: trace store migrated from schema %d to %d", self.path, version, SCHEMA_VERSION
+        )
 
     def __enter__(self) -> TraceStore:
         return self
@@ -188,6 +214,15 @@ class TraceStore:
             " COALESCE(SUM(truncated), 0) FROM traces"
         ).fetchone()
         return {"calls": n, "prompt_tokens": p, "completion_tokens": c, "truncated": t}
+
+    def sources(self) -> list[dict[str, Any]]:
+        """What the stored calls were read from: one entry per (source, split, file) with its
+        call count, in order of first appearance (``None`` for rows of a schema-1 store)."""
+        cur = self.db.execute(
+            "SELECT source, split, source_file, COUNT(*) FROM traces"
+            " GROUP BY source, split, source_file ORDER BY MIN(rowid)"
+        )
+        return [{"source": a, "split": b, "file": c, "calls": n} for a, b, c, n in cur]
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:
         """Every stored call as a dict (JSON fields decoded), in insertion order."""

@@ -131,10 +131,9 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
             if decon["removed_questions"]
             else "No training question matched."
         ),
-        "## Sources and subjects (kept traces)\n\n"
-        + _table(("source", "traces"), list(stats["kept_by_source"].items()))
+        _sources_section(stats)
         + "\n\n"
-        + _table(("subject", "traces"), subjects[:30])
+        + _table(("subject", "kept traces"), subjects[:30])
         + (f"\n\n... and {len(subjects) - 30} more subjects." if len(subjects) > 30 else ""),
         f"## Lengths\n\nAssistant turn in {tok['counter']}: mean {tok['mean']}, median "
         f"{tok['median']}, p95 {tok['p95']}, max {tok['max']}, total {tok['total']}."
@@ -149,6 +148,28 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
     tmp = out / "README.md.tmp"
     tmp.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     os.replace(tmp, out / "README.md")
+
+
+def _sources_section(stats: dict[str, Any]) -> str:
+    """Per source: the split and file read, traces in, teacher accuracy, traces kept."""
+    rows = []
+    for src in stats.get("sources") or []:
+        reads = src["read"] or [{"split": None, "file": None}]
+        split = ", ".join(sorted({r["split"] or "?" for r in reads}))
+        files = "; ".join(f"`{r['file']}`" if r["file"] else "(not recorded)" for r in reads)
+        acc = src["teacher_accuracy"]
+        rows.append(
+            (src["source"] or "(none)", split, files, src["input_questions"], src["input_traces"],
+             f"{100 * acc:.1f}%" if acc is not None else "-", src["kept_traces"],
+             src["kept_questions"])
+        )  # fmt: skip
+    header = ("source", "split", "file read", "questions in", "traces in", "teacher accuracy",
+              "kept traces", "kept questions")  # fmt: skip
+    return (
+        "## Sources and subjects\n\nEach source's questions are told apart by (source, id). "
+        "Split and file are what generation read (recorded with every trace).\n\n"
+        + _table(header, rows)
+    )
 
 
 def _decon_rule(decon: dict) -> str:

@@ -40,6 +40,7 @@ from medistill.curate.card import write_card
 from medistill.curate.config import CurateConfig
 from medistill.data import LETTERS, Question
 from medistill.prompts import get_template
+from medistill.store import TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def write_outputs(
                 s: {"traces": split_counts[s], "questions": len(split_questions[s])} for s in SPLITS
             },
             "kept_by_source": dict(by_source.most_common()),
+            "sources": _per_source(db, cfg),
             "kept_by_subject": dict(by_subject.most_common()),
             "kept_by_teacher": dict(by_teacher_kept.most_common()),
             "hf_dataset": hf_note,
@@ -163,6 +165,37 @@ def write_outputs(
     os.replace(tmp, out / "stats.json")
     write_card(out, stats, np.asarray(tokens, dtype=np.int64))
     return stats
+
+
+def _per_source(db: sqlite3.Connection, cfg: CurateConfig) -> list[dict[str, Any]]:
+    """Per source (benchmark), in store order: what was read (the split and file each trace
+    records), traces and questions in, teacher accuracy, traces and questions kept. Questions
+    are told apart by (source, id), so equal ids from two benchmarks never merge."""
+    reads: dict[str, list[dict[str, Any]]] = {}
+    with TraceStore(cfg.store) as store:
+        for r in store.sources():
+            reads.setdefault(r["source"] or "", []).append(
+                {"split": r["split"], "file": r["file"], "traces": r["calls"]}
+            )
+    out = []
+    for source, n, correct, kept, questions, kept_questions in db.execute(
+        "SELECT substr(qkey, 1, instr(qkey, char(31)) - 1), COUNT(*), SUM(correct),"
+        " SUM(reason IS NULL), COUNT(DISTINCT qkey),"
+        " COUNT(DISTINCT CASE WHEN reason IS NULL THEN qkey END)"
+        " FROM traces GROUP BY 1 ORDER BY MIN(seq)"
+    ):
+        out.append(
+            {
+                "source": source,
+                "read": reads.get(source, []),
+                "input_traces": n,
+                "input_questions": questions,
+                "teacher_accuracy": round((correct or 0) / n, 4) if n else None,
+                "kept_traces": kept or 0,
+                "kept_questions": kept_questions,
+            }
+        )
+    return out
 
 
 def _write_dropped(db: sqlite3.Connection, path: Path) -> None:

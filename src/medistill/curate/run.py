@@ -158,8 +158,25 @@ def verify_pass(
     return seq
 
 
+def _scored_source(predictions: Path) -> str | None:
+    """The source whose questions an eval ``predictions.jsonl`` scores, from the benchmark in
+    its run folder's ``config.json``; ``None`` when unknown (its ids then match any source)."""
+    try:
+        record = json.loads((predictions.parent / "config.json").read_text(encoding="utf-8"))
+        bench = record["identity"]["benchmark"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(bench, str):
+        return None
+    from medistill.data import BENCHMARKS
+
+    spec = BENCHMARKS.get(bench)
+    return spec.loader_kwargs.get("source", spec.name) if spec else bench
+
+
 def _base_accuracy(path: str | None) -> dict[str, float]:
-    """Per-question accuracy of the base student from an eval ``predictions.jsonl``."""
+    """Per-question accuracy of the base student from an eval ``predictions.jsonl``, keyed by
+    ``source\x1fid`` where its run folder names the benchmark, else by id alone."""
     if not path:
         return {}
     p = Path(path)
@@ -174,7 +191,9 @@ def _base_accuracy(path: str | None) -> dict[str, float]:
                 raise DataError("missing field", path=str(p), line=line, field=name)
         if rec["correct"] is not None:
             hits[str(rec["id"])].append(int(bool(rec["correct"])))
-    return {k: sum(v) / len(v) for k, v in hits.items()}
+    source = _scored_source(p)
+    prefix = "" if source is None else f"{source}\x1f"
+    return {prefix + k: sum(v) / len(v) for k, v in hits.items()}
 
 
 def _question_name(db: sqlite3.Connection, qrow: int) -> str:
@@ -260,7 +279,7 @@ def question_pass(
                         of = _question_name(db, d[0])
                         marks[rows[i][0]] = ("duplicate_embedding", f"of {of} (cosine {d[1]:.3f})")
             for r in rows:
-                acc = base.get(r[3])
+                acc = base.get(r[1], base.get(r[3]))  # (source, id) when known, else the id
                 if r[0] not in marks and acc is not None and acc >= cfg.difficulty_max_accuracy:
                     marks[r[0]] = ("too_easy", f"base student accuracy {acc:.2f}")
             if marks:

@@ -16,6 +16,7 @@ from medistill.data.registry import (
     load_questions,
     sample_path,
 )
+from medistill.data.sampling import allocate, sample_questions
 from medistill.data.schema import LETTERS, Question
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "LoadResult",
     "Question",
     "Skipped",
+    "allocate",
     "get_spec",
     "load_benchmark",
     "load_mcq_jsonl",
@@ -35,4 +37,5 @@ __all__ = [
     "load_pubmedqa",
     "load_questions",
     "sample_path",
+    "sample_questions",
 ]

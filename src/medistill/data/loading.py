@@ -44,6 +44,10 @@ class LoadReport:
     skipped: list[Skipped] = field(default_factory=list)
     no_gold: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The split the questions are labelled with and the file really read (a Hub copy is named
+    #: by its dataset id and split); set by ``load_benchmark``, recorded by the trace store.
+    split: str | None = None
+    source_file: str | None = None
 
     def summary(self) -> str:
         """One line for the log / CLI: loaded, skipped and missing-gold counts."""

@@ -226,6 +226,7 @@ def load_benchmark(
         result.questions = result.questions[spec.rows[0] : spec.rows[1]][:limit]
     else:
         result = spec.loader(path, skip_invalid=skip_invalid, limit=limit, **kw)
+    result.report.split, result.report.source_file = split, str(path.resolve())
     log.info("%s", result.report.summary())
     return result
 
@@ -314,4 +315,14 @@ def _load_from_hub(
             spec, split, looked, f"the Hub ({spec.hub_id} split {hub_split}: {reason})"
         ) from e
     log.info("downloaded %s split %s from the Hub (%s)", spec.name, hub_split, spec.hub_id)
-    return spec.loader(target, skip_invalid=skip_invalid, limit=limit, **kw)
+    result = spec.loader(target, skip_invalid=skip_invalid, limit=limit, **kw)
+    result.report.split = split
+    result.report.source_file = f"{_hub_name(spec)} (Hugging Face Hub, split {hub_split})"
+    return result
+
+
+def _hub_name(spec: BenchmarkSpec) -> str:
+    """``owner/name`` plus its one config where it has one (``qiaojin/PubMedQA/pqa_labeled``);
+    MMLU's several subject configs are not listed."""
+    configs = [c for c in spec.hub_configs if c]
+    return f"{spec.hub_id}/{configs[0]}" if len(configs) == 1 else str(spec.hub_id)
