@@ -297,3 +297,39 @@ def test_stage_lengths_that_disagree_are_refused_at_plan_time(
         plan(recipe)
     assert named in str(e.value)
     plan(write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir))  # the base agrees
+
+
+def test_a_vllm_teacher_is_evaluated_and_students_can_use_vllm(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A vLLM teacher used to be left out of the evaluation silently, and every student was
+    evaluated with transformers decoding. Now the teacher is evaluated with its own engine
+    settings, and run.eval_backend (auto: vLLM where CUDA and vLLM are present) evaluates
+    the run's models with eval:'s engine settings. Plan only: no engine starts here."""
+    teacher_cfg = {"model": "Qwen/Qwen3-8B", "backend": "vllm", "tensor_parallel_size": 4}
+    recipe = write_recipe(
+        tmp_path,
+        "http://127.0.0.1:9/v1",
+        tiny_model_dir,
+        **{
+            "generate.teacher": teacher_cfg,
+            "run.eval_backend": "vllm",
+            "eval.tensor_parallel_size": 2,
+            "eval.max_model_len": 4096,
+        },
+    )
+    runs = {key: e for key, e in plan(recipe).configs["eval"]}
+    assert runs["teacher"].backend == "vllm" and runs["teacher"].tensor_parallel_size == 4
+    assert runs["teacher"].label == "teacher: Qwen3-8B"
+    for key in ("base", "sft", "grpo"):
+        assert runs[key].backend == "vllm" and runs[key].tensor_parallel_size == 2
+        assert runs[key].max_model_len == 4096
+    # auto: transformers on a machine without CUDA or vLLM, vLLM where both are present
+    recipe = write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir)
+    monkeypatch.setattr("medistill.pipeline.launch.cuda_available", lambda: False)
+    assert {e.backend for k, e in plan(recipe).configs["eval"] if k != "teacher"} == {
+        "transformers"
+    }
+    monkeypatch.setattr("medistill.pipeline.launch.cuda_available", lambda: True)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+    assert {e.backend for k, e in plan(recipe).configs["eval"] if k != "teacher"} == {"vllm"}
