@@ -28,6 +28,8 @@ cut) shared by :func:`extract_answer` and :func:`answer_statements`; the extract
 :data:`~medistill.answers.cascade.CASCADE`, a declared, ordered tuple of named steps (as
 lm-evaluation-harness declares its filters) in ``cascade.py``; the patterns and the statement
 scan live in ``patterns.py``, the result type and rule names in ``result.py``.
+:func:`stated_answer` reads a response that states its answer as option text and no letter
+(public trace sets), through the same preparation; its rule is in ``textmatch.py``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from medistill.answers.result import (
     Extraction,
     Mode,
 )
+from medistill.answers.textmatch import TEXT_RULES, asks_for_exception, stated_option
 
 __all__ = [
     "CASCADE",
@@ -63,14 +66,17 @@ __all__ = [
     "MODES",
     "NONE_RULES",
     "STRICT_RULES",
+    "TEXT_RULES",
     "Extraction",
     "Mode",
     "Step",
     "answer_statements",
+    "asks_for_exception",
     "extract_answer",
     "extract_letter",
     "match_option_text",
     "normalise_text",
+    "stated_answer",
 ]
 
 # A response that opens on questions of its own ("Question 2:", "Here are some practice
@@ -175,3 +181,28 @@ def answer_statements(
     region, _, opts, pats = prepared
     hits = _statement_hits(region, pats, opts)
     return [letter for _, _, letter, _ in sorted(hits)]
+
+
+def stated_answer(
+    text: str | None,
+    options: Mapping[str, str] | Sequence[str] | None,
+    *,
+    references: Mapping[str, str] | None = None,
+    question: str | None = None,
+) -> Extraction:
+    """The one option a response states as text, for responses that name no letter.
+
+    The text is prepared as :func:`extract_answer` prepares it (:func:`_prepare`), then read
+    by :func:`medistill.answers.textmatch.stated_option`: every affirmative sentence naming
+    an option's text (or a ``references`` text: a set's ground-truth answer) must name the
+    same one; negated or hedged mentions ("not X", "while X is common") do not count, two
+    options stated is ``ambiguous``. Rules: ``option_text``, ``ground_truth``; or no letter
+    with ``ambiguous``, ``none`` or the preparation's reason (``empty``, ``refusal``...).
+    """
+    if text is None or not str(text).strip():
+        return Extraction(None, "empty")
+    prepared = _prepare(str(text), options, None)
+    if isinstance(prepared, Extraction):
+        return prepared
+    region, _, opts, _ = prepared
+    return stated_option(region, opts, references=references, question=question)

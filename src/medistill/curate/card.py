@@ -15,11 +15,17 @@ from medistill.prompts import answer_line
 
 log = logging.getLogger(__name__)
 
+VERIFIED_HELP = {
+    "letter": "the option letter the response commits to (the shared extractor)",
+    "option_text": "the one option whose text the response states, no other option affirmed",
+    "ground_truth": "the set's own ground-truth answer text, stated by the response",
+}
+
 REASON_HELP = {
     "malformed": "missing question/options/gold, gold not an option, or no text",
     "truncated": "the teacher hit its token limit",
     "refusal": "the teacher declined to answer",
-    "no_answer": "no final answer the shared extractor can read",
+    "no_answer": "no final answer the shared extractor can read (nor an option text stated)",
     "conflicting_answers": "more than one different final answer",
     "incorrect": "final answer differs from gold (after undoing the option shuffle)",
     "leaked_gold": "the reasoning cites an answer key",
@@ -100,8 +106,10 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
     decon = stats["decontamination"]
     tok = stats["tokens"]
     subjects = list(stats["kept_by_subject"].items())
+    warning = stats.get("low_yield")
     parts = [
         front + "# Curated medical reasoning traces (medistill)",
+        *([f"> **Warning: low yield.** {warning['message']}"] if warning else []),
         f"Curated from `{stats['store']}` by `medistill curate`. "
         f"**{stats['kept_traces']}** of {n_in} traces kept "
         f"({stats['kept_questions']} of {stats['input_questions']} questions); "
@@ -117,6 +125,7 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
         + "\n\nPer-question pass rate (share of a question's traces that are correct; a "
         "difficulty signal):\n\n"
         + _table(("pass rate", "questions"), list(stats["pass_rate_histogram"].items())),
+        _verification_section(stats),
         "## Decontamination\n\n"
         f"Against {', '.join(decon['benchmarks']) or 'nothing'} "
         f"({decon['benchmark_questions']} questions): {_decon_rule(decon)} "
@@ -169,6 +178,28 @@ def _sources_section(stats: dict[str, Any]) -> str:
         "## Sources and subjects\n\nEach source's questions are told apart by (source, id). "
         "Split and file are what generation read (recorded with every trace).\n\n"
         + _table(header, rows)
+    )
+
+
+def _verification_section(stats: dict[str, Any]) -> str:
+    """How each kept trace's answer was verified, counted per rule (each dataset row names
+    its own in ``verified_by``)."""
+    counts = stats.get("kept_by_verification") or {}
+    mode = stats["config"].get("text_answers", "auto")
+    rows = [(k, counts.get(k, 0), VERIFIED_HELP[k]) for k in VERIFIED_HELP]
+    scope = {
+        "auto": "imported traces",
+        "on": "every trace",
+        "off": "no trace",
+    }.get(mode, mode)
+    return (
+        "## How kept answers were verified\n\nA response naming no option letter is verified, "
+        f"for {scope} (`text_answers: {mode}`), by the option text it states: every affirmative "
+        "sentence naming an option (or the set's ground-truth answer) must name the same one; "
+        'negated or hedged mentions ("not X", "while X is common") do not count, two '
+        "options stated is a conflict, and questions asking for the exception are read by "
+        "letter only. Each row of the dataset names its rule in `verified_by`.\n\n"
+        + _table(("verified by", "kept traces", "rule"), rows)
     )
 
 

@@ -23,6 +23,14 @@ class CurateConfig:
             "accepts the extractor's fallbacks (option text, last mention)"
         },
     )
+    text_answers: str = field(
+        default="auto",
+        metadata={
+            "help": "verify a response that names no letter by the option text it states "
+            "(and an imported set's ground-truth answer): auto = imported traces only, on = "
+            "every trace, off = never"
+        },
+    )
     # --- filters --------------------------------------------------------------------------
     tokenizer: str | None = field(
         default=None,

@@ -3,7 +3,10 @@
 Each trace gets at most one drop reason, the first that applies in :data:`REASONS` order, so
 the data card's counts add up: kept + every reason = traces in. Verification reads the answer
 with the one shared extractor (:mod:`medistill.answers`), after mapping the shown letters back
-through the option shuffle the teacher saw.
+through the option shuffle the teacher saw. A response that names no letter may be verified by
+the option text it states (:func:`medistill.answers.stated_answer`; imported trace sets, or
+every trace with ``text_answers="on"``), against the options and the set's own ground-truth
+answer when the import recorded one; each verdict records how: :data:`VERIFIED_BY`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medistill.answers import answer_statements, extract_answer
+from medistill.answers import answer_statements, extract_answer, stated_answer
 from medistill.backends.base import CUT_OFF
 from medistill.curate.text import ngram_hashes, word_hashes
 from medistill.prompts import answer_line
@@ -45,6 +48,12 @@ QUESTION_REASONS = (
     "not_selected",
 )
 REASONS = TRACE_REASONS + QUESTION_REASONS
+#: How a kept trace's answer was read: an option letter, an option's text (the extractor's
+#: lenient option-text rules or the text rule of stated_answer), or the set's ground truth.
+VERIFIED_BY = ("letter", "option_text", "ground_truth")
+#: Which traces may be verified by the text they state: imported ones (auto), all, none.
+TEXT_ANSWERS = ("auto", "on", "off")
+_TEXT_RULES = ("option_text", "answer_text")
 
 # The reasoning cites an answer key instead of reasoning towards an answer.
 _LEAK = re.compile(
@@ -116,6 +125,7 @@ class Verdict:
     correct: bool = False
     assistant: str = ""
     shown_letter: str | None = None
+    verified_by: str | None = None  # one of VERIFIED_BY once an answer was read
 
 
 def _malformed(row: dict[str, Any]) -> str | None:
@@ -162,8 +172,35 @@ def assistant_turn(row: dict[str, Any], letter: str, *, think_tags: bool = False
     return f"{body.rstrip()}\n\n{final}"
 
 
-def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = False) -> Verdict:
-    """Verify one stored trace: structure, truncation, the extracted answer against gold."""
+def reads_text(row: dict[str, Any], text_answers: str = "auto") -> bool:
+    """True when ``row`` may be verified by the option text it states: with ``auto``, an
+    imported trace (public sets answer in prose; our teacher is held to the answer line)."""
+    if text_answers == "auto":
+        params = row.get("params") if isinstance(row.get("params"), dict) else {}
+        return str(row.get("endpoint") or "").startswith("import:") or "imported_from" in params
+    return text_answers == "on"
+
+
+def _references(row: dict[str, Any]) -> dict[str, str]:
+    """The set's own ground-truth answer text, as a reference for the gold option."""
+    params = row.get("params") if isinstance(row.get("params"), dict) else {}
+    truth = params.get("ground_truth")
+    return {row["gold"]: truth} if isinstance(truth, str) and truth.strip() else {}
+
+
+def verify(
+    row: dict[str, Any],
+    *,
+    mode: str = "strict",
+    think_tags: bool = False,
+    text_answers: str = "auto",
+) -> Verdict:
+    """Verify one stored trace: structure, truncation, the extracted answer against gold.
+
+    When the extractor finds no answer and :func:`reads_text` allows it, the option text the
+    response states is read instead (:func:`medistill.answers.stated_answer`, conservative:
+    negated or hedged mentions do not count, two options stated is a conflict).
+    """
     why = _malformed(row)
     if why:
         return Verdict("malformed", why)
@@ -172,6 +209,13 @@ def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = Fals
     text = row.get("text") or ""
     truncated = bool(row.get("truncated")) or row.get("finish_reason") in CUT_OFF
     e = extract_answer(text, opts, mode=mode, truncated=truncated)  # type: ignore[arg-type]
+    by = "option_text" if e.rule in _TEXT_RULES else "letter"
+    if e.letter is None and e.rule == "none" and not truncated and reads_text(row, text_answers):
+        stated = stated_answer(text, opts, references=_references(row), question=row["question"])
+        if stated.letter is not None:
+            e, by = stated, stated.rule
+        elif stated.rule == "ambiguous":
+            return Verdict("conflicting_answers", "rule=ambiguous (two option texts stated)")
     letter = perm.get(e.letter) if e.letter else None
     correct = letter is not None and letter == perm[row["gold"]]
     if truncated:
@@ -181,14 +225,18 @@ def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = Fals
     if e.rule in ("ambiguous", "first_of_several"):
         return Verdict("conflicting_answers", f"rule={e.rule}", letter, False)
     if e.letter is None:
-        return Verdict("no_answer", f"rule={e.rule}", None, False)
+        tried = e.rule == "none" and not truncated and reads_text(row, text_answers)
+        return Verdict("no_answer", f"rule={e.rule}" + ", no option text stated" * tried)
     named = dict.fromkeys(answer_statements(text, opts))
     if len(named) > 1:
         return Verdict("conflicting_answers", "statements " + ",".join(named), letter, correct)
     if not correct:
-        return Verdict("incorrect", f"answered {letter}, gold {perm[row['gold']]}", letter, False)
+        detail = f"answered {letter}, gold {perm[row['gold']]}" + (
+            f" (by {by})" if by != "letter" else ""
+        )
+        return Verdict("incorrect", detail, letter, False, verified_by=by)
     if leaked_gold((row.get("reasoning") or "") + "\n" + text):
-        return Verdict("leaked_gold", "", letter, correct)
+        return Verdict("leaked_gold", "", letter, correct, verified_by=by)
     return Verdict(
         None,
         "",
@@ -196,6 +244,7 @@ def verify(row: dict[str, Any], *, mode: str = "strict", think_tags: bool = Fals
         True,
         assistant_turn(row, e.letter, think_tags=think_tags),
         e.letter,
+        by,
     )
 
 

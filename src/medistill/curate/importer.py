@@ -3,7 +3,9 @@
 Public sets (HuatuoGPT-o1's traces, m1K, MedReason...) are curated, mixed and decontaminated
 exactly like our own teacher's traces once they sit in the same store. A field mapping says
 where each part lives; the dataset's name becomes the row's ``teacher`` (its origin) and the
-file its ``endpoint``, so the data card can count by origin.
+file its ``endpoint``, so the data card can count by origin. A mapped ``ground_truth`` (the
+set's own answer text, e.g. HuatuoGPT-o1's ``Ground-True Answer``) is kept in the row's
+``params``: curation accepts a prose response that states it as naming the gold option.
 
 Released model *outputs* (MIRAGE's GPT-3.5 / GPT-4 answers) carry neither the question nor
 the options, only the benchmark's id, and answer in JSON (``{"step_by_step_thinking": ...,
@@ -54,19 +56,23 @@ FIELDS = (
     "dataset",
     "json_reasoning",
     "json_answer",
+    "ground_truth",
 )
 REQUIRED = ("question", "options", "gold", "response")
 #: Without ``question`` and ``options`` a row is joined to a ``--questions`` benchmark by id.
 JOIN_REQUIRED = ("id", "response")
 
 PRESETS: dict[str, dict[str, str]] = {
-    # HuatuoGPT-o1 style MCQ traces (the shape of its demo data): CoT + final response.
+    # HuatuoGPT-o1 style MCQ traces (the shape of its demo data): CoT + final response. The
+    # responses answer an open-ended rewrite of the question in prose, naming no letter:
+    # curation verifies them by the option text they state or the set's own ground truth.
     "huatuogpt-o1": {
         "question": "question",
         "options": "options",
         "gold": "answer_idx",
         "reasoning": "Complex_CoT",
         "response": "Response",
+        "ground_truth": "Ground-True Answer",
     },
     # Our own column names (an exported dataset or a hand-made file).
     "medistill": {
@@ -449,6 +455,9 @@ def record_from(
         parts.append(teacher)
     key = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
     params: dict[str, Any] = {"imported_from": Path(path).name}
+    truth = rec.get(mapping["ground_truth"]) if "ground_truth" in mapping else None
+    if isinstance(truth, (str, int, float)) and not isinstance(truth, bool) and str(truth).strip():
+        params["ground_truth"] = str(truth).strip()
     if joined is not None:
         params["joined_to"] = joined.source
     return TraceRecord(

@@ -13,8 +13,9 @@ Layout of the output folder (the contract the training stages read, ``format_ver
 
 Both formats carry the same metadata columns: ``question_id``, ``source``, ``teacher``,
 ``subject``, ``options`` (letter -> text, as shown in the prompt), ``gold`` (the correct letter
-as shown), ``teacher_pass_rate``, ``tokens``. With ``options`` and ``gold`` in every row a GRPO
-reward scores a completion exactly as ``medistill eval`` scores an answer. All traces of one
+as shown), ``teacher_pass_rate``, ``tokens``, ``verified_by`` (how the answer was read:
+``letter``, ``option_text`` or ``ground_truth``). With ``options`` and ``gold`` in every row a
+GRPO reward scores a completion exactly as ``medistill eval`` scores an answer. All traces of one
 question go to the same split (seeded), so validation never sees a training question.
 
 Version history: 1 had ``answer`` (the letter) and no options; 2 (this) renames it ``gold`` and
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from medistill.curate.advice import low_yield
 from medistill.curate.card import write_card
 from medistill.curate.config import CurateConfig
 from medistill.data import LETTERS, Question
@@ -56,7 +58,7 @@ def _split_of(rank: int, fraction: float) -> str:
 def _rows(db: sqlite3.Connection):
     return db.execute(
         "SELECT t.key, t.teacher, t.tokens, k.assistant, k.options, k.letter, q.source,"
-        " q.question_id, q.question, q.subject, q.rank, s.rate"
+        " q.question_id, q.question, q.subject, q.rank, s.rate, t.verified_by"
         " FROM traces t JOIN kept k ON k.seq = t.seq JOIN questions q ON q.qkey = t.qkey"
         " JOIN (SELECT qkey, AVG(correct) AS rate FROM traces GROUP BY qkey) s ON s.qkey = t.qkey"
         " WHERE t.reason IS NULL ORDER BY t.seq"
@@ -73,8 +75,12 @@ def write_outputs(
     dropped: dict[str, int],
     tokenizer_name: str,
     decontam: dict[str, int],
+    imported: int = 0,
 ) -> dict[str, Any]:
-    """Write the dataset files, the drop log and the card; return the statistics."""
+    """Write the dataset files, the drop log and the card; return the statistics.
+
+    ``imported`` counts the input traces that came from ``medistill import-traces`` (the
+    low-yield advice depends on it)."""
     tpl = get_template(cfg.template)
     handles = {}
     files = ExitStack()
@@ -104,6 +110,7 @@ def write_outputs(
             subject,
             rank,
             rate,
+            verified_by,
         ) in _rows(db):
             split = _split_of(rank, cfg.validation_fraction)
             shown = Question(
@@ -122,6 +129,7 @@ def write_outputs(
                 "gold": letter,
                 "teacher_pass_rate": round(rate, 4),
                 "tokens": ntok,
+                "verified_by": verified_by or "letter",
             }
             rid = key[:16]
             handles["messages", split].write(
@@ -158,6 +166,7 @@ def write_outputs(
             "kept_by_subject": dict(by_subject.most_common()),
             "kept_by_teacher": dict(by_teacher_kept.most_common()),
             "hf_dataset": hf_note,
+            "low_yield": low_yield(n_in, kept, dropped, cfg, imported=imported > 0),
         }
     )
     tmp = out / "stats.json.tmp"
@@ -223,6 +232,7 @@ def _features(fmt: str, n_options: int) -> Any:
     cols["options"] = {letter: Value("string") for letter in LETTERS[:n_options]}
     cols["teacher_pass_rate"] = Value("float64")
     cols["tokens"] = Value("int64")
+    cols["verified_by"] = Value("string")
     return Features(cols)
 
 
@@ -323,6 +333,12 @@ def _stats(
         ).fetchone()[0],
         "teacher_accuracy": round(n_correct / n_in, 4) if n_in else None,
         "teachers": teachers,
+        "kept_by_verification": dict(
+            db.execute(
+                "SELECT COALESCE(verified_by, 'letter'), COUNT(*) FROM traces WHERE reason IS NULL"
+                " GROUP BY 1 ORDER BY 2 DESC"
+            )
+        ),
         "pass_rate_histogram": dict(zip(labels, hist, strict=True)),
         "question_reasons": qreasons,
         "decontamination": {

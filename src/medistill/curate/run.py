@@ -29,7 +29,14 @@ from typing import Any
 from medistill.curate.config import SELECTIONS, CurateConfig
 from medistill.curate.decontam import BenchmarkIndex, load_eval_questions
 from medistill.curate.dedup import EmbeddingIndex, NearDupIndex
-from medistill.curate.filters import REASONS, Verdict, quality, token_counter, verify
+from medistill.curate.filters import (
+    REASONS,
+    TEXT_ANSWERS,
+    Verdict,
+    quality,
+    token_counter,
+    verify,
+)
 from medistill.curate.output import write_outputs
 from medistill.curate.text import exact_hash, question_text, word_hashes
 from medistill.curate.workdb import INDEXES, open_workdb, remove_workdb
@@ -51,6 +58,8 @@ def _check(cfg: CurateConfig) -> None:
         raise MedistillError(f"selection {cfg.selection!r}; choose one of: {', '.join(SELECTIONS)}")
     if cfg.extract_mode not in ("strict", "lenient"):
         raise MedistillError(f"extract_mode {cfg.extract_mode!r}; choose strict or lenient")
+    if cfg.text_answers not in TEXT_ANSWERS:
+        raise MedistillError(f"text_answers {cfg.text_answers!r}; choose auto, on or off")
     if not 0 <= cfg.validation_fraction < 1:
         raise MedistillError("validation_fraction must be in [0, 1)")
     if cfg.selection == "k" and cfg.k < 1:
@@ -77,9 +86,11 @@ def _batches(it: Iterator[dict[str, Any]], n: int) -> Iterator[list[dict[str, An
         yield batch
 
 
-def _verify_batch(rows: list[dict[str, Any]], mode: str, think_tags: bool) -> list[Verdict]:
+def _verify_batch(
+    rows: list[dict[str, Any]], mode: str, think_tags: bool, text_answers: str = "auto"
+) -> list[Verdict]:
     """Verify one batch (a top-level function, so worker processes can run it)."""
-    return [verify(r, mode=mode, think_tags=think_tags) for r in rows]
+    return [verify(r, mode=mode, think_tags=think_tags, text_answers=text_answers) for r in rows]
 
 
 def _verified(
@@ -88,7 +99,7 @@ def _verified(
     """``(batch, verdicts)`` in store order. With several workers the extractor runs in a
     process pool (it is CPU-bound Python) with at most two batches per worker in flight, so
     memory stays bounded."""
-    args = (cfg.extract_mode, cfg.think_tags)
+    args = (cfg.extract_mode, cfg.think_tags, cfg.text_answers)
     if workers <= 1:
         for batch in batches:
             yield batch, _verify_batch(batch, *args)
@@ -133,7 +144,7 @@ def verify_pass(
                 qkey = f"{row.get('source') or ''}\x1f{row['question_id']}"
                 traces.append(
                     (seq, row["key"], qkey, row["teacher"], v.reason, v.detail, v.letter,
-                     int(v.correct), n, _rank(cfg.seed, row["key"]))
+                     int(v.correct), n, _rank(cfg.seed, row["key"]), v.verified_by)
                 )  # fmt: skip
                 if v.reason is None:
                     kept.append((seq, v.assistant, json.dumps(row["options"]), v.shown_letter))
@@ -145,7 +156,7 @@ def verify_pass(
                          exact_hash(row["question"], opts), _rank(cfg.seed, qkey))
                     )  # fmt: skip
             db.execute("BEGIN")
-            db.executemany("INSERT INTO traces VALUES (?,?,?,?,?,?,?,?,?,?)", traces)
+            db.executemany("INSERT INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?)", traces)
             db.executemany("INSERT INTO kept VALUES (?,?,?,?)", kept)
             db.executemany(
                 "INSERT OR IGNORE INTO questions (qkey, source, question_id, question, options,"
@@ -373,6 +384,9 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
     try:
         with TraceStore(cfg.store) as store:
             total = len(store)
+            (imported,) = store.db.execute(
+                "SELECT COUNT(*) FROM traces WHERE endpoint LIKE 'import:%'"
+            ).fetchone()
         count_tokens, tokenizer_name = token_counter(cfg.tokenizer)
         workers = cfg.workers or (min(os.cpu_count() or 1, 8) if total > 20_000 else 1)
         with _progress(show_progress, total) as advance:
@@ -417,6 +431,7 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
             dropped=dropped,
             tokenizer_name=tokenizer_name,
             decontam=decon,
+            imported=imported,
         )
     finally:
         db.close()
@@ -427,6 +442,13 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
         kept,
         ", ".join(f"{k} {v}" for k, v in dropped.items() if v) or "none",
     )
+    if stats.get("kept_by_verification"):
+        log.info(
+            "kept traces verified by %s",
+            ", ".join(f"{k} {v}" for k, v in stats["kept_by_verification"].items()),
+        )
+    if stats.get("low_yield"):
+        log.warning("%s", stats["low_yield"]["message"])
     return stats
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 SCHEMA = """
 CREATE TABLE traces (
     seq INTEGER PRIMARY KEY, key TEXT, qkey TEXT, teacher TEXT, reason TEXT, detail TEXT,
-    letter TEXT, correct INTEGER, tokens INTEGER, rank INTEGER);
+    letter TEXT, correct INTEGER, tokens INTEGER, rank INTEGER, verified_by TEXT);
 CREATE TABLE kept (seq INTEGER PRIMARY KEY, assistant TEXT, options TEXT, letter TEXT);
 CREATE TABLE questions (
     qrow INTEGER PRIMARY KEY, qkey TEXT UNIQUE, source TEXT, question_id TEXT, question TEXT,
