@@ -3,9 +3,13 @@ traces and the setting that would change it (``stats.json``, the card, the log).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from medistill.curate.config import CurateConfig
+from medistill.store import TraceStore
+
+log = logging.getLogger(__name__)
 
 #: A curation keeping under this share of its input traces gets a low-yield warning.
 LOW_YIELD = 0.10
@@ -94,3 +98,19 @@ def low_yield(
         "setting": setting,
         "message": message,
     }
+
+
+def imported_traces(store: TraceStore) -> int:
+    """How many traces of an open store came from ``medistill import-traces``."""
+    query = "SELECT COUNT(*) FROM traces WHERE endpoint LIKE 'import:%'"
+    return int(store.db.execute(query).fetchone()[0])
+
+
+def log_outcome(stats: dict[str, Any]) -> None:
+    """Log how the kept traces were verified, and the low-yield warning if there is one (the
+    CLI prints both on stderr)."""
+    if stats.get("kept_by_verification"):
+        by = ", ".join(f"{k} {v}" for k, v in stats["kept_by_verification"].items())
+        log.info("kept traces verified by %s", by)
+    if stats.get("low_yield"):
+        log.warning("%s", stats["low_yield"]["message"])

@@ -26,17 +26,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from medistill.curate.advice import imported_traces, log_outcome
 from medistill.curate.config import SELECTIONS, CurateConfig
 from medistill.curate.decontam import BenchmarkIndex, load_eval_questions
 from medistill.curate.dedup import EmbeddingIndex, NearDupIndex
-from medistill.curate.filters import (
-    REASONS,
-    TEXT_ANSWERS,
-    Verdict,
-    quality,
-    token_counter,
-    verify,
-)
+from medistill.curate.filters import REASONS, TEXT_ANSWERS, Verdict, quality, token_counter, verify
 from medistill.curate.output import write_outputs
 from medistill.curate.text import exact_hash, question_text, word_hashes
 from medistill.curate.workdb import INDEXES, open_workdb, remove_workdb
@@ -384,9 +378,7 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
     try:
         with TraceStore(cfg.store) as store:
             total = len(store)
-            (imported,) = store.db.execute(
-                "SELECT COUNT(*) FROM traces WHERE endpoint LIKE 'import:%'"
-            ).fetchone()
+            imported = imported_traces(store)
         count_tokens, tokenizer_name = token_counter(cfg.tokenizer)
         workers = cfg.workers or (min(os.cpu_count() or 1, 8) if total > 20_000 else 1)
         with _progress(show_progress, total) as advance:
@@ -442,13 +434,7 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
         kept,
         ", ".join(f"{k} {v}" for k, v in dropped.items() if v) or "none",
     )
-    if stats.get("kept_by_verification"):
-        log.info(
-            "kept traces verified by %s",
-            ", ".join(f"{k} {v}" for k, v in stats["kept_by_verification"].items()),
-        )
-    if stats.get("low_yield"):
-        log.warning("%s", stats["low_yield"]["message"])
+    log_outcome(stats)
     return stats
 
 
