@@ -118,13 +118,15 @@ def _sdist(path: Path, version: str) -> Path:
 
 
 def test_fetch_from_a_copied_sdist_needs_no_network(
-    monkeypatch: pytest.MonkeyPatch, offline: Path, tmp_path: Path, capsys
+    monkeypatch: pytest.MonkeyPatch, offline: Path, tmp_path: Path, capsys, caplog
 ) -> None:
     """The air-gapped route for a llama-cpp-python other than the shipped one: its sdist,
     copied onto the machine, unpacked into the cache, where the export then finds it."""
     sdist = _sdist(tmp_path, "0.3.20")
+    _installed(monkeypatch, SHIPPED_VERSION)  # another version than the sdist's: a warning
     assert g.main(["fetch", "--sdist", str(sdist)]) == 0
     folder = offline / "llama.cpp-0.3.20"
+    assert "only with llama-cpp-python 0.3.20" in caplog.text
     assert capsys.readouterr().out.strip() == str(folder)
     found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert found == [

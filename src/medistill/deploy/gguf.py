@@ -172,6 +172,18 @@ def fetch_converter(
             raise MedistillError(f"--sdist {sdist}: no such file")
         version = version or _sdist_version(sdist)
         folder = Path(dest) if dest else cached_converter_dir(version)
+        try:
+            installed = llama_cpp_version()
+        except MedistillError:
+            installed = None
+        if installed and installed != version and not dest:
+            log.warning(
+                "the installed llama-cpp-python is %s: an export uses this converter (%s) only "
+                "with llama-cpp-python %s",
+                installed,
+                folder,
+                version,
+            )
         return extract_converter(sdist, folder)
     version = version or llama_cpp_version("fetching the converter")
     folder = Path(dest) if dest else cached_converter_dir(version)
