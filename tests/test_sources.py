@@ -438,3 +438,31 @@ def test_a_schema_1_store_opens_migrates_and_resumes(tmp_path: Path) -> None:
     (sample,) = stats["sources"]
     assert [(r["split"], r["traces"]) for r in sample["read"]] == [(None, 1), ("sample", 2)]
     assert "(not recorded)" in (tmp_path / "ds" / "README.md").read_text()
+
+
+def test_a_hub_copy_is_recorded_by_dataset_and_split(monkeypatch) -> None:
+    """Read from the Hub, the file is a temporary copy: the record names the dataset and the
+    Hub split that was downloaded instead."""
+    import sys
+    import types
+
+    from medistill.data import load_benchmark
+
+    asked = []
+
+    def load_dataset(hub_id, config=None, split=None):
+        asked.append((hub_id, config, split))
+        row = {"id": "h-0", "question": "hub question?", "cop": 0, "subject_name": "Anatomy"}
+        return [{**row, **{k: f"hub {k}" for k in ("opa", "opb", "opc", "opd")}}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.delenv("MEDISTILL_DATA_DIR", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    got = load_benchmark("medmcqa", split="train")
+    assert asked == [("openlifescienceai/medmcqa", None, "train")]
+    assert got.report.split == "train" and got.questions[0].gold == "A"
+    assert got.report.source_file == "openlifescienceai/medmcqa (Hugging Face Hub, split train)"
+    dev = load_benchmark("medmcqa")  # the default split is the Hub's validation split
+    assert dev.report.source_file.endswith("(Hugging Face Hub, split validation)")
+    assert dev.report.split == "dev"
