@@ -88,7 +88,10 @@ class GenerateConfig:
     )
     benchmark: str | None = field(
         default=None,
-        metadata={"help": "registered benchmark, one source (default: sample; see sources)"},
+        metadata={
+            "help": "registered benchmark, one source (none: the embedded sample; several: a "
+            "recipe's sources)"
+        },
     )
     path: str | None = field(default=None, metadata={"help": "local questions file"})
     split: str | None = field(
