@@ -504,3 +504,26 @@ def test_shipped_recipes_name_models_their_provider_serves(name: str) -> None:
             provider_model_problem(urls if isinstance(urls, list) else [urls], teacher["model"])
             is None
         )
+
+
+def test_the_teacher_backend_is_closed_when_generation_ends(tmp_path: Path, monkeypatch) -> None:
+    """A local (vLLM) teacher's engine held its GPU memory after generate returned, into the
+    training stage of the same `medistill run`; the backend is now closed on the way out,
+    also when a call fails."""
+    from medistill.backends.openai_http import OpenAIBackend
+
+    closed: list[int] = []
+    monkeypatch.setattr(OpenAIBackend, "close", lambda self: closed.append(1))
+    with ChatServer(answer) as srv:
+        cfg = GenerateConfig(
+            teacher=teacher(srv.url), benchmark="sample", limit=3, out=str(tmp_path / "c.db")
+        )
+        assert run_generate(cfg, show_progress=False)["new_calls"] == 3
+    assert closed == [1]
+    with ChatServer(answer, api_key="other") as srv:  # fails with an auth error
+        cfg = GenerateConfig(
+            teacher=teacher(srv.url), benchmark="sample", limit=3, out=str(tmp_path / "d.db")
+        )
+        with pytest.raises(MedistillError):
+            run_generate(cfg, show_progress=False)
+    assert closed == [1, 1]

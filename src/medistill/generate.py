@@ -328,19 +328,21 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
             len(pending),
         )
         if pending:
-            backend = cfg.teacher.build()
-            check = getattr(backend, "check_endpoints", None)
-            if check is not None:
-                check()  # a wrong URL fails in seconds, not after every retry
-            t_calls = time.perf_counter()
-            with _Progress(show_progress, len(requests), already) as bar:
-                if cfg.teacher.backend == "openai":
-                    run = _run_async(_run_http(backend, pending, store, cfg, stats, bar))
-                else:
-                    run = _run_local(backend, pending, store, cfg, stats, bar)
-            stopped = run or stopped
-            stats.calls_wall_s = time.perf_counter() - t_calls
-            stats.errors.update(getattr(backend, "errors", {}))
+            # Closed on the way out: a local (vLLM) teacher's engine gives its GPU memory
+            # back before the next stage starts.
+            with cfg.teacher.open() as backend:
+                check = getattr(backend, "check_endpoints", None)
+                if check is not None:
+                    check()  # a wrong URL fails in seconds, not after every retry
+                t_calls = time.perf_counter()
+                with _Progress(show_progress, len(requests), already) as bar:
+                    if cfg.teacher.backend == "openai":
+                        run = _run_async(_run_http(backend, pending, store, cfg, stats, bar))
+                    else:
+                        run = _run_local(backend, pending, store, cfg, stats, bar)
+                stopped = run or stopped
+                stats.calls_wall_s = time.perf_counter() - t_calls
+                stats.errors.update(getattr(backend, "errors", {}))
         totals = store.totals()
     summary = {
         "store": str(cfg.out),
