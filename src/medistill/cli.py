@@ -386,6 +386,16 @@ def run_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the plan (run/skip and why) only")
     ] = False,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="run the recipe on this CPU in minutes: tiny models of the same "
+            "architectures, a local stand-in teacher, stand-in files for missing splits, small "
+            "sizes, CPU paths for what needs a GPU (each swap is printed); into "
+            "<root>/<name>-rehearsal",
+        ),
+    ] = False,
 ) -> None:
     """The whole pipeline: generate -> curate -> sft -> grpo -> eval -> report.
 
@@ -394,13 +404,21 @@ def run_cmd(
     """
     from medistill.pipeline import run_pipeline
 
-    summary = run_pipeline(
-        recipe,
-        from_stage=from_stage,
-        only=only,
-        dry_run=dry_run,
-        show_progress=sys.stderr.isatty(),
-    )
+    kwargs = {
+        "from_stage": from_stage,
+        "only": only,
+        "dry_run": dry_run,
+        "show_progress": sys.stderr.isatty(),
+    }
+    if rehearse:
+        from medistill.pipeline.rehearse import rehearse as rehearse_recipe
+
+        summary = rehearse_recipe(recipe, **kwargs)
+        typer.echo(f"rehearsal of {recipe} (recipe as run: {summary['rehearsal']['recipe']})")
+        for note in summary["rehearsal"]["swapped"]:
+            typer.echo(f"  swapped: {note}")
+    else:
+        summary = run_pipeline(recipe, **kwargs)
     for stage, info in summary["stages"].items():
         took = f" ({info['seconds']:.0f} s)" if "seconds" in info else ""
         typer.echo(f"{stage:<9} {info['action']:<4} {info['reason']}{took}")

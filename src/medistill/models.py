@@ -354,13 +354,55 @@ def _train_tiny_tokenizer(vocab_size: int) -> Any:
     return tokenizer
 
 
-def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 512) -> Path:
-    """Build and save a tiny random Llama causal LM with a ChatML tokenizer; return ``out_dir``.
+#: Architectures a tiny stand-in can be built for (transformers ``model_type``), and the
+#: model-id fragments that name them: a rehearsal (``medistill run --rehearse``) swaps a Hub
+#: student for a tiny random model of the same architecture without reaching the Hub.
+TINY_KINDS = {
+    "qwen3": ("qwen3",),
+    "qwen2": ("qwen2", "qwq", "deepseek-r1-distill-qwen", "huatuogpt-o1-7b"),
+    "gemma2": ("gemma-2",),
+    "gemma3_text": ("gemma-3", "medgemma"),
+    "mistral": ("mistral", "ministral"),
+    "phi3": ("phi-3", "phi-4"),
+    "llama": ("llama", "smollm", "huatuogpt-o1-8b", "m1-"),
+}
 
-    For unit tests and SFT/GRPO smoke runs: it builds in about a second without network, loads
-    with ``AutoModelForCausalLM``/``AutoTokenizer.from_pretrained`` and generates (batched, left
-    padding) like SmolLM2, whose special tokens and chat-template shape it copies. The same
-    ``seed`` gives identical weights; the caller's torch RNG state is left untouched.
+
+def tiny_kind(spec: str) -> tuple[str, str]:
+    """The architecture (``model_type``) of the model ``spec`` names, and how it was told.
+
+    A local folder's ``config.json`` says it; a Hub id is matched against
+    :data:`TINY_KINDS` (offline: the Hub is not asked); anything else is taken for Llama, and
+    the second value says so.
+    """
+    folder = Path(spec).expanduser()
+    if (folder / "config.json").is_file():
+        try:
+            kind = json.loads((folder / "config.json").read_text(encoding="utf-8"))["model_type"]
+            return str(kind), f"{spec}/config.json"
+        except (OSError, ValueError, KeyError):
+            pass
+    if spec == "smollm2":
+        return "llama", "SmolLM2 is a Llama"
+    low = spec.lower()
+    for kind, fragments in TINY_KINDS.items():
+        if any(f in low for f in fragments):
+            return kind, f"its name ({spec})"
+    return "llama", f"unknown architecture for {spec}: taken for a Llama"
+
+
+def build_tiny_model(
+    out_dir: str | Path, *, seed: int = 0, vocab_size: int = 512, model_type: str = "llama"
+) -> Path:
+    """Build and save a tiny random causal LM with a ChatML tokenizer; return ``out_dir``.
+
+    For unit tests, SFT/GRPO smoke runs and rehearsals: it builds in about a second without
+    network, loads with ``AutoModelForCausalLM``/``AutoTokenizer.from_pretrained`` and
+    generates (batched, left padding) like SmolLM2, whose special tokens and chat-template
+    shape it copies. ``model_type`` picks the architecture (Llama by default; any of
+    :data:`TINY_KINDS`), so a rehearsal trains the same model class a GPU run will. The same
+    ``seed`` gives identical weights and every build the same tokenizer (a student and its
+    distillation teacher share it); the caller's torch RNG state is left untouched.
     ``vocab_size`` must leave room for the 256 byte symbols and 3 special tokens.
     """
     if vocab_size < 259:
@@ -368,7 +410,7 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 51
             f"vocab_size must be at least 259 (256 bytes + 3 special tokens), not {vocab_size}"
         )
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -387,23 +429,29 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 51
     pad_id = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     eos_id = tokenizer.convert_tokens_to_ids(IM_END)
 
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=eos_id,
-        pad_token_id=pad_id,
-    )
+    sizes: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": True,
+        "bos_token_id": None,
+        "eos_token_id": eos_id,
+        "pad_token_id": pad_id,
+    }
+    if model_type != "llama":
+        sizes["head_dim"] = 16  # Qwen3, Gemma: a head size of their own, not hidden / heads
+    try:
+        config = AutoConfig.for_model(model_type, **sizes)
+    except ValueError as e:
+        raise MedistillError(f"no tiny model for model_type {model_type!r}: {e}") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     model.eval()
     gen = model.generation_config
     gen.eos_token_id = eos_id

@@ -1,0 +1,130 @@
+"""A stand-in teacher for rehearsals: an OpenAI-compatible chat-completions server on
+127.0.0.1 that knows the rehearsal's questions and reasons briefly to their answers.
+
+A rehearsal cannot call the recipe's teacher (an API that costs money, vLLM servers that are
+not there), and a tiny random model writes nothing curation would keep; so the teacher
+becomes this server, reached through the same OpenAI client, retries and trace store a real
+HTTP teacher uses. It reads the options as shown (shuffled or not), answers with the
+project's answer line, puts its reasoning in ``reasoning_content`` when the recipe's
+teacher is a reasoning model (as DeepSeek's API and vLLM's reasoning parsers do), and
+answers one question in five wrongly, so curation's verification has something to drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from medistill.data import Question
+from medistill.prompts import ANSWER_LINE
+
+_OPTION = re.compile(r"^\s*\(?([A-J])[.):]\s+(.+?)\s*$", re.MULTILINE)
+
+
+class StandInTeacher:
+    """``with StandInTeacher(questions, reasoning=True) as t: t.url`` (``.../v1``)."""
+
+    def __init__(self, questions: list[Question], *, reasoning: bool = False) -> None:
+        self.reasoning = reasoning
+        self.stats: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        # The longest question text first: one question's text never shadows a longer one.
+        self._known = sorted(
+            ((q.question.strip(), q) for q in questions if q.gold),
+            key=lambda kv: -len(kv[0]),
+        )
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                models = {"object": "list", "data": [{"id": "stand-in", "object": "model"}]}
+                server._send(self, 200, models)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length))
+                    reply = server._complete(body)
+                except (ValueError, KeyError, TypeError) as e:
+                    server._send(self, 400, {"error": {"message": f"stand-in teacher: {e}"}})
+                    return
+                server._send(self, 200, reply)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> StandInTeacher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+        blob = json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(blob)))
+        h.end_headers()
+        h.wfile.write(blob)
+
+    def answer(self, user: str) -> tuple[str, str]:
+        """(reasoning, final text) for one prompt: the gold option as shown, one in five
+        questions answered with another option; a question it does not know gets no answer
+        line (curation drops it as no answer)."""
+        q = next((q for text, q in self._known if text and text in user), None)
+        shown = {m.group(1): m.group(2) for m in _OPTION.finditer(user)}
+        if q is None or not shown:
+            with self._lock:
+                self.stats["unknown"] += 1
+            return "I cannot tell which question this is.", "I am not sure."
+        gold_text = q.options[q.gold].strip()
+        letter = next((k for k, v in shown.items() if v.strip() == gold_text), None)
+        wrong = int(hashlib.sha256(q.id.encode()).hexdigest(), 16) % 5 == 0
+        if letter is None or wrong:
+            letter = next((k for k in shown if k != letter), letter or "A")
+        with self._lock:
+            self.stats["wrong" if wrong else "answered"] += 1
+        subject = (q.subject or "the findings").lower()
+        reasoning = (
+            f"The vignette points to {subject}. Option {letter} ({shown.get(letter, '')}) "
+            f"fits the findings best; the other options each leave a finding unexplained."
+        )
+        return reasoning, f"{reasoning}\n{ANSWER_LINE.format(letter=letter)}"
+
+    def _complete(self, body: dict) -> dict:
+        messages = body["messages"]
+        user = str(messages[-1]["content"])
+        reasoning, text = self.answer(user)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if self.reasoning:
+            message["content"] = text.splitlines()[-1]
+            message["reasoning_content"] = reasoning
+        with self._lock:
+            self.stats["requests"] += 1
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        completion_tokens = len(text.split())
+        return {
+            "id": f"standin-{self.stats['requests']}",
+            "object": "chat.completion",
+            "model": body.get("model", "stand-in"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }

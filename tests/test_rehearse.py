@@ -1,0 +1,159 @@
+"""`medistill run RECIPE --rehearse`: every shipped recipe runs end to end on this CPU through
+the code paths it selects, with tiny models of the same architectures, a stand-in teacher
+on 127.0.0.1 and stand-in benchmark files read by the real loaders; and the parts it is made
+of (tiny architectures, stand-in files, the stand-in teacher) do what they claim."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medistill.data import load_benchmark
+from medistill.data.standin import WRITERS, write_standin
+from medistill.generate import shuffle_question
+from medistill.models import TINY_KINDS, build_tiny_model, tiny_kind
+from medistill.pipeline.standin_teacher import StandInTeacher
+from medistill.prompts import get_template
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(
+    p.name
+    for p in (ROOT / "recipes").glob("*.yaml")
+    if "run" in (yaml.safe_load(p.read_text()) or {})
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("Qwen/Qwen3-1.7B", "qwen3"),
+        ("Qwen/Qwen2.5-1.5B-Instruct", "qwen2"),
+        ("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "llama"),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "qwen2"),
+        ("meta-llama/Llama-3.2-3B-Instruct", "llama"),
+        ("google/medgemma-4b-it", "gemma3_text"),
+        ("smollm2", "llama"),
+        ("someone/unknown-model", "llama"),
+    ],
+)
+def test_a_hub_id_names_the_architecture_of_its_tiny_stand_in(spec: str, kind: str) -> None:
+    assert tiny_kind(spec)[0] == kind
+
+
+@pytest.mark.parametrize("kind", sorted(TINY_KINDS))
+def test_tiny_models_of_every_kind_build_load_and_share_one_tokenizer(
+    kind: str, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = build_tiny_model(tmp_path / kind, model_type=kind)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.model_type == kind
+    assert tiny_kind(str(out))[0] == kind  # a local folder: its config.json says
+    tok = AutoTokenizer.from_pretrained(out)
+    llama = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path / "llama-ref"))
+    assert tok.get_vocab() == llama.get_vocab()  # a student and its teacher share it
+    ids = tok("The answer is B.", return_tensors="pt").input_ids
+    assert model(ids).logits.shape[-1] == len(tok)
+
+
+@pytest.mark.parametrize("benchmark", sorted(WRITERS))
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_stand_in_files_are_read_by_the_real_loader(
+    benchmark: str, split: str, tmp_path: Path, monkeypatch
+) -> None:
+    from medistill.data.registry import get_spec
+
+    spec = get_spec(benchmark)
+    split = split if split == "train" else spec.split
+    path = write_standin(benchmark, split, tmp_path, slot=1, slots=2)
+    monkeypatch.setenv("MEDISTILL_DATA_DIR", str(tmp_path))
+    got = load_benchmark(benchmark, split=split).questions
+    assert got and all(q.split == split and q.gold for q in got)
+    assert {q.question for q in got} <= {q.question for q in load_benchmark("sample").questions}
+    other = write_standin(benchmark, split, tmp_path / "b", slot=0, slots=2)
+    assert not {q.question for q in got} & {
+        json.loads(x)["question"] for x in other.read_text().splitlines()
+    }  # two stand-ins never share a question
+    assert str(path.relative_to(tmp_path)) in spec.local_candidates(split)
+
+
+def test_the_stand_in_teacher_answers_the_options_as_shown(tmp_path: Path) -> None:
+    """Options shuffled by generate: the stand-in finds the gold option's text among them,
+    answers with its shown letter (one question in five wrongly), and knows nothing else."""
+    import urllib.request
+
+    questions = load_benchmark("sample").questions[:20]
+    tpl = get_template("cot")
+    right = wrong = 0
+    with StandInTeacher(questions, reasoning=True) as t:
+        for i, q in enumerate(questions):
+            shown, _ = shuffle_question(q, seed=3, sample_index=i)
+            messages = tpl.messages(shown)
+            body = json.dumps({"model": "x", "messages": messages}).encode()
+            req = urllib.request.Request(
+                t.url + "/chat/completions", body, {"Content-Type": "application/json"}
+            )
+            reply = json.loads(urllib.request.urlopen(req, timeout=10).read())
+            msg = reply["choices"][0]["message"]
+            assert msg["reasoning_content"] and msg["content"].startswith("The answer is ")
+            letter = msg["content"].removeprefix("The answer is ").rstrip(".")
+            right += letter == shown.gold
+            wrong += letter != shown.gold
+        assert t.answer("a question nobody asked")[1] == "I am not sure."
+    assert right >= 12 and 1 <= wrong <= 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MEDISTILL_DATA_DIR", None)  # the splits a GPU run reads: stand-ins here
+    cmd = [sys.executable, "-m", "medistill.cli", "run", str(ROOT / "recipes" / name)]
+    r = subprocess.run(
+        [*cmd, "--rehearse"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    recipe = yaml.safe_load((ROOT / "recipes" / name).read_text())
+    runs = list((tmp_path / "runs").glob("*-rehearsal"))
+    assert len(runs) == 1, runs
+    run = runs[0]
+    swapped = [line for line in r.stdout.splitlines() if line.startswith("  swapped: ")]
+    assert any("stand-in teacher on 127.0.0.1" in s for s in swapped)
+    stages = recipe["run"].get("stages") or ["generate", "curate", "sft", "grpo", "eval"]
+    for stage in stages:
+        m = json.loads((run / stage / "pipeline.json").read_text())
+        assert m["status"] == "finished", stage
+    curate = json.loads((run / "curate" / "pipeline.json").read_text())["figures"]
+    assert curate["kept_traces"] > 0
+    for stage in ("sft", "grpo", "distill"):
+        if stage not in stages:
+            continue
+        figures = json.loads((run / stage / "pipeline.json").read_text())["figures"]
+        assert figures["launcher"] in ("process", "accelerate")
+        section = recipe.get(stage) or {}
+        if section.get("attn_implementation", "").startswith("flash"):
+            assert any(f"{stage}: FlashAttention -> SDPA" in s for s in swapped)
+        if section.get("use_vllm"):
+            assert any(f"{stage}: vLLM generation" in s for s in swapped)
+        if (recipe["run"].get("num_processes") or 1) > 1:
+            digests = figures["rank_weight_digests"]
+            assert len(digests) == 2 and len(set(digests)) == 1
+        train = json.loads((run / stage / "medistill_train.json").read_text())
+        precision = train["precision"]
+        assert precision["trainable_weights"] == ["float32"]  # weights that train at lr 1e-6
+        if section.get("bf16") is not False:
+            assert precision["compute"].startswith("bfloat16")
+    models = {
+        json.loads(p.read_text())["model_type"] for p in run.glob("rehearsal/models/*/config.json")
+    }
+    student = (recipe.get("sft") or {}).get("model", "")
+    assert tiny_kind(student)[0] in models
+    report = (run / "report" / "report.md").read_text()
+    assert "| student: SFT |" in report
