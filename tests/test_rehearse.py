@@ -157,3 +157,24 @@ def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path) -> N
     assert tiny_kind(student)[0] in models
     report = (run / "report" / "report.md").read_text()
     assert "| student: SFT |" in report
+
+
+@pytest.mark.slow
+def test_a_rehearsal_reads_the_copies_this_machine_has(shared_data: Path, tmp_path: Path) -> None:
+    """With $MEDISTILL_DATA_DIR set, the splits found there (MedQA test, MedMCQA dev in
+    ../shared) are read as the real run reads them; only the missing train splits become
+    stand-ins, and the rehearsal says which is which."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MEDISTILL_DATA_DIR": str(shared_data)}
+    cmd = [sys.executable, "-m", "medistill.cli", "run", str(ROOT / "recipes/qwen3-1.7b-gpu.yaml")]
+    r = subprocess.run(
+        [*cmd, "--rehearse"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    assert f"medqa test: your copy {shared_data}/medqa/US_4options_test.jsonl" in r.stdout
+    assert "medmcqa dev: your copy" in r.stdout
+    assert "medqa train: no copy on this machine -> a stand-in" in r.stdout
+    run = next((tmp_path / "runs").glob("*-rehearsal"))
+    curate = json.loads((run / "curate" / "pipeline.json").read_text())["figures"]
+    assert curate["kept_traces"] > 0
+    report = (run / "report" / "report.md").read_text()
+    assert "| teacher: deepseek-reasoner |" in report
