@@ -676,3 +676,19 @@ def test_registry_accepts_user_rewards(monkeypatch):
     assert f(["one", "one two"], trainer_state=None, log_metric=print) == [0.0, 1.0]
     with pytest.raises(MedistillError, match=r"'min_word'.*min_words"):
         build_rewards({"wordy": {"min_word": 2}})
+
+
+def test_the_judge_is_configured_by_the_one_backend_config() -> None:
+    """Teacher, model under test and judge share one backend config class: the judge's
+    endpoint settings are that class's fields, checked when the judge is made."""
+    from medistill.backends.config import BackendConfig
+    from medistill.errors import MedistillError
+    from medistill.train.judge import RubricJudge
+
+    criteria = [{"criterion": "Advises urgent care", "points": 5}]
+    judge = RubricJudge(criteria, model="judge", base_url="http://127.0.0.1:9/v1", max_retries=1)
+    assert isinstance(judge.backend_config, BackendConfig)
+    assert judge.backend_config.base_url == ["http://127.0.0.1:9/v1"]
+    assert judge.backend_config.max_retries == 1 and judge.backend_config.backend == "openai"
+    with pytest.raises(MedistillError, match=r"rewards\.rubric: .*base_urll"):
+        RubricJudge(criteria, model="judge", base_urll="http://127.0.0.1:9/v1")

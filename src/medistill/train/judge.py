@@ -132,7 +132,16 @@ class RubricJudge:
         if not isinstance(model, str) or not model:
             raise MedistillError("rewards.rubric: field 'model': the judge model name is required")
         self.model, self.concurrency, self.max_tokens = model, concurrency, max_tokens
-        self.backend_kwargs = backend_kwargs
+        from medistill.backends.config import BackendConfig
+
+        # The judge is configured like a teacher or a model under test: one backend config,
+        # checked by key now rather than at the first GRPO step.
+        try:
+            self.backend_config = BackendConfig(
+                model=model, backend="openai", concurrency=concurrency, **backend_kwargs
+            )
+        except (TypeError, ValueError) as e:
+            raise MedistillError(f"rewards.rubric: {e}") from None
         self.requests = 0
         self._rubric = json.dumps([[c.text, c.points] for c in self.criteria])
         self._memory: dict[str, float] = {}
@@ -180,7 +189,6 @@ class RubricJudge:
     async def score(self, completions: Sequence[str], prompts: Sequence[str]) -> list[float | None]:
         """One score per completion; ``None`` where the judge failed or answered garbage."""
         from medistill.backends.base import SamplingParams
-        from medistill.backends.openai_http import OpenAIBackend
 
         out: list[float | None] = [None] * len(completions)
         todo: dict[str, list[int]] = {}  # identical completions are judged once
@@ -191,7 +199,7 @@ class RubricJudge:
                 todo.setdefault(key, []).append(i)
         if not todo:
             return out
-        backend = OpenAIBackend(self.model, concurrency=self.concurrency, **self.backend_kwargs)
+        backend = self.backend_config.build()
         params = SamplingParams(max_new_tokens=self.max_tokens, temperature=0.0, seed=0)
         sem = asyncio.Semaphore(self.concurrency)
         points = [c.points for c in self.criteria]
