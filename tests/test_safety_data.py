@@ -16,9 +16,11 @@ def test_medsafetybench_reads_both_splits_every_category_and_source(shared_data:
     for split in ("test", "train"):
         rows = load_safety(split=split, path=root)
         assert len(rows) == 900 and len({r.id for r in rows}) == 900
-        assert Counter((r.category, r.source) for r in rows) == {
-            (c, s): 50 for c in CATEGORIES for s in ("gpt4", "llama2")
-        }
+        counts = Counter((r.category, r.source) for r in rows)
+        # 450 per source; GPT-4's 50 per category, Llama-2's uneven (24 to 64), as released
+        assert all(counts[(c, "gpt4")] == 50 for c in CATEGORIES)
+        assert sum(counts[(c, "llama2")] for c in CATEGORIES) == 450
+        assert min(counts[(c, "llama2")] for c in CATEGORIES) >= 24
         assert all(r.request and r.safe_response and r.split == split for r in rows)
 
 
