@@ -602,4 +602,51 @@ CASES += [
         MED,
         "A",
     ),
+    # ---------------------------------------------------------------- an answer, then degenerate junk
+    ("The answer is B.\n" + "```\n```\n" * 400, MED, "B"),
+    ("Answer: C\n\n" + "```python\ndef solve():\n    pass\n```\n" * 150, MED, "C"),
+    (
+        "Iron studies point to iron deficiency. The answer is B.\n"
+        + "```python\n# The answer is A\nprint('A')\n```\n" * 120,
+        MED,
+        "B",
+    ),
+    ("The answer is D.\n" + "The answer is A.\n" * 600, MED, "D"),
+    ("Final answer: (A)\n" + "\n".join(["Option C", "Option B"] * 500), MED, "A"),
+    ("**Answer: B**\n" + "{}\n" * 300 + "...\n" * 300, MED, "B"),
+    # ---------------------------------------------------------------- an answer key whose quote and brace were lost
+    ('The low MCV and ferritin fit iron deficiency. answer_choice": "B"}', MED, "B"),
+    ('so the deficiency is of cobalamin. answer_choice": "C"}', MED, "C"),
+    ('... which makes hypothyroidism the cause. "answer": "A"', MED, "A"),
+    # ---------------------------------------------------------------- no option is correct, then a hedged "closest"
+    (
+        "None of the options is correct. The closest answer would be C, but I am not sure.",
+        MED,
+        None,
+    ),
+    ("The correct diagnosis is not listed. If I had to choose, I would pick B.", MED, None),
+    ("None of the given options are entirely accurate; the closest is probably D.", MED, None),
+    ("The true answer, sarcoidosis, is not among the options. Best guess: A.", MED, None),
+    ("None of the above is correct here, so the answer is E.", NOTA, "E"),
+    # ---------------------------------------------------------------- the conclusion names option text only, emphasised
+    (
+        "Rituximab alone is not enough, and chlorambucil suits frail patients.\n\n"
+        "**Insulin glargine** is the most appropriate choice.",
+        DRUG,
+        "B",
+    ),
+    (
+        'Metformin is contraindicated with this eGFR.\n\nTherefore, "Empagliflozin" is the '
+        "most appropriate choice for this patient.",
+        DRUG,
+        "E",
+    ),
+    (
+        "While glipizide lowers glucose quickly, **Sitagliptin** is the most appropriate choice "
+        "given his hypoglycaemia.",
+        DRUG,
+        "D",
+    ),
+    ("The best next step is *Intravenous antibiotics*, not surgical drainage.", MGMT, "B"),
+    ("Metformin and glipizide are less suitable here.\n\nSo we are left with insulin.", DRUG, None),
 ]

@@ -38,6 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from medistill.answers.cascade import CASCADE, Step, _Context, _no_answer
+from medistill.answers.continuations import degenerate_start
 from medistill.answers.patterns import (
     _answer_region,
     _clean,
@@ -109,8 +110,12 @@ def _prepare(
     pats = _patterns(letters)
     # A runaway continuation (a new question, chat turn or option list after the model has
     # committed) is not part of the answer: cut it after the first commitment of any kind.
-    region = _cut_runaway(region, _first_commitment(region, pats, opts), pats)
-    return region, letters, opts, pats
+    first = _first_commitment(region, pats, opts)
+    region = _cut_runaway(region, first, pats)
+    # A degenerate tail after the answer (empty code fences, placeholder functions, one line
+    # again and again, of any length) is junk, not a later answer: cut it too.
+    junk = degenerate_start(region, first) if first is not None else None
+    return (region[:junk] if junk is not None else region), letters, opts, pats
 
 
 # ----------------------------------------------------------------------------- main API

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from medistill.answers.hedges import denies_every_option
 from medistill.answers.patterns import (
     _JSON_FIELD,
     _JSON_KEYS,
@@ -24,6 +25,21 @@ from medistill.answers.patterns import (
     normalise_text,
 )
 from medistill.answers.result import Extraction
+
+#: Clause boundaries inside a sentence: punctuation and the words that introduce a contrast.
+_CLAUSE = re.compile(
+    r"[,;:()]|\.(?=\s)|\b(?:while|whereas|although|though|but|however|unlike|rather\s+than)\b",
+    re.I,
+)
+#: A clause that concludes: "X is the most appropriate choice", "the best next step is X".
+_CONCLUDES = re.compile(
+    r"\b(?:(?:is|are|remains|would\s+be|seems|appears)\s+(?:to\s+be\s+)?(?:the\s+)?"
+    r"(?:most\s+(?:appropriate|likely|suitable|accurate|probable|consistent)|best|correct|"
+    r"right|optimal|preferred|ideal)\b|(?:most\s+(?:appropriate|likely|suitable|probable)|"
+    r"best|correct|right|optimal|preferred)\s+(?:\w+\s+){0,3}(?:is|would\s+be)\b|"
+    r"(?:I\s+would|we\s+should|should\s+be)\s+(?:choose|select|pick|go\s+with|given|used))",
+    re.I,
+)
 
 # ----------------------------------------------------------------------------- the cascade
 
@@ -52,6 +68,11 @@ class Step:
     apply: Callable[[_Context], Extraction | None]
     fallback: bool = False  # lenient only, and never on a cut-off response
     doc: str = ""
+
+
+def _step_no_option(ctx: _Context) -> Extraction | None:
+    # "None of the options is correct; the closest is C": the model itself commits to none.
+    return Extraction(None, "no_option") if denies_every_option(ctx.region, ctx.opts) else None
 
 
 def _step_json(ctx: _Context) -> Extraction | None:
@@ -108,6 +129,20 @@ def _step_walkthrough(ctx: _Context) -> Extraction | None:
     return None
 
 
+def _step_concluding_text(ctx: _Context) -> Extraction | None:
+    # "While cladribine treats hairy cell leukaemia, **Fludarabine** is the most appropriate
+    # choice": the clause that concludes names one option; the others only mention theirs.
+    if not ctx.opts:
+        return None
+    for clause in reversed(_CLAUSE.split(ctx.last_paragraph)):
+        if not clause or not _CONCLUDES.search(clause) or _NEGATED.search(clause):
+            continue
+        letter = match_option_text(clause, ctx.opts)
+        if letter:
+            return Extraction(letter, "option_text")
+    return None
+
+
 def _step_option_text(ctx: _Context) -> Extraction | None:
     if not ctx.opts:
         return None
@@ -135,13 +170,16 @@ def _step_last_mention(ctx: _Context) -> Extraction | None:
 #: on a response that was not cut off; when no step decides, the result is a reasoned None
 #: (``refusal`` or ``none``). The rule names recorded in predictions are the Extraction's.
 CASCADE: tuple[Step, ...] = (
+    # A JSON answer field is the response's formal commitment, even beside a denial.
     Step("json_field", _step_json, doc="an answer_choice-style JSON field, parsed or broken"),
+    Step("no_option", _step_no_option, doc="no option is correct, the closest named: none"),
     Step("statements", _step_statements, doc="explicit statements, the last one wins"),
     Step("bare_letter", _step_bare, doc="a response that is only a letter (and its text)"),
     Step("leading_letter", _step_leading_letter, True, "a response opening with a letter"),
     Step("leading_option_text", _step_leading_option_text, True, "opening with option text"),
     Step("last_line", _step_last_line, True, "a last line holding only a letter"),
     Step("walkthrough", _step_walkthrough, True, "a final paragraph listing options: none"),
+    Step("concluding_text", _step_concluding_text, True, "option text in the concluding clause"),
     Step("option_text", _step_option_text, True, "the one option text in the conclusion"),
     Step("last_mention", _step_last_mention, True, "the one letter in the conclusion"),
 )
@@ -209,7 +247,9 @@ def _leading_option_text(region: str, opts: Mapping[str, str]) -> str | None:
     hits = []
     for letter, text in opts.items():
         t = normalise_text(text)
-        if t and len(t.split()) <= 3 and (norm == t or norm.startswith(t + " ")):
+        # The clause is the option text itself: "Rituximab and chlorambucil are less
+        # suitable" opens with an option's name only to reject it.
+        if t and len(t.split()) <= 3 and norm == t:
             hits.append(letter)
     if len(hits) != 1 or _negated_besides(clause, opts[hits[0]]):
         return None

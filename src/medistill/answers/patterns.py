@@ -132,7 +132,8 @@ _JSON_KEYS = (
     "choice",
 )
 _JSON_FIELD = re.compile(
-    r"(?:[\"']|(?<=\\n)|(?<=\\n\s))"  # the opening quote, or lost after an escaped newline
+    # the opening quote; or lost: after an escaped newline, a space, a brace or a comma
+    r"(?:[\"']|(?<=\\n)|(?<=\\n\s)|(?<=[\s{,])|^)"
     r"(?P<key>answer_choice|answer|final_answer|choice|correct_answer|answer_letter)[\"']"
     r"\s*:\s*(?:\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>[^']*)'|(?P<bare>[A-Za-z]))",
     re.I,

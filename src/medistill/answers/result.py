@@ -20,7 +20,7 @@ STRICT_RULES = (
 )
 LENIENT_RULES = ("first_of_several", "leading_letter", "last_line", "option_text", "last_mention")
 #: Rules that explain a ``None``.
-NONE_RULES = ("empty", "unfinished_think", "refusal", "ambiguous", "none")
+NONE_RULES = ("empty", "unfinished_think", "refusal", "ambiguous", "no_option", "none")
 
 
 @dataclass(frozen=True)
