@@ -57,6 +57,7 @@ bench: install
 	$(PY) benchmarks/curate_scale.py memory --traces 1000000
 	$(PY) benchmarks/sft_efficiency.py memory
 	$(PY) benchmarks/sft_efficiency.py padding
+	$(PY) benchmarks/safety_rules_firing.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

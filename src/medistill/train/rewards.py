@@ -27,7 +27,13 @@ from medistill.answers import extract_answer
 from medistill.errors import MedistillError
 from medistill.prompts import ANSWER_LINE, answer_line_regex
 from medistill.train.judge import rubric
-from medistill.train.safety import check_safety, completion_text, load_rules
+from medistill.train.safety import (
+    applicable_rules,
+    check_safety,
+    completion_text,
+    load_rules,
+    prompt_text,
+)
 from medistill.train.safety import safety_score as _safety_score
 
 log = logging.getLogger(__name__)
@@ -290,6 +296,7 @@ def safety(
     prompts: Sequence[Any] | None = None,
     rules: str | None = None,
     log_extra: Callable[[str, list[Any]], None] | None = None,
+    log_metric: Callable[[str, float], None] | None = None,
     **kwargs: Any,
 ) -> list[float | None]:
     """Rule-based clinical safety: 1.0 minus the penalty of every rule fired, in [0, 1].
@@ -298,10 +305,21 @@ def safety(
     ``safety_rules.yaml``, whose header documents every field): contraindicated actions for
     a condition named in the prompt, urgent care discouraged for a red-flag presentation,
     doses outside a range, and certainty without any caveat. Negated or warned-against
-    mentions do not fire. A cut-off completion is scored as it stands (unsafe text is unsafe
-    either way). The names of the rules fired go to TRL's completions table
-    (``safety_fired``). Why: correctness alone rewards a right letter reached through
-    dangerous advice; see :func:`medistill.train.safety.check_safety` for the details.
+    mentions do not fire, nor do options that are eliminated, contrasted or described
+    ("Unlike warfarin, ...", "Warfarin: not in pregnancy", "X is an ACE inhibitor"). A cut-off
+    completion is scored as it stands (unsafe text is unsafe either way). The names of the
+    rules fired go to TRL's completions table (``safety_fired``); ``log_metric`` gets
+    ``safety/applicable`` (share of the batch's completions whose prompt meets some
+    prompt-conditioned rule's condition) and ``safety/fired`` (share where any rule fired).
+    Why: correctness alone rewards a right letter reached through dangerous advice; see
+    :func:`medistill.train.safety.check_safety` for the details.
+
+    This is a cheap FLOOR, not a safety signal for every prompt: the packaged rules' conditions
+    match about 17% of MedQA test prompts and 3% of MedMCQA dev prompts (BENCHMARKS.md, "Safety
+    rules on sound reasoning"). On the other prompts only the dose and certainty rules can
+    fire, so the reward is nearly constant there and adds almost nothing to GRPO's group
+    advantages; the per-question rubric reward (``rubric``) is what covers the rest. The rules
+    fire on under 1% of GPT-4's correct MIRAGE explanations: they do not punish sound reasoning.
 
     >>> safety(["Start warfarin today.", "Avoid warfarin; use heparin."],
     ...        prompts=["A pregnant woman with a DVT."] * 2)
@@ -311,6 +329,15 @@ def safety(
     fired = [check_safety(c, _at(prompts, i), rules=rs) for i, c in enumerate(completions)]
     if callable(log_extra):
         log_extra("safety_fired", [",".join(f.name for f in fs) for fs in fired])
+    if callable(log_metric) and fired:
+        seen: dict[str, bool] = {}  # a GRPO batch repeats each prompt once per completion
+        for i in range(len(fired)):
+            ptext = prompt_text(_at(prompts, i))
+            if ptext not in seen:
+                seen[ptext] = bool(applicable_rules(ptext, rules=rs))
+        applies = [seen[prompt_text(_at(prompts, i))] for i in range(len(fired))]
+        log_metric("safety/applicable", sum(applies) / len(fired))
+        log_metric("safety/fired", sum(bool(fs) for fs in fired) / len(fired))
     return [_safety_score(fs) for fs in fired]
 
 

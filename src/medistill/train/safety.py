@@ -13,6 +13,7 @@ The optional LLM rubric judge (HealthBench-style) lives in :mod:`medistill.train
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,9 @@ _RULE_UNITS = ("mg", "g", "mcg", "meq", "mmol", "units")
 _NUM = r"\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+"
 _UNIT_RE = r"micrograms?|mcg|µg|ug|milligrams?|mg|grams?|g|meq|mmol|units?|iu"
 _BOUNDARY = re.compile(r"[;!?\n]|\.(?!\d)|\b(?:but|however|whereas|although|though)\b", re.I)
+_SENTENCE = re.compile(r"[;!?\n]|\.(?!\d)")
+_DISCUSSION_FIELDS = ("sentence", "describes", "narrative", "recommend")
+_NEGATION_FIELDS = ("before", "after", "window_words", *_DISCUSSION_FIELDS)
 _TAIL_END = re.compile(r"[,;\n]|\.(?!\d)|\b(?:and|then|plus|with)\b", re.I)
 
 
@@ -119,6 +123,10 @@ class RuleSet:
     before: tuple[re.Pattern[str], ...]
     after: tuple[re.Pattern[str], ...]
     window_words: int
+    sentence: tuple[re.Pattern[str], ...] = ()
+    describes: tuple[re.Pattern[str], ...] = ()
+    recommend: tuple[re.Pattern[str], ...] = ()
+    narrative: tuple[re.Pattern[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,15 +258,24 @@ def _parse_rules(data: Any, path: str) -> RuleSet:
         if Path(path) == DEFAULT_RULES_PATH.resolve():
             raise w.error("missing", "negation")
         base = load_rules()
-        return RuleSet(path, tuple(rules), base.before, base.after, base.window_words)
-    if not isinstance(neg, Mapping) or set(neg) - {"before", "after", "window_words"}:
-        raise w.error("expected a mapping with before, after, window_words", "negation")
+        return dataclasses.replace(base, path=path, rules=tuple(rules))
+    if not isinstance(neg, Mapping) or set(neg) - set(_NEGATION_FIELDS):
+        raise w.error(f"expected a mapping with {', '.join(_NEGATION_FIELDS)}", "negation")
+    optional = {}
+    for key in _DISCUSSION_FIELDS:
+        if key in neg:  # optional: inherited from the packaged file when absent
+            optional[key] = w.regexes(neg[key], f"negation.{key}")
+        elif Path(path) == DEFAULT_RULES_PATH.resolve():
+            raise w.error("missing", f"negation.{key}")
+        else:
+            optional[key] = getattr(load_rules(), key)
     return RuleSet(
         path,
         tuple(rules),
         w.regexes(neg.get("before"), "negation.before"),
         w.regexes(neg.get("after"), "negation.after"),
         int(w.number(neg.get("window_words", 6), "negation.window_words", 1, 50)),
+        **optional,
     )
 
 
@@ -288,9 +305,23 @@ def _load_cached(path: str, mtime_ns: int) -> RuleSet:
 
 
 def _negated(
-    text: str, start: int, end: int, rs: RuleSet, unless: Sequence[re.Pattern[str]]
+    text: str,
+    start: int,
+    end: int,
+    rs: RuleSet,
+    unless: Sequence[re.Pattern[str]],
+    discussion: bool = False,
 ) -> bool:
-    """Is the mention at ``text[start:end]`` negated, warned against or excluded?"""
+    """Is the mention at ``text[start:end]`` negated, warned against or excluded?
+
+    With ``discussion`` (a contraindicated action in a completion) the mention also does not
+    count when it is discussed rather than recommended: its sentence eliminates or contrasts
+    options (``negation.sentence``), the words after it describe the drug
+    (``negation.describes``: "X is an ACE inhibitor", "X is used for acne"), or the words
+    before it tell the patient's history (``negation.narrative``: "she is on X"). Only the
+    first two yield to a recommendation in the words before it (``negation.recommend``:
+    "start X", "the answer is B (X)").
+    """
     cs = 0
     for m in _BOUNDARY.finditer(text, 0, start):
         cs = m.end()
@@ -298,17 +329,37 @@ def _negated(
     ce = nxt.start() if nxt else len(text)
     before = " ".join(text[cs:start].split()[-rs.window_words :])
     after = " ".join(text[end:ce].split()[: rs.window_words])
-    return (
+    if (
         any(p.search(before) for p in rs.before)
         or any(p.search(after) for p in rs.after)
         or any(p.search(text[cs:ce]) for p in unless)
-    )
+    ):
+        return True
+    if not discussion:
+        return False
+    if any(p.search(before) for p in rs.narrative):
+        return True
+    if any(p.search(before) for p in rs.recommend):
+        return False
+    ss = 0
+    for m in _SENTENCE.finditer(text, 0, start):
+        ss = m.end()
+    nxt = _SENTENCE.search(text, end)
+    sentence = text[ss : nxt.start() if nxt else len(text)]
+    tail = " ".join(text[end:ce].split()[: 2 * rs.window_words])
+    return any(p.search(sentence) for p in rs.sentence) or any(p.search(tail) for p in rs.describes)
 
 
-def _mention(patterns: Sequence[re.Pattern[str]], text: str, rs: RuleSet, unless=()) -> str | None:
+def _mention(
+    patterns: Sequence[re.Pattern[str]],
+    text: str,
+    rs: RuleSet,
+    unless: Sequence[re.Pattern[str]] = (),
+    discussion: bool = False,
+) -> str | None:
     for pat in patterns:
         for m in pat.finditer(text):
-            if not _negated(text, m.start(), m.end(), rs, unless):
+            if not _negated(text, m.start(), m.end(), rs, unless, discussion):
                 return m.group(0)
     return None
 
@@ -334,25 +385,51 @@ def _dose_fires(rule: Rule, text: str, rs: RuleSet) -> str | None:
     return None
 
 
-def _fires(rule: Rule, text: str, prompt: str, rs: RuleSet) -> str | None:
+def _applies(rule: Rule, prompt: str, rs: RuleSet) -> bool:
+    """Does a prompt-conditioned rule's condition match the prompt (not negated)?"""
+    return any(all(_mention((p,), prompt, rs) for p in conj) for conj in rule.condition)
+
+
+def _fires(rule: Rule, text: str, prompt: str, rs: RuleSet, assume: bool = False) -> str | None:
     if rule.kind == "dose_range":
         return _dose_fires(rule, text, rs)
     if rule.kind == "overconfidence":
         if any(h.search(text) for h in rule.hedges):
             return None
         return next((m.group(0) for p in rule.action if (m := p.search(text))), None)
-    if not any(all(_mention((p,), prompt, rs) for p in conj) for conj in rule.condition):
+    if not assume and not _applies(rule, prompt, rs):
         return None
-    return _mention(rule.action, text, rs, rule.unless)
+    return _mention(rule.action, text, rs, rule.unless, discussion=rule.kind == "contraindicated")
+
+
+def applicable_rules(prompt: Any, *, rules: RuleSet | str | Path | None = None) -> list[str]:
+    """The prompt-conditioned rules (``contraindicated``, ``discourages_emergency_care``) whose
+    condition matches ``prompt``: on a prompt where none does, only the unconditioned
+    ``dose_range`` and ``overconfidence`` rules can make the reward differ between completions.
+
+    >>> applicable_rules("She is 10 weeks pregnant and has a DVT.")
+    ['teratogen_in_pregnancy']
+    >>> applicable_rules("A 60-year-old man has a DVT.")
+    []
+    """
+    rs = rules if isinstance(rules, RuleSet) else load_rules(rules)
+    ptext = prompt_text(prompt)
+    return [r.name for r in rs.rules if r.condition and _applies(r, ptext, rs)]
 
 
 def check_safety(
-    completion: Any, prompt: Any = "", *, rules: RuleSet | str | Path | None = None
+    completion: Any,
+    prompt: Any = "",
+    *,
+    rules: RuleSet | str | Path | None = None,
+    assume_conditions: bool = False,
 ) -> list[Fired]:
     """The safety rules a completion fires, with their names and the triggering text.
 
     ``completion`` and ``prompt`` may be strings or chat messages. Used by the ``safety``
-    reward and for logs and tests:
+    reward and for logs and tests. ``assume_conditions`` reads the completion as if the
+    prompt met every rule's condition: a stress test of the negation handling on text whose
+    prompts rarely do (``benchmarks/safety_rules_firing.py``), never a reward.
 
     >>> [f.name for f in check_safety("Start warfarin now.", "She is 10 weeks pregnant.")]
     ['teratogen_in_pregnancy']
@@ -363,7 +440,7 @@ def check_safety(
     text, ptext = completion_text(completion), prompt_text(prompt)
     fired = []
     for rule in rs.rules:
-        evidence = _fires(rule, text, ptext, rs)
+        evidence = _fires(rule, text, ptext, rs, assume_conditions)
         if evidence is not None:
             fired.append(Fired(rule.name, rule.kind, rule.penalty, evidence))
     return fired
