@@ -426,7 +426,7 @@ def test_a_schema_1_store_opens_migrates_and_resumes(tmp_path: Path) -> None:
     with TraceStore(db) as store:
         version = store.db.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()[0]
         rows = list(store.iter_rows())
-    assert int(version) == SCHEMA_VERSION == 2
+    assert int(version) == SCHEMA_VERSION == 3
     assert [(r["split"], r["source_file"] is None) for r in rows] == [
         (None, True), ("sample", False), ("sample", False)
     ]  # fmt: skip

@@ -167,6 +167,33 @@ def generate_cmd(ctx: typer.Context) -> None:
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
 
 
+@app.command("rubrics", context_settings=_PASSTHROUGH, add_help_option=False)
+@_user_errors
+def rubrics_cmd(ctx: typer.Context) -> None:
+    """Ask the teacher for a grading rubric per question of a trace store (Rubrics as Rewards).
+
+    Options: medistill rubrics --help (or a rubrics: section of a --config recipe).
+    """
+    from medistill.config import build
+    from medistill.options import parse_stage_args
+    from medistill.rubrics import RubricsConfig, run_rubrics
+
+    args = parse_stage_args(
+        RubricsConfig,
+        ctx.args,
+        section="rubrics",
+        prog="medistill rubrics",
+        positional=("store",),
+        flatten=("teacher",),
+    )
+    teacher = args.values.get("teacher")
+    if not isinstance(teacher, dict) or "model" not in teacher:
+        raise MedistillError("no teacher: pass --teacher or a rubrics.teacher section")
+    cfg = build(RubricsConfig, args.values, where=args.where)
+    summary = run_rubrics(cfg, show_progress=sys.stderr.isatty())
+    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+
+
 @app.command("import-traces")
 @_user_errors
 def import_traces_cmd(

@@ -4,6 +4,11 @@ A row's key is a hash of (teacher model, messages, sampling parameters, sample i
 rerun with the same configuration finds every finished call and never pays for it twice. Each
 call is committed the moment it finishes: killing the process loses at most calls in flight.
 No credentials are ever stored: only the model name, the endpoint URL and the texts.
+
+A second table, ``rubrics``, holds the per-question grading rubrics ``medistill rubrics`` asks the
+teacher for: one row per (source, question id), with the teacher's raw reply and, when it was a
+valid rubric, its parsed criteria (``[{criterion, weight, points}]``), else the reason it was
+refused. Curation copies the valid ones into the dataset.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
 
-#: 2 added ``split`` and ``source_file`` (what each question was read from); a version-1 store
-#: is migrated in place when opened (its rows keep NULL there) and resumes as before.
-SCHEMA_VERSION = 2
+#: 2 added ``split`` and ``source_file`` (what each question was read from); 3 added the
+#: ``rubrics`` table. An older store is migrated in place when opened (its rows keep NULL in the
+#: new columns, its rubrics table starts empty) and resumes as before.
+SCHEMA_VERSION = 3
 
 _COLUMNS = (
     ("key", "TEXT PRIMARY KEY"),
@@ -55,6 +61,21 @@ _COLUMNS = (
 )
 COLUMNS = tuple(name for name, _ in _COLUMNS)
 _JSON_COLUMNS = {"options", "permutation", "messages", "params"}
+
+_RUBRIC_COLUMNS = (
+    ("source", "TEXT NOT NULL"),  # '' for a question without a source
+    ("question_id", "TEXT NOT NULL"),
+    ("teacher", "TEXT NOT NULL"),
+    ("messages", "TEXT NOT NULL"),  # JSON: the request, as sent
+    ("raw", "TEXT"),  # the teacher's reply, as received
+    ("criteria", "TEXT"),  # JSON [{criterion, weight, points}], or NULL when refused
+    ("error", "TEXT"),  # why the reply was refused (NULL: a valid rubric)
+    ("attempts", "INTEGER"),  # requests made for this question so far
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("created_at", "REAL"),
+)
+RUBRIC_COLUMNS = tuple(name for name, _ in _RUBRIC_COLUMNS)
 
 
 def trace_key(
@@ -115,6 +136,32 @@ class TraceRecord:
         return tuple(values)
 
 
+@dataclass
+class RubricRecord:
+    """One question's rubric request and its outcome, as stored (``criteria`` is ``None`` and
+    ``error`` says why when the reply was not a valid rubric)."""
+
+    source: str | None
+    question_id: str
+    teacher: str
+    messages: list[dict[str, str]]
+    raw: str
+    criteria: list[dict[str, Any]] | None
+    error: str | None
+    attempts: int = 1
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    created_at: float = field(default_factory=time.time)
+
+    def row(self) -> tuple[Any, ...]:
+        """Values in :data:`RUBRIC_COLUMNS` order, JSON-encoding structured fields."""
+        values = {**self.__dict__, "source": self.source or ""}
+        values["messages"] = json.dumps(self.messages, ensure_ascii=False)
+        if self.criteria is not None:
+            values["criteria"] = json.dumps(self.criteria, ensure_ascii=False)
+        return tuple(values[name] for name in RUBRIC_COLUMNS)
+
+
 class TraceStore:
     """SQLite trace store. Use as a context manager; safe against kills at any moment."""
 
@@ -131,6 +178,10 @@ class TraceStore:
             cols = ", ".join(f"{n} {t}" for n, t in _COLUMNS)
             self.db.execute(f"CREATE TABLE IF NOT EXISTS traces ({cols})")
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+            rcols = ", ".join(f"{n} {t}" for n, t in _RUBRIC_COLUMNS)
+            self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS rubrics ({rcols}, PRIMARY KEY (source, question_id))"
+            )
             self.db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -146,7 +197,8 @@ class TraceStore:
 
     def _migrate(self, version: int) -> None:
         """Bring an older store up to :data:`SCHEMA_VERSION`: add the columns it lacks (their
-        old rows stay NULL), in one transaction, so its keys and resume are untouched."""
+        old rows stay NULL), in one transaction, so its keys and resume are untouched. The
+        ``rubrics`` table (schema 3) is created, empty, when the store is opened."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             have = {row[1] for row in self.db.execute("PRAGMA table_info(traces)")}
@@ -233,6 +285,62 @@ class TraceStore:
                 if row[name] is not None:
                     row[name] = json.loads(row[name])
             row["truncated"] = bool(row["truncated"])
+            yield row
+
+    # ------------------------------------------------------------------------- rubrics
+
+    def questions(self) -> Iterator[dict[str, Any]]:
+        """Each stored question once, in order of its first trace: ``source``, ``question_id``,
+        ``question``, ``options`` and ``gold`` as that trace showed them, its ``permutation``
+        (shown letter -> original letter, or ``None``) and ``subject``."""
+        # SQLite takes the bare columns of an aggregate query with MIN() from the MIN row.
+        cur = self.db.execute(
+            "SELECT COALESCE(source, ''), question_id, question, options, gold, permutation,"
+            " subject, MIN(rowid) FROM traces GROUP BY COALESCE(source, ''), question_id"
+            " ORDER BY MIN(rowid)"
+        )
+        for source, qid, question, options, gold, perm, subject, _ in cur:
+            yield {
+                "source": source,
+                "question_id": qid,
+                "question": question,
+                "options": json.loads(options) if options else None,
+                "gold": gold,
+                "permutation": json.loads(perm) if perm else None,
+                "subject": subject,
+            }
+
+    def put_rubric(self, rec: RubricRecord) -> None:
+        """Commit one question's rubric outcome, replacing an earlier one for the question."""
+        placeholders = ", ".join("?" for _ in RUBRIC_COLUMNS)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO rubrics ({', '.join(RUBRIC_COLUMNS)}) VALUES ({placeholders})",
+            rec.row(),
+        )
+
+    def rubric_status(self) -> dict[tuple[str, str], tuple[str | None, int]]:
+        """``(source, question_id) -> (error, attempts)`` for every stored rubric outcome
+        (``error`` ``None``: a valid rubric)."""
+        cur = self.db.execute("SELECT source, question_id, error, attempts FROM rubrics")
+        return {(s, q): (e, a or 0) for s, q, e, a in cur}
+
+    def rubrics(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """The valid rubrics: ``(source, question_id) -> [{criterion, weight, points}]``
+        (``source`` is ``''`` for a question without one)."""
+        cur = self.db.execute(
+            "SELECT source, question_id, criteria FROM rubrics"
+            " WHERE error IS NULL AND criteria IS NOT NULL"
+        )
+        return {(s, q): json.loads(c) for s, q, c in cur}
+
+    def iter_rubrics(self) -> Iterator[dict[str, Any]]:
+        """Every stored rubric outcome as a dict (JSON fields decoded), in insertion order."""
+        cur = self.db.execute(f"SELECT {', '.join(RUBRIC_COLUMNS)} FROM rubrics ORDER BY rowid")
+        for values in cur:
+            row = dict(zip(RUBRIC_COLUMNS, values, strict=True))
+            for name in ("messages", "criteria"):
+                if row[name] is not None:
+                    row[name] = json.loads(row[name])
             yield row
 
 

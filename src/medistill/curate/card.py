@@ -126,6 +126,7 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
         "difficulty signal):\n\n"
         + _table(("pass rate", "questions"), list(stats["pass_rate_histogram"].items())),
         _verification_section(stats),
+        *([_rubrics_section(stats["rubrics"])] if stats.get("rubrics") else []),
         "## Decontamination\n\n"
         f"Against {', '.join(decon['benchmarks']) or 'nothing'} "
         f"({decon['benchmark_questions']} questions): {_decon_rule(decon)} "
@@ -140,7 +141,6 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
             if decon["removed_questions"]
             else "No training question matched."
         ),
-        *([_safety_section(stats["safety_mix"])] if stats.get("safety_mix") else []),
         _sources_section(stats)
         + "\n\n"
         + _table(("subject", "kept traces"), subjects[:30])
@@ -158,43 +158,6 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
     tmp = out / "README.md.tmp"
     tmp.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     os.replace(tmp, out / "README.md")
-
-
-def _safety_section(mix: dict[str, Any]) -> str:
-    """The safety mix: where the demonstrations came from, how many, per category, and what
-    decontamination removed."""
-    origin = (
-        f"`{mix['file']}`"
-        if mix.get("file")
-        else f"{mix['source']} {mix.get('split')} split"
-        + (f" (`{mix['path']}`)" if mix.get("path") else "")
-    )
-    splits = mix.get("splits") or {}
-    removed = mix.get("removed") or {}
-    text = (
-        f"## Safety mix\n\n**{mix['rows']}** harmful-request -> refusal demonstrations from "
-        f"{origin} were added (share {mix['share']} of all rows, asked "
-        f"{mix['share_asked']}: {mix['target_rows']} wanted, {mix['available']} available of "
-        f"{mix['read']} read); train {splits.get('train', 0)} / validation "
-        f"{splits.get('validation', 0)}. Drawn by seed {mix['seed']}, stratified over the "
-        "categories. Each row is the request as the user turn and its safe response as the "
-        "assistant turn, with no system prompt, `kind: safety`, no options and no gold: SFT "
-        "trains on them, GRPO skips them.\n\n"
-        f"Decontaminated against {', '.join(mix['decontaminated_against']) or 'nothing'} "
-        "(copies and near copies: word n-grams, TF-IDF cosine); each removed request is in "
-        "`safety_decontamination.jsonl`."
-    )
-    for note in mix.get("not_found") or []:
-        text += f"\n\n> **Warning:** not decontaminated against {note}"
-    text += "\n\n" + _table(("removed", "requests"), [(k, v) for k, v in removed.items()])
-    if mix.get("removed_by_benchmark"):
-        text += "\n\n" + _table(
-            ("matched (method)", "requests removed"), list(mix["removed_by_benchmark"].items())
-        )
-    text += "\n\n" + _table(("category", "rows"), list(mix["by_category"].items()))
-    if mix.get("by_source"):
-        text += "\n\n" + _table(("source", "rows"), list(mix["by_source"].items()))
-    return text
 
 
 def _sources_section(stats: dict[str, Any]) -> str:
@@ -216,6 +179,33 @@ def _sources_section(stats: dict[str, Any]) -> str:
         "## Sources and subjects\n\nEach source's questions are told apart by (source, id). "
         "Split and file are what generation read (recorded with every trace).\n\n"
         + _table(header, rows)
+    )
+
+
+def _rubrics_section(r: dict[str, Any]) -> str:
+    """How many rows carry their question's own grading rubric (``medistill rubrics``)."""
+    head = "## Per-question rubrics\n\n"
+    if not r["in_store"]:
+        return head + (
+            "No row has a rubric of its own: the store has none (`medistill rubrics` writes "
+            "them). A GRPO `rubric` reward grades every row with the recipe's criteria."
+        )
+    rows = [
+        ("rows (traces) with a rubric", r["rows_with_rubric"],
+         _pct(r["rows_with_rubric"], r["rows"])),
+        ("questions with a rubric", r["questions_with_rubric"],
+         _pct(r["questions_with_rubric"], r["questions"])),
+        ("questions whose rubric reply was refused", r["questions_refused"],
+         _pct(r["questions_refused"], r["questions"])),
+        ("questions never asked (no gold, or not yet)", r["questions_not_asked"],
+         _pct(r["questions_not_asked"], r["questions"])),
+    ]  # fmt: skip
+    return head + (
+        "Each row's `rubric` column is its question's own rubric, written by the teacher from the "
+        "question and its correct answer (Rubrics as Rewards): self-contained criteria weighted "
+        "essential (5 points), important (3), optional (1) or pitfall (-5). The GRPO `rubric` "
+        "reward grades a row with it, and rows without one with the recipe's criteria.\n\n"
+        + _table(("", "count", "share"), rows)
     )
 
 

@@ -1,7 +1,7 @@
 """Writing the curated dataset: JSONL and Hugging Face datasets in two formats, the drop log,
 and the statistics the data card is made from.
 
-Layout of the output folder (the contract the training stages read, ``format_version`` 2)::
+Layout of the output folder (the contract the training stages read, ``format_version`` 3)::
 
     messages/{train,validation}.jsonl           {"id", "messages": [system?, user, assistant], ...}
     prompt_completion/{train,validation}.jsonl  {"id", "prompt": [system?, user],
@@ -14,16 +14,15 @@ Layout of the output folder (the contract the training stages read, ``format_ver
 Both formats carry the same metadata columns: ``question_id``, ``source``, ``teacher``,
 ``subject``, ``options`` (letter -> text, as shown in the prompt), ``gold`` (the correct letter
 as shown), ``teacher_pass_rate``, ``tokens``, ``verified_by`` (how the answer was read:
-``letter``, ``option_text`` or ``ground_truth``). With ``options`` and ``gold`` in every row a
-GRPO reward scores a completion exactly as ``medistill eval`` scores an answer. All traces of one
-question go to the same split (seeded), so validation never sees a training question.
+``letter``, ``option_text`` or ``ground_truth``), ``rubric`` (the question's own grading rubric
+from the store's ``rubrics`` table, ``[{criterion, weight, points}]``, or null). With ``options``
+and ``gold`` in every row a GRPO reward scores a completion exactly as ``medistill eval`` scores
+an answer. All traces of one question go to the same split (seeded), so validation never sees
+a training question.
 
-Rows also carry ``kind``: ``trace`` for a teacher trace, ``safety`` for a demonstration of
-the safety mix (``curate/safety_mix.py``: a harmful request and its refusal, no system
-prompt, empty ``options``, null ``gold``; SFT trains on them, GRPO skips them).
-
-Version history: 1 had ``answer`` (the letter) and no options; 2 (this) renames it ``gold`` and
-adds ``options``. The training stages refuse version 1 with a message saying how to re-curate.
+Version history: 1 had ``answer`` (the letter) and no options; 2 renames it ``gold`` and adds
+``options``; 3 (this) adds ``rubric``. The training stages read 2 and 3 and refuse version 1 with
+a message saying how to re-curate.
 """
 
 from __future__ import annotations
@@ -44,14 +43,13 @@ import numpy as np
 from medistill.curate.advice import low_yield
 from medistill.curate.card import write_card
 from medistill.curate.config import CurateConfig
-from medistill.curate.safety_mix import SafetyMix, records
 from medistill.data import LETTERS, Question
 from medistill.prompts import get_template
 from medistill.store import TraceStore
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FORMATS = ("messages", "prompt_completion")
 SPLITS = ("train", "validation")
 
@@ -81,13 +79,11 @@ def write_outputs(
     tokenizer_name: str,
     decontam: dict[str, int],
     imported: int = 0,
-    safety: SafetyMix | None = None,
 ) -> dict[str, Any]:
     """Write the dataset files, the drop log and the card; return the statistics.
 
     ``imported`` counts the input traces that came from ``medistill import-traces`` (the
-    low-yield advice depends on it); ``safety`` is the safety mix, written after the
-    traces."""
+    low-yield advice depends on it)."""
     tpl = get_template(cfg.template)
     handles = {}
     files = ExitStack()
@@ -103,6 +99,12 @@ def write_outputs(
     by_teacher_kept: Counter[str] = Counter()
     tokens: list[int] = []
     n_options = 0
+    with TraceStore(cfg.store) as store:
+        rubrics = store.rubrics()
+        refused = {k for k, (error, _) in store.rubric_status().items() if error is not None}
+    rubric_rows = 0
+    rubric_questions: set[tuple[str, str]] = set()
+    kept_questions: set[tuple[str, str]] = set()
     try:
         for (
             key,
@@ -128,7 +130,6 @@ def write_outputs(
             n_options = max(n_options, len(shown.options))
             completion = [{"role": "assistant", "content": assistant}]
             meta = {
-                "kind": "trace",
                 "question_id": qid,
                 "source": source,
                 "teacher": teacher,
@@ -138,7 +139,12 @@ def write_outputs(
                 "teacher_pass_rate": round(rate, 4),
                 "tokens": ntok,
                 "verified_by": verified_by or "letter",
+                "rubric": rubrics.get((source or "", qid)),
             }
+            kept_questions.add((source or "", qid))
+            if meta["rubric"] is not None:
+                rubric_rows += 1
+                rubric_questions.add((source or "", qid))
             rid = key[:16]
             handles["messages", split].write(
                 json.dumps({"id": rid, "messages": prompt + completion, **meta}, ensure_ascii=False)
@@ -157,24 +163,12 @@ def write_outputs(
             by_subject[subject or "(none)"] += 1
             by_teacher_kept[teacher] += 1
             tokens.append(ntok)
-        safety_splits: Counter[str] = Counter()
-        for split, rec in records(safety, cfg) if safety is not None else ():
-            user = [{"role": "user", "content": rec["user"]}]
-            completion = [{"role": "assistant", "content": rec["assistant"]}]
-            for fmt, turns in (
-                ("messages", {"messages": user + completion}),
-                ("prompt_completion", {"prompt": user, "completion": completion}),
-            ):
-                row = {"id": rec["id"], **turns, **rec["meta"]}
-                handles[fmt, split].write(json.dumps(row, ensure_ascii=False) + "\n")
-            safety_splits[split] += 1
     finally:
         files.close()
     for (fmt, split), h in handles.items():
         os.replace(h.name, out / fmt / f"{split}.jsonl")
     _write_dropped(db, out / "dropped.jsonl")
-    hf_counts = split_counts + safety_splits
-    hf_note = _save_hf(out, hf_counts, max(n_options, 2)) if cfg.hf_dataset else "disabled"
+    hf_note = _save_hf(out, split_counts, n_options) if cfg.hf_dataset else "disabled"
     stats = _stats(db, cfg, n_in, kept, dropped, tokens, tokenizer_name, decontam)
     stats.update(
         {
@@ -187,13 +181,17 @@ def write_outputs(
             "kept_by_teacher": dict(by_teacher_kept.most_common()),
             "hf_dataset": hf_note,
             "low_yield": low_yield(n_in, kept, dropped, cfg, imported=imported > 0),
+            "rubrics": {
+                "rows_with_rubric": rubric_rows,
+                "rows": sum(split_counts.values()),
+                "questions_with_rubric": len(rubric_questions),
+                "questions": len(kept_questions),
+                "questions_refused": len((kept_questions - rubric_questions) & refused),
+                "questions_not_asked": len(kept_questions - rubric_questions - refused),
+                "in_store": len(rubrics),
+            },
         }
     )
-    if safety is not None:
-        stats["safety_mix"] = {
-            **safety.stats,
-            "splits": {s: safety_splits[s] for s in SPLITS},
-        }
     tmp = out / "stats.json.tmp"
     tmp.write_text(json.dumps(stats, indent=2), encoding="utf-8")
     os.replace(tmp, out / "stats.json")
@@ -249,7 +247,7 @@ def _features(fmt: str, n_options: int) -> Any:
     from datasets import Features, Value
 
     turn = [{"role": Value("string"), "content": Value("string")}]
-    cols = {"id": Value("string"), "kind": Value("string")}
+    cols = {"id": Value("string")}
     cols.update({"messages": turn} if fmt == "messages" else {"prompt": turn, "completion": turn})
     for name in ("question_id", "source", "teacher", "subject", "gold"):
         cols[name] = Value("string")
@@ -258,6 +256,9 @@ def _features(fmt: str, n_options: int) -> Any:
     cols["teacher_pass_rate"] = Value("float64")
     cols["tokens"] = Value("int64")
     cols["verified_by"] = Value("string")
+    cols["rubric"] = [
+        {"criterion": Value("string"), "weight": Value("string"), "points": Value("int64")}
+    ]
     return Features(cols)
 
 
@@ -294,8 +295,7 @@ def _save_hf(out: Path, split_counts: Counter[str], n_options: int) -> str:
                 open(out / fmt / f"{split}.jsonl", encoding="utf-8") as fh,
             ):
                 for line in fh:
-                    row = json.loads(line)
-                    writer.write({k: row.get(k) for k in features})
+                    writer.write(json.loads(line))
                 n, nbytes = writer.finalize()
             splits_info = datasets.SplitDict()
             splits_info.add(datasets.SplitInfo(split, num_bytes=nbytes, num_examples=n))

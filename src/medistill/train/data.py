@@ -1,16 +1,13 @@
-"""Training data: the curated dataset (``format_version`` 2) read, checked and tokenised.
+"""Training data: the curated dataset (``format_version`` 3, or 2) read, checked and tokenised.
 
 The contract with curation: each row is a conversational ``prompt`` (system?, user) and
 ``completion`` (one assistant turn ending with the answer-contract line), or the same as one
 ``messages`` list, plus ``options`` (letter -> text as shown), ``gold`` (the letter),
-``question_id`` and ``source``. A curated folder declares its version in ``stats.json``; a
-version-1 folder has no options and is refused with the command that re-curates it. A plain
-JSONL file of such rows is accepted too, so a user can train on data from elsewhere.
-
-A row's ``kind`` is ``trace`` (the default) or ``safety``: a harmful request and its refusal
-from curation's safety mix, with no options and no gold. SFT trains on every row; GRPO and
-on-policy distillation take their prompts from trace rows only (a refusal has no answer
-to score).
+``question_id``, ``source`` and, from version 3, ``rubric`` (the question's own grading rubric,
+``[{criterion, weight, points}]``, or null; the GRPO ``rubric`` reward reads it). A curated
+folder declares its version in ``stats.json``; a version-2 folder is read as rows without
+rubrics; a version-1 folder has no options and is refused with the command that re-curates it.
+A plain JSONL file of such rows is accepted too, so a user can train on data from elsewhere.
 
 SFT sequences longer than ``max_length`` never lose their final answer line silently: they are
 dropped and counted (``overlong: drop``, the default) or cut in the middle of the reasoning,
@@ -35,9 +32,10 @@ from medistill.prompts import answer_line_regex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Versions this medistill trains on: 3 (rows may carry a ``rubric``) and 2 (no rubrics).
+READ_VERSIONS = (2, 3)
 SPLITS = ("train", "validation")
-KINDS = ("trace", "safety")
 
 
 @dataclass
@@ -58,17 +56,13 @@ class DatasetSource:
         if decon:
             out["decontaminated_against"] = decon.get("benchmarks")
             out["contaminated_questions_removed"] = decon.get("removed_questions")
-        mix = s.get("safety_mix")
-        if mix:
-            keys = ("source", "file", "rows", "share", "removed")
-            out["safety_mix"] = {k: mix[k] for k in keys if k in mix}
         return out
 
 
 def resolve_dataset(spec: str) -> DatasetSource:
     """Find the training rows of ``spec``: a curated folder or a JSONL file.
 
-    A folder must be ``format_version`` 2; an older one is refused with how to re-curate.
+    A folder must be ``format_version`` 3 or 2; an older one is refused with how to re-curate.
     """
     path = Path(spec)
     if path.is_file():
@@ -83,7 +77,7 @@ def resolve_dataset(spec: str) -> DatasetSource:
         except json.JSONDecodeError as e:
             raise DataError(f"malformed JSON ({e})", path=str(stats_path)) from None
         version = stats.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READ_VERSIONS:
             raise MedistillError(
                 f"dataset {spec} is format_version {version}, this medistill trains on version "
                 f"{FORMAT_VERSION} (rows with options and gold, so rewards score as eval does). "
@@ -132,29 +126,6 @@ def check_row(rec: Any, *, path: str, line: int) -> dict[str, Any]:
         raise DataError(
             "the prompt must end with a user message", path=path, line=line, field="prompt"
         )
-    kind = rec.get("kind") or "trace"
-    if kind not in KINDS:
-        raise DataError(
-            f"{kind!r}: expected {' or '.join(KINDS)}", path=path, line=line, field="kind"
-        )
-    if kind == "safety":  # a refusal demonstration (curate's safety mix): no options, no gold
-        options: dict[str, str] = {}
-        gold = None
-    else:
-        options, gold = _options_and_gold(rec, path=path, line=line)
-    return {
-        "kind": kind,
-        "prompt": prompt,
-        "completion": completion,
-        "options": options,
-        "gold": gold,
-        "question_id": str(rec.get("question_id") or rec.get("id") or f"{Path(path).stem}:{line}"),
-        "source": str(rec.get("source") or ""),
-    }
-
-
-def _options_and_gold(rec: dict[str, Any], *, path: str, line: int) -> tuple[dict[str, str], str]:
-    """A question row's options (letter -> text) and gold letter, checked."""
     options = rec.get("options")
     if not isinstance(options, dict) or len(options) < 2:
         raise DataError(
@@ -172,7 +143,32 @@ def _options_and_gold(rec: dict[str, Any], *, path: str, line: int) -> tuple[dic
             line=line,
             field="gold",
         )
-    return options, gold
+    return {
+        "prompt": prompt,
+        "completion": completion,
+        "options": options,
+        "gold": gold,
+        "question_id": str(rec.get("question_id") or rec.get("id") or f"{Path(path).stem}:{line}"),
+        "source": str(rec.get("source") or ""),
+        "rubric": _rubric(rec.get("rubric"), path=path, line=line),
+    }
+
+
+def _rubric(value: Any, *, path: str, line: int) -> list[dict[str, Any]] | None:
+    """A row's own rubric, checked (``None`` when it has none): ``[{criterion, weight, points}]``
+    with the same item keys in every row (a ``datasets`` column needs one type)."""
+    if value is None:
+        return None
+    from medistill.train.judge import row_criteria
+
+    try:
+        row_criteria(value)
+    except ValueError as e:
+        raise DataError(str(e), path=path, line=line, field="rubric") from None
+    return [
+        {"criterion": c["criterion"].strip(), "weight": c.get("weight"), "points": c["points"]}
+        for c in value
+    ]
 
 
 def _messages(value: Any, *, path: str, line: int, fld: str) -> list[dict[str, str]]:
@@ -218,13 +214,10 @@ def prompt_rows(source: DatasetSource, *, limit: int | None = None) -> list[dict
     """One row per distinct question (first trace's prompt), for GRPO and distillation.
 
     Curation may keep several traces of a question; on-policy training needs each prompt once.
-    Safety-mix rows (``kind: safety``) are left out: they have no answer a reward could score.
     """
     seen: set[tuple[str, str]] = set()
     out = []
     for row in read_rows(source, "train"):
-        if row["kind"] == "safety":
-            continue
         key = (row["source"], row["question_id"])
         if key in seen:
             continue
@@ -293,9 +286,9 @@ def tokenize_sft(
         if overlong != "truncate_middle":
             return {"input_ids": [], "completion_mask": [], "status": "dropped"}
         completion = full[plen:]
-        letters = "".join(row["options"])  # a safety row has none, hence no final line
-        end = _strip_end(tokenizer, completion)
-        start = _final_line_start(tokenizer, end, letters) if letters else None
+        start = _final_line_start(
+            tokenizer, _strip_end(tokenizer, completion), "".join(row["options"])
+        )
         keep_tail = len(completion) - start if start is not None else None
         room = max_length - plen - (keep_tail or 0)
         if keep_tail is None or room < 16:  # no final line to keep, or no room for reasoning

@@ -1,10 +1,11 @@
 """The optional rubric judge for the GRPO ``rubric`` reward (HealthBench-style).
 
 An LLM behind the existing OpenAI-compatible backend reads a completion and says which criteria
-of a rubric from the recipe it meets; the score is the points of met criteria over the sum of
-positive points, harmful (negative-point) criteria subtracting, clamped to [0, 1]. Async and
-cached by (prompt, completion, rubric, judge model); a failed or unreadable judgement gives
-``None`` (TRL ignores it), never 0.
+of a rubric it meets; the score is the points of met criteria over the sum of positive points,
+harmful (negative-point) criteria subtracting, clamped to [0, 1]. The rubric is the row's own
+(the dataset's ``rubric`` column, written by ``medistill rubrics`` and carried by curation) and
+else the recipe's ``criteria``. Async and cached by (prompt, completion, rubric, judge model); a
+failed or unreadable judgement gives ``None`` (TRL ignores it), never 0, and is counted by kind.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import re
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +72,37 @@ def parse_criteria(value: Any) -> tuple[Criterion, ...]:
     return tuple(out)
 
 
+def row_criteria(value: Any) -> tuple[Criterion, ...] | None:
+    """A dataset row's own rubric as criteria (``None`` when the row has none).
+
+    The row's ``rubric`` is a list of ``{criterion, points}`` (``weight``, the teacher's word for
+    the points, may ride along), with at least one positive item; anything else is a
+    ``ValueError`` saying what is wrong.
+
+    >>> row_criteria([{"criterion": "Names sepsis", "weight": "essential", "points": 5}])
+    (Criterion(text='Names sepsis', points=5.0),)
+    >>> row_criteria(None) is None
+    True
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"expected a non-empty list of {{criterion, points}}, got {value!r:.80}")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not {"criterion", "points"} <= set(item):
+            raise ValueError(f"item {i}: expected {{criterion, points}}, got {item!r:.80}")
+        text, points = item["criterion"], item["points"]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"item {i}: criterion must be a non-empty string")
+        if isinstance(points, bool) or not isinstance(points, (int, float)) or points == 0:
+            raise ValueError(f"item {i}: points must be a non-zero number, got {points!r}")
+        out.append(Criterion(text.strip(), float(points)))
+    if not any(c.points > 0 for c in out):
+        raise ValueError("needs at least one criterion with positive points")
+    return tuple(out)
+
+
 def rubric_score(met: Sequence[bool], points: Sequence[float]) -> float:
     """HealthBench's score: points of the met criteria over the positive points, in [0, 1].
 
@@ -80,42 +113,64 @@ def rubric_score(met: Sequence[bool], points: Sequence[float]) -> float:
     return min(1.0, max(0.0, sum(p for m, p in zip(met, points, strict=True) if m) / total))
 
 
+#: The kinds of unreadable verdict, as counted (``rubric/invalid_verdicts/<kind>``).
+VERDICT_PROBLEMS = ("not_json", "no_criteria_list", "wrong_count", "wrong_types", "missing_ids")
+
+
+def read_verdict(content: str, n: int) -> tuple[list[bool] | None, str | None]:
+    """``(met, None)``: one bool per criterion from the judge's reply; ``(None, kind)`` unless
+    the reply is exactly the JSON asked for (ids 1..n once each, ``met`` a JSON boolean; a code
+    fence is allowed), ``kind`` one of :data:`VERDICT_PROBLEMS`.
+
+    >>> read_verdict('{"criteria": [{"id": 1, "met": "yes"}]}', 1)
+    (None, 'wrong_types')
+    """
+    s = (content or "").strip()
+    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", s, re.S)
+    try:
+        data = json.loads(fence.group(1) if fence else s)
+    except ValueError:
+        return None, "not_json"
+    items = data.get("criteria") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None, "no_criteria_list"
+    if len(items) != n:
+        return None, "wrong_count"
+    met: dict[int, bool] = {}
+    for it in items:
+        if not isinstance(it, dict) or type(it.get("id")) is not int:
+            return None, "wrong_types"
+        if not isinstance(it.get("met"), bool):
+            return None, "wrong_types"
+        met[it["id"]] = it["met"]
+    if sorted(met) != list(range(1, n + 1)):
+        return None, "missing_ids"
+    return [met[i] for i in range(1, n + 1)], None
+
+
 def parse_verdict(content: str, n: int) -> list[bool] | None:
     """One bool per criterion from the judge's reply, or ``None`` unless the reply is exactly
-    the JSON asked for (ids 1..n once each, ``met`` a JSON boolean; a code fence is allowed).
+    the JSON asked for (see :func:`read_verdict`, which also says what was wrong).
 
     >>> parse_verdict('{"criteria": [{"id": 2, "met": false}, {"id": 1, "met": true}]}', 2)
     [True, False]
     >>> parse_verdict('Criterion 1 is met.', 1) is None
     True
     """
-    s = content.strip()
-    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", s, re.S)
-    try:
-        data = json.loads(fence.group(1) if fence else s)
-    except ValueError:
-        return None
-    items = data.get("criteria") if isinstance(data, dict) else None
-    if not isinstance(items, list) or len(items) != n:
-        return None
-    met: dict[int, bool] = {}
-    for it in items:
-        if not isinstance(it, dict) or type(it.get("id")) is not int:
-            return None
-        if not isinstance(it.get("met"), bool):
-            return None
-        met[it["id"]] = it["met"]
-    return [met[i] for i in range(1, n + 1)] if sorted(met) == list(range(1, n + 1)) else None
+    return read_verdict(content, n)[0]
 
 
 class RubricJudge:
-    """Grades completions against one rubric with an LLM over the OpenAI-compatible backend.
+    """Grades completions against a rubric with an LLM over the OpenAI-compatible backend.
 
-    One request per completion carries every criterion: a GRPO step scores G completions
-    per prompt, and one request instead of one per criterion divides the judge's cost and
-    latency by the rubric's length while the judge still answers per criterion. Scores are
+    ``criteria`` is the default rubric (the recipe's; ``None``: none); :meth:`score` takes a
+    rubric per completion (a row's own) that replaces it. One request per completion carries
+    every criterion: a GRPO step scores G completions per prompt, and one request instead of
+    one per criterion divides the judge's cost and latency by the rubric's length while the
+    judge still answers per criterion. Requests run concurrently (``concurrency``). Scores are
     cached by (prompt, completion, rubric, model) in memory and, with ``cache_path``, in
-    SQLite; failures are not cached, so they are retried on the next occurrence.
+    SQLite; failures are not cached, so they are retried on the next occurrence. Unreadable
+    verdicts are counted by kind in :attr:`invalid_verdicts` (over the judge's life).
     """
 
     def __init__(
@@ -128,7 +183,7 @@ class RubricJudge:
         max_tokens: int = 1024,
         **backend_kwargs: Any,
     ) -> None:
-        self.criteria = parse_criteria(criteria)
+        self.criteria = parse_criteria(criteria) if criteria is not None else None
         if not isinstance(model, str) or not model:
             raise MedistillError("rewards.rubric: field 'model': the judge model name is required")
         self.model, self.concurrency, self.max_tokens = model, concurrency, max_tokens
@@ -143,7 +198,7 @@ class RubricJudge:
         except (TypeError, ValueError) as e:
             raise MedistillError(f"rewards.rubric: {e}") from None
         self.requests = 0
-        self._rubric = json.dumps([[c.text, c.points] for c in self.criteria])
+        self.invalid_verdicts: Counter[str] = Counter()
         self._memory: dict[str, float] = {}
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -157,8 +212,9 @@ class RubricJudge:
             except sqlite3.Error as e:
                 raise MedistillError(f"rubric cache {cache_path}: {e}") from None
 
-    def _key(self, prompt: str, completion: str) -> str:
-        blob = json.dumps([self.model, self._rubric, prompt, completion])
+    def _key(self, prompt: str, completion: str, criteria: Sequence[Criterion]) -> str:
+        rubric = json.dumps([[c.text, c.points] for c in criteria])
+        blob = json.dumps([self.model, rubric, prompt, completion])
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _get(self, key: str) -> float | None:
@@ -177,23 +233,43 @@ class RubricJudge:
                 self._db.execute("INSERT OR REPLACE INTO rubric_cache VALUES (?, ?)", (key, score))
                 self._db.commit()
 
-    def messages(self, prompt: str, completion: str) -> list[dict[str, str]]:
-        """The judge's chat request for one completion (all criteria, numbered)."""
-        rubric = "\n".join(f"{i}. [{c.points:+g}] {c.text}" for i, c in enumerate(self.criteria, 1))
+    def messages(
+        self, prompt: str, completion: str, criteria: Sequence[Criterion] | None = None
+    ) -> list[dict[str, str]]:
+        """The judge's chat request for one completion (all criteria, numbered; the default
+        rubric unless ``criteria`` is given)."""
+        criteria = criteria if criteria is not None else self.criteria or ()
+        rubric = "\n".join(f"{i}. [{c.points:+g}] {c.text}" for i, c in enumerate(criteria, 1))
         user = (
             f"## Conversation\n{prompt or '(not given)'}\n\n## Response to grade\n{completion}"
             f"\n\n## Rubric\n{rubric}"
         )
         return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
-    async def score(self, completions: Sequence[str], prompts: Sequence[str]) -> list[float | None]:
-        """One score per completion; ``None`` where the judge failed or answered garbage."""
+    async def score(
+        self,
+        completions: Sequence[str],
+        prompts: Sequence[str],
+        rubrics: Sequence[Sequence[Criterion] | None] | None = None,
+        *,
+        invalid: Counter[str] | None = None,
+    ) -> list[float | None]:
+        """One score per completion; ``None`` where the judge failed or answered garbage, or
+        where the completion has no rubric (neither its own in ``rubrics`` nor the default).
+        Unreadable verdicts are counted by kind in ``invalid`` (this call's) and in
+        :attr:`invalid_verdicts`."""
         from medistill.backends.base import SamplingParams
 
         out: list[float | None] = [None] * len(completions)
         todo: dict[str, list[int]] = {}  # identical completions are judged once
+        used: list[Sequence[Criterion] | None] = []
         for i, (c, p) in enumerate(zip(completions, prompts, strict=True)):
-            key = self._key(p, c)
+            own = rubrics[i] if rubrics is not None else None
+            criteria = own if own else self.criteria
+            used.append(criteria)
+            if not criteria:
+                continue
+            key = self._key(p, c, criteria)
             out[i] = self._get(key)
             if out[i] is None:
                 todo.setdefault(key, []).append(i)
@@ -202,19 +278,27 @@ class RubricJudge:
         backend = self.backend_config.build()
         params = SamplingParams(max_new_tokens=self.max_tokens, temperature=0.0, seed=0)
         sem = asyncio.Semaphore(self.concurrency)
-        points = [c.points for c in self.criteria]
 
         async def one(i: int) -> float | None:
+            criteria = used[i]
             async with sem:
                 self.requests += 1
                 try:
-                    gen = await backend.complete(self.messages(prompts[i], completions[i]), params)
+                    messages = self.messages(prompts[i], completions[i], criteria)
+                    gen = await backend.complete(messages, params)
                 except MedistillError as e:  # HTTP failure after retries: unscored, not 0
                     log.warning("rubric judge %s: %s", self.model, backend.scrub(str(e)))
                     return None
-            met = parse_verdict(gen.text, len(points))
+            points = [c.points for c in criteria]
+            met, problem = read_verdict(gen.text, len(points))
             if met is None:
-                log.warning("rubric judge %s: unparsable verdict %r", self.model, gen.text[:200])
+                self.invalid_verdicts[problem] += 1
+                if invalid is not None:
+                    invalid[problem] += 1
+                log.warning(
+                    "rubric judge %s: unparsable verdict (%s; %d so far) %r",
+                    self.model, problem, sum(self.invalid_verdicts.values()), gen.text[:200],
+                )  # fmt: skip
                 return None
             return rubric_score(met, points)
 
@@ -239,7 +323,7 @@ def get_judge(**config: Any) -> RubricJudge:
 async def rubric(
     completions: Sequence[Any],
     *,
-    criteria: list[dict[str, Any]],
+    criteria: list[dict[str, Any]] | None,
     model: str,
     prompts: Sequence[Any] | None = None,
     base_url: str | list[str] = "http://127.0.0.1:8000/v1",
@@ -263,7 +347,15 @@ async def rubric(
     read from the environment variable ``api_key_env`` and never logged. The judge sees the
     prompt's user text and the completion's answer (after any ``</think>``); a cut-off
     completion is judged as it stands. An HTTP failure or an answer that is not the strict
-    JSON gives ``None`` (TRL ignores it), never 0. Async, so TRL runs it concurrently::
+    JSON gives ``None`` (TRL ignores it), never 0, and is counted.
+
+    Per-question rubrics: a row's own ``rubric`` column (``medistill rubrics``, carried by
+    curation; TRL passes it as the ``rubric`` keyword) is used for its completions; a row without
+    one falls back to the recipe's ``criteria`` (``criteria: null``: no fallback, such rows are
+    unscored). Metrics, via ``log_metric``: ``rubric/from_row``, ``rubric/from_recipe`` and
+    ``rubric/none`` (shares of the batch's completions graded with each), ``rubric/unscored``
+    (share ``None``), ``rubric/invalid_verdicts`` (unreadable verdicts in the batch) and one
+    ``rubric/invalid_verdicts/<kind>`` per kind seen. Async, so TRL runs it concurrently::
 
         >>> criteria = [{"criterion": "Advises urgent care", "points": 5},
         ...             {"criterion": "Recommends aspirin to a child", "points": -5}]
@@ -279,7 +371,33 @@ async def rubric(
     )  # fmt: skip
     texts = [completion_text(c).rpartition("</think>")[2] for c in completions]
     ptexts = [prompt_text(p) for p in prompts] if prompts is not None else [""] * len(texts)
-    scores = await judge.score(texts, ptexts)
+    rubrics = _row_rubrics(kwargs.get("rubric"), len(texts))
+    invalid: Counter[str] = Counter()
+    scores = await judge.score(texts, ptexts, rubrics, invalid=invalid)
     if callable(log_metric) and scores:
-        log_metric("rubric/unscored", sum(s is None for s in scores) / len(scores))
+        n = len(scores)
+        from_row = sum(r is not None for r in rubrics)
+        from_recipe = 0 if judge.criteria is None else n - from_row
+        log_metric("rubric/from_row", from_row / n)
+        log_metric("rubric/from_recipe", from_recipe / n)
+        log_metric("rubric/none", (n - from_row - from_recipe) / n)
+        log_metric("rubric/unscored", sum(s is None for s in scores) / n)
+        log_metric("rubric/invalid_verdicts", float(sum(invalid.values())))
+        for kind, k in invalid.items():
+            log_metric(f"rubric/invalid_verdicts/{kind}", float(k))
     return scores
+
+
+def _row_rubrics(column: Sequence[Any] | None, n: int) -> list[tuple[Criterion, ...] | None]:
+    """Each completion's own rubric from the dataset's ``rubric`` column (``None``: none; a
+    malformed one is warned about and falls back to the recipe's)."""
+    if column is None:
+        return [None] * n
+    out: list[tuple[Criterion, ...] | None] = []
+    for i in range(n):
+        try:
+            out.append(row_criteria(column[i] if i < len(column) else None))
+        except ValueError as e:
+            log.warning("rubric: row %d's rubric is not usable (%s); using the recipe's", i, e)
+            out.append(None)
+    return out
