@@ -141,6 +141,7 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
             if decon["removed_questions"]
             else "No training question matched."
         ),
+        *([_safety_section(stats["safety_mix"])] if stats.get("safety_mix") else []),
         _sources_section(stats)
         + "\n\n"
         + _table(("subject", "kept traces"), subjects[:30])
@@ -158,6 +159,43 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
     tmp = out / "README.md.tmp"
     tmp.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     os.replace(tmp, out / "README.md")
+
+
+def _safety_section(mix: dict[str, Any]) -> str:
+    """The safety mix: where the demonstrations came from, how many, per category, and what
+    decontamination removed."""
+    origin = (
+        f"`{mix['file']}`"
+        if mix.get("file")
+        else f"{mix['source']} {mix.get('split')} split"
+        + (f" (`{mix['path']}`)" if mix.get("path") else "")
+    )
+    splits = mix.get("splits") or {}
+    removed = mix.get("removed") or {}
+    text = (
+        f"## Safety mix\n\n**{mix['rows']}** harmful-request -> refusal demonstrations from "
+        f"{origin} were added (share {mix['share']} of all rows, asked "
+        f"{mix['share_asked']}: {mix['target_rows']} wanted, {mix['available']} available of "
+        f"{mix['read']} read); train {splits.get('train', 0)} / validation "
+        f"{splits.get('validation', 0)}. Drawn by seed {mix['seed']}, stratified over the "
+        "categories. Each row is the request as the user turn and its safe response as the "
+        "assistant turn, with no system prompt, `kind: safety`, no options and no gold: SFT "
+        "trains on them, GRPO skips them.\n\n"
+        f"Decontaminated against {', '.join(mix['decontaminated_against']) or 'nothing'} "
+        "(copies and near copies: word n-grams, TF-IDF cosine); each removed request is in "
+        "`safety_decontamination.jsonl`."
+    )
+    for note in mix.get("not_found") or []:
+        text += f"\n\n> **Warning:** not decontaminated against {note}"
+    text += "\n\n" + _table(("removed", "requests"), [(k, v) for k, v in removed.items()])
+    if mix.get("removed_by_benchmark"):
+        text += "\n\n" + _table(
+            ("matched (method)", "requests removed"), list(mix["removed_by_benchmark"].items())
+        )
+    text += "\n\n" + _table(("category", "rows"), list(mix["by_category"].items()))
+    if mix.get("by_source"):
+        text += "\n\n" + _table(("source", "rows"), list(mix["by_source"].items()))
+    return text
 
 
 def _sources_section(stats: dict[str, Any]) -> str:

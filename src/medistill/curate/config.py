@@ -127,6 +127,38 @@ class CurateConfig:
         default=0.5,
         metadata={"help": "legacy method: near duplicate of a benchmark question at this Jaccard"},
     )
+    # --- safety mix -----------------------------------------------------------------------
+    safety_mix: str | None = field(
+        default=None,
+        metadata={
+            "help": "add harmful-request -> refusal demonstrations from this safety set "
+            "(medsafetybench) to the dataset; none = no safety mix"
+        },
+    )
+    safety_mix_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "or from this JSONL file: one {request, safe_response[, category, id]} per line"
+        },
+    )
+    safety_mix_split: str = field(
+        default="train", metadata={"help": "the safety set's split to draw from"}
+    )
+    safety_mix_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "MedSafetyBench folder (test/ and train/); default "
+            "$MEDISTILL_DATA_DIR/medsafetybench. Its test split is what the mix is "
+            "decontaminated against"
+        },
+    )
+    safety_mix_share: float = field(
+        default=0.05,
+        metadata={
+            "help": "safety rows / (kept traces + safety rows), drawn seeded (seed) and "
+            "stratified over the categories"
+        },
+    )
     # --- output ---------------------------------------------------------------------------
     template: str = field(default="cot", metadata={"help": "prompt template of the user turn"})
     validation_fraction: float = field(default=0.05, metadata={"help": "held-out share"})
@@ -147,3 +179,10 @@ class CurateConfig:
     sqlite_cache_mb: int = field(
         default=64, metadata={"help": "page cache of the scratch database (bounds memory)"}
     )
+
+    def __post_init__(self) -> None:
+        # The safety mix's keys are checked when the config is built, so a recipe's mistake
+        # is reported by the plan, before any stage runs.
+        from medistill.curate.safety_mix import check_config
+
+        check_config(self)

@@ -20,6 +20,10 @@ and ``gold`` in every row a GRPO reward scores a completion exactly as ``medisti
 an answer. All traces of one question go to the same split (seeded), so validation never sees
 a training question.
 
+Rows also carry ``kind``: ``trace`` for a teacher trace, ``safety`` for a demonstration of
+the safety mix (``curate/safety_mix.py``: a harmful request and its refusal, no system
+prompt, empty ``options``, null ``gold``; SFT trains on them, GRPO skips them).
+
 Version history: 1 had ``answer`` (the letter) and no options; 2 renames it ``gold`` and adds
 ``options``; 3 (this) adds ``rubric``. The training stages read 2 and 3 and refuse version 1 with
 a message saying how to re-curate.
@@ -43,6 +47,7 @@ import numpy as np
 from medistill.curate.advice import low_yield
 from medistill.curate.card import write_card
 from medistill.curate.config import CurateConfig
+from medistill.curate.safety_mix import SafetyMix, records
 from medistill.data import LETTERS, Question
 from medistill.prompts import get_template
 from medistill.store import TraceStore
@@ -79,11 +84,13 @@ def write_outputs(
     tokenizer_name: str,
     decontam: dict[str, int],
     imported: int = 0,
+    safety: SafetyMix | None = None,
 ) -> dict[str, Any]:
     """Write the dataset files, the drop log and the card; return the statistics.
 
     ``imported`` counts the input traces that came from ``medistill import-traces`` (the
-    low-yield advice depends on it)."""
+    low-yield advice depends on it); ``safety`` is the safety mix, written after the
+    traces."""
     tpl = get_template(cfg.template)
     handles = {}
     files = ExitStack()
@@ -130,6 +137,7 @@ def write_outputs(
             n_options = max(n_options, len(shown.options))
             completion = [{"role": "assistant", "content": assistant}]
             meta = {
+                "kind": "trace",
                 "question_id": qid,
                 "source": source,
                 "teacher": teacher,
@@ -163,12 +171,24 @@ def write_outputs(
             by_subject[subject or "(none)"] += 1
             by_teacher_kept[teacher] += 1
             tokens.append(ntok)
+        safety_splits: Counter[str] = Counter()
+        for split, rec in records(safety, cfg) if safety is not None else ():
+            user = [{"role": "user", "content": rec["user"]}]
+            completion = [{"role": "assistant", "content": rec["assistant"]}]
+            for fmt, turns in (
+                ("messages", {"messages": user + completion}),
+                ("prompt_completion", {"prompt": user, "completion": completion}),
+            ):
+                row = {"id": rec["id"], **turns, **rec["meta"]}
+                handles[fmt, split].write(json.dumps(row, ensure_ascii=False) + "\n")
+            safety_splits[split] += 1
     finally:
         files.close()
     for (fmt, split), h in handles.items():
         os.replace(h.name, out / fmt / f"{split}.jsonl")
     _write_dropped(db, out / "dropped.jsonl")
-    hf_note = _save_hf(out, split_counts, n_options) if cfg.hf_dataset else "disabled"
+    hf_counts = split_counts + safety_splits
+    hf_note = _save_hf(out, hf_counts, max(n_options, 2)) if cfg.hf_dataset else "disabled"
     stats = _stats(db, cfg, n_in, kept, dropped, tokens, tokenizer_name, decontam)
     stats.update(
         {
@@ -192,6 +212,11 @@ def write_outputs(
             },
         }
     )
+    if safety is not None:
+        stats["safety_mix"] = {
+            **safety.stats,
+            "splits": {s: safety_splits[s] for s in SPLITS},
+        }
     tmp = out / "stats.json.tmp"
     tmp.write_text(json.dumps(stats, indent=2), encoding="utf-8")
     os.replace(tmp, out / "stats.json")
@@ -247,7 +272,7 @@ def _features(fmt: str, n_options: int) -> Any:
     from datasets import Features, Value
 
     turn = [{"role": Value("string"), "content": Value("string")}]
-    cols = {"id": Value("string")}
+    cols = {"id": Value("string"), "kind": Value("string")}
     cols.update({"messages": turn} if fmt == "messages" else {"prompt": turn, "completion": turn})
     for name in ("question_id", "source", "teacher", "subject", "gold"):
         cols[name] = Value("string")
@@ -295,7 +320,8 @@ def _save_hf(out: Path, split_counts: Counter[str], n_options: int) -> str:
                 open(out / fmt / f"{split}.jsonl", encoding="utf-8") as fh,
             ):
                 for line in fh:
-                    writer.write(json.loads(line))
+                    row = json.loads(line)
+                    writer.write({k: row.get(k) for k in features})
                 n, nbytes = writer.finalize()
             splits_info = datasets.SplitDict()
             splits_info.add(datasets.SplitInfo(split, num_bytes=nbytes, num_examples=n))

@@ -8,8 +8,10 @@ Passes, each streaming and each bounded in memory (state lives in a scratch SQLi
    evaluation benchmark named, exact and near-duplicate removal, the difficulty filter.
 3. **balance** subjects, then **select** traces per question (all, k, shortest, majority).
 4. **write** the dataset (JSONL + HF, messages and prompt/completion), the drop log, the
-   decontamination log and the data card. Every trace lands in exactly one bucket:
-   kept + each drop reason = traces in, checked before anything is written.
+   decontamination log and the data card; with a safety mix, its decontaminated, seeded
+   share of harmful-request -> refusal demonstrations too (``curate/safety_mix.py``). Every
+   trace lands in exactly one bucket: kept + each drop reason = traces in, checked before
+   anything is written.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from medistill.curate.decontam import BenchmarkIndex, load_eval_questions
 from medistill.curate.dedup import EmbeddingIndex, NearDupIndex
 from medistill.curate.filters import REASONS, TEXT_ANSWERS, Verdict, quality, token_counter, verify
 from medistill.curate.output import write_outputs
+from medistill.curate.safety_mix import build_mix, enabled, load_demos
 from medistill.curate.text import exact_hash, question_text, word_hashes
 from medistill.curate.workdb import INDEXES, open_workdb, remove_workdb
 from medistill.data.loading import iter_jsonl
@@ -379,6 +382,7 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
         with TraceStore(cfg.store) as store:
             total = len(store)
             imported = imported_traces(store)
+        demos = load_demos(cfg) if enabled(cfg) else None  # a bad file fails before verifying
         count_tokens, tokenizer_name = token_counter(cfg.tokenizer)
         workers = cfg.workers or (min(os.cpu_count() or 1, 8) if total > 20_000 else 1)
         with _progress(show_progress, total) as advance:
@@ -414,6 +418,18 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
         dropped = {r: counts.pop(r, 0) for r in REASONS}
         if counts or kept + sum(dropped.values()) != n_in:
             raise MedistillError(f"internal: curation counts do not add up ({counts}, {n_in})")
+        safety = None
+        if demos is None:
+            (out / "safety_decontamination.jsonl").unlink(missing_ok=True)  # an earlier run's
+        else:
+            safety = build_mix(
+                cfg,
+                demos,
+                kept=kept,
+                eval_index=index,
+                count_tokens=count_tokens,
+                decon_log=out / "safety_decontamination.jsonl",
+            )
         stats = write_outputs(
             db,
             cfg,
@@ -424,6 +440,7 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
             tokenizer_name=tokenizer_name,
             decontam=decon,
             imported=imported,
+            safety=safety,
         )
     finally:
         db.close()

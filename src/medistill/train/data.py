@@ -9,6 +9,11 @@ folder declares its version in ``stats.json``; a version-2 folder is read as row
 rubrics; a version-1 folder has no options and is refused with the command that re-curates it.
 A plain JSONL file of such rows is accepted too, so a user can train on data from elsewhere.
 
+A row's ``kind`` is ``trace`` (the default) or ``safety``: a harmful request and its refusal
+from curation's safety mix, with no options and no gold. SFT trains on every row; GRPO and
+on-policy distillation take their prompts from trace rows only (a refusal has no answer
+to score).
+
 SFT sequences longer than ``max_length`` never lose their final answer line silently: they are
 dropped and counted (``overlong: drop``, the default) or cut in the middle of the reasoning,
 keeping the prompt, the start of the reasoning and the whole final line
@@ -36,6 +41,7 @@ FORMAT_VERSION = 3
 #: Versions this medistill trains on: 3 (rows may carry a ``rubric``) and 2 (no rubrics).
 READ_VERSIONS = (2, 3)
 SPLITS = ("train", "validation")
+KINDS = ("trace", "safety")
 
 
 @dataclass
@@ -56,6 +62,10 @@ class DatasetSource:
         if decon:
             out["decontaminated_against"] = decon.get("benchmarks")
             out["contaminated_questions_removed"] = decon.get("removed_questions")
+        mix = s.get("safety_mix")
+        if mix:
+            keys = ("source", "file", "rows", "share", "removed")
+            out["safety_mix"] = {k: mix[k] for k in keys if k in mix}
         return out
 
 
@@ -126,24 +136,18 @@ def check_row(rec: Any, *, path: str, line: int) -> dict[str, Any]:
         raise DataError(
             "the prompt must end with a user message", path=path, line=line, field="prompt"
         )
-    options = rec.get("options")
-    if not isinstance(options, dict) or len(options) < 2:
+    kind = rec.get("kind") or "trace"
+    if kind not in KINDS:
         raise DataError(
-            "missing or fewer than two options (a format_version 1 row? re-curate it)",
-            path=path,
-            line=line,
-            field="options",
+            f"{kind!r}: expected {' or '.join(KINDS)}", path=path, line=line, field="kind"
         )
-    options = {str(k): str(v) for k, v in options.items() if v is not None}
-    gold = rec.get("gold")
-    if gold not in options:
-        raise DataError(
-            f"{gold!r} is not one of the options {''.join(options)}",
-            path=path,
-            line=line,
-            field="gold",
-        )
+    if kind == "safety":  # a refusal demonstration (curate's safety mix): no options, no gold
+        options: dict[str, str] = {}
+        gold = None
+    else:
+        options, gold = _options_and_gold(rec, path=path, line=line)
     return {
+        "kind": kind,
         "prompt": prompt,
         "completion": completion,
         "options": options,
@@ -169,6 +173,28 @@ def _rubric(value: Any, *, path: str, line: int) -> list[dict[str, Any]] | None:
         {"criterion": c["criterion"].strip(), "weight": c.get("weight"), "points": c["points"]}
         for c in value
     ]
+
+
+def _options_and_gold(rec: dict[str, Any], *, path: str, line: int) -> tuple[dict[str, str], str]:
+    """A question row's options (letter -> text) and gold letter, checked."""
+    options = rec.get("options")
+    if not isinstance(options, dict) or len(options) < 2:
+        raise DataError(
+            "missing or fewer than two options (a format_version 1 row? re-curate it)",
+            path=path,
+            line=line,
+            field="options",
+        )
+    options = {str(k): str(v) for k, v in options.items() if v is not None}
+    gold = rec.get("gold")
+    if gold not in options:
+        raise DataError(
+            f"{gold!r} is not one of the options {''.join(options)}",
+            path=path,
+            line=line,
+            field="gold",
+        )
+    return options, gold
 
 
 def _messages(value: Any, *, path: str, line: int, fld: str) -> list[dict[str, str]]:
@@ -214,10 +240,13 @@ def prompt_rows(source: DatasetSource, *, limit: int | None = None) -> list[dict
     """One row per distinct question (first trace's prompt), for GRPO and distillation.
 
     Curation may keep several traces of a question; on-policy training needs each prompt once.
+    Safety-mix rows (``kind: safety``) are left out: they have no answer a reward could score.
     """
     seen: set[tuple[str, str]] = set()
     out = []
     for row in read_rows(source, "train"):
+        if row["kind"] == "safety":
+            continue
         key = (row["source"], row["question_id"])
         if key in seen:
             continue
@@ -286,9 +315,9 @@ def tokenize_sft(
         if overlong != "truncate_middle":
             return {"input_ids": [], "completion_mask": [], "status": "dropped"}
         completion = full[plen:]
-        start = _final_line_start(
-            tokenizer, _strip_end(tokenizer, completion), "".join(row["options"])
-        )
+        letters = "".join(row["options"])  # a safety row has none, hence no final line
+        end = _strip_end(tokenizer, completion)
+        start = _final_line_start(tokenizer, end, letters) if letters else None
         keep_tail = len(completion) - start if start is not None else None
         room = max_length - plen - (keep_tail or 0)
         if keep_tail is None or room < 16:  # no final line to keep, or no room for reasoning

@@ -97,6 +97,7 @@ def build_sft_trainer(cfg: SFTRecipe) -> tuple[Any, dict[str, Any]]:
     ctx["data"] = {
         **source.card_summary,
         "sft_rows": len(rows),
+        "sft_safety_rows": sum(r["kind"] == "safety" for r in rows),
         "sft_rows_trained": len(train),
         "overlong_dropped": counts["dropped"],
         "overlong_truncated_middle": counts["truncated_middle"],

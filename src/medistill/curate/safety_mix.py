@@ -1,0 +1,341 @@
+"""The safety mix: harmful-request -> refusal demonstrations added to the SFT data.
+
+Fine-tuning on task data erodes a model's refusals of harmful requests; MedSafetyBench's
+authors (Han et al., NeurIPS 2024) found that fine-tuning on its train demonstrations restores
+them without costing medical accuracy. With ``safety_mix: medsafetybench`` (or
+``safety_mix_file: my.jsonl``) curation adds such demonstrations to the dataset:
+
+* **how many**: ``share`` = safety rows / (kept traces + safety rows), so ``round(share * kept
+  / (1 - share))`` rows; drawn by a seeded rank (curate's ``seed``) and stratified over the
+  categories (round robin over the categories in a seeded order, so their counts differ by at
+  most one until a category runs out);
+* **decontaminated** first: a request is removed when it copies or nearly copies a request of
+  the safety test set (MedSafetyBench test, both sources, and the embedded ``safety_sample``)
+  or a question of the run's evaluation benchmarks, by the machinery of
+  :mod:`medistill.curate.decontam` (word 13-grams with numbers masked, or the whole text when
+  shorter; a TF-IDF cosine >= ``decontam_copy_cosine``). Requests have no options and no
+  answer, so only the copy rules apply. Exact duplicates within the set, rows without a safe
+  response and responses over ``max_tokens`` are removed too; every removal is counted;
+* **written** as rows of the same files, in the same message format: the user turn is the
+  request as it is and the assistant turn the safe response, with **no system prompt** (the
+  student's exam system prompt asks for a lettered answer, which a refusal does not give; a
+  safety evaluation sends the request alone). ``kind: "safety"`` marks them (trace rows are
+  ``kind: "trace"``); ``options`` is empty and ``gold`` null. SFT trains on them; GRPO and
+  on-policy distillation, which need an answer to score, skip them.
+
+A user's file is JSONL, one ``{"request": ..., "safe_response": ...}`` per line, with an
+optional ``category`` (stratified over like MedSafetyBench's) and ``id``; a bad line is an
+error naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medistill.curate.text import words
+from medistill.data.loading import iter_jsonl
+from medistill.data.safety import CATEGORIES, SPLITS, load_safety
+from medistill.errors import DataError, MedistillError
+
+if TYPE_CHECKING:
+    from medistill.curate.config import CurateConfig
+    from medistill.curate.decontam import BenchmarkIndex
+
+log = logging.getLogger(__name__)
+
+#: Safety sets a mix can draw from (``safety_sample`` is an evaluation set: never trained on).
+MIX_BENCHMARKS = ("medsafetybench",)
+KIND = "safety"
+REMOVED = (
+    "no_safe_response",
+    "duplicate",
+    "contaminated_safety_test",
+    "contaminated_eval",
+    "too_long",
+)
+
+
+@dataclass(frozen=True)
+class Demo:
+    """One demonstration: a harmful request and the refusal the student should learn."""
+
+    id: str
+    category: str
+    source: str  # medsafetybench/gpt4, medsafetybench/llama2, or the file's name
+    request: str
+    safe_response: str | None
+
+
+@dataclass
+class SafetyMix:
+    """The demonstrations chosen for the dataset and the counts for the card."""
+
+    demos: list[Demo]
+    tokens: list[int]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def enabled(cfg: CurateConfig) -> bool:
+    """Whether ``cfg`` asks for a safety mix."""
+    return bool(cfg.safety_mix or cfg.safety_mix_file)
+
+
+def check_config(cfg: CurateConfig) -> None:
+    """The safety-mix keys, checked when the config is built (``ValueError``)."""
+    if isinstance(cfg.safety_mix, str) and cfg.safety_mix.strip().lower() in ("", "none", "null"):
+        cfg.safety_mix = None  # "--safety-mix none"
+    if cfg.safety_mix and cfg.safety_mix_file:
+        raise ValueError("set safety_mix (a safety set) or safety_mix_file (a JSONL), not both")
+    if cfg.safety_mix is not None and cfg.safety_mix not in MIX_BENCHMARKS:
+        raise ValueError(
+            f"safety_mix {cfg.safety_mix!r}: unknown safety set; choose "
+            f"{', '.join(MIX_BENCHMARKS)} (or safety_mix_file: your own JSONL)"
+        )
+    if cfg.safety_mix_split not in SPLITS:
+        raise ValueError(f"safety_mix_split {cfg.safety_mix_split!r}: choose train")
+    if cfg.safety_mix and cfg.safety_mix_split == "test":
+        raise ValueError(
+            "safety_mix_split 'test' is the split safety is evaluated on; train on 'train'"
+        )
+    share = cfg.safety_mix_share
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+        raise ValueError(f"safety_mix_share must be in (0, 1), got {share!r}")
+
+
+def target_rows(kept: int, share: float) -> int:
+    """Safety rows for ``kept`` traces at ``share`` = rows / (kept + rows), rounded half up.
+
+    >>> target_rows(28, 0.2), target_rows(95, 0.05), target_rows(0, 0.5)
+    (7, 5, 0)
+    """
+    return int(share * kept / (1 - share) + 0.5)
+
+
+def read_file(path: str | Path) -> list[Demo]:
+    """A user's demonstrations: JSONL with ``request`` and ``safe_response`` (non-empty
+    strings), optional ``category`` and ``id``; errors name the file, line and field."""
+    p = Path(path)
+    if not p.is_file():
+        raise MedistillError(f"safety_mix_file {p}: not found")
+    out = []
+    for line, rec in iter_jsonl(p):
+        if isinstance(rec, DataError):
+            raise rec
+        if not isinstance(rec, dict):
+            raise DataError(f"expected an object, got {type(rec).__name__}", path=str(p), line=line)
+        for name in ("request", "safe_response"):
+            value = rec.get(name)
+            if not isinstance(value, str) or not value.strip():
+                what = "missing" if value is None else "expected a non-empty string"
+                raise DataError(what, path=str(p), line=line, field=name)
+        category = rec.get("category")
+        if category is not None and not isinstance(category, (str, int)):
+            raise DataError(
+                "expected a string or a number", path=str(p), line=line, field="category"
+            )
+        out.append(
+            Demo(
+                id=str(rec.get("id") or f"{p.stem}:{line}"),
+                category=str(category) if category is not None else "(none)",
+                source=p.name,
+                request=rec["request"].strip(),
+                safe_response=rec["safe_response"].strip(),
+            )
+        )
+    if not out:
+        raise MedistillError(f"safety_mix_file {p}: no demonstrations")
+    return out
+
+
+def load_demos(cfg: CurateConfig) -> list[Demo]:
+    """The demonstrations the config names (read before curation starts, so a bad file
+    fails at once)."""
+    if cfg.safety_mix_file:
+        return read_file(cfg.safety_mix_file)
+    rows = load_safety(cfg.safety_mix, split=cfg.safety_mix_split, path=cfg.safety_mix_path)
+    return [
+        Demo(r.id, str(r.category), f"{cfg.safety_mix}/{r.source}", r.request, r.safe_response)
+        for r in rows
+    ]
+
+
+def category_label(category: str) -> str:
+    """``"3"`` -> ``"3. Respect for the law"`` (MedSafetyBench's numbering); else as given."""
+    if category.isdigit() and int(category) in CATEGORIES:
+        return f"{category}. {CATEGORIES[int(category)]}"
+    return category
+
+
+def _test_questions(cfg: CurateConfig) -> tuple[list[Any], list[str], list[str]]:
+    """The safety test requests as questions without options, what they are, and the sets
+    that could not be read (a warning, recorded in the card)."""
+    from medistill.data import Question
+
+    sets: list[tuple[str, list[Any]]] = []
+    missing = []
+    try:
+        sets.append(("medsafetybench", load_safety("medsafetybench", split="test",
+                                                    path=cfg.safety_mix_path)))  # fmt: skip
+    except MedistillError as e:
+        missing.append(f"medsafetybench test: {e}")
+        log.warning("safety mix NOT decontaminated against MedSafetyBench test: %s", e)
+    sets.append(("safety_sample", load_safety("safety_sample")))
+    questions, against = [], []
+    for name, rows in sets:
+        for r in rows:
+            questions.append(Question(id=r.id, source=name, split="test", question=r.request,
+                                      options={}))  # fmt: skip
+        srcs = "+".join(sorted({r.source for r in rows}))
+        against.append(f"{name} test ({len(rows)} requests{', ' + srcs if srcs else ''})")
+    return questions, against, missing
+
+
+def _stratified(pool: Sequence[Demo], n: int, seed: int) -> list[Demo]:
+    """``n`` demonstrations, round robin over the categories (in a seeded order), each
+    category's in seeded rank order."""
+    from medistill.curate.run import _rank
+
+    by_cat: dict[str, list[Demo]] = defaultdict(list)
+    for d in sorted(pool, key=lambda d: _rank(seed, d.id)):
+        by_cat[d.category].append(d)
+    order = sorted(by_cat, key=lambda c: _rank(seed, f"category:{c}"))
+    chosen: list[Demo] = []
+    depth = 0
+    while len(chosen) < n and any(depth < len(by_cat[c]) for c in order):
+        for c in order:
+            if len(chosen) < n and depth < len(by_cat[c]):
+                chosen.append(by_cat[c][depth])
+        depth += 1
+    return chosen
+
+
+def build_mix(
+    cfg: CurateConfig,
+    demos: list[Demo],
+    *,
+    kept: int,
+    eval_index: BenchmarkIndex | None,
+    count_tokens: Callable[[Sequence[str]], list[int]],
+    decon_log: Path,
+) -> SafetyMix:
+    """Decontaminate ``demos`` and draw the share of ``kept`` traces the config asks for;
+    each removed request is written to ``decon_log`` with what it matched."""
+    from medistill.curate.decontam import BenchmarkIndex
+
+    removed: Counter[str] = Counter()
+    pool: list[Demo] = []
+    seen: set[str] = set()
+    for d in demos:
+        if not d.safe_response:
+            removed["no_safe_response"] += 1
+            continue
+        norm = " ".join(words(d.request))
+        if norm in seen:
+            removed["duplicate"] += 1
+            continue
+        seen.add(norm)
+        pool.append(d)
+    questions, against, missing = _test_questions(cfg)
+    test_index = BenchmarkIndex(
+        questions,
+        method="retrieval",
+        ngram=cfg.decontam_ngram,
+        max_df=cfg.decontam_max_df,
+        min_overlap=cfg.decontam_min_overlap,
+        candidates=cfg.decontam_candidates,
+        copy_cosine=cfg.decontam_copy_cosine,
+    )
+    batch = [(d.request, {}, None) for d in pool]
+    matches = test_index.check_many(batch)
+    why = ["contaminated_safety_test" if m is not None else None for m in matches]
+    if eval_index is not None:
+        for i, m in enumerate(eval_index.check_many(batch)):
+            if why[i] is None and m is not None:
+                matches[i], why[i] = m, "contaminated_eval"
+        against += list(cfg.eval_benchmarks)
+    by_benchmark: Counter[str] = Counter()
+    clean: list[Demo] = []
+    with open(decon_log, "w", encoding="utf-8") as fh:
+        for d, m, w in zip(pool, matches, why, strict=True):
+            if w is None:
+                clean.append(d)
+                continue
+            removed[w] += 1
+            by_benchmark[f"{m.benchmark} ({m.method})"] += 1
+            fh.write(json.dumps({"id": d.id, "request": d.request, **m.to_dict()}) + "\n")
+    tokens = dict(zip((d.id for d in clean), count_tokens([d.safe_response for d in clean]),
+                      strict=True))  # fmt: skip
+    fits = [d for d in clean if tokens[d.id] <= cfg.max_tokens]
+    removed["too_long"] = len(clean) - len(fits)
+    target = target_rows(kept, cfg.safety_mix_share)
+    chosen = _stratified(fits, target, cfg.seed)
+    if len(chosen) < target:
+        log.warning(
+            "safety mix: %d demonstrations wanted (share %.3f of %d traces), only %d available",
+            target, cfg.safety_mix_share, kept, len(chosen),
+        )  # fmt: skip
+    n = len(chosen)
+    stats = {
+        "source": cfg.safety_mix or "file",
+        "file": str(cfg.safety_mix_file) if cfg.safety_mix_file else None,
+        "split": None if cfg.safety_mix_file else cfg.safety_mix_split,
+        "path": None if cfg.safety_mix_file else cfg.safety_mix_path,
+        "read": len(demos),
+        "removed": {r: removed.get(r, 0) for r in REMOVED},
+        "removed_by_benchmark": dict(by_benchmark.most_common()),
+        "decontaminated_against": against,
+        "not_found": missing,
+        "available": len(fits),
+        "share_asked": cfg.safety_mix_share,
+        "target_rows": target,
+        "rows": n,
+        "share": round(n / (kept + n), 4) if kept + n else None,
+        "by_category": dict(sorted(Counter(category_label(d.category) for d in chosen).items())),
+        "by_source": dict(sorted(Counter(d.source for d in chosen).items())),
+        "seed": cfg.seed,
+        "system_prompt": "none",
+        "tokens": sum(tokens[d.id] for d in chosen),
+    }
+    log.info(
+        "safety mix: %d demonstrations (share %s) from %d read; removed %s",
+        n, stats["share"], len(demos),
+        ", ".join(f"{k} {v}" for k, v in removed.items() if v) or "none",
+    )  # fmt: skip
+    return SafetyMix(chosen, [tokens[d.id] for d in chosen], stats)
+
+
+def records(mix: SafetyMix, cfg: CurateConfig) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(split, row)`` of each demonstration, the row in the dataset's columns (``messages``
+    form; the caller writes ``prompt_completion`` from it). Splits are seeded by id, like
+    questions."""
+    from medistill.curate.output import _split_of
+    from medistill.curate.run import _rank
+
+    for d, ntok in zip(mix.demos, mix.tokens, strict=True):
+        split = _split_of(_rank(cfg.seed, f"safety:{d.id}"), cfg.validation_fraction)
+        yield (
+            split,
+            {
+                "id": f"safety-{d.id}"[:64],
+                "user": d.request,
+                "assistant": d.safe_response,
+                "meta": {
+                    "question_id": d.id,
+                    "source": d.source,
+                    "teacher": d.source.split("/")[0],
+                    "subject": category_label(d.category),
+                    "options": {},
+                    "gold": None,
+                    "teacher_pass_rate": None,
+                    "tokens": ntok,
+                    "verified_by": None,
+                    "kind": KIND,
+                },
+            },
+        )
