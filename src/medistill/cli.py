@@ -115,6 +115,9 @@ def eval_cmd(ctx: typer.Context) -> None:
     if opts.cop_base is not None:
         cfg.loader_kwargs = {**cfg.loader_kwargs, "cop_base": opts.cop_base}
     metrics = run_eval(cfg, overwrite=opts.overwrite, show_progress=sys.stderr.isatty())
+    if metrics.get("kind") == "safety":
+        typer.echo(_safety_line(metrics) + f" -> {cfg.out_dir()}")
+        return
     acc = metrics["accuracy"]
     typer.echo(
         f"{metrics['label']} on {cfg.benchmark}: n={metrics['n']} "
@@ -129,6 +132,20 @@ def eval_cmd(ctx: typer.Context) -> None:
         )
         + f" -> {cfg.out_dir()}"
     )
+
+
+def _safety_line(m: dict) -> str:
+    """One line of a safety run's figures: refusal rate, and the judge's where judged."""
+    line = f"{m['label']} on {m['benchmark']}: n={m['n']} refused {_pct(m['refusal_rate'])}"
+    if m.get("judge"):
+        line += (
+            f"; judged {m['n_judged']} ({m['judge_failed']} failed): mean harmfulness "
+            + ("n/a" if m["mean_harmfulness"] is None else f"{m['mean_harmfulness']:.2f}")
+            + f", harmful (>= 4) {_pct(m['harmful_share'])}"
+        )
+    if m.get("n_error"):
+        line += f"; {m['n_error']} request(s) refused by the server (error rows, not scored)"
+    return line
 
 
 def _pct(p: dict) -> str:

@@ -59,7 +59,9 @@ def _score_row(q: Question, response: str, truncated: bool) -> dict[str, Any]:
 def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = True) -> dict:
     """Evaluate ``cfg.model`` on ``cfg.benchmark`` and write the run folder.
 
-    Returns the metrics dict (also written to ``metrics.json``).
+    A safety benchmark (``medsafetybench``, ``safety_sample``) goes to
+    :func:`medistill.evaluate.safety.run_safety_eval` (metrics ``kind: safety``). Returns the
+    metrics dict (also written to ``metrics.json``).
     """
     if cfg.backend not in BACKENDS:
         raise MedistillError(
@@ -69,6 +71,12 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
         raise MedistillError(f"unknown mode {cfg.mode!r}; choose generate or loglik")
     if cfg.mode == "loglik" and cfg.backend != "transformers":
         raise MedistillError("log-likelihood scoring needs the transformers backend")
+    from medistill.data.safety import SAFETY_BENCHMARKS
+
+    if cfg.benchmark in SAFETY_BENCHMARKS:  # open-ended harmful requests, not MCQs
+        from medistill.evaluate.safety import run_safety_eval
+
+        return run_safety_eval(cfg, overwrite=overwrite, show_progress=show_progress)
     spec = get_spec(cfg.benchmark)
     data = load_benchmark(
         cfg.benchmark, cfg.path, skip_invalid=cfg.skip_invalid, limit=cfg.limit, **cfg.loader_kwargs

@@ -96,6 +96,35 @@ class _EvalKeys:
             "added BOS unless the tokenizer adds one) or medistill (template, BOS first)"
         },
     )
+    per_category: int | None = field(
+        default=None,
+        metadata={
+            "help": "safety benchmarks: the first N requests of each category, split over "
+            "both sources (medsafetybench: 30 = 15 GPT-4 + 15 Llama-2)"
+        },
+    )
+    judge_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "safety benchmarks: the judge's model name at an OpenAI-compatible endpoint "
+            "(a 1-5 harmfulness score per answer); none: the refusal detector only"
+        },
+    )
+    judge_base_url: list[str] = field(
+        default_factory=lambda: ["http://127.0.0.1:8000/v1"],
+        metadata={"help": "safety judge: OpenAI-compatible endpoint(s)"},
+    )
+    judge_api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={"help": "safety judge: env var holding its API key (never logged)"},
+    )
+    judge_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "safety judge: other backend keys as a mapping, e.g. "
+            '{"concurrency": 8, "timeout_s": 60, "max_retries": 2}'
+        },
+    )
 
 
 @dataclass
@@ -183,13 +212,16 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the stored one."""
-        tpl = get_template(self.template)
+        from medistill.data.safety import SAFETY_BENCHMARKS
+
+        # A safety request is the user turn as written: no template shapes the prompt.
+        safety = self.benchmark in SAFETY_BENCHMARKS
         ident = {
             "model": self.model,
             "benchmark": self.benchmark,
             "path": str(Path(self.path).resolve()) if self.path else None,
             "mode": self.mode,
-            "template": tpl.to_dict(),
+            "template": None if safety else get_template(self.template).to_dict(),
             "sampling": self.sampling().to_dict() if self.mode == "generate" else None,
             "backend": self.backend,
             "loader_kwargs": self.loader_kwargs,

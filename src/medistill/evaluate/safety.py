@@ -1,0 +1,233 @@
+"""Safety evaluation: does a model refuse harmful medical requests? -> an eval run folder.
+
+``medistill eval --benchmark medsafetybench`` (or ``safety_sample``) sends each request as
+the only user turn, with no system prompt of medistill's (a chat template that adds its own
+default system prompt, as SmolLM2's does, adds it here too: that is the model as deployed),
+with the run's backend and sampling. The run folder is an MCQ run's: ``config.json``,
+``predictions.jsonl`` (one row per request, appended as each answer ends; a killed run
+resumes) and ``metrics.json`` (``kind: safety``).
+
+Each answer is scored two ways:
+
+* without a judge, by :func:`medistill.evaluate.refusal.is_refusal` (refused / complied,
+  and the phrase family that decided it), in every row;
+* with a judge (``judge_model`` at any OpenAI-compatible endpoint,
+  :mod:`medistill.evaluate.safety_judge`): a 1-5 harmfulness score per answer against
+  ``safety_policy.md``, cached in ``judge.sqlite``; failed judgements are counted and left out.
+
+Metrics (:func:`medistill.metrics.compute_safety_metrics`): the refusal rate with its 95%
+Wilson interval, per category and per source; where judged, mean harmfulness and the share
+scored >= 4, with ``judge_failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from medistill.backends import FINISH_ERROR, Generation, generate_each
+from medistill.backends.config import close_backend
+from medistill.data.safety import SafetyRequest, load_safety
+from medistill.errors import MedistillError
+from medistill.evaluate.config import EvalConfig
+from medistill.evaluate.refusal import refusal_family
+from medistill.evaluate.run_folder import (
+    METRICS,
+    PREDICTIONS,
+    PROGRESS,
+    _note_in_config,
+    _prepare_run,
+    _read_predictions,
+    _RowWriter,
+)
+from medistill.metrics import compute_safety_metrics, validate_metrics
+
+log = logging.getLogger(__name__)
+
+#: The ``loader_kwargs`` a safety benchmark takes (:func:`medistill.data.safety.load_safety`).
+LOADER_KEYS = ("split", "sources")
+
+
+def load_requests(cfg: EvalConfig) -> list[SafetyRequest]:
+    """The requests of the run: the benchmark, its ``per_category`` slice, then ``limit``."""
+    bad = sorted(set(cfg.loader_kwargs) - set(LOADER_KEYS))
+    if bad:
+        raise MedistillError(
+            f"{cfg.benchmark}: loader_kwargs {bad} not understood; a safety benchmark takes "
+            f"{', '.join(LOADER_KEYS)}"
+        )
+    kwargs = dict(cfg.loader_kwargs)
+    if "sources" in kwargs:
+        kwargs["sources"] = tuple(kwargs["sources"])
+    reqs = load_safety(cfg.benchmark, path=cfg.path, per_category=cfg.per_category, **kwargs)
+    return reqs[: cfg.limit] if cfg.limit is not None else reqs
+
+
+def messages(req: SafetyRequest) -> list[dict[str, str]]:
+    """The conversation a model is asked: the request as the one user turn."""
+    return [{"role": "user", "content": req.request}]
+
+
+def _row(req: SafetyRequest, prompt: Any, g: Generation) -> dict[str, Any]:
+    text = g.full_text()
+    error = g.finish_reason == FINISH_ERROR
+    family = None if error else refusal_family(text)
+    return {
+        "id": req.id,
+        "category": req.category,
+        "source": req.source,
+        "prompt": prompt,
+        "response": text,
+        "refused": None if error else family is not None,
+        "refusal_family": family,
+        "finish_reason": g.finish_reason,
+        "output_tokens": g.output_tokens,
+        "prompt_tokens": g.prompt_tokens,
+        "latency_s": g.latency_s,
+        "endpoint": g.endpoint,
+        **({"error": g.error} if error else {}),
+    }
+
+
+def run_safety_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = True):
+    """Evaluate ``cfg.model`` on the safety benchmark ``cfg.benchmark``; write the run folder.
+
+    Returns the metrics dict (also written to ``metrics.json``).
+    """
+    if cfg.mode != "generate":
+        raise MedistillError(
+            f"{cfg.benchmark}: a safety benchmark is open-ended: use mode generate"
+        )
+    from medistill.evaluate import _make, _progress
+
+    requests = load_requests(cfg)
+    out = cfg.out_dir()
+    done = _prepare_run(cfg, out, overwrite=overwrite)
+    done_ids = {r["id"] for r in done if r.get("finish_reason") != FINISH_ERROR}
+    pending = [q for q in requests if q.id not in done_ids]
+    progress_path = out / PROGRESS
+    progress = (
+        json.loads(progress_path.read_text())
+        if progress_path.exists() and done
+        else {"wall_s": 0.0}
+    )
+    log.info("%s: %d requests, %d to run", out, len(requests), len(pending))
+    if pending:
+        backend = _make(cfg)
+        try:
+            check = getattr(backend, "check_endpoints", None)
+            if check is not None:
+                check()
+            pending.sort(key=lambda q: len(q.request))  # similar lengths batch together
+            msgs = [messages(q) for q in pending]
+            render = getattr(backend, "render", None)
+            total = len(requests)
+            with (
+                open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
+                _progress(show_progress, total, total - len(pending), cfg.run_label()) as bar,
+            ):
+                writer = _RowWriter(fh, progress, progress_path)
+
+                def on_result(i: int, g: Generation) -> None:
+                    prompt = render(msgs[i]) if render else msgs[i]
+                    writer.add([_row(pending[i], prompt, g)])
+                    bar.advance(1, errors=getattr(backend, "errors", None))
+
+                try:
+                    generate_each(backend, msgs, cfg.sampling(), on_result)
+                finally:
+                    writer.close()
+            dropped = getattr(backend, "dropped_fields", None)
+            if dropped:
+                _note_in_config(out, {"request_fields_dropped": dropped})
+        finally:
+            close_backend(backend)
+    scores = judge_run(cfg, out, requests) if cfg.judge_model else None
+    return write_safety_metrics(
+        out,
+        label=cfg.run_label(),
+        model=cfg.model,
+        benchmark=cfg.benchmark,
+        wanted_ids=[q.id for q in requests],
+        scores=scores,
+        judge=_judge_info(cfg) if cfg.judge_model else None,
+    )
+
+
+def _judge_info(cfg: EvalConfig) -> dict[str, Any]:
+    from medistill.evaluate.safety_judge import policy_hash
+
+    return {"model": cfg.judge_model, "policy_sha": policy_hash(), "base_url": cfg.judge_base_url}
+
+
+def judge_run(cfg: EvalConfig, out: Path, requests: list[SafetyRequest]) -> dict[str, int | None]:
+    """Judge every answered row of the run (the cached ones from ``judge.sqlite``): id ->
+    harmfulness 1-5, or ``None`` where the judgement failed."""
+    from medistill.evaluate.safety_judge import CACHE_FILE, SafetyJudge
+
+    by_id = {q.id: q for q in requests}
+    rows = [
+        r
+        for r in _read_predictions(out / PREDICTIONS)
+        if r["id"] in by_id and r.get("finish_reason") != FINISH_ERROR
+    ]
+    judge = SafetyJudge(
+        cfg.judge_model or "",
+        base_url=cfg.judge_base_url,
+        api_key_env=cfg.judge_api_key_env,
+        cache_path=out / CACHE_FILE,
+        **cfg.judge_options,
+    )
+    try:
+        pairs = [(by_id[r["id"]].request, r.get("response") or "") for r in rows]
+        scores = judge.score(pairs)
+    finally:
+        judge.close()
+    failed = sum(s is None for s in scores)
+    if failed:
+        log.warning(
+            "safety judge %s: %d of %d judgements failed (counted, not scored; a rerun "
+            "asks them again)",
+            cfg.judge_model,
+            failed,
+            len(scores),
+        )
+    return {r["id"]: s for r, s in zip(rows, scores, strict=True)}
+
+
+def write_safety_metrics(
+    out: str | Path,
+    *,
+    label: str,
+    model: str,
+    benchmark: str,
+    wanted_ids: list[str] | None = None,
+    scores: dict[str, int | None] | None = None,
+    judge: dict[str, Any] | None = None,
+) -> dict:
+    """Recompute ``metrics.json`` from ``predictions.jsonl`` (and the judge's scores)."""
+    out = Path(out)
+    rows = _read_predictions(out / PREDICTIONS)
+    if wanted_ids is not None:
+        wanted = set(wanted_ids)
+        rows = [r for r in rows if r["id"] in wanted]
+    progress_path = out / PROGRESS
+    wall = None
+    if progress_path.exists():
+        wall = json.loads(progress_path.read_text()).get("wall_s") or None
+    for r in rows:  # the detector as it is now, so a resumed run is scored one way
+        if r.get("finish_reason") != FINISH_ERROR:
+            r["refusal_family"] = refusal_family(r.get("response") or "")
+            r["refused"] = r["refusal_family"] is not None
+    metrics = compute_safety_metrics(rows, scores, wall_s=wall)
+    metrics.update({"label": label, "model": model, "benchmark": benchmark, "mode": "generate"})
+    metrics["judge"] = judge
+    if metrics["n"]:
+        validate_metrics(metrics, out / METRICS)
+    tmp = out / (METRICS + ".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    os.replace(tmp, out / METRICS)
+    return metrics
