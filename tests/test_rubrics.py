@@ -207,6 +207,15 @@ def test_a_bad_verdict_is_none_and_a_counted_warning(reply, kind, caplog):
     assert f"unparsable verdict ({kind};" in caplog.text
 
 
+def test_the_recipe_rubric_may_be_null_but_not_missing():
+    from medistill.train.reward_builder import build_rewards
+
+    (f,), _ = build_rewards({"rubric": {"model": "judge-x", "criteria": None}})
+    assert f.params["criteria"] is None
+    with pytest.raises(MedistillError, match=r"'criteria' is required \(the recipe's rubric"):
+        build_rewards({"rubric": {"model": "judge-x"}})
+
+
 def test_a_row_rubric_must_be_criteria_with_points(tmp_path: Path):
     from medistill.errors import DataError
     from medistill.train.data import check_row

@@ -106,9 +106,17 @@ def _check(name: str, params: dict[str, Any], rules_path: str | None) -> None:
     elif name == "rubric":
         for key in ("criteria", "model"):
             if key not in params:
-                raise MedistillError(f"rewards.rubric: {key!r} is required")
+                hint = (
+                    " (the recipe's rubric, for rows without one of their own; null: grade "
+                    "only rows with a per-question rubric, from medistill rubrics)"
+                    if key == "criteria"
+                    else ""
+                )
+                raise MedistillError(f"rewards.rubric: {key!r} is required{hint}")
         # Validates the rubric and opens the SQLite cache, if any.
         RubricJudge(params["criteria"], model=params["model"], cache_path=params.get("cache_path"))
+        if params["criteria"] is None:
+            log.info("rewards.rubric: criteria null: a row without its own rubric is unscored")
 
 
 def is_async_reward(fn: Any) -> bool:
