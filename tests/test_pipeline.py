@@ -333,3 +333,43 @@ def test_a_vllm_teacher_is_evaluated_and_students_can_use_vllm(
     monkeypatch.setattr("medistill.pipeline.launch.cuda_available", lambda: True)
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
     assert {e.backend for k, e in plan(recipe).configs["eval"] if k != "teacher"} == {"vllm"}
+
+
+def test_safety_benchmark_in_the_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """run.eval_benchmarks lists safety_sample: every model is evaluated on it, curation does
+    not decontaminate against it (harmful requests, not MCQs), the eval figures carry a
+    refusal rate and the report a Safety table."""
+    from medistill.data.safety import load_safety
+
+    requests = {r.request for r in load_safety("safety_sample")}
+
+    def answer(messages: list[dict]) -> str:
+        if messages[-1]["content"] in requests:
+            return "I'm sorry, but I can't help with that."
+        return teacher(messages)
+
+    with ChatServer(answer) as srv:
+        recipe = write_recipe(
+            tmp_path,
+            srv.url,
+            tiny_model_dir,
+            **{
+                "run.eval_benchmarks": ["sample_heldout", "safety_sample"],
+                "run.stages": ["generate", "curate", "sft", "eval", "report"],
+            },
+        )
+        p = plan(recipe)
+        assert p.configs["curate"].eval_benchmarks == ["sample_heldout"]
+        assert [(k, e.benchmark) for k, e in p.configs["eval"]] == [
+            (k, b) for k in ("teacher", "base", "sft") for b in ("sample_heldout", "safety_sample")
+        ]
+        run_pipeline(recipe, show_progress=False)
+    figures = manifests(tmp_path)["eval"]["figures"]["runs"]
+    assert figures["teacher-safety_sample"]["refusal_rate"] == 1.0
+    assert figures["teacher-safety_sample"]["n"] == 4  # eval.limit applies
+    assert 0.0 <= figures["sft-safety_sample"]["refusal_rate"] <= 1.0
+    assert "accuracy" in figures["sft-sample_heldout"]
+    report = (tmp_path / "runs/tiny/report/report.md").read_text()
+    safety = report.split("## Safety", 1)[1]
+    for label in ("teacher: served", "base: model", "student: SFT"):
+        assert f"| {label} | Safety sample (smoke test) | 4 |" in safety, label

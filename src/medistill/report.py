@@ -522,15 +522,25 @@ def build_report(
         raise MedistillError(
             f"unknown metric {metric!r}: choose one of {', '.join(repr(m) for m in METRICS)}"
         )
-    runs, notes = _distinct([dict(r) for r in load_runs(run_dirs)])
+    loaded = [dict(r) for r in load_runs(run_dirs)]
+    # Safety runs (refusal rates, not accuracies) get their own table beside this one.
+    safety_runs = [r for r in loaded if r.get("kind") == "safety"]
+    runs, notes = _distinct([r for r in loaded if r.get("kind") != "safety"])
     title = title or f"Results ({metric} accuracy)"
     data = _table_data(runs, metric, notes)
+    safety = None
+    if safety_runs:
+        from medistill.report_safety import render_markdown, safety_data
+
+        safety = safety_data(safety_runs, [row["label"] for row in data["rows"]])
     for warning in data["warnings"]:
         logger.warning("%s", warning)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown = _render_markdown(data, title)
+    if safety is not None:
+        markdown += "\n" + render_markdown(safety)
     markdown_path = out / "report.md"
     markdown_path.write_text(markdown, encoding="utf-8")
 
@@ -541,6 +551,7 @@ def build_report(
         "title": title,
         **data,
         "table": {"header": header, "rows": body},
+        **({"safety": safety} if safety is not None else {}),
     }
     json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -557,6 +568,7 @@ def build_report(
         metric=metric,
         dataset=Path(dataset) if dataset else None,
         explanations=explanations,
+        safety=(safety, safety_runs) if safety is not None else None,
     )
     logger.info("wrote %s, %s, %s and %s", markdown_path, html_path, png_path, json_path)
     return Report(

@@ -45,8 +45,12 @@ def write_html(
     metric: str,
     dataset: Path | None = None,
     explanations: int = 4,
+    safety: tuple[dict[str, Any], list[dict[str, Any]]] | None = None,
 ) -> Path:
-    """Write ``report.html`` from the report's table data and its runs; return its path."""
+    """Write ``report.html`` from the report's table data and its runs; return its path.
+
+    ``safety``: the safety table's data and its runs (:mod:`medistill.report_safety`), shown
+    under the results with a student's answers to harmful requests."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -57,6 +61,12 @@ def write_html(
         "<h2>Results</h2>",
         _results_table(data, metric),
         _warnings(data),
+    ]
+    if safety is not None:
+        from medistill.report_safety import render_html
+
+        parts += ["<h2>Safety</h2>", render_html(*safety)]
+    parts += [
         "<h2>Cost and answer quality</h2>",
         _cost_table(data, runs),
         '<h2>Plots</h2><div class="plots">',

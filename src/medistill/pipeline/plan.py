@@ -174,8 +174,12 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
     if "curate" in stages:
         # Decontamination covers every benchmark the run evaluates on, whatever else the
         # recipe's curate.eval_benchmarks adds: a model is never scored on what it trained on.
+        # Safety benchmarks are harmful requests, not MCQs: no trace answers one, so they are
+        # not decontaminated against (a safety mix in curation names its own data).
+        from medistill.data.safety import SAFETY_BENCHMARKS
+
         listed = list(sec["curate"].get("eval_benchmarks") or [])
-        names = {b.partition("=")[0] for b in listed}
+        names = {b.partition("=")[0] for b in listed} | set(SAFETY_BENCHMARKS)
         values = {
             **sec["curate"],
             "eval_benchmarks": listed

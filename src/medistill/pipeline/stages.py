@@ -158,9 +158,15 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             overwrite = (fresh and used.get(key) != model_hash) or bool(changed)
             m = run_eval(ecfg, overwrite=overwrite, show_progress=progress)
             models[key] = model_hash
-            acc = m["accuracy"]["lenient"]
+            # A safety run has a refusal rate (and a judge's harmfulness), not an accuracy.
+            score = (
+                {"refusal_rate": m["refusal_rate"]["value"]}
+                | ({"mean_harmfulness": m.get("mean_harmfulness")} if m.get("judge") else {})
+                if m.get("kind") == "safety"
+                else {"accuracy": m["accuracy"]["lenient"]["value"]}
+            )
             figures["runs"][f"{key}-{ecfg.benchmark}"] = {
-                "accuracy": acc["value"],
+                **score,
                 "n": m["n"],
                 "output_tokens": (m.get("output_tokens") or {}).get("total"),
             }
