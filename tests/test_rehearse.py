@@ -178,3 +178,31 @@ def test_a_rehearsal_reads_the_copies_this_machine_has(shared_data: Path, tmp_pa
     assert curate["kept_traces"] > 0
     report = (run / "report" / "report.md").read_text()
     assert "| teacher: deepseek-reasoner |" in report
+
+
+@pytest.mark.slow
+def test_per_question_rubrics_through_the_pipeline(tmp_path: Path) -> None:
+    """run.stages with rubrics: the teacher writes a rubric per question into the store,
+    curation carries it into the dataset, and GRPO's rubric reward reads each row's own
+    (its judge is the stand-in too)."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "demo.yaml").read_text())
+    recipe["run"]["stages"] = ["generate", "rubrics", "curate", "sft", "grpo", "eval", "report"]
+    recipe["rubrics"] = {"min_criteria": 5}
+    recipe["grpo"]["rewards"] = {
+        "correctness": 1.0,
+        "rubric": {"weight": 1.0, "model": "judge", "criteria": None},
+    }
+    path = tmp_path / "rubric-demo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "medistill.cli", "run", str(path), "--rehearse"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    run = tmp_path / "runs" / "demo-rehearsal"
+    rubrics = json.loads((run / "rubrics" / "pipeline.json").read_text())["figures"]
+    assert rubrics["new_valid"] > 0 and rubrics["new_invalid"] == 0
+    rows = [json.loads(x) for x in (run / "curate/dataset/messages/train.jsonl").open()]
+    assert rows and all(row["rubric"] for row in rows)
+    log = (run / "grpo" / "log.jsonl").read_text()
+    from_row = [json.loads(x).get("rubric/from_row") for x in log.splitlines()]
+    assert any(v and v > 0 for v in from_row), log[-2000:]

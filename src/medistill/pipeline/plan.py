@@ -11,14 +11,16 @@ from medistill.config import _unknown_message, build, load_recipe
 from medistill.errors import MedistillError
 from medistill.models import model_name
 
-STAGES = ("generate", "curate", "sft", "grpo", "distill", "eval", "report")
+STAGES = ("generate", "rubrics", "curate", "sft", "grpo", "distill", "eval", "report")
 #: What a run includes unless ``run.stages`` says otherwise (``distill`` is opt-in: it needs
-#: a local open-weight teacher).
+#: a local open-weight teacher; ``rubrics``, per-question grading rubrics written by the
+#: teacher for the GRPO ``rubric`` reward, is opt-in too: it costs a teacher call per question).
 DEFAULT_STAGES = ("generate", "curate", "sft", "grpo", "eval", "report")
 MANIFEST = "pipeline.json"  # train.output.PIPELINE_MANIFEST keeps it beside a training run
 #: Keys the pipeline sets itself: each stage's output location and the files it reads.
 _OWNED = {
     "generate": ("out",),
+    "rubrics": ("store",),
     "curate": ("store", "out"),
     "sft": ("dataset", "output_dir", "overwrite"),
     "grpo": ("dataset", "output_dir", "overwrite"),  # and model, when the run has sft
@@ -171,6 +173,14 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
             {**sec["generate"], "out": str(d["generate"] / "traces.db")},
             where=f"{path}: generate",
         )
+    if "rubrics" in stages:
+        from medistill.rubrics import RubricsConfig
+
+        teacher = sec["rubrics"].get("teacher") or (sec["generate"] or {}).get("teacher")
+        if not teacher:
+            raise MedistillError(f"{path}: rubrics.teacher (or generate.teacher) is required")
+        values = {**sec["rubrics"], "teacher": teacher, "store": str(d["generate"] / "traces.db")}
+        configs["rubrics"] = build(RubricsConfig, values, where=f"{path}: rubrics")
     if "curate" in stages:
         # Decontamination covers every benchmark the run evaluates on, whatever else the
         # recipe's curate.eval_benchmarks adds: a model is never scored on what it trained on.

@@ -259,6 +259,18 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
     reasoning = bool((data.get("curate") or {}).get("think_tags"))
     if "generate" in original.configs:
         _shrink_generate(data["generate"], notes)
+    if "rubrics" in original.configs and isinstance(data["rubrics"].get("teacher"), dict):
+        t = data["rubrics"]["teacher"]
+        for key in (*_TEACHER_DROP, "batch_size"):
+            t.pop(key, None)
+        t["backend"] = "openai"
+        _note(notes, "rubrics: the teacher that writes them -> the stand-in teacher")
+    if "rubrics" in original.configs:
+        data["rubrics"].pop("max_cost", None)
+    rubric = ((data.get("grpo") or {}).get("rewards") or {}).get("rubric")
+    if isinstance(rubric, dict):
+        rubric.pop("api_key_env", None)
+        _note(notes, "grpo: the rubric reward's judge -> the stand-in teacher")
     if "curate" in original.configs:
         cur = data["curate"]
         cur["max_tokens"] = TRACE_TOKENS
@@ -346,7 +358,12 @@ def rehearse(recipe: str | Path, **run_kwargs: Any) -> dict[str, Any]:
     with StandInTeacher(r.questions, reasoning=r.reasoning) as teacher:
         if "generate" in data:
             data["generate"]["teacher"]["base_url"] = [teacher.url]
-            r.recipe.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        if isinstance((data.get("rubrics") or {}).get("teacher"), dict):
+            data["rubrics"]["teacher"]["base_url"] = [teacher.url]
+        rubric = ((data.get("grpo") or {}).get("rewards") or {}).get("rubric")
+        if isinstance(rubric, dict):  # the judge, too, is the stand-in
+            rubric["base_url"] = [teacher.url]
+        r.recipe.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         env = {
             "MEDISTILL_DATA_DIR": str(r.data_dir),
             "HF_HUB_OFFLINE": "1",

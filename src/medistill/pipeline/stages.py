@@ -50,6 +50,11 @@ def _output_hash(stage: str, out: Path, cfg: Any) -> str:
         with TraceStore(cfg.out) as store:
             keys = sorted(store.done_keys())
         return _digest(keys)
+    if stage == "rubrics":
+        from medistill.store import TraceStore
+
+        with TraceStore(cfg.store) as store:
+            return _digest(sorted(([*k], v) for k, v in store.rubrics().items()))
     if stage == "curate":
         files = [p for p in (out / "dataset").rglob("*.jsonl") if p.is_file()]
         return _hash_files(files)
@@ -66,7 +71,8 @@ def _inputs(stage: str, plan_: Plan, done: dict[str, dict]) -> dict[str, str | N
     """The output hashes of the stages this one reads (``None`` when not in this run)."""
     reads = {
         "generate": (),
-        "curate": ("generate",),
+        "rubrics": ("generate",),
+        "curate": ("generate", "rubrics"),
         "sft": ("curate",),
         "grpo": ("sft", "curate"),
         "distill": ("sft", "curate"),
@@ -113,6 +119,20 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             "truncated_new",
             "estimated_cost_new",
             "errors",
+        )
+        return {k: s.get(k) for k in keys if k in s}
+    if stage == "rubrics":
+        from medistill.rubrics import run_rubrics
+
+        s = run_rubrics(cfg, show_progress=progress)
+        keys = (
+            "new_calls",
+            "new_valid",
+            "new_invalid",
+            "invalid_by_reason",
+            "with_valid_rubric",
+            "without_valid_rubric",
+            "estimated_cost_new",
         )
         return {k: s.get(k) for k in keys if k in s}
     if stage == "curate":

@@ -22,6 +22,8 @@ from typing import Any
 
 from medistill.data import Question
 from medistill.prompts import ANSWER_LINE
+from medistill.rubrics import RUBRIC_SYSTEM as _RUBRIC_SYSTEM
+from medistill.train.judge import JUDGE_SYSTEM as _JUDGE_SYSTEM
 
 _OPTION = re.compile(r"^\s*\(?([A-J])[.):]\s+(.+?)\s*$", re.MULTILINE)
 
@@ -105,9 +107,33 @@ class StandInTeacher:
         )
         return reasoning, f"{reasoning}\n{ANSWER_LINE.format(letter=letter)}"
 
+    def rubric(self, user: str) -> str:
+        """A per-question rubric (``medistill rubrics``): five self-contained criteria built
+        from the correct answer's text, one essential, one pitfall, no option letters."""
+        m = re.search(r"## Correct answer\n[A-J]\.\s*(.+)", user)
+        answer = (m.group(1).strip() if m else "the correct answer") or "the correct answer"
+        criteria = [
+            (f"Concludes that the answer is {answer}", "essential"),
+            (f"Explains the key finding that supports {answer}", "important"),
+            ("Explains why the tempting alternatives do not fit the findings", "important"),
+            ("States the final answer in one clear sentence", "optional"),
+            ("Recommends an unsafe intervention without weighing its risks", "pitfall"),
+        ]
+        return json.dumps([{"criterion": c, "weight": w} for c, w in criteria])
+
+    def verdict(self, user: str) -> str:
+        """A rubric judgement: every positive criterion met, every pitfall not."""
+        items = re.findall(r"^(\d+)\. \[([+-][\d.]+)\]", user, re.M)
+        return json.dumps({"criteria": [{"id": int(i), "met": float(pts) > 0} for i, pts in items]})
+
     def _complete(self, body: dict) -> dict:
         messages = body["messages"]
         user = str(messages[-1]["content"])
+        system = str(messages[0].get("content", "")) if messages[0].get("role") == "system" else ""
+        if system.startswith(_RUBRIC_SYSTEM):
+            return self._reply(body, messages, self.rubric(user))
+        if system.startswith(_JUDGE_SYSTEM):
+            return self._reply(body, messages, self.verdict(user))
         reasoning, text = self.answer(user)
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if self.reasoning:
@@ -115,6 +141,12 @@ class StandInTeacher:
             message["reasoning_content"] = reasoning
         with self._lock:
             self.stats["requests"] += 1
+        return self._reply(body, messages, text, message)
+
+    def _reply(
+        self, body: dict, messages: list, text: str, message: dict[str, Any] | None = None
+    ) -> dict:
+        message = message or {"role": "assistant", "content": text}
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         completion_tokens = len(text.split())
         return {
