@@ -114,3 +114,44 @@ def test_real_traces_round_trip_and_keep_their_answer(shared_data: Path) -> None
         inverse = {v: k for k, v in perm.items()}
         assert rewrite_letters(r.text, inverse, r.options) == text
     assert done >= 300 and refused >= 1, (done, refused)
+
+
+def _curate(tmp: Path, mode: str) -> tuple[list[dict], dict]:
+    from conftest import synthetic_traces
+    from medistill.curate import CurateConfig, run_curate
+    from medistill.store import TraceStore
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    with TraceStore(tmp / "traces.db") as store:
+        store.put_many(synthetic_traces(40))
+    cfg = CurateConfig(
+        store=str(tmp / "traces.db"),
+        out=str(tmp / "dataset"),
+        eval_benchmarks=[],
+        hf_dataset=False,
+        min_tokens=4,
+        max_tokens=100_000,
+        validation_fraction=0.0,
+        position_balance=mode,
+    )
+    stats = run_curate(cfg, show_progress=False)
+    rows = [json.loads(x) for x in (tmp / "dataset/messages/train.jsonl").open()]
+    return rows, stats
+
+
+def test_curation_balances_gold_letters_and_keeps_each_trace_consistent(tmp_path: Path) -> None:
+    off_rows, off = _curate(tmp_path / "off", "off")
+    rows, stats = _curate(tmp_path / "balance", "balance")
+    pb = stats["position_balance"]
+    assert off["position_balance"]["gold_before"] == off["position_balance"]["gold_after"]
+    assert pb["gold_before"] == off["position_balance"]["gold_after"]
+    assert pb["rewritten"] + pb["refused"] == len(rows) == len(off_rows)
+    after = pb["gold_after"]
+    assert max(after.values()) - min(after.values()) <= 1 + pb["refused"], after
+    for row in rows:  # the answer line names the gold as the row now shows it
+        answer = row["messages"][-1]["content"]
+        assert extract_answer(answer, row["options"], mode="strict").letter == row["gold"]
+        user = row["messages"][1]["content"]
+        assert f"{row['gold']}. {row['options'][row['gold']]}" in user  # prompt shows the order
+    card = (tmp_path / "balance/dataset/README.md").read_text()
+    assert "## Gold letters" in card and "position_balance: balance" in card

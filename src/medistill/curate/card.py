@@ -127,6 +127,7 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
         + _table(("pass rate", "questions"), list(stats["pass_rate_histogram"].items())),
         _verification_section(stats),
         *([_rubrics_section(stats["rubrics"])] if stats.get("rubrics") else []),
+        _positions_section(stats.get("position_balance") or {}),
         "## Decontamination\n\n"
         f"Against {', '.join(decon['benchmarks']) or 'nothing'} "
         f"({decon['benchmark_questions']} questions): {_decon_rule(decon)} "
@@ -218,6 +219,28 @@ def _sources_section(stats: dict[str, Any]) -> str:
         "Split and file are what generation read (recorded with every trace).\n\n"
         + _table(header, rows)
     )
+
+
+def _positions_section(p: dict[str, Any]) -> str:
+    """The kept set's gold letters before and after ``position_balance``."""
+    before, after = p.get("gold_before") or {}, p.get("gold_after") or {}
+    letters = sorted(set(before) | set(after))
+    n_b, n_a = sum(before.values()) or 1, sum(after.values()) or 1
+    rows = "\n".join(
+        f"| {k} | {before.get(k, 0)} ({100 * before.get(k, 0) / n_b:.0f}%) | "
+        f"{after.get(k, 0)} ({100 * after.get(k, 0) / n_a:.0f}%) |"
+        for k in letters
+    )
+    mode = p.get("mode", "off")
+    done = (
+        f"`position_balance: {mode}`: {p.get('rewritten', 0)} traces written with their options "
+        f"reordered and every letter rewritten; {p.get('refused', 0)} kept their order (a letter "
+        "could not be rewritten unambiguously)."
+        if mode != "off"
+        else "`position_balance: off`: traces keep the order the teacher saw (set `shuffle` or "
+        "`balance` to counter a letter prior)."
+    )
+    return "## Gold letters\n\n" + done + "\n\n| letter | before | after |\n|:--|--:|--:|\n" + rows
 
 
 def _rubrics_section(r: dict[str, Any]) -> str:

@@ -162,6 +162,17 @@ class CurateConfig:
     # --- output ---------------------------------------------------------------------------
     template: str = field(default="cot", metadata={"help": "prompt template of the user turn"})
     validation_fraction: float = field(default=0.05, metadata={"help": "held-out share"})
+    position_balance: str = field(
+        default="off",
+        metadata={
+            "help": "off | shuffle | balance: write each kept trace with its options in a new "
+            "order and every letter it names rewritten to match (shuffle: a seeded random "
+            "order; balance: the gold moved to the letter seen least so far, so the kept "
+            "set's gold letters come out even); a trace whose letters cannot be rewritten "
+            "unambiguously keeps its order and is counted. Counters a teacher set's letter "
+            "prior (MedMCQA dev's gold is A on 32%)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "split / selection seed"})
     think_tags: bool = field(
         default=False,

@@ -194,3 +194,66 @@ def reorder(
     return Rewritten(
         new_text, new_options, permutation.get(gold) if gold else None, dict(permutation)
     )
+
+
+POSITION_MODES = ("off", "shuffle", "balance")
+
+
+class PositionBalancer:
+    """Reorders kept traces as curation writes them (``position_balance``) and counts.
+
+    ``shuffle``: each trace gets a seeded random option order. ``balance``: each trace's gold
+    moves to the letter its question set has seen least so far (ties by a seeded order), so
+    the kept set's gold letters end up as even as the traces allow. A trace that
+    :func:`reorder` refuses keeps its order and is counted (``refused``). The gold-letter
+    distribution before and after goes into ``stats.json`` and the card.
+    """
+
+    def __init__(self, mode: str, seed: int) -> None:
+        if mode not in POSITION_MODES:
+            raise ValueError(
+                f"position_balance {mode!r}: choose one of {', '.join(POSITION_MODES)}"
+            )
+        self.mode, self.seed = mode, seed
+        self.before: dict[str, int] = {}
+        self.after: dict[str, int] = {}
+        self.rewritten = self.refused = 0
+
+    def apply(
+        self, key: str, text: str, options: dict[str, str], gold: str | None
+    ) -> tuple[str, dict[str, str], str | None]:
+        """The trace as it is written into the dataset: ``(text, options, gold)``."""
+        if gold:
+            self.before[gold] = self.before.get(gold, 0) + 1
+        if self.mode == "off" or not gold or len(options) < 2:
+            return self._kept(text, options, gold)
+        rng = random.Random(f"{self.seed}:{key}")
+        letters = list(options)
+        if self.mode == "balance":
+            order = letters[:]
+            rng.shuffle(order)  # seeded tie-break
+            target = min(order, key=lambda k: self.after.get(k, 0))
+        else:
+            target = rng.choice(letters)
+        perm = balanced_permutation(letters, gold, target, rng)
+        r = reorder(text, options, gold, perm)
+        if r.text is None:
+            self.refused += 1
+            return self._kept(text, options, gold)
+        self.rewritten += 1
+        return self._kept(r.text, r.options, r.gold)
+
+    def _kept(self, text: str, options: dict[str, str], gold: str | None):
+        if gold:
+            self.after[gold] = self.after.get(gold, 0) + 1
+        return text, options, gold
+
+    def summary(self) -> dict[str, object]:
+        """What was done, for ``stats.json`` and the card."""
+        return {
+            "mode": self.mode,
+            "rewritten": self.rewritten,
+            "refused": self.refused,
+            "gold_before": dict(sorted(self.before.items())),
+            "gold_after": dict(sorted(self.after.items())),
+        }

@@ -47,6 +47,7 @@ import numpy as np
 from medistill.curate.advice import low_yield
 from medistill.curate.card import write_card
 from medistill.curate.config import CurateConfig
+from medistill.curate.letters import PositionBalancer
 from medistill.curate.safety_mix import SafetyMix, records
 from medistill.data import LETTERS, Question
 from medistill.prompts import get_template
@@ -109,6 +110,7 @@ def write_outputs(
     with TraceStore(cfg.store) as store:
         rubrics = store.rubrics()
         refused = {k for k, (error, _) in store.rubric_status().items() if error is not None}
+    balancer = PositionBalancer(cfg.position_balance, cfg.seed)
     rubric_rows = 0
     rubric_questions: set[tuple[str, str]] = set()
     kept_questions: set[tuple[str, str]] = set()
@@ -129,9 +131,12 @@ def write_outputs(
             verified_by,
         ) in _rows(db):
             split = _split_of(rank, cfg.validation_fraction)
+            assistant, shown_options, letter = balancer.apply(
+                key, assistant, json.loads(options), letter
+            )
             shown = Question(
                 id=qid, source=source or "", split=split, question=question,
-                options=json.loads(options), gold=letter, subject=subject,
+                options=shown_options, gold=letter, subject=subject,
             )  # fmt: skip
             prompt = tpl.messages(shown)
             n_options = max(n_options, len(shown.options))
@@ -210,6 +215,7 @@ def write_outputs(
                 "questions_not_asked": len(kept_questions - rubric_questions - refused),
                 "in_store": len(rubrics),
             },
+            "position_balance": balancer.summary(),
         }
     )
     if safety is not None:
