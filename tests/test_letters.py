@@ -155,3 +155,30 @@ def test_curation_balances_gold_letters_and_keeps_each_trace_consistent(tmp_path
         assert f"{row['gold']}. {row['options'][row['gold']]}" in user  # prompt shows the order
     card = (tmp_path / "balance/dataset/README.md").read_text()
     assert "## Gold letters" in card and "position_balance: balance" in card
+
+
+def test_grpo_prompts_in_several_option_orders(curated_dataset: Path) -> None:
+    """option_orders: each GRPO prompt again in new orders, the gold moved with its option,
+    the user turn showing the order the reward scores against."""
+    from medistill.train.data import permuted_prompts, prompt_rows, resolve_dataset
+    from medistill.train.rewards import correctness
+
+    rows = prompt_rows(resolve_dataset(str(curated_dataset)))
+    out, unchanged = permuted_prompts(rows, 3, seed=0)
+    assert unchanged == 0 and len(out) == 3 * len(rows)
+    assert out[: len(rows)] == rows  # the curated order first
+    again, _ = permuted_prompts(rows, 3, seed=0)
+    assert again == out  # seeded: a resumed run trains on the same prompts
+    moved = 0
+    for i, row in enumerate(out[len(rows) :]):
+        base = rows[i % len(rows)]
+        assert row["options"][row["gold"]] == base["options"][base["gold"]]
+        assert sorted(row["options"].values()) == sorted(base["options"].values())
+        moved += row["options"] != base["options"]
+        user = row["prompt"][-1]["content"]
+        assert f"{row['gold']}. {row['options'][row['gold']]}" in user
+        got = correctness(
+            [f"The answer is {row['gold']}."], gold=[row["gold"]], options=[row["options"]]
+        )
+        assert got == [1.0]
+    assert moved == 2 * len(rows)

@@ -429,6 +429,15 @@ class GRPORecipe(_StudentFields, ModelConfig, GRPOConfig):
     max_prompts: int | None = field(
         default=None, metadata={"help": "use the first N distinct questions of the dataset"}
     )
+    option_orders: int = field(
+        default=1,
+        metadata={
+            "help": "each prompt appears in this many option orders (the curated one, then "
+            "seeded shuffles, the gold moved with its option): with num_train_epochs 1, that "
+            "many passes over the prompts, each in a new order, so a guessed letter is not "
+            "rewarded for its position"
+        },
+    )
     cutoff_warning: float = field(
         default=0.2,
         metadata={"help": "warn when more than this share of completions is cut off"},

@@ -259,6 +259,50 @@ def prompt_rows(source: DatasetSource, *, limit: int | None = None) -> list[dict
     return out
 
 
+def permuted_prompts(
+    rows: list[dict[str, Any]], orders: int, seed: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """Each GRPO prompt in ``orders`` option orders: the curated one, then seeded shuffles
+    with the options block of the user turn rewritten and the gold moved with its option.
+
+    Returns the rows and how many copies kept the curated order because the user turn did
+    not hold the options block as ``A. text`` lines (a custom template): never a half-moved
+    prompt. Deterministic for a seed, so a resumed run trains on the same prompts.
+    """
+    import random
+
+    if orders <= 1:
+        return list(rows), 0
+    out: list[dict[str, Any]] = []
+    unchanged = 0
+    for order in range(orders):
+        for row in rows:
+            if order == 0 or len(row["options"]) < 2:
+                out.append(row)
+                continue
+            letters = list(row["options"])
+            texts = [row["options"][k] for k in letters]
+            rng = random.Random(f"{seed}:{order}:{row['source']}:{row['question_id']}")
+            moved = texts[:]
+            while moved == texts:
+                rng.shuffle(moved)
+            old_block = "\n".join(f"{k}. {t}" for k, t in zip(letters, texts, strict=True))
+            new_block = "\n".join(f"{k}. {t}" for k, t in zip(letters, moved, strict=True))
+            user = row["prompt"][-1]["content"]
+            if old_block not in user:
+                unchanged += 1
+                out.append(row)
+                continue
+            options = dict(zip(letters, moved, strict=True))
+            gold = letters[moved.index(row["options"][row["gold"]])]
+            prompt = [
+                *row["prompt"][:-1],
+                {**row["prompt"][-1], "content": user.replace(old_block, new_block)},
+            ]
+            out.append({**row, "prompt": prompt, "options": options, "gold": gold})
+    return out, unchanged
+
+
 # ----------------------------------------------------------------------------- SFT tokenisation
 
 

@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Any
 
 from medistill.train.config import GRPORecipe
-from medistill.train.data import prompt_rows, resolve_dataset
+from medistill.train.data import permuted_prompts, prompt_rows, resolve_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
 from medistill.train.sft import load_tokenizer, resolve_student
 
@@ -140,6 +140,13 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
     model_path = resolve_student(cfg)
     source = resolve_dataset(str(cfg.dataset))
     rows = prompt_rows(source, limit=cfg.max_prompts)
+    rows, unchanged = permuted_prompts(rows, cfg.option_orders, cfg.seed)
+    if unchanged:
+        log.warning(
+            "option_orders: %d prompt copies kept the curated order (their user turn does not "
+            "hold the options as 'A. text' lines)",
+            unchanged,
+        )
     tokenizer = load_tokenizer(model_path, cfg)
     tokenizer.padding_side = "left"  # generation pads on the left
     funcs, weights = build_rewards(
@@ -157,6 +164,7 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
     data = {
         **source.card_summary,
         "grpo_prompts": len(rows),
+        "option_orders": cfg.option_orders,
         "rewards": {getattr(f, "__name__", str(f)): w for f, w in zip(funcs, weights, strict=True)},
     }
     if state.is_main_process:
