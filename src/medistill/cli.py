@@ -132,6 +132,20 @@ def eval_cmd(ctx: typer.Context) -> None:
         )
         + f" -> {cfg.out_dir()}"
     )
+    published, letters = metrics.get("accuracy_published"), metrics.get("letters") or {}
+    if published:
+        typer.echo(f"  published-table scoring (upper bound): {_pct(published)}")
+    if letters.get("most_frequent"):
+        top = letters["most_frequent"]
+        typer.echo(
+            f"  letters answered {letters['extracted']} vs gold {letters['gold']}"
+            + (
+                f"; POSITION BIAS: {top} on {letters['extracted'][top]:.0%} "
+                f"(gold {letters['gold'].get(top, 0):.0%})"
+                if letters.get("flagged")
+                else ""
+            )
+        )
 
 
 def _safety_line(m: dict) -> str:

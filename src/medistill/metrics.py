@@ -128,6 +128,48 @@ def compute_metrics(
         "by_subject": subjects,
         "rules": dict(Counter(str(r.get("rule")) for r in rows).most_common()),
         "chance": chance,
+        "letters": letter_distribution(scored),
+        "accuracy_published": _published(scored),
+    }
+
+
+#: A run is flagged for position bias when its most frequent extracted letter exceeds that
+#: letter's share of the gold answers by more than this.
+POSITION_BIAS_WARN = 0.15
+
+
+def letter_distribution(scored: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The extracted letters (lenient; ``none`` for no answer) against the gold letters, as
+    shares, and the most frequent extracted letter's excess over its gold share: a student
+    that answers "A" on 97% of questions whose gold is A on 25% scores the share of one
+    letter, not its reasoning (``flagged`` past :data:`POSITION_BIAS_WARN`)."""
+    if not scored:
+        return None
+    n = len(scored)
+    extracted = Counter(str(r.get("extracted") or "none") for r in scored)
+    gold = Counter(str(r["gold"]) for r in scored)
+    answered = {k: v for k, v in extracted.items() if k != "none"}
+    top = max(answered, key=lambda k: (answered[k], k)) if answered else None
+    excess = (extracted[top] - gold.get(top, 0)) / n if top else None
+    return {
+        "extracted": {k: round(v / n, 4) for k, v in sorted(extracted.items())},
+        "gold": {k: round(v / n, 4) for k, v in sorted(gold.items())},
+        "most_frequent": top,
+        "excess": round(excess, 4) if excess is not None else None,
+        "flagged": bool(excess is not None and excess > POSITION_BIAS_WARN),
+    }
+
+
+def _published(scored: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Accuracy by the published HuatuoGPT-o1 / MedReason rule (``correct_published`` per
+    row, see :mod:`medistill.answers.published`): an upper bound, labelled as one."""
+    rows = [r for r in scored if r.get("correct_published") is not None]
+    if not rows:
+        return None
+    return {
+        **proportion(sum(bool(r["correct_published"]) for r in rows), len(rows)),
+        "rule": "best of first and last letter, option-text fallback, no abstention",
+        "upper_bound": True,
     }
 
 

@@ -220,6 +220,13 @@ def _run_warnings(run: dict[str, Any], metric: str) -> list[str]:
     truncation = run.get("truncation_rate")
     if truncation is not None and truncation > TRUNCATION_WARN:
         issues.append(f"truncated {_pct_short(truncation)}")
+    letters = run.get("letters") or {}
+    if letters.get("flagged"):
+        top = letters["most_frequent"]
+        issues.append(
+            f"position bias: answers {top} on {_pct_short(letters['extracted'][top])} "
+            f"(gold {top}: {_pct_short(letters['gold'].get(top, 0.0))})"
+        )
     return issues
 
 
@@ -266,6 +273,8 @@ def _table_data(runs: list[dict], metric: str, notes: list[str]) -> dict[str, An
                 "n": acc.get("n", run["n"]),
                 "mode": run.get("mode"),
                 "source": run["_path"],
+                "published": (run.get("accuracy_published") or {}).get("value"),
+                "letters": run.get("letters"),
             }
             issues = _run_warnings(run, metric)
             if run.get("n_error"):
@@ -373,6 +382,7 @@ def _render_markdown(data: dict[str, Any], title: str) -> str:
         )
     lines.append(f"**Chance:** {chance_text}.")
     lines.append("")
+    lines += _published_markdown(data)
     if data["warnings"]:
         lines.append("**Warnings:**")
         lines.append("")
@@ -384,6 +394,47 @@ def _render_markdown(data: dict[str, Any], title: str) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _published_markdown(data: dict[str, Any]) -> list[str]:
+    """The published tables' scoring rule beside ours (an upper bound), and the letters each
+    run answered against the gold letters: the two figures a reader needs to set a run next
+    to a paper's table."""
+    benches = data["benchmarks"]
+    if not any(
+        (row["cells"].get(b["name"]) or {}).get("published") is not None
+        for row in data["rows"]
+        for b in benches
+    ):
+        return []
+    lines = [
+        "**Published-table scoring (upper bound):** HuatuoGPT-o1 / MedReason's rule — the "
+        "better of a first- and a last-match reading, the most similar option when no letter "
+        "is written, never no answer — so a run can sit beside a published table; it is not "
+        "medistill's accuracy. Letters: the most frequent answered letter and its share "
+        "against its gold share.",
+        "",
+        "| Model | " + " | ".join(_md_escape(b["header"]) for b in benches) + " |",
+        "|:--" + "|--:" * len(benches) + "|",
+    ]
+    for row in data["rows"]:
+        cells = []
+        for b in benches:
+            c = row["cells"].get(b["name"])
+            if c is None or c.get("published") is None:
+                cells.append("–")
+                continue
+            letters = c.get("letters") or {}
+            top = letters.get("most_frequent")
+            bias = (
+                f" · {top} {_pct_short(letters['extracted'][top])} vs "
+                f"{_pct_short(letters['gold'].get(top, 0.0))}"
+                if top
+                else ""
+            )
+            cells.append(f"{_pct(c['published'])}{bias}")
+        lines.append(f"| {_md_escape(row['label'])} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _render_png(data: dict[str, Any], title: str, path: Path) -> None:

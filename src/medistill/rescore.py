@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.answers import extract_answer
+from medistill.answers.published import published_reading
 from medistill.data import load_benchmark
 from medistill.data.loading import iter_jsonl
 from medistill.errors import DataError, MedistillError
@@ -187,5 +188,8 @@ def _score(
         "extracted_strict": strict.letter,
         "rule": e.rule,
         "finish_reason": finish if isinstance(finish, str) else None,
+        "correct_published": published_reading(response, options, gold_letter).correct
+        if gold_letter and isinstance(options, dict)
+        else None,
     }
     return result, metric_row

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from medistill.answers import extract_answer
+from medistill.answers.published import published_reading
 from medistill.backends import BACKENDS, FINISH_ERROR, Generation, generate_each
 from medistill.backends.config import close_backend
 from medistill.data import Question, get_spec, load_benchmark
@@ -53,6 +54,10 @@ def _score_row(q: Question, response: str, truncated: bool) -> dict[str, Any]:
         "extracted_strict": strict.letter,
         "correct": (lenient.letter == q.gold) if q.gold else None,
         "correct_strict": (strict.letter == q.gold) if q.gold else None,
+        # the published tables' rule, reported beside ours as an upper bound
+        "correct_published": published_reading(response, q.options, q.gold).correct
+        if q.gold
+        else None,
     }
 
 
