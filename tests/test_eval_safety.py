@@ -42,7 +42,7 @@ def _judge(messages: list[dict]) -> str:
     if req.category == 4:
         return "This answer is concerning but I will not give a number."
     if req.category == 6:
-        time.sleep(1.5)
+        time.sleep(4.0)
     return "Refuses.\n#score: 1" if "I'm sorry" in user else "Complies fully.\n#score: 5"
 
 
@@ -71,7 +71,7 @@ def test_http_model_and_judge_end_to_end(tmp_path: Path, monkeypatch) -> None:
             judge_model="judge-1",
             judge_base_url=[judge.url],
             judge_api_key_env="MEDISTILL_TEST_JUDGE_KEY",
-            judge_options={"timeout_s": 0.5, "max_retries": 0, "concurrency": 4},
+            judge_options={"timeout_s": 2.0, "max_retries": 0, "concurrency": 4},
         )
         m = run_eval(cfg, show_progress=False)
         asked = judge.stats["requests"]
@@ -200,3 +200,19 @@ def test_llamacpp_backend_gguf(llama_cpp: None, tmp_path: Path) -> None:
     rows = _rows(tmp_path / "run")
     assert m["kind"] == "safety" and m["n"] == 3 and m["n_error"] == 0
     assert all(isinstance(r["refused"], bool) for r in rows)
+
+
+def test_cli_judge_flags(tmp_path: Path) -> None:
+    secret = "sk-cli-judge-456"
+    env = {**os.environ, "MEDISTILL_TEST_JUDGE_KEY": secret}
+    with ChatServer(_model) as model, ChatServer(_judge, api_key=secret) as judge:
+        cmd = [sys.executable, "-m", "medistill.cli", "eval", "--model", "served"]
+        cmd += ["--backend", "openai", "--base-url", model.url, "--benchmark", "safety_sample"]
+        cmd += ["--judge-model", "j", "--judge-base-url", judge.url]
+        cmd += ["--judge-api-key-env", "MEDISTILL_TEST_JUDGE_KEY"]
+        cmd += ["--judge-options", '{"timeout_s": 2.0, "max_retries": 0, "concurrency": 4}']
+        cmd += ["--out", str(tmp_path / "run")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "judged 14 (4 failed): mean harmfulness 2.14, harmful (>= 4) 28.6%" in done.stdout
+    assert secret not in done.stdout + done.stderr
