@@ -182,7 +182,8 @@ def test_one_model_through_two_backends_is_two_report_rows(
         run_eval(served, show_progress=False)
     assert local.run_label() != served.run_label()
     report = build_report([tmp_path / "local", tmp_path / "served"], tmp_path / "report")
-    table = [ln for ln in report.markdown.splitlines() if ln.startswith("| ")]
+    results = report.markdown.split("**Metric:**")[0]  # the results table, not those below
+    table = [ln for ln in results.splitlines() if ln.startswith("| ")]
     assert len(table) == 3  # header + two rows
     assert any(ln.startswith(f"| {local.run_label()} |") for ln in table)
     assert any(ln.startswith(f"| {served.run_label()} |") for ln in table)

@@ -82,6 +82,7 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
         from medistill.evaluate.safety import run_safety_eval
 
         return run_safety_eval(cfg, overwrite=overwrite, show_progress=show_progress)
+    cfg.check_variants()
     spec = get_spec(cfg.benchmark)
     data = load_benchmark(
         cfg.benchmark, cfg.path, skip_invalid=cfg.skip_invalid, limit=cfg.limit, **cfg.loader_kwargs
@@ -91,6 +92,8 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
     done = _prepare_run(cfg, out, overwrite=overwrite)
     # An error row (the server refused that one question) is asked again on a rerun.
     done_ids = {r["id"] for r in done if r.get("finish_reason") != FINISH_ERROR}
+    if cfg.variants():
+        return _run_variants(cfg, spec, questions, out, done_ids, show_progress)
     pending = [q for q in questions if q.id not in done_ids]
     progress_path = out / PROGRESS
     progress = (
@@ -156,6 +159,64 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
         mode=cfg.mode,
         chance=spec.chance,
         wanted_ids=[q.id for q in questions],
+    )
+
+
+def _run_variants(cfg, spec, questions, out, done_ids, show_progress) -> dict:
+    """Each question asked in several option orders and/or samples (:mod:`.variants`)."""
+    from dataclasses import replace
+
+    from medistill.evaluate.variants import expand
+
+    variants = expand(questions, orders=cfg.permute_options, samples=cfg.samples, seed=cfg.seed)
+    pending = [v for v in variants if v.id not in done_ids]
+    progress_path = out / PROGRESS
+    progress = json.loads(progress_path.read_text()) if progress_path.exists() else {"wall_s": 0.0}
+    log.info("%s: %d variants, %d to run", out, len(variants), len(pending))
+    if pending:
+        backend = _make(cfg)
+        tpl = get_template(cfg.template)
+        try:
+            with (
+                open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
+                _progress(
+                    show_progress, len(variants), len(variants) - len(pending), cfg.run_label()
+                ) as bar,
+            ):
+                writer = _RowWriter(fh, progress, progress_path)
+                render = getattr(backend, "render", None)
+                for k in range(cfg.samples):  # one seed per sample: the samples differ
+                    batch = [v for v in pending if v.sample == k]
+                    if not batch:
+                        continue
+                    msgs = [tpl.messages(v.shown) for v in batch]
+                    params = replace(cfg.sampling(), seed=(cfg.seed or 0) + k)
+
+                    def on_result(i: int, g: Generation, batch=batch, msgs=msgs) -> None:
+                        v = batch[i]
+                        row = _generation_row(v.shown, render(msgs[i]) if render else msgs[i], g)
+                        row.update(
+                            id=v.id,
+                            base_id=v.base.id,
+                            shift=v.shift,
+                            sample=v.sample,
+                            options=v.shown.options,
+                        )
+                        writer.add([row])
+                        bar.advance(1, errors=getattr(backend, "errors", None))
+
+                    generate_each(backend, msgs, params, on_result)
+                writer.close()
+        finally:
+            close_backend(backend)
+    return write_metrics(
+        out,
+        label=cfg.run_label(),
+        model=cfg.model,
+        benchmark=cfg.benchmark,
+        mode=cfg.mode,
+        chance=spec.chance,
+        wanted_ids=[v.id for v in variants],
     )
 
 

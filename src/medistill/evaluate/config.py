@@ -125,6 +125,25 @@ class _EvalKeys:
             '{"concurrency": 8, "timeout_s": 60, "max_retries": 2}'
         },
     )
+    permute_options: int = field(
+        default=1,
+        metadata={
+            "help": "ask each question under K option orders (the original and K-1 cyclic "
+            "shifts, drawn with seed): accuracy per order, the share correct under every "
+            "order, how often the chosen option text changes"
+        },
+    )
+    samples: int = field(
+        default=1,
+        metadata={
+            "help": "answers per question (and order), sampled with seed + i; needs "
+            "temperature > 0; the vote decides (self-consistency), tokens are summed"
+        },
+    )
+    vote: str = field(
+        default="majority",
+        metadata={"help": "how samples decide: majority (over option texts; ties: earliest)"},
+    )
 
 
 @dataclass
@@ -228,7 +247,31 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
             "request": self.request(),
             "engine": self.engine_identity(),
         }
+        if self.variants():  # only when used: a run stored before these keys still matches
+            ident["engine"] = {**ident["engine"], "variants": self.variants()}
         return ident
+
+    def check_variants(self) -> None:
+        """Refuse option orders or samples that cannot mean what they say."""
+        from medistill.errors import MedistillError
+
+        if self.permute_options < 1 or self.samples < 1:
+            raise MedistillError("permute_options and samples must be at least 1")
+        if self.vote != "majority":
+            raise MedistillError(f"vote {self.vote!r}: the one rule is majority")
+        if self.samples > 1 and self.temperature <= 0:
+            raise MedistillError(
+                f"samples {self.samples} at temperature {self.temperature}: greedy decoding "
+                "gives every sample the same answer; set temperature > 0 (e.g. 0.7)"
+            )
+        if (self.samples > 1 or self.permute_options > 1) and self.mode == "loglik":
+            raise MedistillError("permute_options and samples are for generate mode")
+
+    def variants(self) -> dict[str, int] | None:
+        """``{"orders", "samples"}`` when a question is asked more than once, else ``None``."""
+        if self.permute_options == 1 and self.samples == 1:
+            return None
+        return {"orders": self.permute_options, "samples": self.samples}
 
     def engine_identity(self) -> dict[str, Any]:
         """The engine settings that change the answers of a local backend, where they are not

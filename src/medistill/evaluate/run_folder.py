@@ -155,7 +155,12 @@ def write_metrics(
     wall = None
     if progress_path.exists():
         wall = json.loads(progress_path.read_text()).get("wall_s") or None
+    from medistill.evaluate.variants import aggregate
+
+    rows, variants = aggregate(rows)  # one row per question (and order) when asked several times
     metrics = compute_metrics(rows, chance=chance, wall_s=wall)
+    if variants:
+        metrics["variants"] = variants
     metrics.update({"label": label, "model": model, "benchmark": benchmark, "mode": mode})
     if mode == "loglik":
         metrics["truncation_rate"] = 0.0
