@@ -163,11 +163,15 @@ def get_template(spec: str | None) -> PromptTemplate:
 
 
 def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """Apply the tokenizer's chat template with the generation prompt appended.
+    """Apply the tokenizer's chat template with the generation prompt appended (a final
+    assistant message is the start of the answer: its text follows the generation prompt).
 
     A tokenizer without a chat template (a base model) gets a plain ``role: content``
     rendering so evaluation still works, and the fallback is visible in the prompt text.
     """
+    if messages and messages[-1].get("role") == "assistant":
+        # A final assistant turn is continued, not closed (budget control: "Wait", the cue).
+        return render_chat(tokenizer, messages[:-1]) + messages[-1]["content"]
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     parts = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]

@@ -292,6 +292,9 @@ class OpenAIBackend:
         }
         if self.neutral_penalties:
             body.update(frequency_penalty=0.0, presence_penalty=0.0, **self._optional)
+        if messages and messages[-1].get("role") == "assistant":
+            # continue the final assistant turn (vLLM's server; llama.cpp's prefills it)
+            body.update(continue_final_message=True, add_generation_prompt=False)
         body.update(self.extra_body)
         if params.seed is not None:
             body["seed"] = params.seed

@@ -104,7 +104,9 @@ class VLLMBackend:
         if self.llm is None:
             raise MedistillError("the vllm backend was closed; build a new one")
         t0 = time.perf_counter()
-        outputs = self.llm.chat(batch, sp, use_tqdm=False)
+        prefill = bool(batch) and all(m[-1].get("role") == "assistant" for m in batch)
+        kwargs = {"continue_final_message": True, "add_generation_prompt": False} if prefill else {}
+        outputs = self.llm.chat(batch, sp, use_tqdm=False, **kwargs)
         elapsed = time.perf_counter() - t0
         results = []
         for out in outputs:

@@ -83,6 +83,13 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
 
         return run_safety_eval(cfg, overwrite=overwrite, show_progress=show_progress)
     cfg.check_variants()
+    from medistill.evaluate.budget import check as check_budget
+
+    check_budget(cfg.backend, cfg.thinking_budget, cfg.min_thinking_tokens, cfg.max_new_tokens)
+    if cfg.budget() and cfg.variants():
+        raise MedistillError(
+            "thinking_budget / min_thinking_tokens with permute_options or samples: not yet"
+        )
     spec = get_spec(cfg.benchmark)
     data = load_benchmark(
         cfg.benchmark, cfg.path, skip_invalid=cfg.skip_invalid, limit=cfg.limit, **cfg.loader_kwargs
@@ -142,7 +149,25 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
                         bar.advance(1, errors=getattr(backend, "errors", None))
 
                     try:
-                        generate_each(backend, msgs, cfg.sampling(), on_result)
+                        if cfg.budget():
+                            from medistill.evaluate.budget import generate_budgeted
+
+                            def on_budgeted(i: int, g: Generation, control: dict) -> None:
+                                q = pending[i]
+                                row = _generation_row(q, render(msgs[i]) if render else msgs[i], g)
+                                writer.add([{**row, **control}])
+                                bar.advance(1, errors=getattr(backend, "errors", None))
+
+                            generate_budgeted(
+                                backend,
+                                msgs,
+                                cfg.sampling(),
+                                on_budgeted,
+                                budget=cfg.thinking_budget,
+                                minimum=cfg.min_thinking_tokens,
+                            )
+                        else:
+                            generate_each(backend, msgs, cfg.sampling(), on_result)
                     finally:
                         writer.close()
                 writer.close()

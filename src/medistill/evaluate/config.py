@@ -144,6 +144,20 @@ class _EvalKeys:
         default="majority",
         metadata={"help": "how samples decide: majority (over option texts; ties: earliest)"},
     )
+    thinking_budget: int | None = field(
+        default=None,
+        metadata={
+            "help": "tokens of reasoning after which the model is made to answer (the answer "
+            "cue appended, as m1 does); transformers, vllm, or a vLLM/llama.cpp server"
+        },
+    )
+    min_thinking_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "an answer that stops sooner gets 'Wait,' and keeps thinking (s1's budget "
+            "forcing), at most twice, within max_new_tokens"
+        },
+    )
 
 
 @dataclass
@@ -249,6 +263,8 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
         }
         if self.variants():  # only when used: a run stored before these keys still matches
             ident["engine"] = {**ident["engine"], "variants": self.variants()}
+        if self.budget():
+            ident["engine"] = {**ident["engine"], "budget": self.budget()}
         return ident
 
     def check_variants(self) -> None:
@@ -272,6 +288,15 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
         if self.permute_options == 1 and self.samples == 1:
             return None
         return {"orders": self.permute_options, "samples": self.samples}
+
+    def budget(self) -> dict[str, int] | None:
+        """The test-time budget settings when any is set, else ``None``."""
+        if self.thinking_budget is None and self.min_thinking_tokens is None:
+            return None
+        return {
+            "thinking_budget": self.thinking_budget,
+            "min_thinking_tokens": self.min_thinking_tokens,
+        }
 
     def engine_identity(self) -> dict[str, Any]:
         """The engine settings that change the answers of a local backend, where they are not

@@ -161,6 +161,14 @@ def write_metrics(
     metrics = compute_metrics(rows, chance=chance, wall_s=wall)
     if variants:
         metrics["variants"] = variants
+    controlled = [r for r in rows if "forced_answer" in r]
+    if controlled:  # budget control (thinking_budget, min_thinking_tokens)
+        n = len(controlled)
+        metrics["budget"] = {
+            "forced_answer_share": sum(bool(r["forced_answer"]) for r in controlled) / n,
+            "waited_share": sum(bool(r.get("waits")) for r in controlled) / n,
+            "waits": sum(int(r.get("waits") or 0) for r in controlled),
+        }
     metrics.update({"label": label, "model": model, "benchmark": benchmark, "mode": mode})
     if mode == "loglik":
         metrics["truncation_rate"] = 0.0
