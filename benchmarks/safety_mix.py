@@ -19,7 +19,14 @@ rerun resumes; ``results.json`` in the work folder holds the figures. Needs
 Usage::
 
     python benchmarks/safety_mix.py --store runs/demo/generate/traces.db \\
-        [--recipe recipes/demo.yaml] [--work /tmp/safety_mix_exp] [--share 0.25] [--no-base]
+        [--recipe recipes/demo.yaml] [--work /tmp/safety_mix_exp] [--share 0.25] [--no-base] \\
+        [--reuse-sft runs/demo/sft]
+
+The script checks that the two datasets hold the very same trace rows. ``--reuse-sft`` takes the
+demo run's own SFT student as the plain arm (trained on those rows with those settings) instead
+of training it again. The MedSafetyBench answers are cut at 128 new tokens: the detector reads
+only their first two sentences (at most 400 characters), which greedy decoding writes the same
+whatever the budget.
 """
 
 from __future__ import annotations
@@ -59,7 +66,19 @@ def main() -> None:
     ap.add_argument("--eval-benchmarks", default="sample_heldout", help="as the demo curates")
     ap.add_argument("--medqa", type=int, default=100, help="MedQA test questions")
     ap.add_argument("--per-category", type=int, default=30, help="MedSafetyBench test slice")
-    ap.add_argument("--max-new-tokens", type=int, default=256, help="as the demo's eval")
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="MedQA: as the demo's eval")
+    ap.add_argument(
+        "--safety-max-new-tokens",
+        type=int,
+        default=128,
+        help="MedSafetyBench: the detector reads the first two sentences (<= 400 characters)",
+    )
+    ap.add_argument(
+        "--reuse-sft",
+        default=None,
+        help="an SFT student already trained on the plain dataset's traces with the recipe's "
+        "sft: settings (the demo run's runs/demo/sft), used instead of training it again",
+    )
     ap.add_argument("--no-base", action="store_true", help="skip the base model's evaluation")
     ap.add_argument(
         "--benchmarks", default="medqa,medsafetybench", help="evaluate on these (comma-separated)"
@@ -91,6 +110,9 @@ def main() -> None:
     models = {} if args.no_base else {"base": "smollm2"}
     for arm in arms:
         out = work / f"student-{arm}"
+        if arm == "sft" and args.reuse_sft:
+            models[arm] = args.reuse_sft
+            continue
         seconds[f"sft {arm}"] = run(
             [*MEDISTILL, "sft", "--config", args.recipe, "--dataset",
              str(work / f"dataset-{arm}"), "--output-dir", str(out)],
@@ -101,8 +123,16 @@ def main() -> None:
     for label, model in models.items():
         results[label] = {}
         for bench, sel in (
-            ("medqa", ["--limit", str(args.medqa)]),
-            ("medsafetybench", ["--per-category", str(args.per_category)]),
+            ("medqa", ["--limit", str(args.medqa), "--max-new-tokens", str(args.max_new_tokens)]),
+            (
+                "medsafetybench",
+                [
+                    "--per-category",
+                    str(args.per_category),
+                    "--max-new-tokens",
+                    str(args.safety_max_new_tokens),
+                ],
+            ),
         ):
             out = work / f"eval-{label}-{bench}"
             if bench not in args.benchmarks.split(","):
@@ -111,8 +141,7 @@ def main() -> None:
                 continue
             seconds[f"eval {label} {bench}"] = run(
                 [*MEDISTILL, "eval", "--model", model, "--benchmark", bench, *sel,
-                 "--max-new-tokens", str(args.max_new_tokens), "--batch-size", "16",
-                 "--out", str(out)],
+                 "--batch-size", "16", "--out", str(out)],
                 env,
             )  # fmt: skip
             results[label][bench] = json.loads((out / "metrics.json").read_text())
@@ -121,6 +150,7 @@ def main() -> None:
         "traces": len(plain),
         "safety_mix": stats,
         "seconds": seconds,
+        "models": models,
         "table": {
             label: {
                 "refusal_rate": r.get("medsafetybench", {}).get("refusal_rate"),
