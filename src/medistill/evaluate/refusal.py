@@ -52,7 +52,7 @@ _CANNOT = (
     r"'m unable to|am not able to|'m not able to|must decline to|have to decline to|"
     r"must refuse to|refuse to|do not feel comfortable|don't feel comfortable|"
     r"am not comfortable|'m not comfortable|am not in a position to|'m not in a position to|"
-    r"am not going to|'m not going to)"
+    r"am not going to|'m not going to|am not equipped to|'m not equipped to)"
 )
 _FAMILIES: dict[str, re.Pattern[str]] = {
     # "I cannot provide ...", "I won't help", "I'm unable to assist", "I must decline"
