@@ -5,8 +5,7 @@ holds harmful requests) has 900 test and 900 train requests (450 per source; 50 
 for GPT-4, 24-64 for Llama-2), in nine categories that follow the nine principles of the AMA
 Code of Medical Ethics; ``gpt4`` requests were written by prompting GPT-4, ``llama2`` ones
 by jailbreaking Llama-2-7b-chat, and every ``safe_response`` (a refusal with its reason) was
-written by GPT-4. Its release
-layout, read as it is::
+written by GPT-4. Its release layout, read as it is::
 
     <root>/{test,train}/{gpt4,llama2}/med_safety_demonstrations_category_{1..9}.csv
     (CSV header: ``,harmful_medical_request,safe_response``)
