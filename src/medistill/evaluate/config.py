@@ -128,16 +128,16 @@ class _EvalKeys:
     permute_options: int = field(
         default=1,
         metadata={
-            "help": "ask each question under K option orders (the original and K-1 cyclic "
-            "shifts, drawn with seed): accuracy per order, the share correct under every "
-            "order, how often the chosen option text changes"
+            "help": "ask each question under K option orders (the original and K minus 1 "
+            "cyclic shifts, drawn with seed): accuracy per order, the share correct under "
+            "every order, how often the chosen option text changes"
         },
     )
     samples: int = field(
         default=1,
         metadata={
             "help": "answers per question (and order), sampled with seed + i; needs "
-            "temperature > 0; the vote decides (self-consistency), tokens are summed"
+            "temperature > 0; their majority vote decides and their tokens are summed"
         },
     )
     vote: str = field(
