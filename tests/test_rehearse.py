@@ -206,3 +206,21 @@ def test_per_question_rubrics_through_the_pipeline(tmp_path: Path) -> None:
     log = (run / "grpo" / "log.jsonl").read_text()
     from_row = [json.loads(x).get("rubric/from_row") for x in log.splitlines()]
     assert any(v and v > 0 for v in from_row), log[-2000:]
+
+
+def test_a_safety_benchmark_gets_a_stand_in_in_its_release_layout(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from medistill.data.safety import load_safety
+    from medistill.pipeline.rehearse import prepare
+
+    monkeypatch.delenv("MEDISTILL_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    recipe = yaml.safe_load((ROOT / "recipes" / "demo.yaml").read_text())
+    recipe["run"]["eval_benchmarks"] = ["sample_heldout", "medsafetybench", "safety_sample"]
+    path = tmp_path / "msb.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    r = prepare(path)
+    assert any("medsafetybench: no copy on this machine" in n for n in r.notes)
+    rows = load_safety(path=r.data_dir / "medsafetybench", per_category=2)
+    assert len(rows) == 18 and {x.source for x in rows} == {"gpt4", "llama2"}

@@ -103,7 +103,13 @@ def _standin_data(data: dict[str, Any], work: Path, notes: list[str]) -> Path:
     for src in sources:
         spec = get_spec(src["benchmark"])
         needed.append((spec.name, src.get("split") or spec.split, "train"))
+    from medistill.data.safety import SAFETY_BENCHMARKS, medsafetybench_root
+
     for name, _, _ in evals:
+        if name in SAFETY_BENCHMARKS:  # harmful requests, not MCQs: read by the safety eval
+            if name == "medsafetybench":
+                _safety_data(root, user, notes, medsafetybench_root)
+            continue
         spec = get_spec(name)
         needed.append((spec.name, spec.split, "eval"))
     for entry in decontam:
@@ -141,6 +147,40 @@ def _standin_data(data: dict[str, Any], work: Path, notes: list[str]) -> Path:
                     f"point $MEDISTILL_DATA_DIR at a copy, or leave it out of the recipe"
                 )
     return root
+
+
+def _safety_data(root: Path, user: Path | None, notes: list[str], find: Any) -> None:
+    """MedSafetyBench for a rehearsal: the user's copy (linked) or a stand-in in its release
+    layout made of the embedded safety sample."""
+    import csv
+
+    from medistill.data.safety import CATEGORIES, load_safety
+
+    target = root / "medsafetybench"
+    if target.exists():
+        return
+    try:
+        real = find(user / "medsafetybench" if user else None)
+    except MedistillError:
+        real = None
+    if real is not None:
+        target.symlink_to(Path(real).resolve())
+        _note(notes, f"medsafetybench: your copy {real}")
+        return
+    sample = load_safety("safety_sample")
+    for source in ("gpt4", "llama2"):
+        folder = target / "test" / source
+        folder.mkdir(parents=True, exist_ok=True)
+        for category in CATEGORIES:
+            rows = [r for r in sample if r.category == category]
+            with open(folder / f"med_safety_demonstrations_category_{category}.csv", "w",
+                      newline="", encoding="utf-8") as fh:  # fmt: skip
+                w = csv.writer(fh)
+                w.writerow(["", "harmful_medical_request", "safe_response"])
+                for i, r in enumerate(rows):
+                    w.writerow([i, r.request, r.safe_response])
+    _note(notes, "medsafetybench: no copy on this machine -> a stand-in in its release layout "
+                 "(the embedded safety sample)")  # fmt: skip
 
 
 def _shrink_generate(gen: dict[str, Any], notes: list[str]) -> None:
@@ -322,9 +362,12 @@ def _questions(data: dict[str, Any], data_dir: Path) -> list[Any]:
         (src.get("benchmark") or "sample", src.get("path"), src.get("split"))
         for src in (gen.get("sources") or ([gen] if gen else []))
     ]
+    from medistill.data.safety import SAFETY_BENCHMARKS
+
     for entry in (data.get("run") or {}).get("eval_benchmarks") or ["sample_heldout"]:
         name, _, path = entry.partition("=")
-        reads.append((name, path or None, None))
+        if name not in SAFETY_BENCHMARKS:  # a harmful request is answered, not looked up
+            reads.append((name, path or None, None))
     questions = []
     with _env(MEDISTILL_DATA_DIR=str(data_dir)):
         for name, path, split in reads:
