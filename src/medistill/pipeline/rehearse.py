@@ -183,16 +183,23 @@ def _safety_data(root: Path, user: Path | None, notes: list[str], find: Any) -> 
                  "(the embedded safety sample)")  # fmt: skip
 
 
-def _shrink_generate(gen: dict[str, Any], notes: list[str]) -> None:
-    teacher = dict(gen.get("teacher") or {})
+def _to_stand_in(teacher: dict[str, Any]) -> dict[str, Any]:
+    """A teacher section pointed at the stand-in: the OpenAI backend, without the keys of
+    another endpoint or engine (its URL is filled in when the stand-in starts)."""
     from medistill.backends.config import ENGINE_KEYS
 
+    out = {
+        k: v for k, v in teacher.items() if k not in (*_TEACHER_DROP, *ENGINE_KEYS, "batch_size")
+    }
+    out["backend"] = "openai"
+    out["concurrency"] = min(int(out.get("concurrency") or 8), 8)
+    return out
+
+
+def _shrink_generate(gen: dict[str, Any], notes: list[str]) -> None:
+    teacher = dict(gen.get("teacher") or {})
     old = f"{teacher.get('backend', 'openai')} teacher {teacher.get('model')}"
-    for key in (*_TEACHER_DROP, *ENGINE_KEYS, "batch_size"):
-        teacher.pop(key, None)
-    teacher["backend"] = "openai"
-    teacher["concurrency"] = min(int(teacher.get("concurrency") or 8), 8)
-    gen["teacher"] = teacher
+    gen["teacher"] = _to_stand_in(teacher)
     _note(notes, f"{old} -> a stand-in teacher on 127.0.0.1 (same OpenAI client and store)")
     for src in gen.get("sources") or [gen]:
         if src.get("sample"):
@@ -300,10 +307,7 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
     if "generate" in original.configs:
         _shrink_generate(data["generate"], notes)
     if "rubrics" in original.configs and isinstance(data["rubrics"].get("teacher"), dict):
-        t = data["rubrics"]["teacher"]
-        for key in (*_TEACHER_DROP, "batch_size"):
-            t.pop(key, None)
-        t["backend"] = "openai"
+        data["rubrics"]["teacher"] = _to_stand_in(data["rubrics"]["teacher"])
         _note(notes, "rubrics: the teacher that writes them -> the stand-in teacher")
     if "rubrics" in original.configs:
         data["rubrics"].pop("max_cost", None)
