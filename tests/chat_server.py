@@ -202,13 +202,17 @@ class ChatServer:
                 "total_tokens": 50 + len(text.split()),
             },
         }
-        try:
-            self._send(h, 200, json.dumps(payload).encode())
-        except OSError:  # the client gave up on this request: it was not delivered
-            return
+        # Recorded before the reply goes out: a client that has its answer must find it in
+        # ``served`` (appending afterwards raced with the test's next assertion).
         with self.lock:
             self.stats["ok"] += 1
             self.served.append(body)
+        try:
+            self._send(h, 200, json.dumps(payload).encode())
+        except OSError:  # the client gave up on this request: it was not delivered
+            with self.lock:
+                self.stats["ok"] -= 1
+                self.served.remove(body)
 
 
 class AppServer:
