@@ -138,11 +138,18 @@ def main() -> None:
     p.add_argument("--tag", default="", help="suffix of a variant's sft/grpo/eval folders")
     p.add_argument("--sft-args", default="", help="extra medistill sft flags")
     p.add_argument("--grpo-args", default="", help="extra medistill grpo flags")
+    p.add_argument(
+        "--curate-args",
+        default="",
+        help="extra medistill curate flags: the variant gets its own dataset{tag} folder "
+        "(e.g. --tag balanced --curate-args '--position-balance balance')",
+    )
     a = p.parse_args()
     t = f"-{a.tag}" if a.tag else ""
     w, shared = a.work, _shared()
     w.mkdir(parents=True, exist_ok=True)
     stages = a.stages.split(",")
+    dataset = w / (f"dataset{t}" if a.curate_args else "dataset")
     if "import" in stages:
         _run(
             [
@@ -168,15 +175,16 @@ def main() -> None:
                 "--config",
                 str(RECIPE),
                 "--out",
-                str(w / "dataset"),
+                str(dataset),
                 "--eval-benchmarks",
                 f"medqa={shared / 'medqa' / 'US_4options_test.jsonl'}",
+                *shlex.split(a.curate_args),
             ]
         )
     if "eval-base" in stages:
         _eval("smollm2", w / "eval-base", a.n_eval, "SmolLM2-135M-Instruct")
     sft, grpo = w / f"sft{t}", w / f"grpo{t}"
-    data = ["--dataset", str(w / "dataset")]
+    data = ["--dataset", str(dataset)]
     if "sft" in stages:
         steps = ["--max-steps", str(a.sft_steps)]
         _run(
