@@ -103,12 +103,12 @@ def _standin_data(data: dict[str, Any], work: Path, notes: list[str]) -> Path:
     for src in sources:
         spec = get_spec(src["benchmark"])
         needed.append((spec.name, src.get("split") or spec.split, "train"))
-    from medistill.data.safety import SAFETY_BENCHMARKS, medsafetybench_root
+    from medistill.data.safety import SAFETY_BENCHMARKS
 
     for name, _, _ in evals:
         if name in SAFETY_BENCHMARKS:  # harmful requests, not MCQs: read by the safety eval
             if name == "medsafetybench":
-                _safety_data(root, user, notes, medsafetybench_root)
+                _safety_data(root, user, notes)
             continue
         spec = get_spec(name)
         needed.append((spec.name, spec.split, "eval"))
@@ -149,18 +149,18 @@ def _standin_data(data: dict[str, Any], work: Path, notes: list[str]) -> Path:
     return root
 
 
-def _safety_data(root: Path, user: Path | None, notes: list[str], find: Any) -> None:
+def _safety_data(root: Path, user: Path | None, notes: list[str]) -> None:
     """MedSafetyBench for a rehearsal: the user's copy (linked) or a stand-in in its release
     layout made of the embedded safety sample."""
     import csv
 
-    from medistill.data.safety import CATEGORIES, load_safety
+    from medistill.data.safety import CATEGORIES, load_safety, medsafetybench_root
 
     target = root / "medsafetybench"
     if target.exists():
         return
     try:
-        real = find(user / "medsafetybench" if user else None)
+        real = medsafetybench_root(user / "medsafetybench" if user else None)
     except MedistillError:
         real = None
     if real is not None:
