@@ -70,8 +70,9 @@ def main() -> None:
     ap.add_argument(
         "--safety-max-new-tokens",
         type=int,
-        default=128,
-        help="MedSafetyBench: the detector reads the first two sentences (<= 400 characters)",
+        default=48,
+        help="MedSafetyBench, as BENCHMARKS' safety table: the detector reads the first two "
+        "sentences (<= 400 characters)",
     )
     ap.add_argument(
         "--reuse-sft",

@@ -31,24 +31,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shared_data import MEDQA_TEST
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _shared() -> Path:
-    from shared_data import SHARED
-
-    return SHARED
-
-
-def methods(budget: int, min_tokens: int) -> dict[str, list[str]]:
-    """Each method's extra ``medistill eval`` flags."""
+def methods(budget: int, min_tokens: int) -> dict[str, tuple[str, list[str]]]:
+    """Each method's run folder name -> its table label and extra ``medistill eval`` flags."""
     return {
-        "greedy": [],
-        "permute-options 3": ["--permute-options", "3"],
-        "self-consistency 5 (T=0.7)": ["--samples", "5", "--vote", "majority",
-                                       "--temperature", "0.7"],
-        f"thinking budget {budget}": ["--thinking-budget", str(budget)],
-        f"min thinking {min_tokens} (Wait)": ["--min-thinking-tokens", str(min_tokens)],
+        "greedy": ("greedy", []),
+        "permute": ("permute-options 3", ["--permute-options", "3"]),
+        "vote": ("self-consistency 5 (T=0.7)",
+                 ["--samples", "5", "--vote", "majority", "--temperature", "0.7"]),
+        "budget": (f"thinking budget {budget}", ["--thinking-budget", str(budget)]),
+        "wait": (f"min thinking {min_tokens} (Wait)", ["--min-thinking-tokens", str(min_tokens)]),
     }  # fmt: skip
 
 
@@ -96,24 +92,27 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--thinking-budget", type=int, default=128)
     p.add_argument("--min-thinking-tokens", type=int, default=128)
-    p.add_argument("--only", default="", help="comma-separated method names to run")
+    p.add_argument(
+        "--only",
+        default="",
+        help="run only these, comma-separated: greedy,permute,vote,budget,wait",
+    )
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-test-time")
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    medqa = _shared() / "medqa" / "US_4options_test.jsonl"
     lines = [
         "| method | n | strict accuracy [95% CI] | lenient accuracy [95% CI] | no answer "
         "(strict) | cut off | tokens per question | method's own figures |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, flags in methods(a.thinking_budget, a.min_thinking_tokens).items():
-        out = a.work / name.split(" (")[0].replace(" ", "-")
-        if a.only and name.split(" ")[0] not in a.only.split(","):
+    for key, (name, flags) in methods(a.thinking_budget, a.min_thinking_tokens).items():
+        out = a.work / key
+        if a.only and key not in a.only.split(","):
             if (out / "metrics.json").is_file():
                 lines.append(row(name, out, a.n))
             continue
         if not (out / "metrics.json").is_file():
-            args = ["eval", "--model", a.model, "--benchmark", "medqa", "--path", str(medqa),
+            args = ["eval", "--model", a.model, "--benchmark", "medqa", "--path", str(MEDQA_TEST),
                     "--limit", str(a.n), "--max-new-tokens", str(a.max_new_tokens),
                     "--batch-size", "20", "--out", str(out), "--label", name, *flags]  # fmt: skip
             print("$ medistill " + shlex.join(args), flush=True)
