@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from medistill.answers import extract_answer
+from medistill.backends.base import CUT_OFF
 from medistill.prompts import answer_line_regex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,7 @@ def summarise(run: Path) -> dict:
         letters = "ABCD"
         last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
         well += bool(answer_line_regex(letters).fullmatch(last))
-        truncated = r.get("finish_reason") == "length"
+        truncated = r.get("finish_reason") in CUT_OFF  # run to the budget or stopped looping
         cut += truncated
         e = extract_answer(text, dict.fromkeys(letters, ""), mode="strict", truncated=truncated)
         stated += e.letter is not None
