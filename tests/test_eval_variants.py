@@ -64,6 +64,7 @@ def test_permuted_orders_tell_content_from_position(tmp_path: Path) -> None:
     assert p["orders"] == [0, 1, 2, 3] and p["questions"] == 12
     assert p["correct_under_every_order"] == 1.0 and p["chosen_text_changes"] == 0.0
     assert m["n"] == 48 and m["accuracy"]["lenient"]["value"] == 1.0
+    assert m["accuracy_published"]["n"] == 48  # every order's answer read by the published rule
     with ChatServer(_by_position) as srv:
         m = run_eval(_cfg(tmp_path / "pos", srv.url, permute_options=4), show_progress=False)
         asked = srv.stats["requests"]
@@ -101,6 +102,7 @@ def test_samples_vote_on_the_tiny_model_and_sum_their_tokens(
     rows = [json.loads(x) for x in (tmp_path / "run/predictions.jsonl").open()]
     assert len(rows) == 12 and sorted({r["sample"] for r in rows}) == [0, 1, 2]
     assert m["n"] == 4 and m["variants"]["vote"]["samples"] == 3
+    assert m["accuracy_published"] is None  # the published rule reads one response, not a vote
     voted, _ = aggregate(rows)
     for q in voted:
         mine = [r for r in rows if r["base_id"] == q["base_id"]]

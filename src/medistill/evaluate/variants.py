@@ -128,6 +128,8 @@ def aggregate(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
                 "extracted": by_text.get(winner["lenient"]),
                 "extracted_strict": by_text.get(winner["strict"]),
                 "chosen_text": winner["lenient"],
+                # the published rule reads one response: an order's answer has it, a vote not
+                "correct_published": group[0].get("correct_published") if len(group) == 1 else None,
                 "rule": "vote" if len(group) > 1 else group[0].get("rule"),
                 "finish_reason": "error"
                 if finishes == {"error"}
