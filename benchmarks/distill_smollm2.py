@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -41,34 +39,15 @@ def _shared() -> Path:
 
 
 def _run(args: list[str]) -> None:
-    cmd = [str(Path(sys.executable).with_name("medistill")), *args]
-    print("$ medistill " + shlex.join(args), flush=True)
-    subprocess.run(cmd, check=True)
+    from shared_data import run_medistill
+
+    run_medistill(args)
 
 
 def _eval(model: str, out: Path, n: int, label: str) -> None:
-    medqa = _shared() / "medqa" / "US_4options_test.jsonl"
-    _run(
-        [
-            "eval",
-            "--model",
-            model,
-            "--benchmark",
-            "medqa",
-            "--path",
-            str(medqa),
-            "--limit",
-            str(n),
-            "--max-new-tokens",
-            "512",
-            "--batch-size",
-            "20",
-            "--out",
-            str(out),
-            "--label",
-            label,
-        ]
-    )
+    from shared_data import medqa_eval
+
+    medqa_eval(model, out, n=n, max_new_tokens=512, label=label)
 
 
 def summarise(run: Path) -> dict:

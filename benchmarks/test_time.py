@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
-from shared_data import MEDQA_TEST
+from shared_data import medqa_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,12 +109,8 @@ def main() -> None:
                 lines.append(row(name, out, a.n))
             continue
         if not (out / "metrics.json").is_file():
-            args = ["eval", "--model", a.model, "--benchmark", "medqa", "--path", str(MEDQA_TEST),
-                    "--limit", str(a.n), "--max-new-tokens", str(a.max_new_tokens),
-                    "--batch-size", "20", "--out", str(out), "--label", name, *flags]  # fmt: skip
-            print("$ medistill " + shlex.join(args), flush=True)
-            cmd = [str(Path(sys.executable).with_name("medistill")), *args]
-            subprocess.run(cmd, check=True)
+            medqa_eval(a.model, out, n=a.n, max_new_tokens=a.max_new_tokens, label=name,
+                       flags=flags)  # fmt: skip
         lines.append(row(name, out, a.n))
     print("\n".join(lines))
 
