@@ -71,7 +71,8 @@ def test_request_is_explicitly_greedy_and_recorded_exactly(tmp_path: Path) -> No
     assert stored["identity"]["request"] == body  # the run records exactly what was sent
 
 
-def test_server_refusing_non_standard_fields_gets_them_dropped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("orders", [1, 2])  # a plain run, and one asked in two option orders
+def test_server_refusing_non_standard_fields_gets_them_dropped(tmp_path: Path, orders: int) -> None:
     """api.openai.com refuses unknown fields: the run goes on without them and says so."""
     with ChatServer(_answer, reject_fields=("repeat_penalty",)) as srv:
         cfg = EvalConfig(
@@ -80,10 +81,11 @@ def test_server_refusing_non_standard_fields_gets_them_dropped(tmp_path: Path) -
             base_url=[srv.url],
             limit=6,
             concurrency=3,
+            permute_options=orders,
             out=str(tmp_path / "run"),
         )
         m = run_eval(cfg, show_progress=False)
-    assert m["n"] == 6 and m["n_error"] == 0
+    assert m["n"] == 6 * orders and m["n_error"] == 0
     answered = srv.served
     assert answered and all(
         "repeat_penalty" not in b and "repetition_penalty" not in b for b in answered
@@ -93,7 +95,8 @@ def test_server_refusing_non_standard_fields_gets_them_dropped(tmp_path: Path) -
     assert stored["request_fields_dropped"] == ["repeat_penalty", "repetition_penalty"]
 
 
-def test_wrong_port_fails_in_seconds_naming_the_url(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", [[], ["--permute-options", "2"], ["--thinking-budget", "8"]])
+def test_wrong_port_fails_in_seconds_naming_the_url(tmp_path: Path, flags: list[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     cmd = [
         sys.executable,
@@ -110,6 +113,7 @@ def test_wrong_port_fails_in_seconds_naming_the_url(tmp_path: Path) -> None:
         "3",
         "--out",
         str(tmp_path / "run"),
+        *flags,
     ]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

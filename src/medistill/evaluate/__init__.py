@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from medistill.answers import extract_answer
@@ -116,11 +119,7 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
         len(pending),
     )
     if pending:
-        backend = _make(cfg)
-        try:
-            check = getattr(backend, "check_endpoints", None)
-            if check is not None:
-                check()  # a wrong URL fails in seconds, not after every retry
+        with _backend_for(cfg, out) as backend:
             tpl = get_template(cfg.template)
             with (
                 open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
@@ -129,53 +128,29 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
                 ) as bar,
             ):
                 writer = _RowWriter(fh, progress, progress_path)
-                if cfg.mode == "loglik":
-                    # Questions of similar length share a forward pass: less padding.
-                    pending.sort(key=lambda q: len(q.question) + sum(map(len, q.options.values())))
-                    step = 4 * backend.preferred_batch_size()
-                    for i in range(0, len(pending), step):
-                        chunk = pending[i : i + step]
-                        writer.add(_loglik_rows(backend, tpl, chunk, cfg))
-                        bar.advance(len(chunk))
-                else:
-                    # Similar prompt lengths batch together: less padding, same results.
-                    pending.sort(key=lambda q: len(tpl.user_message(q)))
-                    msgs = [tpl.messages(q) for q in pending]
-                    render = getattr(backend, "render", None)
+                try:
+                    if cfg.mode == "loglik":
+                        # Questions of similar length share a forward pass: less padding.
+                        pending.sort(
+                            key=lambda q: len(q.question) + sum(map(len, q.options.values()))
+                        )
+                        step = 4 * backend.preferred_batch_size()
+                        for i in range(0, len(pending), step):
+                            chunk = pending[i : i + step]
+                            writer.add(_loglik_rows(backend, tpl, chunk, cfg))
+                            bar.advance(len(chunk))
+                    else:
+                        # Similar prompt lengths batch together: less padding, same results.
+                        pending.sort(key=lambda q: len(tpl.user_message(q)))
 
-                    def on_result(i: int, g: Generation) -> None:
-                        q = pending[i]
-                        writer.add([_generation_row(q, render(msgs[i]) if render else msgs[i], g)])
-                        bar.advance(1, errors=getattr(backend, "errors", None))
+                        def add(i: int, row: dict[str, Any]) -> None:
+                            writer.add([row])
+                            bar.advance(1, errors=getattr(backend, "errors", None))
 
-                    try:
-                        if cfg.budget():
-                            from medistill.evaluate.budget import generate_budgeted
-
-                            def on_budgeted(i: int, g: Generation, control: dict) -> None:
-                                q = pending[i]
-                                row = _generation_row(q, render(msgs[i]) if render else msgs[i], g)
-                                writer.add([{**row, **control}])
-                                bar.advance(1, errors=getattr(backend, "errors", None))
-
-                            generate_budgeted(
-                                backend,
-                                msgs,
-                                cfg.sampling(),
-                                on_budgeted,
-                                budget=cfg.thinking_budget,
-                                minimum=cfg.min_thinking_tokens,
-                            )
-                        else:
-                            generate_each(backend, msgs, cfg.sampling(), on_result)
-                    finally:
-                        writer.close()
-                writer.close()
-            dropped = getattr(backend, "dropped_fields", None)
-            if dropped:
-                _note_in_config(out, {"request_fields_dropped": dropped})
-        finally:
-            close_backend(backend)  # a vLLM engine gives its GPU memory back here
+                        msgs = [tpl.messages(q) for q in pending]
+                        _generate_rows(backend, cfg, pending, msgs, cfg.sampling(), add)
+                finally:
+                    writer.close()
     return write_metrics(
         out,
         label=cfg.run_label(),
@@ -199,9 +174,8 @@ def _run_variants(cfg, spec, questions, out, done_ids, show_progress) -> dict:
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else {"wall_s": 0.0}
     log.info("%s: %d variants, %d to run", out, len(variants), len(pending))
     if pending:
-        backend = _make(cfg)
-        tpl = get_template(cfg.template)
-        try:
+        with _backend_for(cfg, out) as backend:
+            tpl = get_template(cfg.template)
             with (
                 open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
                 _progress(
@@ -209,31 +183,30 @@ def _run_variants(cfg, spec, questions, out, done_ids, show_progress) -> dict:
                 ) as bar,
             ):
                 writer = _RowWriter(fh, progress, progress_path)
-                render = getattr(backend, "render", None)
-                for k in range(cfg.samples):  # one seed per sample: the samples differ
-                    batch = [v for v in pending if v.sample == k]
-                    if not batch:
-                        continue
-                    msgs = [tpl.messages(v.shown) for v in batch]
-                    params = replace(cfg.sampling(), seed=(cfg.seed or 0) + k)
+                try:
+                    for k in range(cfg.samples):  # one seed per sample: the samples differ
+                        batch = [v for v in pending if v.sample == k]
+                        if not batch:
+                            continue
 
-                    def on_result(i: int, g: Generation, batch=batch, msgs=msgs) -> None:
-                        v = batch[i]
-                        row = _generation_row(v.shown, render(msgs[i]) if render else msgs[i], g)
-                        row.update(
-                            id=v.id,
-                            base_id=v.base.id,
-                            shift=v.shift,
-                            sample=v.sample,
-                            options=v.shown.options,
-                        )
-                        writer.add([row])
-                        bar.advance(1, errors=getattr(backend, "errors", None))
+                        def add(i: int, row: dict[str, Any], batch=batch) -> None:
+                            v = batch[i]
+                            row.update(
+                                id=v.id,
+                                base_id=v.base.id,
+                                shift=v.shift,
+                                sample=v.sample,
+                                options=v.shown.options,
+                            )
+                            writer.add([row])
+                            bar.advance(1, errors=getattr(backend, "errors", None))
 
-                    generate_each(backend, msgs, params, on_result)
-                writer.close()
-        finally:
-            close_backend(backend)
+                        shown = [v.shown for v in batch]
+                        params = replace(cfg.sampling(), seed=(cfg.seed or 0) + k)
+                        msgs = [tpl.messages(q) for q in shown]
+                        _generate_rows(backend, cfg, shown, msgs, params, add)
+                finally:
+                    writer.close()
     return write_metrics(
         out,
         label=cfg.run_label(),
@@ -243,6 +216,56 @@ def _run_variants(cfg, spec, questions, out, done_ids, show_progress) -> dict:
         chance=spec.chance,
         wanted_ids=[v.id for v in variants],
     )
+
+
+@contextmanager
+def _backend_for(cfg: EvalConfig, out: Path) -> Iterator[Any]:
+    """The run's backend, its endpoints checked first (a wrong URL fails in seconds, not
+    after every retry). After a run that ends normally the request fields a server dropped
+    are noted in ``config.json``; the backend is always closed (a vLLM engine gives its GPU
+    memory back here)."""
+    backend = _make(cfg)
+    try:
+        check = getattr(backend, "check_endpoints", None)
+        if check is not None:
+            check()
+        yield backend
+        dropped = getattr(backend, "dropped_fields", None)
+        if dropped:
+            _note_in_config(out, {"request_fields_dropped": dropped})
+    finally:
+        close_backend(backend)
+
+
+def _generate_rows(
+    backend: Any,
+    cfg: EvalConfig,
+    questions: list[Question],
+    msgs: list[Any],
+    params: Any,
+    add: Callable[[int, dict[str, Any]], None],
+) -> None:
+    """Generate ``msgs`` (under the thinking budget / minimum when the config sets one) and
+    hand each answer's prediction row to ``add(i, row)`` as it finishes: one loop for plain,
+    permuted and sampled runs, so they check, record and close alike."""
+    render = getattr(backend, "render", None)
+
+    def row(i: int, g: Generation) -> dict[str, Any]:
+        return _generation_row(questions[i], render(msgs[i]) if render else msgs[i], g)
+
+    if cfg.budget():
+        from medistill.evaluate.budget import generate_budgeted
+
+        generate_budgeted(
+            backend,
+            msgs,
+            params,
+            lambda i, g, control: add(i, {**row(i, g), **control}),
+            budget=cfg.thinking_budget,
+            minimum=cfg.min_thinking_tokens,
+        )
+    else:
+        generate_each(backend, msgs, params, lambda i, g: add(i, row(i, g)))
 
 
 def _generation_row(q: Question, prompt: Any, g: Generation) -> dict[str, Any]:
