@@ -27,27 +27,12 @@ from medistill.answers import extract_answer
 from medistill.backends.base import CUT_OFF
 from medistill.prompts import answer_line_regex
 
+from shared_data import MEDQA_TEST, SHARED, medqa_eval, run_medistill
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "benchmarks" / "smollm2-mirage.yaml"
+EVAL_TOKENS = 512  # every model is evaluated with this budget
 STAGES = ("import", "curate", "eval-base", "sft", "eval-sft", "grpo", "eval-grpo")
-
-
-def _shared() -> Path:
-    from shared_data import SHARED
-
-    return SHARED
-
-
-def _run(args: list[str]) -> None:
-    from shared_data import run_medistill
-
-    run_medistill(args)
-
-
-def _eval(model: str, out: Path, n: int, label: str) -> None:
-    from shared_data import medqa_eval
-
-    medqa_eval(model, out, n=n, max_new_tokens=512, label=label)
 
 
 def summarise(run: Path) -> dict:
@@ -126,12 +111,12 @@ def main() -> None:
     )
     a = p.parse_args()
     t = f"-{a.tag}" if a.tag else ""
-    w, shared = a.work, _shared()
+    w, shared = a.work, SHARED
     w.mkdir(parents=True, exist_ok=True)
     stages = a.stages.split(",")
     dataset = w / (f"dataset{t}" if a.curate_args else "dataset")
     if "import" in stages:
-        _run(
+        run_medistill(
             [
                 "import-traces",
                 str(shared / "llm_outputs" / "mirage_medmcqa_cot_gpt35_gpt4.jsonl"),
@@ -148,7 +133,7 @@ def main() -> None:
             ]
         )
     if "curate" in stages:
-        _run(
+        run_medistill(
             [
                 "curate",
                 str(w / "traces.db"),
@@ -157,17 +142,23 @@ def main() -> None:
                 "--out",
                 str(dataset),
                 "--eval-benchmarks",
-                f"medqa={shared / 'medqa' / 'US_4options_test.jsonl'}",
+                f"medqa={MEDQA_TEST}",
                 *shlex.split(a.curate_args),
             ]
         )
     if "eval-base" in stages:
-        _eval("smollm2", w / "eval-base", a.n_eval, "SmolLM2-135M-Instruct")
+        medqa_eval(
+            "smollm2",
+            w / "eval-base",
+            n=a.n_eval,
+            max_new_tokens=EVAL_TOKENS,
+            label="SmolLM2-135M-Instruct",
+        )
     sft, grpo = w / f"sft{t}", w / f"grpo{t}"
     data = ["--dataset", str(dataset)]
     if "sft" in stages:
         steps = ["--max-steps", str(a.sft_steps)]
-        _run(
+        run_medistill(
             [
                 "sft",
                 "--config",
@@ -180,10 +171,16 @@ def main() -> None:
             ]
         )
     if "eval-sft" in stages:
-        _eval(str(sft), w / f"eval-sft{t}", a.n_eval, f"SmolLM2 + SFT{t}")
+        medqa_eval(
+            str(sft),
+            w / f"eval-sft{t}",
+            n=a.n_eval,
+            max_new_tokens=EVAL_TOKENS,
+            label=f"SmolLM2 + SFT{t}",
+        )
     if "grpo" in stages:
         steps = ["--max-steps", str(a.grpo_steps)]
-        _run(
+        run_medistill(
             [
                 "grpo",
                 "--config",
@@ -198,7 +195,13 @@ def main() -> None:
             ]
         )
     if "eval-grpo" in stages:
-        _eval(str(grpo), w / f"eval-grpo{t}", a.n_eval, f"SmolLM2 + SFT{t} + GRPO")
+        medqa_eval(
+            str(grpo),
+            w / f"eval-grpo{t}",
+            n=a.n_eval,
+            max_new_tokens=EVAL_TOKENS,
+            label=f"SmolLM2 + SFT{t} + GRPO",
+        )
     runs = [("base", "eval-base")]
     tags = sorted(
         {
