@@ -142,13 +142,7 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
                     else:
                         # Similar prompt lengths batch together: less padding, same results.
                         pending.sort(key=lambda q: len(tpl.user_message(q)))
-
-                        def add(i: int, row: dict[str, Any]) -> None:
-                            writer.add([row])
-                            bar.advance(1, errors=getattr(backend, "errors", None))
-
-                        msgs = [tpl.messages(q) for q in pending]
-                        _generate_rows(backend, cfg, pending, msgs, cfg.sampling(), add)
+                        _generate_rows(backend, cfg, tpl, pending, cfg.sampling(), writer, bar)
                 finally:
                     writer.close()
     return write_metrics(
@@ -189,22 +183,19 @@ def _run_variants(cfg, spec, questions, out, done_ids, show_progress) -> dict:
                         if not batch:
                             continue
 
-                        def add(i: int, row: dict[str, Any], batch=batch) -> None:
+                        def ids(i: int, batch=batch) -> dict[str, Any]:
                             v = batch[i]
-                            row.update(
+                            return dict(
                                 id=v.id,
                                 base_id=v.base.id,
                                 shift=v.shift,
                                 sample=v.sample,
                                 options=v.shown.options,
                             )
-                            writer.add([row])
-                            bar.advance(1, errors=getattr(backend, "errors", None))
 
-                        shown = [v.shown for v in batch]
                         params = replace(cfg.sampling(), seed=(cfg.seed or 0) + k)
-                        msgs = [tpl.messages(q) for q in shown]
-                        _generate_rows(backend, cfg, shown, msgs, params, add)
+                        shown = [v.shown for v in batch]
+                        _generate_rows(backend, cfg, tpl, shown, params, writer, bar, extra=ids)
                 finally:
                     writer.close()
     return write_metrics(
@@ -240,18 +231,23 @@ def _backend_for(cfg: EvalConfig, out: Path) -> Iterator[Any]:
 def _generate_rows(
     backend: Any,
     cfg: EvalConfig,
+    tpl: Any,
     questions: list[Question],
-    msgs: list[Any],
     params: Any,
-    add: Callable[[int, dict[str, Any]], None],
+    writer: _RowWriter,
+    bar: Any,
+    extra: Callable[[int], dict[str, Any]] | None = None,
 ) -> None:
-    """Generate ``msgs`` (under the thinking budget / minimum when the config sets one) and
-    hand each answer's prediction row to ``add(i, row)`` as it finishes: one loop for plain,
-    permuted and sampled runs, so they check, record and close alike."""
+    """Ask ``questions`` (under the thinking budget / minimum when the config sets one) and
+    append each answer's prediction row (plus ``extra(i)``'s fields) as it finishes: one loop
+    for plain, permuted and sampled runs, so they check, record and close alike."""
+    msgs = [tpl.messages(q) for q in questions]
     render = getattr(backend, "render", None)
 
-    def row(i: int, g: Generation) -> dict[str, Any]:
-        return _generation_row(questions[i], render(msgs[i]) if render else msgs[i], g)
+    def add(i: int, g: Generation, control: dict[str, Any] | None = None) -> None:
+        row = _generation_row(questions[i], render(msgs[i]) if render else msgs[i], g)
+        writer.add([{**row, **(control or {}), **(extra(i) if extra else {})}])
+        bar.advance(1, errors=getattr(backend, "errors", None))
 
     if cfg.budget():
         from medistill.evaluate.budget import generate_budgeted
@@ -260,12 +256,12 @@ def _generate_rows(
             backend,
             msgs,
             params,
-            lambda i, g, control: add(i, {**row(i, g), **control}),
+            add,
             budget=cfg.thinking_budget,
             minimum=cfg.min_thinking_tokens,
         )
     else:
-        generate_each(backend, msgs, params, lambda i, g: add(i, row(i, g)))
+        generate_each(backend, msgs, params, add)
 
 
 def _generation_row(q: Question, prompt: Any, g: Generation) -> dict[str, Any]:
