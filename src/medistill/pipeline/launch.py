@@ -1,18 +1,25 @@
-"""Training stages in their own processes: under ``accelerate launch`` on several GPUs (or
-CPU ranks), or as one child process when CUDA is present, so that memory a stage held (a vLLM
+"""Stages that hold GPU memory in their own processes, so that memory a stage held (a vLLM
 engine, a trained model) is the operating system's to free before the next one starts.
 
-``medistill run`` stays one process that generates, curates, evaluates and reports once; only
-``sft``, ``grpo`` and ``distill`` run as ``accelerate launch -m medistill.cli <stage> --config
-<stage>/launch.yaml``. The resolved stage section is written to that file (the same values the
-in-process path builds), the child's output goes to the terminal, and its training manifest is
-read back. Each rank watches the ``medistill run`` process that launched it and exits when that
-process is gone, so a killed pipeline leaves no ranks holding GPUs; the rerun resumes from the
-stage's last checkpoint.
+``medistill run`` stays one process that plans, curates and reports once. The training stages
+(``sft``, ``grpo``, ``distill``) run as ``accelerate launch -m medistill.cli <stage> --config
+<stage>/launch.yaml`` on several GPUs (or CPU ranks), or as one child process per stage where
+CUDA is present (``run.launcher``). The stages that load a model into this machine's memory, a
+local teacher in ``generate`` (vLLM, transformers, llama.cpp) and every local model ``eval``
+scores, run as one child process each (``python -m medistill.pipeline.child <launch file>``)
+wherever the training stages leave the pipeline's process (CUDA, or ``run.launcher:
+process``); a teacher or model behind an HTTP server holds no memory here and stays inline.
+
+Either way the resolved stage section is written to a launch file (the same values the
+in-process path builds), the child's output goes to the terminal, and what it produced is read
+back (a training manifest, a child's result file). Each child watches the ``medistill run``
+process that launched it and exits when that process is gone, so a killed pipeline leaves no
+process holding GPUs; the rerun resumes the stage.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -32,6 +39,11 @@ from medistill.train.output import PIPELINE_LAUNCH as LAUNCH_FILE
 log = logging.getLogger(__name__)
 
 TRAINING_STAGES = ("sft", "grpo", "distill")
+#: Backends that load the model into this machine's memory (a GPU's where there is one); the
+#: ``openai`` backend calls a server and holds nothing here.
+LOCAL_BACKENDS = ("transformers", "vllm", "llamacpp")
+#: What a model stage's child writes beside its launch file: ``{"pid", "result"}``.
+RESULT_SUFFIX = ".result.json"
 #: The ``medistill run`` process a launched stage belongs to (the child side watches it).
 PARENT_ENV = "MEDISTILL_PIPELINE_PID"
 #: accelerate config types that shard the model: they need GPUs (FSDP, DeepSpeed ZeRO).
@@ -60,6 +72,19 @@ def launch_mode(run: Any) -> str:
     if run.accelerate_config or run.num_processes:
         return "accelerate"
     return "process" if cuda_available() else "inline"
+
+
+def model_stage_in_process(run: Any, backend: str) -> bool:
+    """Whether a generate or eval run of a model on ``backend`` gets its own child process.
+
+    Only a local backend holds memory worth freeing; it runs in a child wherever the training
+    stages leave the pipeline's process: ``run.launcher: process``, or ``auto`` / ``accelerate``
+    on a CUDA machine (where an engine left in the pipeline's process would keep its GPU memory
+    through every later stage). ``inline`` and the CPU demo keep it in this process.
+    """
+    if backend not in LOCAL_BACKENDS or run.launcher == "inline":
+        return False
+    return run.launcher == "process" or cuda_available()
 
 
 def accelerate_config_type(path: str | None) -> str | None:
@@ -122,6 +147,17 @@ def launch_command(
     return [*args, *stage_cmd], env, notes
 
 
+def write_launch_file(config_file: Path, stage: str, section: dict[str, Any]) -> None:
+    """Write ``{stage: section}``, the resolved section a launched stage rebuilds its config
+    from (what the in-process path builds it from)."""
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(
+        "# written by medistill run: the resolved section this stage was launched with\n"
+        + yaml.safe_dump({stage: section}, sort_keys=True),
+        encoding="utf-8",
+    )
+
+
 def run_training_stage(
     run: Any, stage: str, values: dict[str, Any], folder: Path, *, fresh: bool, mode: str
 ) -> None:
@@ -131,17 +167,38 @@ def run_training_stage(
     config from); ``fresh`` becomes ``overwrite``. A failing child is an error naming the
     stage, its exit status and the command; the pipeline's kill takes its ranks with it.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     config_file = folder / LAUNCH_FILE
-    section = {**values, "overwrite": fresh}
-    config_file.write_text(
-        "# written by medistill run: the resolved section this stage was launched with\n"
-        + yaml.safe_dump({stage: section}, sort_keys=True),
-        encoding="utf-8",
-    )
+    write_launch_file(config_file, stage, {**values, "overwrite": fresh})
     cmd, env, notes = launch_command(run, stage, config_file, mode=mode, gpu=cuda_available())
     for note in notes:
         log.warning("%s: %s", stage, note)
+    _wait(stage, cmd, env)
+
+
+def run_model_stage(stage: str, section: dict[str, Any], config_file: Path) -> dict[str, Any]:
+    """Run one generate or eval run in a child process and return what it recorded.
+
+    The child (:mod:`medistill.pipeline.child`) builds the stage's config from ``section``,
+    runs the stage's own function, writes ``{"pid": its pid, "result": the function's
+    return}`` beside ``config_file`` and exits, so the model it loaded leaves this machine's
+    memory with it. The child's single-process device rule is the training stages' (one GPU,
+    or the ``tensor_parallel_size`` GPUs its vLLM engine takes).
+    """
+    write_launch_file(config_file, stage, section)
+    result_file = config_file.with_name(config_file.stem + RESULT_SUFFIX)
+    result_file.unlink(missing_ok=True)
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}
+    _wait(stage, [sys.executable, "-m", "medistill.pipeline.child", str(config_file)], env)
+    try:
+        return json.loads(result_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise MedistillError(
+            f"stage {stage}: its process exited without a readable result ({result_file}: {e})"
+        ) from None
+
+
+def _wait(stage: str, cmd: list[str], env: dict[str, str]) -> None:
+    """Start ``cmd`` in its own process group, wait for it; stop it with the pipeline."""
     log.info("%s: %s", stage, " ".join(cmd))
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
@@ -198,7 +255,7 @@ def watch_parent(interval: float = 1.0) -> None:
     def watch() -> None:
         while _alive(int(pid)):
             time.sleep(interval)
-        log.error("medistill run (pid %s) is gone: this training process stops", pid)
+        log.error("medistill run (pid %s) is gone: this stage's process stops", pid)
         os._exit(1)
 
     threading.Thread(target=watch, name="medistill-parent-watch", daemon=True).start()

@@ -3,6 +3,7 @@ files each writes (``<root>/<name>/<stage>/``). Nothing runs here."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from medistill.config import _unknown_message, build, load_recipe
 from medistill.errors import MedistillError
 from medistill.models import model_name
+
+log = logging.getLogger(__name__)
 
 STAGES = ("generate", "rubrics", "curate", "sft", "grpo", "distill", "eval", "report")
 #: What a run includes unless ``run.stages`` says otherwise (``distill`` is opt-in: it needs
@@ -111,8 +114,9 @@ class Plan:
     run: RunConfig
     folder: Path
     configs: dict[str, Any]  # stage -> config object (eval: a list of (key, EvalConfig))
-    #: stage -> the resolved section its config was built from (training stages: what a
-    #: launched process rebuilds the same config from)
+    #: stage -> the resolved section its config was built from (what a launched process
+    #: rebuilds the same config from); ``eval``: run name (``<model key>-<benchmark>``) ->
+    #: that run's section
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def stage_dir(self, stage: str) -> Path:
@@ -168,11 +172,9 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
     if "generate" in stages:
         if "teacher" not in sec["generate"]:
             raise MedistillError(f"{path}: generate.teacher is required (who writes the traces)")
-        configs["generate"] = build(
-            GenerateConfig,
-            {**sec["generate"], "out": str(d["generate"] / "traces.db")},
-            where=f"{path}: generate",
-        )
+        values = {**sec["generate"], "out": str(d["generate"] / "traces.db")}
+        configs["generate"] = build(GenerateConfig, values, where=f"{path}: generate")
+        resolved["generate"] = values
     if "rubrics" in stages:
         from medistill.rubrics import RubricsConfig
 
@@ -239,6 +241,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
     if "eval" in stages:
         models = _eval_models(run, configs, sec, stages, student, d)
         runs = []
+        resolved["eval"] = {}  # run name (<model key>-<benchmark>) -> its resolved section
         for key, model_values in models:
             for bench in run.eval_benchmarks:
                 name, _, bench_path = bench.partition("=")
@@ -250,6 +253,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
                     "out": str(d["eval"] / f"{key}-{name}"),
                 }
                 runs.append((key, build(EvalConfig, values, where=f"{path}: eval")))
+                resolved["eval"][f"{key}-{name}"] = values
         configs["eval"] = runs
     if "report" in stages:
         if sec["report"]:
@@ -259,8 +263,15 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
             )
         configs["report"] = {"title": run.title or f"medistill run {run.name}"}
     from medistill.pipeline.checks import check_lengths
+    from medistill.train.cadence import cadence_problem
 
     check_lengths(path, configs)
+    for stage in ("sft", "grpo", "distill"):
+        # An epoch-based run's step count is known when its trainer starts (flagged there).
+        c = configs.get(stage)
+        problem = c is not None and cadence_problem(stage, c.save_steps, c.max_steps)
+        if problem:
+            log.warning("%s: %s", path, problem)
     return Plan(recipe=path, run=run, folder=folder, configs=configs, values=resolved)
 
 

@@ -109,9 +109,18 @@ def _versions() -> dict[str, str]:
 def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool, previous):
     """Call the stage's own function; return the figures its manifest records."""
     if stage == "generate":
-        from medistill.generate import run_generate
+        from medistill.pipeline.launch import model_stage_in_process, run_model_stage
 
-        s = run_generate(cfg, show_progress=progress)
+        child: dict[str, Any] = {}
+        if model_stage_in_process(p.run, cfg.teacher.backend):
+            # A local teacher (a vLLM engine over the GPUs) lives and dies in its own process,
+            # so its memory is free before training starts.
+            rec = run_model_stage("generate", p.values["generate"], folder / "launch.yaml")
+            s, child = rec["result"], {"launcher": "process", "pid": rec["pid"]}
+        else:
+            from medistill.generate import run_generate
+
+            s = run_generate(cfg, show_progress=progress)
         keys = (
             "new_calls",
             "prompt_tokens_new",
@@ -120,7 +129,7 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             "estimated_cost_new",
             "errors",
         )
-        return {k: s.get(k) for k in keys if k in s}
+        return {k: s.get(k) for k in keys if k in s} | child
     if stage == "rubrics":
         from medistill.rubrics import run_rubrics
 
@@ -166,6 +175,7 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
     if stage == "eval":
         from medistill.evaluate import run_eval
         from medistill.evaluate.run_folder import changed_settings
+        from medistill.pipeline.launch import model_stage_in_process, run_model_stage
 
         used = (previous or {}).get("figures", {}).get("models", {})
         models = {}
@@ -176,7 +186,16 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             # nor may a run whose eval settings changed.
             changed = changed_settings(ecfg, Path(ecfg.out))
             overwrite = (fresh and used.get(key) != model_hash) or bool(changed)
-            m = run_eval(ecfg, overwrite=overwrite, show_progress=progress)
+            name = f"{key}-{ecfg.benchmark}"
+            pid = None
+            if model_stage_in_process(p.run, ecfg.backend):
+                # Each local model is loaded, scored and freed in its own process: the next
+                # model's engine gets the whole GPU memory.
+                section = {**p.values["eval"][name], "overwrite": overwrite}
+                rec = run_model_stage("eval", section, folder / f"launch-{name}.yaml")
+                m, pid = rec["result"], rec["pid"]
+            else:
+                m = run_eval(ecfg, overwrite=overwrite, show_progress=progress)
             models[key] = model_hash
             # A safety run has a refusal rate (and a judge's harmfulness), not an accuracy.
             score = (
@@ -185,11 +204,11 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
                 if m.get("kind") == "safety"
                 else {"accuracy": m["accuracy"]["lenient"]["value"]}
             )
-            figures["runs"][f"{key}-{ecfg.benchmark}"] = {
+            figures["runs"][name] = {
                 **score,
                 "n": m["n"],
                 "output_tokens": (m.get("output_tokens") or {}).get("total"),
-            }
+            } | ({"launcher": "process", "pid": pid} if pid is not None else {})
         figures["models"] = models
         return figures
     from medistill.report import build_report

@@ -194,6 +194,7 @@ class _StudentFields:
             kwargs.setdefault("attn_implementation", self.attn_implementation)
         if self.load_in_4bit or self.load_in_8bit:
             kwargs.update(quantized_loading_kwargs(self))
+        kwargs.update({} if "device_map" in kwargs else single_process_device_map())
         return kwargs
 
     def require_engines(self) -> None:
@@ -322,6 +323,22 @@ def quantized_loading_kwargs(cfg: Any) -> dict[str, Any]:
         "quantization_config": get_quantization_config(cfg),
         "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))},
     }
+
+
+def single_process_device_map() -> dict[str, Any]:
+    """``{"device_map": {"": LOCAL_RANK}}`` for a single-process stage on a CUDA machine, else
+    ``{}``.
+
+    TRL 1.16's ``create_model_from_path`` loads with ``device_map="auto"`` when none is given
+    and the process is on a GPU: in one process on a multi-GPU machine that is naive model
+    parallelism over every GPU (slow, and a distillation student's and teacher's heads may land
+    on different devices). Pinned here to this process's own GPU. Under several processes TRL
+    sets ``None`` itself (DDP, DeepSpeed) and FSDP places the shards, so nothing is added.
+    """
+    world = os.environ.get("WORLD_SIZE", "1")
+    if (world.isdigit() and int(world) > 1) or not torch_cuda_available():
+        return {}
+    return {"device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))}}
 
 
 def torch_cuda_available() -> bool:

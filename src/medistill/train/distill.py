@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.errors import MedistillError
-from medistill.train.config import DistillRecipe
+from medistill.train.config import DistillRecipe, single_process_device_map
 from medistill.train.data import prompt_rows, read_rows, resolve_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
 from medistill.train.sft import load_tokenizer, resolve_student
@@ -116,6 +116,8 @@ def run_distill(cfg: DistillRecipe) -> dict[str, Any]:
     )
     teacher_kwargs.setdefault("use_safetensors", True)
     teacher_kwargs.setdefault("trust_remote_code", cfg.trust_remote_code)
+    if "device_map" not in teacher_kwargs:  # on the student's device, not TRL's "auto"
+        teacher_kwargs.update(single_process_device_map())
     args = cfg.trainer_args(teacher_model_init_kwargs=teacher_kwargs)
     if cross:
         rows = read_rows(source, "train")[: cfg.max_prompts or None]
@@ -152,6 +154,9 @@ def run_distill(cfg: DistillRecipe) -> dict[str, Any]:
         cfg.model,
         len(train),
     )
+    from medistill.train.cadence import CheckpointCadence
+
+    trainer.add_callback(CheckpointCadence("distill"))  # save_steps against the real step count
     trainer.train(resume_from_checkpoint=resume)
     return finish(
         trainer,

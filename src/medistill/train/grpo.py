@@ -186,6 +186,9 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
         cfg.num_generations,
         data["rewards"],
     )
+    from medistill.train.cadence import CheckpointCadence
+
+    trainer.add_callback(CheckpointCadence("grpo"))  # save_steps against the real step count
     trainer.train(resume_from_checkpoint=resume)
     data.update(health.summary())
     return finish(

@@ -130,6 +130,9 @@ def run_sft(cfg: SFTRecipe) -> dict[str, Any]:
     trainer, ctx = build_sft_trainer(cfg)
     if trainer is None:
         return ctx["done"]
+    from medistill.train.cadence import CheckpointCadence
+
+    trainer.add_callback(CheckpointCadence("sft"))  # save_steps against the real step count
     trainer.train(resume_from_checkpoint=ctx["resume"])
     return finish(
         trainer,
