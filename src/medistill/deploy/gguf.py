@@ -1,22 +1,25 @@
 """Hugging Face model folder -> GGUF, with llama.cpp's own tools.
 
 The converter is llama.cpp's ``convert_hf_to_gguf.py`` (with its ``conversion`` package and
-its ``gguf-py``) of the llama.cpp that the installed llama-cpp-python was built from, found by
-that version and never fetched at export time (no ``pip``, no network), in the first of:
+its ``gguf-py``) of the llama.cpp that the installed llama-cpp-python was built from. medistill
+carries none of llama.cpp's source: the converter is obtained at installation, from the
+llama-cpp-python sdist (``vendor/llama.cpp/``), and found at export time by that version, on
+disk only (no ``pip``, no network), in the first of:
 
 1. ``$MEDISTILL_GGUF_CONVERTER``: a folder holding ``convert_hf_to_gguf.py`` (a llama.cpp
    checkout, for instance); set but without the script is an error, not a fallback;
-2. the cache, ``<cache>/llama.cpp-<version>/``, filled once by
-   ``python -m medistill.deploy.gguf fetch`` (online: the version's sdist from the package
-   index; offline: ``--sdist FILE``, an sdist copied onto the machine);
-3. the copy medistill ships (:mod:`medistill.deploy.llamacpp_converter`, taken from the
-   llama-cpp-python sdist of :data:`SHIPPED_VERSION`): for that version, or a newer
-   llama-cpp-python (llama.cpp reads the files older converters write; the reverse does not
-   hold, so an older llama-cpp-python needs step 1 or 2).
+2. the cache, ``<cache>/llama.cpp-<version>/`` (``~/.cache/medistill`` or ``$MEDISTILL_CACHE``).
 
-So ``pip install 'medistill[serve]'`` then no network exports as it does online. K-quants come
-from llama.cpp's quantiser, called through llama-cpp-python's ``llama_model_quantize``. No
-format writer of our own.
+Neither there is a one-line error naming both ways to fill the cache. ``make install`` fills it
+(it builds llama-cpp-python and unpacks the converter from the same sdist). After
+``pip install 'medistill[serve]'``, one step while online does::
+
+    python -m medistill.deploy.gguf fetch
+
+(the installed version's sdist from the package index; on an air-gapped machine, copy the
+sdist over and add ``--sdist llama_cpp_python-X.tar.gz``). An export then needs no network.
+K-quants come from llama.cpp's quantiser, called through llama-cpp-python's
+``llama_model_quantize``. No format writer of our own.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from medistill.deploy.llamacpp_converter import SHIPPED_VERSION
 from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,8 @@ SCRIPT = "convert_hf_to_gguf.py"
 CONVERTER_ENV = "MEDISTILL_GGUF_CONVERTER"
 #: The command that fills the cache (the only place medistill asks pip for the converter).
 FETCH_COMMAND = "python -m medistill.deploy.gguf fetch"
-SHIPPED_DIR = Path(__file__).resolve().parent / "llamacpp_converter"
+#: What else fills the cache: the project's installation (it runs the fetch from its sdist).
+INSTALL_COMMAND = "make install"
 #: Left out of a converter folder: gguf-py's command-line tools (not used to convert).
 _SKIP = ("gguf-py/gguf/scripts/",)
 
@@ -62,9 +65,10 @@ def llama_cpp_version(needed_for: str = "GGUF export") -> str:
         return version("llama-cpp-python")
     except Exception as e:  # any failure means: not installed
         raise MedistillError(
-            f"{needed_for} needs llama-cpp-python: pip install 'medistill[serve]' (it builds "
-            "llama.cpp from source, ~6 minutes on 2 cores; see the README for CPUs that crash "
-            "with 'Illegal instruction')"
+            f"{needed_for} needs llama-cpp-python: `{INSTALL_COMMAND}` in a medistill checkout, "
+            f"or pip install 'medistill[serve]' then `{FETCH_COMMAND}` (it builds llama.cpp from "
+            "source, ~6-10 minutes on 2 cores; see the README for CPUs that crash with "
+            "'Illegal instruction')"
         ) from e
 
 
@@ -72,12 +76,6 @@ def check_quant(quant: str) -> None:
     """Refuse a ``--quant`` that is not one of :data:`QUANTS`, naming the choices."""
     if quant not in QUANTS:
         raise MedistillError(f"unknown --quant {quant!r}; choose one of: {', '.join(QUANTS)}")
-
-
-def _release(version: str) -> tuple[int, ...]:
-    """``0.3.36`` (or ``0.3.36+cu124``) -> ``(0, 3, 36)``, for ordering versions."""
-    head = re.match(r"\d+(?:\.\d+)*", version)
-    return tuple(int(x) for x in head.group(0).split(".")) if head else ()
 
 
 def cached_converter_dir(version: str) -> Path:
@@ -100,22 +98,11 @@ def converter_dir(version: str | None = None) -> Path:
     cached = cached_converter_dir(version)
     if (cached / SCRIPT).is_file():
         return cached
-    if (SHIPPED_DIR / SCRIPT).is_file() and _release(version) >= _release(SHIPPED_VERSION):
-        if version != SHIPPED_VERSION:
-            log.info(
-                "llama-cpp-python %s: using the converter of %s that medistill ships (%s "
-                "fetches the exact one)",
-                version,
-                SHIPPED_VERSION,
-                FETCH_COMMAND,
-            )
-        return SHIPPED_DIR
     raise MedistillError(
-        f"no llama.cpp converter ({SCRIPT}) for llama-cpp-python {version}: looked in "
-        f"${CONVERTER_ENV} (unset), {cached} (empty) and medistill's own copy (for "
-        f"llama-cpp-python {SHIPPED_VERSION} and newer); fetch it once while online with "
-        f"`{FETCH_COMMAND}` (offline: `{FETCH_COMMAND} --sdist "
-        f"llama_cpp_python-{version}.tar.gz`), or install llama-cpp-python>={SHIPPED_VERSION}"
+        f"no llama.cpp converter for llama-cpp-python {version}: {cached} is empty and "
+        f"${CONVERTER_ENV} is unset; fill the cache once with `{FETCH_COMMAND}` (online; "
+        f"offline: add --sdist llama_cpp_python-{version}.tar.gz) or `{INSTALL_COMMAND}` "
+        "in a medistill checkout"
     )
 
 
@@ -160,12 +147,16 @@ def _sdist_version(sdist: Path) -> str:
 
 
 def fetch_converter(
-    version: str | None = None, sdist: str | Path | None = None, dest: str | Path | None = None
+    version: str | None = None,
+    sdist: str | Path | None = None,
+    dest: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Put the converter of llama-cpp-python ``version`` (default: the installed one, or the
     ``sdist``'s) in the cache, or ``dest``. From ``sdist`` it needs no network; otherwise the
     sdist comes from the package index (``pip download``) — the one place medistill asks the
-    network for the converter, and only when told to."""
+    network for the converter, and only when told to (by ``make install`` or the user). A
+    converter already there is kept without asking the index again, unless ``force``."""
     if sdist is not None:
         sdist = Path(sdist)
         if not sdist.is_file():
@@ -187,6 +178,9 @@ def fetch_converter(
         return extract_converter(sdist, folder)
     version = version or llama_cpp_version("fetching the converter")
     folder = Path(dest) if dest else cached_converter_dir(version)
+    if (folder / SCRIPT).is_file() and not force:
+        log.info("llama.cpp's converter for llama-cpp-python %s is already in %s", version, folder)
+        return folder
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", f"llama-cpp-python=={version}"]
         cmd += ["--no-deps", "--no-binary", ":all:", "-d", tmp, "-q"]
@@ -195,8 +189,8 @@ def fetch_converter(
         sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if done.returncode != 0 or not sdists:
             raise MedistillError(
-                f"could not fetch the llama-cpp-python {version} sdist for its converter: "
-                f"{done.stderr.strip()[-300:]}"
+                f"could not fetch the llama-cpp-python {version} sdist for its converter (offline:"
+                f" copy the sdist over and add --sdist FILE): {done.stderr.strip()[-300:]}"
             )
         return extract_converter(sdists[0], folder)
 
@@ -252,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--version", help="llama-cpp-python version (default: the installed one)")
     fetch.add_argument("--sdist", help="a llama_cpp_python-X.tar.gz on disk (no network)")
     fetch.add_argument("--dest", help="folder to write (default: the cache)")
+    fetch.add_argument("--force", action="store_true", help="fetch again even if cached")
     sub.add_parser("where", help="print the converter folder an export would use")
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
-            print(fetch_converter(args.version, args.sdist, args.dest))
+            print(fetch_converter(args.version, args.sdist, args.dest, args.force))
         else:
             print(converter_dir())
     except MedistillError as e:
