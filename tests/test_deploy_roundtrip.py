@@ -5,7 +5,8 @@ evaluated by ``medistill eval --backend openai`` on the embedded held-out sample
 accuracy must lie inside the 95% CI of the same model through transformers on the same
 questions; the report puts no-answer and cut-off rates side by side.
 
-Needs llama-cpp-python: the ``llama_cpp`` fixture builds it once (about 6 minutes).
+Needs llama-cpp-python and llama.cpp's converter as ``make install`` leaves them (the
+``llama_cpp`` fixture checks; it builds and installs nothing).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from medistill.report import build_report
 
 from chat_server import free_port
 
-# The first test may build llama.cpp (the llama_cpp fixture, about 6 minutes).
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+# An HF evaluation, two exports and three GGUF evaluations of 30 questions on 2 cores.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 BENCHMARK = "sample_heldout"
 MAX_NEW_TOKENS = 256

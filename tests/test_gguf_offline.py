@@ -1,6 +1,7 @@
 """GGUF export with no network: llama.cpp's converter is found on disk by the installed
-llama-cpp-python's version (never fetched with pip at export time), and a model exports with
-package downloads disabled and an empty cache."""
+llama-cpp-python's version (never fetched with pip at export time, never shipped inside
+medistill), and a model exports with package downloads disabled once ``make install`` has
+filled the cache."""
 
 from __future__ import annotations
 
@@ -15,13 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LLAMA_CPP_VERSION
 from medistill.deploy import gguf as g
-from medistill.deploy.llamacpp_converter import SHIPPED_VERSION
 from medistill.errors import MedistillError
 
-#: pip pointed nowhere: an index lookup fails at once instead of reaching the network.
-NO_DOWNLOADS = {"PIP_NO_INDEX": "1", "PIP_INDEX_URL": "http://127.0.0.1:9/simple"}
+#: pip pointed nowhere and every proxy-aware client too: an index lookup or a download fails
+#: at once instead of reaching the network.
+NO_DOWNLOADS = {
+    "PIP_NO_INDEX": "1",
+    "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+    **{k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+    "NO_PROXY": "",
+    "no_proxy": "",
+}
 
 
 @pytest.fixture
@@ -51,39 +57,29 @@ def _converter_folder(path: Path) -> Path:
     return path
 
 
-def test_the_shipped_converter_is_the_tested_llama_cpp_python() -> None:
-    """medistill's own copy comes from the llama-cpp-python the deployment tests build."""
-    assert SHIPPED_VERSION == LLAMA_CPP_VERSION
-    for part in (g.SCRIPT, "conversion/__init__.py", "conversion/llama.py", "gguf/constants.py"):
-        assert (g.SHIPPED_DIR / part).is_file(), part
-
-
 def test_converter_lookup_never_calls_pip(monkeypatch: pytest.MonkeyPatch, offline: Path) -> None:
-    _installed(monkeypatch, SHIPPED_VERSION)  # what `pip install 'medistill[serve]'` gives
-    assert g.converter_dir() == g.SHIPPED_DIR
-    _installed(monkeypatch, "0.3.40+cu124")  # newer: llama.cpp reads older converters' files
-    assert g.converter_dir() == g.SHIPPED_DIR
-
-    _installed(monkeypatch, "0.3.20")  # older than the shipped copy, nothing cached
+    """The env var, then the version-keyed cache; nothing else (medistill ships no copy), and an
+    empty cache is one line naming both ways to fill it."""
+    _installed(monkeypatch, "0.3.36")  # what `pip install 'medistill[serve]'` gives, unfetched
     with pytest.raises(MedistillError) as info:
         g.converter_dir()
     message = str(info.value)
     assert "\n" not in message
     for part in (
-        "llama-cpp-python 0.3.20",
-        "$MEDISTILL_GGUF_CONVERTER (unset)",
-        str(offline / "llama.cpp-0.3.20"),
-        f"medistill's own copy (for llama-cpp-python {SHIPPED_VERSION} and newer)",
-        "python -m medistill.deploy.gguf fetch",
-        "--sdist llama_cpp_python-0.3.20.tar.gz",
+        "llama-cpp-python 0.3.36",
+        str(offline / "llama.cpp-0.3.36"),
+        "$MEDISTILL_GGUF_CONVERTER is unset",
+        "`python -m medistill.deploy.gguf fetch`",
+        "--sdist llama_cpp_python-0.3.36.tar.gz",
+        "`make install`",
     ):
         assert part in message
 
-    cached = _converter_folder(offline / "llama.cpp-0.3.20")  # what `fetch` writes
+    cached = _converter_folder(offline / "llama.cpp-0.3.36")  # what `fetch` writes
     assert g.converter_dir() == cached
-    _installed(monkeypatch, SHIPPED_VERSION)  # the exact version cached wins over the copy
-    exact = _converter_folder(offline / f"llama.cpp-{SHIPPED_VERSION}")
-    assert g.converter_dir() == exact
+    _installed(monkeypatch, "0.3.40+cu124")  # another version: its own cache entry, no fallback
+    with pytest.raises(MedistillError, match=r"llama-cpp-python 0\.3\.40\+cu124: "):
+        g.converter_dir()
 
     explicit = _converter_folder(offline.parent / "llama.cpp-checkout")  # first of all
     monkeypatch.setenv(g.CONVERTER_ENV, str(explicit))
@@ -91,6 +87,19 @@ def test_converter_lookup_never_calls_pip(monkeypatch: pytest.MonkeyPatch, offli
     monkeypatch.setenv(g.CONVERTER_ENV, str(offline.parent))  # set but wrong: no fallback
     with pytest.raises(MedistillError, match=r"MEDISTILL_GGUF_CONVERTER=.*no convert_hf_to_gguf"):
         g.converter_dir()
+
+
+def test_fetch_keeps_a_cached_converter_without_the_network(
+    monkeypatch: pytest.MonkeyPatch, offline: Path, capsys
+) -> None:
+    """A second `fetch` (every `make install`, or a user's repeat) asks no index: the cached
+    converter is kept (the offline fixture fails any subprocess, so no pip)."""
+    _installed(monkeypatch, "0.3.36")
+    cached = _converter_folder(offline / "llama.cpp-0.3.36")
+    assert g.main(["fetch"]) == 0
+    assert capsys.readouterr().out.strip() == str(cached)
+    with pytest.raises(AssertionError, match="started a process"):  # --force: pip download
+        g.fetch_converter(force=True)
 
 
 def _sdist(path: Path, version: str) -> Path:
@@ -120,10 +129,10 @@ def _sdist(path: Path, version: str) -> Path:
 def test_fetch_from_a_copied_sdist_needs_no_network(
     monkeypatch: pytest.MonkeyPatch, offline: Path, tmp_path: Path, capsys, caplog
 ) -> None:
-    """The air-gapped route for a llama-cpp-python other than the shipped one: its sdist,
-    copied onto the machine, unpacked into the cache, where the export then finds it."""
+    """The air-gapped route (and `make install`'s): the llama-cpp-python sdist, on disk,
+    unpacked into the cache, where the export then finds it."""
     sdist = _sdist(tmp_path, "0.3.20")
-    _installed(monkeypatch, SHIPPED_VERSION)  # another version than the sdist's: a warning
+    _installed(monkeypatch, "0.3.36")  # another version than the sdist's: a warning
     assert g.main(["fetch", "--sdist", str(sdist)]) == 0
     folder = offline / "llama.cpp-0.3.20"
     assert "only with llama-cpp-python 0.3.20" in caplog.text
@@ -173,11 +182,32 @@ def tiny_llama_with_smollm2_tokenizer(out: Path) -> Path:
     return out
 
 
-def test_the_shipped_converter_converts_on_cpu(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+@pytest.fixture
+def installed_converter(llama_cpp: None) -> Path:
+    """The converter `make install` put in medistill's cache for the installed
+    llama-cpp-python (the ``llama_cpp`` fixture fails, naming the fix, when it is not there)."""
+    folder = g.cached_converter_dir(g.llama_cpp_version())
+    if os.environ.get(g.CONVERTER_ENV):
+        pytest.fail(f"unset ${g.CONVERTER_ENV}: this test checks what `make install` left")
+    assert g.converter_dir() == folder
+    return folder
+
+
+def test_the_installed_converter_converts_offline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, installed_converter: Path
 ) -> None:
-    """No llama.cpp build needed: the shipped converter writes a q8_0 GGUF with the model's
-    tokenizer and chat template, package downloads disabled and the cache empty."""
+    """After `make install`, with package downloads disabled: the cached converter (no copy of
+    it in medistill) writes a q8_0 GGUF with the model's tokenizer and chat template, and the
+    cache is left as it was (nothing fetched)."""
     pytest.importorskip("transformers")
     pytest.importorskip("sentencepiece", reason="the serve extra's converter dependency")
     import gguf
@@ -185,9 +215,8 @@ def test_the_shipped_converter_converts_on_cpu(
     model = tiny_llama_with_smollm2_tokenizer(tmp_path / "tiny")
     for key, value in NO_DOWNLOADS.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MEDISTILL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv(g.CONVERTER_ENV, raising=False)
-    _installed(monkeypatch, SHIPPED_VERSION)
+    converters = installed_converter.parent.glob  # every llama.cpp-<version> in the cache
+    before = {d.name: _snapshot(d) for d in converters("llama.cpp-*")}
     out = g.to_gguf(model, tmp_path / "tiny-q8_0.gguf", "q8_0")
 
     reader = gguf.GGUFReader(out)
@@ -200,18 +229,20 @@ def test_the_shipped_converter_converts_on_cpu(
     assert text("tokenizer.ggml.pre") == "smollm"
     assert "<|im_start|>" in text("tokenizer.chat_template")
     assert any(t.tensor_type == gguf.GGMLQuantizationType.Q8_0 for t in reader.tensors)
-    assert not (tmp_path / "cache").exists()  # nothing fetched, nothing cached
+    assert {d.name: _snapshot(d) for d in converters("llama.cpp-*")} == before  # none fetched
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # may build llama.cpp (the llama_cpp fixture, about 6 minutes)
-def test_export_model_gguf_with_package_downloads_disabled(llama_cpp: None, tmp_path: Path) -> None:
-    """`medistill export-model --format gguf` in a process with pip pointed nowhere and an
-    empty medistill cache: the GGUF is written and llama.cpp loads and runs it."""
+def test_export_model_gguf_with_package_downloads_disabled(
+    tmp_path: Path, installed_converter: Path
+) -> None:
+    """`medistill export-model --format gguf` in a process with pip and every proxy-aware
+    client pointed nowhere, after `make install`: the GGUF is written from the cached
+    converter, nothing is fetched, and llama.cpp loads and runs it."""
     model = tiny_llama_with_smollm2_tokenizer(tmp_path / "tiny")
-    cache = tmp_path / "empty-cache"
-    env = {**os.environ, **NO_DOWNLOADS, "MEDISTILL_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, **NO_DOWNLOADS, "HF_HUB_OFFLINE": "1"}
     env.pop(g.CONVERTER_ENV, None)
+    before = _snapshot(installed_converter)
     export = tmp_path / "export"
     args = ["--model", str(model), "--format", "gguf", "--quant", "q8_0", "--name", "tiny"]
     done = subprocess.run(
@@ -224,7 +255,7 @@ def test_export_model_gguf_with_package_downloads_disabled(llama_cpp: None, tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     path = export / "tiny-q8_0.gguf"
     assert path.is_file()
-    assert not list(cache.glob("llama.cpp-*"))  # the converter came from the installed package
+    assert _snapshot(installed_converter) == before  # the converter as installed, unfetched
 
     from llama_cpp import Llama
 
