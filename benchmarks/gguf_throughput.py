@@ -11,7 +11,8 @@ the same model folder through ``medistill eval`` with transformers in fp32, once
 stream (``--batch-size 1``) and once batched (``--batch-size 8``, eval's default). Greedy,
 the first ``--n`` MedQA test questions (the embedded sample without ../shared). Tokens/s =
 generated tokens over the generation wall time (model load excluded; prompt processing
-included). Needs ``pip install 'medistill[serve]'``.
+included). Needs llama-cpp-python and llama.cpp's converter: ``make install`` (or
+``pip install 'medistill[serve]'`` then ``python -m medistill.deploy.gguf fetch``).
 """
 
 from __future__ import annotations
