@@ -91,6 +91,14 @@ def inspect_cmd(
     typer.echo("gold letters: " + ", ".join(f"{k}={v}" for k, v in sorted(golds.items())))
 
 
+def _preflight(section: str, cfg: object) -> None:
+    """Refuse to start a stage whose settings this machine cannot run (one line: the key and
+    the fix), before it loads a model or calls the teacher."""
+    from medistill.preflight import check_stage
+
+    check_stage(section, cfg)
+
+
 # Stage commands read their options from their config classes (``medistill.config``): each field
 # is a recipe key and a flag with its help and default, so ``--help`` is argparse's, not typer's.
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -111,6 +119,7 @@ def eval_cmd(ctx: typer.Context) -> None:
         EvalConfig, ctx.args, section="eval", prog="medistill eval", extra=EvalCommandOptions
     )
     cfg = build(EvalConfig, args.values, where=args.where)
+    _preflight("eval", cfg)
     opts: EvalCommandOptions = args.options
     if opts.cop_base is not None:
         cfg.loader_kwargs = {**cfg.loader_kwargs, "cop_base": opts.cop_base}
@@ -194,6 +203,7 @@ def generate_cmd(ctx: typer.Context) -> None:
     if not isinstance(teacher, dict) or "model" not in teacher:
         raise MedistillError("no teacher: pass --teacher or a generate.teacher section")
     cfg = build(GenerateConfig, args.values, where=args.where)
+    _preflight("generate", cfg)
     summary = run_generate(cfg, show_progress=sys.stderr.isatty())
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
 
@@ -221,6 +231,7 @@ def rubrics_cmd(ctx: typer.Context) -> None:
     if not isinstance(teacher, dict) or "model" not in teacher:
         raise MedistillError("no teacher: pass --teacher or a rubrics.teacher section")
     cfg = build(RubricsConfig, args.values, where=args.where)
+    _preflight("rubrics", cfg)
     summary = run_rubrics(cfg, show_progress=sys.stderr.isatty())
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
 
@@ -442,7 +453,12 @@ def run_cmd(
     ] = None,
     only: Annotated[str | None, typer.Option(help="run this stage alone")] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print the plan (run/skip and why) only")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="print the plan (run/skip and why) and run the preflight only: fails when "
+            "this machine cannot run the stages planned",
+        ),
     ] = False,
     rehearse: Annotated[
         bool,
@@ -484,10 +500,34 @@ def run_cmd(
     if report and not dry_run and Path(report).is_file():
         typer.echo("\n" + Path(report).read_text(encoding="utf-8"))
         typer.echo(f"report: {report}")
+    if not rehearse and summary.get("preflight"):  # a dry run: the plan, then its problems
+        from medistill.preflight import one_line
+
+        raise MedistillError(one_line(summary["preflight"], recipe))
 
 
 # Training commands parse their own arguments from their config classes (TRL's, with hundreds
 # of fields), so ``medistill sft --help`` lists every option and the others stay fast to start.
+
+
+@app.command("preflight")
+@_user_errors
+def preflight_cmd(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML (sections run, generate, ...)")],
+) -> None:
+    """Everything the recipe needs that this machine lacks, one line each with its fix:
+    DeepSpeed, vLLM, FlashAttention, bitsandbytes, CUDA GPUs, the teacher's key, each split.
+
+    Every stage is checked (``medistill run`` checks the stages it will run, before any).
+    """
+    from medistill.preflight import recipe_problems
+
+    problems = recipe_problems(recipe)
+    for problem in problems:
+        typer.echo(f"missing: {problem}")
+    if problems:
+        raise MedistillError(f"{recipe}: {len(problems)} problem(s); this machine cannot run it")
+    typer.echo(f"{recipe}: nothing missing on this machine")
 
 
 def _train_command(name: str, module: str, recipe: str, runner: str) -> None:
@@ -508,6 +548,7 @@ def _train_command(name: str, module: str, recipe: str, runner: str) -> None:
         shown = {k: manifest.get(k) for k in ("status", "metrics", "data")}
         typer.echo(json.dumps(shown, indent=2, default=str))
         typer.echo(f"wrote {cfg.output_dir} (card: README.md)")
+        _preflight(name, cfg)
 
     command.__doc__ = {
         "sft": "Supervised fine-tuning on curated traces (TRL SFTTrainer; LoRA or full).",

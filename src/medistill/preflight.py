@@ -128,15 +128,18 @@ def _vllm(key: str, tp_key: str, tp: int, m: _Machine) -> list[str]:
     return out
 
 
-def backend_problems(key: str, cfg: Any, m: _Machine | None = None) -> list[str]:
+def backend_problems(
+    key: str, cfg: Any, m: _Machine | None = None, *, key_env: bool = True
+) -> list[str]:
     """A model backend's needs (a teacher, a model under evaluation): vLLM and its GPUs for
-    ``backend: vllm``, the API key's variable for an ``openai`` backend on another host.
-    ``key`` is the recipe key of the section holding ``backend`` (``generate.teacher``)."""
+    ``backend: vllm``; with ``key_env``, the API key's variable for an ``openai`` backend on
+    another host (a server that wants no key takes any value). ``key`` is the recipe key of
+    the section holding ``backend`` (``generate.teacher``)."""
     m = m or _Machine()
     backend = getattr(cfg, "backend", None)
     if backend == "vllm":
         return _vllm(f"{key}.backend", f"{key}.tensor_parallel_size", cfg.tensor_parallel_size, m)
-    if backend == "openai":
+    if backend == "openai" and key_env:
         remote = [u for u in cfg.base_url or [] if not _local(u)]
         var = cfg.api_key_env
         if remote and not os.environ.get(var):
@@ -276,22 +279,17 @@ def launch_problems(run: Any, m: _Machine | None = None) -> list[str]:
 
 
 def stage_problems(section: str, cfg: Any, m: _Machine | None = None) -> list[str]:
-    """The problems of one stage config on this machine (a stage command's own check).
-    ``section`` is its recipe section: generate, rubrics, curate, sft, grpo, distill, eval."""
+    """What one stage command's own process needs from this machine: imports, CUDA and GPU
+    counts (``section``: its recipe section). The splits it reads and the teacher's key it
+    meets at its own start, before any spend, with a one-line error; a pipeline checks those
+    too (:func:`plan_problems`), since its later stages start hours after the first."""
     m = m or _Machine()
     if section in ("generate", "rubrics"):
-        out = backend_problems(f"{section}.teacher", cfg.teacher, m)
-        if section == "generate":
-            out += _source_problems(cfg, m)
-        return out
-    if section == "curate":
-        return _curate_problems(cfg, m)
+        return backend_problems(f"{section}.teacher", cfg.teacher, m, key_env=False)
     if section in ("sft", "grpo", "distill"):
         return training_problems(section, cfg, m, launched=True)
     if section == "eval":
-        out = backend_problems("eval", cfg, m)
-        problem = split_problem("eval.benchmark", cfg.benchmark, None, cfg.path, m)
-        return out + ([problem] if problem else [])
+        return backend_problems("eval", cfg, m, key_env=False)
     return []
 
 
@@ -340,7 +338,9 @@ def plan_problems(p: Any, stages: Iterable[str] | None = None) -> list[str]:
         if stage not in chosen:
             continue
         if stage in ("generate", "rubrics"):
-            out += stage_problems(stage, cfg, m)
+            out += backend_problems(f"{stage}.teacher", cfg.teacher, m)
+            if stage == "generate":
+                out += _source_problems(cfg, m)
         elif stage == "curate":
             out += _curate_problems(cfg, m, p.run.eval_benchmarks)
         elif stage in TRAINING_STAGES:

@@ -100,8 +100,17 @@ def run_pipeline(
     dry_run: bool = False,
     show_progress: bool = True,
     overrides: dict[str, dict[str, Any]] | None = None,
+    preflight: bool = True,
 ) -> dict[str, Any]:
-    """Run the recipe's stages in order (see the module docstring); return a summary."""
+    """Run the recipe's stages in order (see the module docstring); return a summary.
+
+    Before any stage, the preflight (:mod:`medistill.preflight`) checks what the stages that
+    will run need from this machine: a problem stops the run with one line naming the recipe
+    key and the fix, before the teacher is paid. A ``dry_run`` returns the plan with the
+    problems under ``summary["preflight"]`` (``medistill run --dry-run`` prints the plan, then
+    fails on them). ``preflight=False`` is for the rehearsal alone: it reports the preflight of
+    the recipe as written itself, and its rewritten recipe runs sharded configs as CPU ranks.
+    """
     world = os.environ.get("WORLD_SIZE", "1")
     if world.isdigit() and int(world) > 1:
         raise MedistillError(
@@ -116,6 +125,13 @@ def run_pipeline(
     for stage, action, reason in steps:
         log.info("%-8s %s (%s)", stage, action, reason)
         summary["stages"][stage] = {"action": action, "reason": reason}
+    if preflight:
+        from medistill.preflight import one_line, plan_problems
+
+        problems = plan_problems(p, [stage for stage, action, _ in steps if action == "run"])
+        summary["preflight"] = problems
+        if problems and not dry_run:
+            raise MedistillError(one_line(problems, p.recipe))
     if dry_run:
         return summary
     recorded = {s: read_manifest(p.stage_dir(s)) or {} for s in p.configs}
