@@ -63,6 +63,9 @@ def build(cls: type, values: dict[str, Any], *, where: str) -> Any:
     validation are reported with ``where`` (the recipe file and section).
     """
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    renamed = getattr(cls, "RENAMED_KEYS", {})  # old key -> what to write instead
+    for key in sorted(set(values) & set(renamed) - set(fields)):
+        raise MedistillError(f"{where}: {key!r} is now {renamed[key]}")
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise MedistillError(_unknown_message(where, unknown, list(fields)))

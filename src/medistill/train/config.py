@@ -18,11 +18,12 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from trl import DistillationConfig, GRPOConfig, ModelConfig, SFTConfig
 
 from medistill.errors import MedistillError
+from medistill.train.trackers import headless_trackers
 
 log = logging.getLogger(__name__)
 # TRL 1.16 defaults gradient_checkpointing=True, which transformers 5 renames: same setting.
@@ -37,6 +38,18 @@ QLORA_NEEDS_CUDA = (
     "use plain LoRA (use_peft: true) or full fine-tuning"
 )
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn")
+#: TRL 1.16's module constant for the fused LM head's tile width, and its value there.
+TRL_LM_HEAD_CONSTANT = "_CHUNKED_LOGPROB_CHUNK_SIZE"
+TRL_LM_HEAD_VOCAB_CHUNK = 32768
+#: The width on CPU, where TRL folds each tile in torch and materialises its softmax (measured:
+#: BENCHMARKS.md, SFT memory).
+CPU_LM_HEAD_VOCAB_CHUNK = 1024
+#: Recipe keys that were renamed, with what to write instead (:func:`medistill.config.build`).
+RENAMED_KEYS = {
+    "lm_head_chunk_tokens": "lm_head_vocab_chunk: it was never a token count but the vocabulary "
+    "width of each tile of TRL's fused LM head; rename the key (or remove it: the default is "
+    f"TRL's {TRL_LM_HEAD_VOCAB_CHUNK:,} on a GPU, {CPU_LM_HEAD_VOCAB_CHUNK:,} on CPU)",
+}
 
 # Settings that change how a run is logged or saved, not what it learns: a rerun may change them.
 OPERATIONAL = frozenset(
@@ -70,7 +83,7 @@ OPERATIONAL = frozenset(
         "label",
         "overwrite",
         "dataloader_pin_memory",
-        "lm_head_chunk_tokens",
+        "lm_head_vocab_chunk",
     }
 )
 
@@ -78,6 +91,9 @@ OPERATIONAL = frozenset(
 @dataclass
 class _StudentFields:
     """The fields medistill adds to every training stage."""
+
+    #: Renamed recipe keys, refused with what to write instead (``medistill.config.build``).
+    RENAMED_KEYS: ClassVar[dict[str, str]] = RENAMED_KEYS
 
     model: str | None = field(
         default=None,
@@ -132,12 +148,15 @@ class _StudentFields:
         default="all",
         metadata={"help": "trackers: all installed (TensorBoard, W&B, trackio), none, or names"},
     )
-    lm_head_chunk_tokens: int | None = field(
-        default=1024,
+    lm_head_vocab_chunk: int | None = field(
+        default=None,
         metadata={
-            "help": "tokens per chunk of TRL's fused LM head off Triton devices (CPU): TRL "
-            "scores 32,768 at once, materialising the logits and their softmax (~2 GB for 4 x "
-            "512 tokens and a 49k vocabulary); the result is the same. None keeps TRL's"
+            "help": "vocabulary columns per tile of TRL's fused LM head (TRL's chunk_size: each "
+            "tile is up to 4,096 tokens x this many vocabulary entries, scored and folded into "
+            "an online softmax; the result is the same for any width, only memory and kernel "
+            "count change). Default: TRL's 32,768 on a GPU (5 tiles per 4,096 tokens for a "
+            "152k vocabulary), 1,024 on CPU, where each tile's softmax is materialised in "
+            "torch (BENCHMARKS.md, SFT memory)"
         },
     )
 
@@ -161,6 +180,13 @@ class _StudentFields:
             self.dataloader_pin_memory = False  # nothing to pin to without a GPU
         if self.report_to in ("all", ["all"]):
             self.report_to = headless_trackers()
+        if self.lm_head_vocab_chunk is None:
+            self.lm_head_vocab_chunk = lm_head_vocab_chunk_default()
+        elif self.lm_head_vocab_chunk < 1:
+            raise MedistillError(
+                f"lm_head_vocab_chunk: {self.lm_head_vocab_chunk} is not a positive number of "
+                f"vocabulary columns; remove it for the default"
+            )
         half = "bfloat16" if self.bf16 else "float16" if self.fp16 else None
         # Full fine-tuning in half precision keeps fp32 weights (the master copy) and computes
         # in autocast, unless pure_bf16 or DeepSpeed (whose engine keeps fp32 masters). LoRA
@@ -207,19 +233,22 @@ class _StudentFields:
         _require_module(getattr(self, "use_vllm", False), "vllm", "use_vllm")
 
     def apply_lm_head_chunking(self) -> None:
-        """Set TRL's fused-LM-head chunk size (a module constant of TRL 1.x) when asked to.
+        """Set the vocabulary width of TRL's fused-LM-head tiles (``lm_head_vocab_chunk``).
 
-        Chunking is exact; it bounds the memory of the loss. A TRL without the constant is left
-        alone (with a debug message), since the chunking is then TRL's own business.
+        TRL 1.16 passes the module constant ``trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE`` as
+        ``chunk_size`` to ``ChunkedLogProbFunction``, which slices the *vocabulary* with it (the
+        tokens per tile are its own ``TOKEN_CHUNK_SIZE``, 4,096). A TRL without the constant is
+        refused: the recipe's setting would otherwise be dropped silently.
         """
-        if not self.lm_head_chunk_tokens:
-            return
         import trl.trainer.utils as trl_utils
 
-        if hasattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE"):
-            trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = int(self.lm_head_chunk_tokens)
-        else:  # pragma: no cover - another TRL release
-            log.debug("this TRL has no _CHUNKED_LOGPROB_CHUNK_SIZE; lm_head_chunk_tokens ignored")
+        if not hasattr(trl_utils, TRL_LM_HEAD_CONSTANT):  # pragma: no cover - another TRL
+            raise MedistillError(
+                f"lm_head_vocab_chunk: this TRL has no trl.trainer.utils.{TRL_LM_HEAD_CONSTANT}; "
+                f"install the TRL pinned by medistill"
+            )
+        width = int(self.lm_head_vocab_chunk or lm_head_vocab_chunk_default())
+        setattr(trl_utils, TRL_LM_HEAD_CONSTANT, width)
 
     def trainer_args(self, **changes: Any) -> Any:
         """A copy of this config for the TRL trainer, with ``from_pretrained`` arguments resolved
@@ -261,47 +290,6 @@ class _StudentFields:
             )
 
 
-#: Trackers that write locally and never ask for a login.
-LOCAL_TRACKERS = ("tensorboard", "trackio", "mlflow", "dvclive", "codecarbon")
-
-
-def _wandb_ready() -> bool:
-    """True when W&B can start without a login prompt: a key, offline mode or a netrc entry."""
-    from pathlib import Path
-
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
-        return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    try:
-        return "api.wandb.ai" in netrc.read_text(encoding="utf-8")
-    except OSError:
-        return False
-
-
-def headless_trackers() -> list[str] | str:
-    """``report_to: all`` as the installed trackers that can run unattended.
-
-    transformers' ``all`` includes every installed integration, so a W&B (or Comet, Neptune...)
-    installed but not logged in stops a headless run at its login prompt or first call. Local
-    trackers are kept, W&B only with credentials or ``WANDB_MODE=offline``; the others are left
-    out (logged) and can be named explicitly in ``report_to``.
-    """
-    from transformers import integrations
-
-    available = list(integrations.get_available_reporting_integrations())
-    kept = [t for t in available if t in LOCAL_TRACKERS or (t == "wandb" and _wandb_ready())]
-    left = [t for t in available if t not in kept]
-    if left:
-        log.info(
-            "report_to all: leaving out %s (not logged in, or account-based trackers that could "
-            "stop a headless run); name them in report_to to use them",
-            ", ".join(left),
-        )
-    return kept or "none"
-
-
 def _deepspeed_launch() -> bool:
     """True under ``accelerate launch`` with a DeepSpeed config (its engine keeps fp32 masters)."""
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
@@ -339,6 +327,13 @@ def single_process_device_map() -> dict[str, Any]:
     if (world.isdigit() and int(world) > 1) or not torch_cuda_available():
         return {}
     return {"device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))}}
+
+
+def lm_head_vocab_chunk_default() -> int:
+    """The fused LM head's tile width for this machine: TRL's own on a GPU, where its Triton
+    kernel folds each tile (a narrow tile there only multiplies the kernel launches: 1,024
+    made 149 tiles per 4,096 tokens of a 152k vocabulary), the measured CPU width elsewhere."""
+    return TRL_LM_HEAD_VOCAB_CHUNK if torch_cuda_available() else CPU_LM_HEAD_VOCAB_CHUNK
 
 
 def torch_cuda_available() -> bool:

@@ -24,6 +24,7 @@ from medistill.errors import MedistillError
 from medistill.train.config import DistillRecipe, single_process_device_map
 from medistill.train.data import prompt_rows, read_rows, resolve_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
+from medistill.train.precision import keep_adapters_fp32
 from medistill.train.sft import load_tokenizer, resolve_student
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def run_distill(cfg: DistillRecipe) -> dict[str, Any]:
         peft_config=get_peft_config(cfg),
         **kwargs,
     )
+    keep_adapters_fp32(trainer, cfg)
     log.info(
         "on-policy distillation (%s) of %s into %s on %d prompts",
         method,

@@ -22,6 +22,7 @@ from typing import Any
 from medistill.train.config import GRPORecipe
 from medistill.train.data import permuted_prompts, prompt_rows, resolve_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
+from medistill.train.precision import keep_adapters_fp32
 from medistill.train.sft import load_tokenizer, resolve_student
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
         peft_config=get_peft_config(cfg),
         callbacks=[health],
     )
+    keep_adapters_fp32(trainer, cfg)
     log.info(
         "GRPO %s on %d prompts, %d completions each, rewards %s",
         cfg.model,

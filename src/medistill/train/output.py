@@ -25,11 +25,13 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from medistill.errors import MedistillError
 from medistill.notice import NOT_FOR_CLINICAL_USE
+from medistill.train.precision import precision
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +196,36 @@ def rank_weight_digests(trainer: Any) -> list[str] | None:
     return list(gather_object([h.hexdigest()]))
 
 
+@contextlib.contextmanager
+def outside_zero3() -> Iterator[None]:
+    """Hide DeepSpeed ZeRO-3 from transformers and PEFT for code that runs on one rank only.
+
+    Under ``accelerate launch`` with a ZeRO-3 config, accelerate (and ``TrainingArguments``)
+    register the config in transformers' module-level weak reference for the whole process, so
+    ``is_deepspeed_zero3_enabled()`` stays true after training: ``from_pretrained`` then builds
+    the model inside ``deepspeed.zero.Init`` and PEFT gathers parameters with
+    ``GatheredParameters``, collectives that the other ranks, already returned, never join (the
+    run hangs with its manifest unfinished, and so does every rerun). The reference is unset
+    with transformers' own ``unset_hf_deepspeed_config`` and put back afterwards, so the rest
+    of the process sees the engine as before.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
 def save_final_model(trainer: Any, out: Path, *, base_model: str, cfg: Any) -> dict[str, Any]:
     """Write the standalone model into ``out`` (and the adapter into ``out/adapter``).
 
     With LoRA the adapter is saved through the trainer (which gathers it under FSDP/DeepSpeed),
     then merged into a fresh, unquantised copy of the base model on the main process, so QLoRA
-    students merge too. Full fine-tuning saves the trained weights directly.
+    students merge too; that copy is built outside ZeRO-3 (:func:`outside_zero3`), since no
+    other rank takes part. Full fine-tuning saves the trained weights directly.
     """
     from peft import PeftModel
 
@@ -220,12 +246,16 @@ def save_final_model(trainer: Any, out: Path, *, base_model: str, cfg: Any) -> d
         from transformers import AutoModelForCausalLM
 
         dtype = torch.bfloat16 if cfg.bf16 else torch.float16 if cfg.fp16 else torch.float32
-        base = AutoModelForCausalLM.from_pretrained(
-            base_model, dtype=dtype, use_safetensors=True, trust_remote_code=cfg.trust_remote_code
-        )
-        merged = PeftModel.from_pretrained(base, str(out / "adapter")).merge_and_unload()
-        merged.generation_config = _generation_config(trainer, merged)
-        merged.save_pretrained(str(out))
+        with outside_zero3():  # this rank alone: no collective may start here
+            base = AutoModelForCausalLM.from_pretrained(
+                base_model,
+                dtype=dtype,
+                use_safetensors=True,
+                trust_remote_code=cfg.trust_remote_code,
+            )
+            merged = PeftModel.from_pretrained(base, str(out / "adapter")).merge_and_unload()
+            merged.generation_config = _generation_config(trainer, merged)
+            merged.save_pretrained(str(out))
         info["merged"] = True
     tokenizer.save_pretrained(str(out))
     return info
@@ -347,22 +377,6 @@ def _table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     lines += [f"| {a} | {str(b).replace('|', '/')} |" for a, b in rows]
     return "\n".join(lines)
-
-
-def precision(trainer: Any, cfg: Any) -> dict[str, Any]:
-    """What the run really trained in: the dtypes of its trainable weights (the master copy
-    the optimiser updates) and of its compute (autocast), as recorded in the manifest."""
-    trainable = sorted(
-        {str(p.dtype).removeprefix("torch.") for p in trainer.model.parameters() if p.requires_grad}
-    )
-    compute = "bfloat16" if cfg.bf16 else "float16" if cfg.fp16 else "float32"
-    return {
-        "trainable_weights": trainable,
-        "loaded_as": cfg.dtype,
-        "compute": compute + (" (autocast)" if compute != "float32" else ""),
-        "pure_bf16": bool(getattr(cfg, "pure_bf16", False)),
-        "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
-    }
 
 
 def finish(

@@ -19,6 +19,7 @@ from medistill.errors import MedistillError
 from medistill.train.config import SFTRecipe
 from medistill.train.data import read_rows, resolve_dataset, sft_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
+from medistill.train.precision import keep_adapters_fp32
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def build_sft_trainer(cfg: SFTRecipe) -> tuple[Any, dict[str, Any]]:
         processing_class=tokenizer,
         peft_config=get_peft_config(cfg),
     )
+    keep_adapters_fp32(trainer, cfg)
     log.info(
         "SFT %s on %d traces (%d dropped as too long), %s, %s",
         cfg.model,
