@@ -35,10 +35,17 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = 0
     n: int = 1
+    #: Sample from the ``top_k`` most likely tokens only; ``None``: no such cut (greedy
+    #: decoding ignores it). Qwen3's thinking mode asks for 20.
+    top_k: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Serialisable form for run configs and store keys."""
-        return asdict(self)
+        """Serialisable form for run configs and store keys (``top_k`` only when set, so a
+        key written before it existed still matches)."""
+        d = asdict(self)
+        if d["top_k"] is None:
+            del d["top_k"]
+        return d
 
 
 @dataclass

@@ -148,6 +148,7 @@ class TransformersBackend:
                     temperature=params.temperature,
                     top_p=params.top_p,
                     seed=params.seed,
+                    top_k=params.top_k,
                     loop_rule=LoopRule() if self.stop_loops else None,
                 ):
                     text = self.tokenizer.decode(f.tokens, skip_special_tokens=True)
@@ -185,6 +186,8 @@ class TransformersBackend:
         }
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            # unset: no top-k cut (not the model's generation_config default, applied unseen)
+            kwargs["top_k"] = params.top_k or 0
             if params.seed is not None:
                 torch.manual_seed(params.seed)
         else:

@@ -24,51 +24,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from medistill.backends.base import FINISH_REPETITION
+from medistill.backends.loops import LoopRule
 
 log = logging.getLogger(__name__)
 
 
 class UnsupportedCache(Exception):
     """The model's KV cache cannot be re-batched: use ``model.generate`` instead."""
-
-
-@dataclass(frozen=True)
-class LoopRule:
-    """When a generation counts as a degenerate repetition loop.
-
-    The last ``min_span`` or more tokens must repeat one period of at most ``max_period``
-    tokens, at least ``min_repeats`` times over. ``"The answer is A. " * 40`` qualifies;
-    a numbered list, a table or a repeated phrase inside varied text does not.
-    """
-
-    min_span: int = 96
-    min_repeats: int = 4
-    max_period: int = 200
-    check_every: int = 16
-
-    def period(self, tokens: Sequence[int]) -> int | None:
-        """The period of a loop that ``tokens`` end in, or ``None``.
-
-        ``LoopRule().period([1, 2, 3] * 40) == 3``; ``LoopRule().period(list(range(300)))``
-        is ``None``.
-        """
-        n = len(tokens)
-        if n < self.min_span:
-            return None
-        window = np.asarray(tokens[-min(n, self.max_period * (self.min_repeats + 1)) :])
-        m = len(window)
-        for p in range(1, min(self.max_period, m // self.min_repeats) + 1):
-            same = window[p:] == window[:-p]
-            # Length of the repeating suffix: trailing run of matches, plus one period.
-            mismatch = np.flatnonzero(~same)
-            run = len(same) - (mismatch[-1] + 1 if len(mismatch) else 0)
-            span = run + p
-            if span >= max(self.min_span, self.min_repeats * p):
-                return p
-        return None
 
 
 @dataclass
@@ -100,6 +63,7 @@ def stream_decode(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int | None = 0,
+    top_k: int | None = None,
     loop_rule: LoopRule | None = LoopRule(),
     prefill_tokens: int = 4096,
 ) -> Iterator[Finished]:
@@ -109,7 +73,8 @@ def stream_decode(
     prompts (in the order given, so sort them by length for less padding). Stopping on an
     ``eos_ids`` token gives ``stop`` (the token is counted, not returned), the budget
     ``length``, a loop under ``loop_rule`` ``repetition``. Greedy when ``temperature`` is 0,
-    else temperature and top-p sampling from a generator seeded with ``seed``.
+    else temperature, top-k (when set) and top-p sampling from a generator seeded with
+    ``seed``.
     """
     import torch
 
@@ -127,6 +92,9 @@ def stream_decode(
         logits = logits.float()
         if temperature <= 0:
             return logits.argmax(-1)
+        if top_k is not None and 0 < top_k < logits.shape[-1]:
+            kth = logits.topk(top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = torch.softmax(logits / temperature, dim=-1)
         if top_p < 1.0:
             sorted_p, order = probs.sort(dim=-1, descending=True)

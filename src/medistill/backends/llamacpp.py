@@ -83,6 +83,8 @@ class LlamaCppBackend:
                 temperature=params.temperature,
                 top_p=params.top_p,
                 seed=params.seed,
+                # unset: no top-k cut (llama-cpp-python's own default is 40)
+                top_k=params.top_k or 0,
                 repeat_penalty=1.0,
                 frequency_penalty=0.0,
                 presence_penalty=0.0,

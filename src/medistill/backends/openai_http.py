@@ -290,6 +290,8 @@ class OpenAIBackend:
             "top_p": params.top_p,
             "n": params.n,
         }
+        if params.top_k is not None:  # not OpenAI's own field; vLLM and llama.cpp take it
+            body["top_k"] = params.top_k
         if self.neutral_penalties:
             body.update(frequency_penalty=0.0, presence_penalty=0.0, **self._optional)
         if messages and messages[-1].get("role") == "assistant":

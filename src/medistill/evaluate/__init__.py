@@ -19,6 +19,7 @@ from medistill.answers import extract_answer
 from medistill.answers.published import published_reading
 from medistill.backends import BACKENDS, FINISH_ERROR, Generation, generate_each
 from medistill.backends.config import close_backend
+from medistill.backends.loops import mark_loop
 from medistill.data import Question, get_spec, load_benchmark
 from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalCommandOptions, EvalConfig
@@ -80,7 +81,11 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
     if cfg.mode == "loglik" and cfg.backend != "transformers":
         raise MedistillError("log-likelihood scoring needs the transformers backend")
     from medistill.data.safety import SAFETY_BENCHMARKS
+    from medistill.evaluate.sampling import resolve
 
+    cfg, sampling_used = resolve(cfg)  # the recipe's sampling, else the model's, else greedy
+    if cfg.mode == "generate":
+        log.info("%s: sampling %s", cfg.run_label(), sampling_used)
     if cfg.benchmark in SAFETY_BENCHMARKS:  # open-ended harmful requests, not MCQs
         from medistill.evaluate.safety import run_safety_eval
 
@@ -91,7 +96,9 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
     check_budget(cfg.backend, cfg.thinking_budget, cfg.min_thinking_tokens, cfg.max_new_tokens)
     if cfg.budget() and cfg.variants():
         raise MedistillError(
-            "thinking_budget / min_thinking_tokens with permute_options or samples: not yet"
+            "thinking_budget / min_thinking_tokens with permute_options or samples: not yet "
+            "(a model sampled by its generation_config.json gets sampled_samples: set "
+            "samples: 1 for one budgeted answer per question)"
         )
     spec = get_spec(cfg.benchmark)
     data = load_benchmark(
@@ -100,6 +107,8 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
     questions = data.questions
     out = cfg.out_dir()
     done = _prepare_run(cfg, out, overwrite=overwrite)
+    if cfg.mode == "generate":
+        _note_in_config(out, {"sampling_used": sampling_used})
     # An error row (the server refused that one question) is asked again on a rerun.
     done_ids = {r["id"] for r in done if r.get("finish_reason") != FINISH_ERROR}
     if cfg.variants():
@@ -245,6 +254,7 @@ def _generate_rows(
     render = getattr(backend, "render", None)
 
     def add(i: int, g: Generation, control: dict[str, Any] | None = None) -> None:
+        g = mark_loop(g)  # a loop that ran to the budget is flagged alike on every backend
         row = _generation_row(questions[i], render(msgs[i]) if render else msgs[i], g)
         writer.add([{**row, **(control or {}), **(extra(i) if extra else {})}])
         bar.advance(1, errors=getattr(backend, "errors", None))
@@ -288,16 +298,7 @@ def _make(cfg: EvalConfig):
     """The backend for the model under evaluation, built from its
     :class:`~medistill.backends.config.BackendConfig` like a teacher's (one code path).
     The caller closes it (:func:`~medistill.backends.config.close_backend`)."""
-    return cfg.backend_config().build(**_backend_options(cfg))
-
-
-def _backend_options(cfg: EvalConfig) -> dict[str, Any]:
-    """The eval-only options of the backend under test."""
-    if cfg.backend == "openai":
-        return {"neutral_penalties": cfg.neutral_penalties}
-    if cfg.backend == "transformers":
-        return {"stop_loops": cfg.stop_loops}
-    return {}
+    return cfg.backend_config().build(**cfg.backend_options())
 
 
 def _base_row(q: Question) -> dict[str, Any]:

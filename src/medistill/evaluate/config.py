@@ -52,10 +52,29 @@ class _EvalKeys:
         default="generate", metadata={"help": "generate + extract, or option-letter loglik"}
     )
     limit: int | None = field(default=None, metadata={"help": "first N questions only"})
-    batch_size: int = field(default=8, metadata={"help": "generation batch size (local)"})
+    batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "local backends: sequences decoded together (transformers) or prompts per "
+            "LLM.chat call (vllm); none: 8 (transformers), 256 (vllm)"
+        },
+    )
     max_new_tokens: int = field(default=2048, metadata={"help": "token budget per answer"})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: top-p mass"})
+    temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "0 = greedy; none: the model's generation_config.json when it samples "
+            "(Qwen3 thinking: 0.6), else greedy"
+        },
+    )
+    top_p: float | None = field(
+        default=None,
+        metadata={"help": "nucleus sampling: top-p mass; none: the model's, else 1"},
+    )
+    top_k: int | None = field(
+        default=None,
+        metadata={"help": "sample from the k likeliest tokens; none: the model's, else no cut"},
+    )
     seed: int | None = field(default=0, metadata={"help": "sampling seed"})
     template: str = field(default="cot", metadata={"help": "prompt template name or YAML"})
     base_url: list[str] = field(
@@ -87,7 +106,10 @@ class _EvalKeys:
     )
     stop_loops: bool = field(
         default=True,
-        metadata={"help": "transformers: end a degenerate repetition loop early"},
+        metadata={
+            "help": "transformers, vllm: end a degenerate repetition loop early (finish "
+            "reason repetition); any backend flags one that ran to the budget"
+        },
     )
     loglik_preset: Literal["lm-eval", "medistill"] = field(
         default="lm-eval",
@@ -133,16 +155,27 @@ class _EvalKeys:
             "every order, how often the chosen option text changes"
         },
     )
-    samples: int = field(
-        default=1,
+    samples: int | None = field(
+        default=None,
         metadata={
             "help": "answers per question (and order), sampled with seed + i; needs "
-            "temperature > 0; their majority vote decides and their tokens are summed"
+            "temperature > 0; none: sampled_samples when decoding samples, else 1"
         },
     )
-    vote: str = field(
-        default="majority",
-        metadata={"help": "how samples decide: majority (over option texts; ties: earliest)"},
+    sampled_samples: int = field(
+        default=4,
+        metadata={
+            "help": "answers per question when decoding samples and samples is unset: "
+            "accuracy is their mean, with its spread over seeds (samples_accuracy)"
+        },
+    )
+    vote: Literal["majority", "mean"] | None = field(
+        default=None,
+        metadata={
+            "help": "how samples decide: mean (accuracy averaged over samples, as makers "
+            "report sampled models) or majority (over option texts; ties: earliest); none: "
+            "mean for sampled_samples, majority for samples"
+        },
     )
     thinking_budget: int | None = field(
         default=None,
@@ -180,17 +213,41 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
 
     def backend_config(self) -> BackendConfig:
         """The backend config of the model under evaluation (shared keys from this config,
-        the rest :class:`BackendConfig`'s defaults)."""
+        the rest :class:`BackendConfig`'s defaults; ``batch_size`` unset: 8). The vLLM
+        backend gets its own batch size from :meth:`backend_options`."""
         values = {name: getattr(self, name) for name in BACKEND_KEYS}
+        if values.get("batch_size") is None:
+            values.pop("batch_size", None)
         return BackendConfig(**copy.deepcopy(values))
 
+    def backend_options(self) -> dict[str, Any]:
+        """The eval-only options of the backend under test (``batch_size`` for vLLM, which
+        :class:`BackendConfig` does not pass it: 256 prompts per call when unset)."""
+        if self.backend == "openai":
+            return {"neutral_penalties": self.neutral_penalties}
+        if self.backend == "transformers":
+            return {"stop_loops": self.stop_loops}
+        if self.backend == "vllm":
+            batch = self.batch_size if self.batch_size is not None else VLLM_BATCH_SIZE
+            return {"stop_loops": self.stop_loops, "batch_size": batch}
+        return {}
+
+    def resolved(self) -> EvalConfig:
+        """This config with its sampling decided (:func:`medistill.evaluate.sampling.resolve`:
+        the recipe's values, else the model's ``generation_config.json``, else greedy)."""
+        from medistill.evaluate.sampling import is_resolved, resolve
+
+        return self if is_resolved(self) else resolve(self)[0]
+
     def sampling(self) -> SamplingParams:
-        """The decoding parameters of this run."""
+        """The decoding parameters of this run (its sampling resolved first)."""
+        cfg = self.resolved()
         return SamplingParams(
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            seed=self.seed,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=float(cfg.temperature or 0.0),
+            top_p=float(cfg.top_p if cfg.top_p is not None else 1.0),
+            seed=cfg.seed,
+            top_k=cfg.top_k,
         )
 
     def run_label(self) -> str:
@@ -239,13 +296,16 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
                 self.model, extra_body=self.extra_body, neutral_penalties=self.neutral_penalties
             )
             return probe.request_fields(self.sampling())
-        if self.backend == "transformers":  # besides ``sampling``
+        if self.backend in ("transformers", "vllm"):  # besides ``sampling``
             return {"stop_loops": self.stop_loops}
         return {}
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the stored one."""
+        """The settings a resumed run must share with the stored one (sampling resolved)."""
         from medistill.data.safety import SAFETY_BENCHMARKS
+
+        if self is not self.resolved():
+            return self.resolved().identity()
 
         # A safety request is the user turn as written: no template shapes the prompt.
         safety = self.benchmark in SAFETY_BENCHMARKS
@@ -271,10 +331,14 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
         """Refuse option orders or samples that cannot mean what they say."""
         from medistill.errors import MedistillError
 
+        if self.sampled_samples < 1:
+            raise MedistillError("sampled_samples must be at least 1")
+        if self is not self.resolved():
+            return self.resolved().check_variants()
         if self.permute_options < 1 or self.samples < 1:
             raise MedistillError("permute_options and samples must be at least 1")
-        if self.vote != "majority":
-            raise MedistillError(f"vote {self.vote!r}: the one rule is majority")
+        if self.vote not in ("majority", "mean"):
+            raise MedistillError(f"vote {self.vote!r}: choose majority or mean")
         if self.samples > 1 and self.temperature <= 0:
             raise MedistillError(
                 f"samples {self.samples} at temperature {self.temperature}: greedy decoding "
@@ -284,10 +348,15 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
             raise MedistillError("permute_options and samples are for generate mode")
 
     def variants(self) -> dict[str, int] | None:
-        """``{"orders", "samples"}`` when a question is asked more than once, else ``None``."""
-        if self.permute_options == 1 and self.samples == 1:
+        """``{"orders", "samples"}`` when a question is asked more than once, else ``None``
+        (``vote`` added when it is mean, so a majority run stored before it still matches)."""
+        cfg = self.resolved()
+        if cfg.permute_options == 1 and cfg.samples == 1:
             return None
-        return {"orders": self.permute_options, "samples": self.samples}
+        out: dict[str, Any] = {"orders": cfg.permute_options, "samples": cfg.samples}
+        if cfg.vote == "mean":
+            out["vote"] = "mean"
+        return out
 
     def budget(self) -> dict[str, int] | None:
         """The test-time budget settings when any is set, else ``None``."""
@@ -308,6 +377,9 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
             out["engine_args"] = self.engine_args
         return out
 
+
+#: Prompts per ``LLM.chat`` call of the vLLM backend when ``batch_size`` is unset.
+VLLM_BATCH_SIZE = 256
 
 #: The keys :class:`EvalConfig` shares with :class:`BackendConfig`, in BackendConfig's order:
 #: the ones that pass from one to the other.

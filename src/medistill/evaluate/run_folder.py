@@ -89,6 +89,14 @@ def _prepare_run(cfg: EvalConfig, out: Path, *, overwrite: bool) -> list[dict[st
     return _read_predictions(out / PREDICTIONS)
 
 
+def _config_record(out: Path) -> dict[str, Any]:
+    """The run's ``config.json`` (empty when absent or unreadable)."""
+    try:
+        return json.loads((out / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def _note_in_config(out: Path, extra: dict[str, Any]) -> None:
     """Add facts learned during the run (fields a server refused) to ``config.json``."""
     path = out / CONFIG
@@ -155,12 +163,23 @@ def write_metrics(
     wall = None
     if progress_path.exists():
         wall = json.loads(progress_path.read_text()).get("wall_s") or None
+    from medistill.evaluate.sampling import per_question_intervals
     from medistill.evaluate.variants import aggregate
 
-    rows, variants = aggregate(rows)  # one row per question (and order) when asked several times
+    sampling = _config_record(out).get("sampling_used")
+    vote = (sampling or {}).get("vote")
+    # one row per question (and order) when asked several times; every sample's, vote mean
+    rows, variants = aggregate(rows, vote=vote)
     metrics = compute_metrics(rows, chance=chance, wall_s=wall)
     if variants:
         metrics["variants"] = variants
+        spread = (variants.get("vote") or {}).get("samples_accuracy")
+        if spread:
+            metrics["samples_accuracy"] = spread
+        if vote == "mean" and "vote" in variants:
+            per_question_intervals(metrics, rows)
+    if sampling:  # what decoding was used, and where each value came from
+        metrics["sampling"] = sampling
     controlled = [r for r in rows if "forced_answer" in r]
     if controlled:  # budget control (thinking_budget, min_thinking_tokens)
         n = len(controlled)

@@ -90,10 +90,17 @@ def _vote(answers: list[str | None]) -> str | None:
     return next(a for a in given if counts[a] == best)
 
 
-def aggregate(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-question rows for the headline metrics, and the ``variants`` block.
+def aggregate(
+    rows: list[dict[str, Any]], vote: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of the headline metrics, and the ``variants`` block.
 
-    Rows without ``base_id`` (an ordinary run) come back unchanged with an empty block.
+    ``vote`` majority (or unset): one row per question and order, the samples' vote. ``vote``
+    mean: every sample's own row, so the headline accuracy is the mean over samples (the
+    caller widens its interval to the question count:
+    :func:`medistill.evaluate.sampling.per_question_intervals`); the per-order figures still
+    come from the vote. Rows without ``base_id`` (an ordinary run) come back unchanged with
+    an empty block.
     """
     if not rows or "base_id" not in rows[0]:
         return rows, {}
@@ -141,10 +148,15 @@ def aggregate(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
     block: dict[str, Any] = {}
     samples = max(r["sample"] for r in rows) + 1
     if samples > 1:
+        from medistill.evaluate.sampling import samples_accuracy
+
         block["vote"] = {
             "samples": samples,
-            "rule": "majority over option texts; ties: the earliest sample's; no answer only "
+            "rule": "mean over samples (each sample's answer scored)"
+            if vote == "mean"
+            else "majority over option texts; ties: the earliest sample's; no answer only "
             "when no sample answered",
+            "samples_accuracy": samples_accuracy(rows),
             "mean_sample_accuracy": (
                 sum(per_sample_correct) / len(per_sample_correct) if per_sample_correct else None
             ),
@@ -184,4 +196,6 @@ def aggregate(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
             ),
             "questions": n,
         }
+    if vote == "mean" and samples > 1:
+        return sorted(rows, key=lambda r: (r["base_id"], r["shift"], r["sample"])), block
     return voted, block
