@@ -7,6 +7,7 @@ The config class is :class:`medistill.backends.config.BackendConfig`, one for ev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from medistill.backends.config import (
     PROVIDER_MODELS,
@@ -14,6 +15,17 @@ from medistill.backends.config import (
     VLLMEngineConfig,
     provider_model_problem,
 )
+from medistill.models import model_name
+
+#: What a hosted API's model id serves today, per host (as the provider documents it,
+#: 2026-12): an alias such as ``deepseek-reasoner`` has named several models over time (R1,
+#: then V3.1, now V3.2 in thinking mode), so reports and cards name the model behind it.
+SERVED_MODELS: dict[str, dict[str, str]] = {
+    "api.deepseek.com": {
+        "deepseek-reasoner": "DeepSeek-V3.2 (thinking mode, deepseek-reasoner)",
+        "deepseek-chat": "DeepSeek-V3.2 (non-thinking mode, deepseek-chat)",
+    },
+}
 
 
 @dataclass
@@ -26,10 +38,23 @@ class TeacherConfig(BackendConfig):
     """
 
 
+def served_name(backend: BackendConfig) -> str:
+    """The name of the model ``backend`` reaches, for labels: the model a hosted API's alias
+    serves now (:data:`SERVED_MODELS`), else the model's short name (a Hub id's last part)."""
+    if backend.backend == "openai":
+        for url in backend.base_url:
+            served = SERVED_MODELS.get((urlparse(url).hostname or "").lower(), {})
+            if backend.model in served:
+                return served[backend.model]
+    return model_name(backend.model)
+
+
 __all__ = [
     "PROVIDER_MODELS",
+    "SERVED_MODELS",
     "BackendConfig",
     "TeacherConfig",
     "VLLMEngineConfig",
     "provider_model_problem",
+    "served_name",
 ]

@@ -309,11 +309,12 @@ def _eval_models(run, configs, sec, stages, student, d) -> list[tuple[str, dict[
     gen = configs.get("generate")
     if run.eval_teacher and gen is not None:
         from medistill.evaluate import EvalConfig
+        from medistill.teacher import served_name
 
         # Every teacher backend is evaluated, with its own endpoints and engine settings.
         t = gen.teacher
         values = EvalConfig.values_from_backend(t)
-        values["label"] = f"teacher: {model_name(t.model)}"
+        values["label"] = f"teacher: {served_name(t)}"  # what a hosted alias serves now
         models.append(("teacher", values))
     backend = student_eval_backend(run)
     if run.eval_base and student:
