@@ -125,6 +125,11 @@ def run_pipeline(
     for stage, action, reason in steps:
         log.info("%-8s %s (%s)", stage, action, reason)
         summary["stages"][stage] = {"action": action, "reason": reason}
+    from medistill.pipeline.cost import cost_line, teacher_cost
+
+    summary["teacher_cost"] = estimate = teacher_cost(p)  # generation and the teacher's eval
+    if estimate and (estimate["price_input_per_mtok"] or estimate["price_output_per_mtok"]):
+        log.info("cost estimate: %s", cost_line(estimate))
     if preflight:
         from medistill.preflight import one_line, plan_problems
 

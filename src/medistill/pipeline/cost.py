@@ -43,10 +43,7 @@ TYPICAL_COMPLETION_TOKENS = 1_500
 
 def question_count(benchmark: str, split: str | None, limit: int | None = None) -> int | None:
     """Questions a run reads from ``benchmark``'s ``split`` (``None``: size unknown)."""
-    if benchmark == "safety_sample":
-        split = "test"
-    else:
-        split = split or get_spec(benchmark).split
+    split = "test" if benchmark == "safety_sample" else split or get_spec(benchmark).split
     n = KNOWN_QUESTIONS.get((benchmark, split))
     if n is None:
         return limit
