@@ -135,23 +135,36 @@ def test_the_manifest_records_deepspeed_fp32_master_partitions(monkeypatch) -> N
     assert plain["trainable_weights"] == ["float32"] and "master_weights" not in plain
 
 
-def test_the_lora_merge_after_zero3_training_runs_outside_zero3(
+def test_a_lora_run_after_zero3_training_merges_outside_zero3_and_a_rerun_finishes(
     tiny_model_dir: Path, curated_dataset: Path, tmp_path: Path, monkeypatch
 ) -> None:
     """accelerate keeps the ZeRO-3 config registered with transformers after training, so
     main's merge on the main rank alone called ``from_pretrained`` with
     ``is_deepspeed_zero3_enabled()`` true, inside ``deepspeed.zero.Init`` (a collective the
-    returned ranks never join: a hang on GPUs, ModuleNotFoundError here). The registration is
-    the real one (transformers' ``set_hf_deepspeed_config`` with accelerate's config object, as
+    returned ranks never join: a hang on GPUs, ModuleNotFoundError here), and the manifest
+    stayed ``running``. Here the first run stops where that one hung (trained and
+    checkpointed, never finished); the rerun resumes from the final checkpoint without
+    training again and finishes under the same registration. The registration is the real
+    one (transformers' ``set_hf_deepspeed_config`` with accelerate's config object, as
     ``DeepSpeedPlugin.set_deepspeed_weakref`` does); ``from_pretrained``'s own check is
     observed through the real function."""
+    import time
+
     import transformers.modeling_utils as modeling_utils
     from transformers.integrations import deepspeed as hf_deepspeed
 
-    from medistill.train.output import save_final_model
+    from medistill.train.output import finish, read_manifest
 
     cfg = recipe(tiny_model_dir, curated_dataset, tmp_path / "o")
     trainer, ctx = build_sft_trainer(cfg)
+    trainer.train()  # then the process hung in the merge and was killed
+    assert read_manifest(ctx["out"])["status"] == "running"
+    trainer, ctx = build_sft_trainer(cfg)  # the rerun
+    assert ctx["resume"] and ctx["resume"].endswith("checkpoint-2")
+    trainer.train(resume_from_checkpoint=ctx["resume"])
+    # transformers 5.25 takes one more step when resuming a checkpoint at max_steps (its loop
+    # checks for the end only after a step); the rerun did not start again from zero.
+    assert trainer.state.global_step in (2, 3)
     plugin = deepspeed_plugin(monkeypatch, ROOT / "recipes/accelerate/zero3.yaml")
     seen: list[bool] = []
     real = modeling_utils.is_deepspeed_zero3_enabled
@@ -164,12 +177,24 @@ def test_the_lora_merge_after_zero3_training_runs_outside_zero3(
     hf_deepspeed.set_hf_deepspeed_config(plugin.hf_ds_config)
     try:
         assert hf_deepspeed.is_deepspeed_zero3_enabled()
-        info = save_final_model(trainer, ctx["out"], base_model=ctx["model_path"], cfg=cfg)
+        manifest = finish(
+            trainer,
+            ctx["out"],
+            cfg,
+            stage="sft",
+            base_model=ctx["model_path"],
+            data=ctx["data"],
+            curve_keys=("loss",),
+            started=time.perf_counter(),
+        )
         assert hf_deepspeed.is_deepspeed_zero3_enabled()  # the engine's state is given back
     finally:
         hf_deepspeed.unset_hf_deepspeed_config()
-    assert info["merged"] and (ctx["out"] / "model.safetensors").is_file()
     assert seen and not any(seen), seen
+    assert manifest["status"] == "finished"
+    assert manifest["metrics"]["global_step"] == trainer.state.global_step
+    assert (ctx["out"] / "model.safetensors").is_file()
+    assert read_manifest(ctx["out"])["status"] == "finished"
 
 
 def test_lm_head_vocab_chunk_is_trls_vocabulary_tile_width(tmp_path: Path) -> None:
