@@ -40,41 +40,108 @@ ENGINE = {
 
 
 class FakeVLLM:
-    """What the fake ``vllm`` module saw: engine kwargs, shutdowns, distributed teardown."""
+    """What the fake ``vllm`` module saw: engine kwargs, chat calls, shutdowns, teardown."""
 
     def __init__(self) -> None:
         self.engines: list[dict[str, Any]] = []
         self.events: list[str] = []
+        self.chats: list[dict[str, Any]] = []  # prompts and sampling params of each chat()
         self.fail_chat = False
+        self.reply: tuple[str, str, list[int]] = ("The answer is (A).", "stop", [1, 2, 3])
+
+
+#: The fake below is written from vLLM 0.31.0's source (the version pinned in pyproject's
+#: ``gpu`` extra; 0.33.0 reads the same here) and has ONLY names that version has:
+#: ``vllm/entrypoints/llm.py``: ``LLM(**kwargs)`` keeps ``self.llm_engine``; ``LLM.chat(messages,
+#: sampling_params, use_tqdm, ..., add_generation_prompt, continue_final_message, ...)``; no
+#: ``LLM.shutdown``. ``vllm/v1/engine/llm_engine.py``: ``LLMEngine`` keeps ``self.engine_core``
+#: (an ``EngineCoreClient``) and has NO ``shutdown``. ``vllm/v1/engine/core_client.py``:
+#: ``EngineCoreClient.shutdown(self, timeout=None)`` (InprocClient, SyncMPClient).
+#: ``vllm/sampling_params.py``: ``SamplingParams`` fields (n, temperature, top_p, top_k, seed,
+#: max_tokens, repetition_detection, ...) and ``RepetitionDetectionParams(max_pattern_size,
+#: min_pattern_size, min_count)``. ``vllm/outputs.py``: ``RequestOutput.prompt_token_ids`` and
+#: ``.outputs`` of ``CompletionOutput(index, text, token_ids, cumulative_logprob, logprobs,
+#: finish_reason, stop_reason)``. ``vllm/distributed/parallel_state.py``:
+#: ``destroy_model_parallel()``, ``destroy_distributed_environment()``.
+_SAMPLING_FIELDS = frozenset(
+    {"n", "temperature", "top_p", "top_k", "seed", "max_tokens", "repetition_detection"}
+)
 
 
 @pytest.fixture
 def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> FakeVLLM:
     seen = FakeVLLM()
+    import huggingface_hub.constants
 
-    class Engine:
-        def shutdown(self) -> None:
+    from medistill.evaluate.sampling import generation_config
+
+    # "org/student" is a Hub id: its generation_config.json is looked up offline (not found)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    generation_config.cache_clear()
+
+    class SyncMPClient:  # vllm.v1.engine.core_client
+        def shutdown(self, timeout: float | None = None) -> None:
             seen.events.append("shutdown")
 
-    class LLM:
+    class LLMEngine:  # vllm.v1.engine.llm_engine: no shutdown()
+        def __init__(self) -> None:
+            self.engine_core = SyncMPClient()
+
+    class LLM:  # vllm.entrypoints.llm
         def __init__(self, **kwargs: Any) -> None:
             seen.engines.append(kwargs)
-            self.llm_engine = Engine()
+            self.llm_engine = LLMEngine()
 
-        def chat(self, batch, sp, use_tqdm=False):
+        def chat(
+            self,
+            messages,
+            sampling_params=None,
+            use_tqdm=True,
+            lora_request=None,
+            chat_template=None,
+            chat_template_content_format="auto",
+            add_generation_prompt=True,
+            continue_final_message=False,
+            tools=None,
+            chat_template_kwargs=None,
+            tokenization_kwargs=None,
+            mm_processor_kwargs=None,
+        ):
             if seen.fail_chat:
                 raise RuntimeError("CUDA error: an illegal memory access")
+            seen.chats.append({"n": len(messages), "params": sampling_params.kwargs})
+            text, reason, ids = seen.reply
             done = types.SimpleNamespace(
-                text="The answer is (A).", finish_reason="stop", token_ids=[1, 2, 3]
+                index=0,
+                text=text,
+                token_ids=ids,
+                cumulative_logprob=None,
+                logprobs=None,
+                finish_reason=reason,
+                stop_reason=None,
             )
-            return [types.SimpleNamespace(outputs=[done], prompt_token_ids=[7] * 5) for _ in batch]
+            return [
+                types.SimpleNamespace(outputs=[done], prompt_token_ids=[7] * 5) for _ in messages
+            ]
 
-    class SamplingParams:
+    class SamplingParams:  # vllm.sampling_params (a msgspec Struct: unknown fields refused)
         def __init__(self, **kwargs: Any) -> None:
+            unknown = set(kwargs) - _SAMPLING_FIELDS
+            if unknown:
+                raise TypeError(f"Unexpected keyword argument {sorted(unknown)}")
             self.kwargs = kwargs
+
+    @dataclasses.dataclass
+    class RepetitionDetectionParams:  # vllm.sampling_params
+        max_pattern_size: int = 0
+        min_pattern_size: int = 0
+        min_count: int = 0
 
     vllm = types.ModuleType("vllm")
     vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
+    sp = types.ModuleType("vllm.sampling_params")
+    sp.SamplingParams, sp.RepetitionDetectionParams = SamplingParams, RepetitionDetectionParams
+    vllm.sampling_params = sp
     dist = types.ModuleType("vllm.distributed")
     dist.destroy_model_parallel = lambda: seen.events.append("destroy_model_parallel")
     dist.destroy_distributed_environment = lambda: seen.events.append(
@@ -82,6 +149,7 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> FakeVLLM:
     )
     vllm.distributed = dist
     monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sp)
     monkeypatch.setitem(sys.modules, "vllm.distributed", dist)
     return seen
 
@@ -111,7 +179,7 @@ def test_recipe_eval_engine_keys_reach_vllm(fake_vllm: FakeVLLM) -> None:
             "kv_cache_dtype": "fp8",
         }
     ]
-    assert backend.preferred_batch_size() == 256  # vLLM batches itself: not eval's batch_size
+    assert backend.preferred_batch_size() == 256  # batch_size unset: 256 prompts per chat()
 
 
 def test_recipe_teacher_engine_keys_reach_vllm(fake_vllm: FakeVLLM) -> None:
@@ -234,6 +302,49 @@ def test_eval_closes_the_engine_when_generation_fails(fake_vllm: FakeVLLM, tmp_p
     with pytest.raises(RuntimeError, match="illegal memory access"):
         run_eval(cfg, show_progress=False)
     assert fake_vllm.events[0] == "shutdown"
+
+
+def test_eval_batch_size_reaches_vllm(fake_vllm: FakeVLLM, tmp_path: Path) -> None:
+    """``eval.batch_size`` is the number of prompts per ``LLM.chat`` (main: always 256, so
+    5 questions went in one call whatever the recipe said)."""
+    out = str(tmp_path / "r")
+    cfg = EvalConfig(model="m", backend="vllm", limit=5, batch_size=2, out=out, temperature=0.0)
+    run_eval(cfg, show_progress=False)
+    assert [c["n"] for c in fake_vllm.chats] == [2, 2, 1]
+
+
+def test_vllm_stops_and_flags_loops_like_every_backend(fake_vllm: FakeVLLM, tmp_path: Path) -> None:
+    """vLLM is asked to stop a loop (its ``repetition_detection``, set so that it stops only
+    what the shared rule calls a loop); its ``repetition`` finish and a loop that ran to the
+    budget are both ``repetition`` rows, cut off (main: no loop stop, and vLLM's
+    ``repetition`` finish was read as ``stop``)."""
+    from medistill.backends.loops import TOKEN_RULE
+
+    cfg = EvalConfig(model="m", backend="vllm", limit=2, out=str(tmp_path / "a"), temperature=0)
+    fake_vllm.reply = ("so so so", "repetition", [5, 6, 7, 8, 9, 10, 11, 12] * 12)
+    m = run_eval(cfg, show_progress=False)
+    rule = fake_vllm.chats[0]["params"]["repetition_detection"]
+    assert rule.max_pattern_size == TOKEN_RULE.max_period and rule.min_count >= 4
+    assert rule.min_pattern_size * rule.min_count >= TOKEN_RULE.min_span  # no shorter stops
+    assert m["finish_reasons"] == {"repetition": 2} and m["truncation_rate"] == 1.0
+    fake_vllm.reply = ("loop " * 200, "length", [5, 6, 7] * 100)  # ran to the budget
+    cfg.out = str(tmp_path / "b")
+    assert run_eval(cfg, show_progress=False)["repetition_rate"] == 1.0
+    fake_vllm.reply = ("a long varied answer", "length", list(range(300)))
+    cfg.out = str(tmp_path / "c")
+    assert run_eval(cfg, show_progress=False)["finish_reasons"] == {"length": 2}
+
+
+def test_vllm_gets_top_k_only_when_set(fake_vllm: FakeVLLM) -> None:
+    from medistill.backends.base import SamplingParams
+
+    backend = BackendConfig(model="m", backend="vllm").build()
+    msgs = [[{"role": "user", "content": "hi"}]]
+    backend.generate(msgs, SamplingParams(temperature=0.6, top_p=0.95, top_k=20))
+    backend.generate(msgs, SamplingParams())
+    first, second = (c["params"] for c in fake_vllm.chats)
+    assert (first["temperature"], first["top_p"], first["top_k"]) == (0.6, 0.95, 20)
+    assert "top_k" not in second and second["temperature"] == 0.0
 
 
 # ----------------------------------------------------------------------------- validation
@@ -395,9 +506,9 @@ def test_real_vllm_engine_takes_the_settings_and_gives_memory_back() -> None:
     )
     backend = cfg.build()
     try:
-        engine = backend.llm.llm_engine
-        mc = getattr(engine, "model_config", None) or engine.vllm_config.model_config
+        mc = backend.llm.llm_engine.model_config
         assert mc.max_model_len == 1024 and str(mc.dtype) == "torch.bfloat16"
+        del mc  # no reference of the test's may keep the engine alive past close()
         (g,) = backend.generate(
             [[{"role": "user", "content": "Say hi."}]], SamplingParams(max_new_tokens=8)
         )

@@ -219,7 +219,9 @@ def _run_warnings(run: dict[str, Any], metric: str) -> list[str]:
         issues.append(f"no-answer {_pct_short(no_answer)}")
     truncation = run.get("truncation_rate")
     if truncation is not None and truncation > TRUNCATION_WARN:
-        issues.append(f"truncated {_pct_short(truncation)}")
+        loops = run.get("repetition_rate")
+        of_which = f" ({_pct_short(loops)} in repetition loops)" if loops else ""
+        issues.append(f"truncated {_pct_short(truncation)}{of_which}")
     letters = run.get("letters") or {}
     if letters.get("flagged"):
         top = letters["most_frequent"]
@@ -309,9 +311,28 @@ def _table_data(runs: list[dict], metric: str, notes: list[str]) -> dict[str, An
                 "latency_s": _weighted_mean(
                     [(_block_mean(r, "latency_s"), r["n"]) for r in row_runs]
                 ),
+                "sampling": _sampling_text(row_runs),
             }
         )
     return {"metric": metric, "benchmarks": bench_info, "rows": rows, "warnings": warnings}
+
+
+def _sampling_text(runs: list[dict[str, Any]]) -> str | None:
+    """How a model's answers were decoded and where the settings came from (the eval's
+    ``sampling`` record), with the spread over samples; ``None`` for runs that predate it."""
+    from medistill.evaluate.sampling import describe
+
+    texts = []
+    for run in runs:
+        if not run.get("sampling"):
+            continue
+        text = describe(run["sampling"])
+        spread = run.get("samples_accuracy")
+        if spread:
+            mean, sd = _pct(spread["mean"]), _pct(spread["std"])
+            text += f", accuracy {mean}% ± {sd} (SD over samples)"
+        texts.append(text if len(runs) == 1 else f"{_header(run['benchmark'])}: {text}")
+    return "; ".join(texts) or None
 
 
 # --------------------------------------------------------------------------- rendering
@@ -383,6 +404,11 @@ def _render_markdown(data: dict[str, Any], title: str) -> str:
     lines.append(f"**Chance:** {chance_text}.")
     lines.append("")
     lines += _published_markdown(data)
+    decoding = [(r["label"], r.get("sampling")) for r in data["rows"] if r.get("sampling")]
+    if decoding:
+        lines += ["**Decoding** (per model: settings and where they came from):", ""]
+        lines += [f"- {_md_escape(label)}: {_md_escape(text)}" for label, text in decoding]
+        lines.append("")
     if data["warnings"]:
         lines.append("**Warnings:**")
         lines.append("")
@@ -390,7 +416,7 @@ def _render_markdown(data: dict[str, Any], title: str) -> str:
     else:
         lines.append(
             "No warnings: every run is above chance, with no-answer ≤ "
-            f"{_pct_short(NO_ANSWER_WARN)} and truncation ≤ {_pct_short(TRUNCATION_WARN)}."
+            f"{_pct_short(NO_ANSWER_WARN)} and cut off ≤ {_pct_short(TRUNCATION_WARN)}."
         )
     lines.append("")
     return "\n".join(lines)

@@ -61,6 +61,7 @@ def write_html(
         "<h2>Results</h2>",
         _results_table(data, metric),
         _published_table(data),
+        _decoding(data),
         _warnings(data),
     ]
     if safety is not None:
@@ -144,6 +145,15 @@ def _published_table(data: dict[str, Any]) -> str:
         "no abstention): an upper bound beside medistill's accuracy, not a replacement. Beside "
         "it, the most frequent answered letter against its gold share.</p>"
     )
+
+
+def _decoding(data: dict[str, Any]) -> str:
+    """Each model's decoding settings and where they came from (report.md's Decoding)."""
+    rows = [(r["label"], r["sampling"]) for r in data["rows"] if r.get("sampling")]
+    if not rows:
+        return ""
+    items = "".join(f"<li>{escape(label)}: {escape(text)}</li>" for label, text in rows)
+    return f"<p><strong>Decoding</strong> (settings and where they came from):</p><ul>{items}</ul>"
 
 
 def _warnings(data: dict[str, Any]) -> str:
