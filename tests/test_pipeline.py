@@ -174,6 +174,7 @@ def test_dry_run_from_and_only(tiny_model_dir: Path, tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, "http://127.0.0.1:9/v1", tiny_model_dir)
     dry = run_pipeline(recipe, dry_run=True, show_progress=False)
     assert {v["reason"] for v in dry["stages"].values()} == {"never run"}
+    assert dry["preflight"] == []  # a local teacher and the embedded sample: nothing missing
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
     steps = decide(plan(recipe), from_stage="eval")
     assert [(s, a) for s, a, _ in steps][-2:] == [("eval", "run"), ("report", "run")]

@@ -11,9 +11,11 @@ Hub is probed once with a short timeout and only when a split is not local. Noth
 loaded or downloaded. A problem is one line naming the recipe key and the fix.
 
 ``medistill run`` (and ``--dry-run``) runs the checks of the stages it will run, after planning
-and before any stage; every stage command (``medistill generate``, ``sft``, ...) runs those of
-its own section first; ``medistill preflight RECIPE`` lists them all. The rehearsal reports
-:func:`recipe_problems` for the recipe as written and then runs its CPU stand-in.
+and before any stage; ``medistill preflight RECIPE`` lists every problem of every stage. Each
+stage command (``medistill generate``, ``sft``, ...) first checks what its own process needs
+(imports, CUDA, GPUs: :func:`stage_problems`); the split it reads and the teacher's key it
+meets at its own start, before any spend. The rehearsal reports :func:`recipe_problems` for
+the recipe as written, then runs its CPU stand-in (``run_pipeline(..., preflight=False)``).
 """
 
 from __future__ import annotations
