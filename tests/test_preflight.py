@@ -215,6 +215,33 @@ def test_stage_commands_check_their_own_section_first(clean: Path, tmp_path: Pat
     assert r.exit_code == 2 and "error: eval.backend: vLLM is not installed" in r.output
 
 
+def test_a_rank_launched_with_deepspeed_needs_deepspeed(tmp_path: Path, monkeypatch) -> None:
+    """`accelerate launch` with a DeepSpeed config marks its ranks (ACCELERATE_USE_DEEPSPEED);
+    a rank without DeepSpeed stops in one line instead of accelerate's ImportError."""
+    _absent("deepspeed")
+    from medistill.train.config import SFTRecipe
+
+    cfg = SFTRecipe(model="m", dataset="d", output_dir=str(tmp_path / "sft"))
+    assert training_problems("sft", cfg, launched=True) == []
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    (problem,) = training_problems("sft", cfg, launched=True)
+    assert "DeepSpeed is not installed; pip install 'medistill[gpu]'" in problem
+
+
+def test_the_preflight_command_lists_every_problem(clean: Path, tmp_path: Path) -> None:
+    _absent("vllm", "flash_attn")
+    recipe = _recipe(
+        tmp_path, **{"grpo.use_vllm": True, "sft.attn_implementation": "flash_attention_2"}
+    )
+    r = CliRunner().invoke(app, ["preflight", str(recipe)])
+    assert r.exit_code == 2, r.output
+    missing = [line for line in r.output.splitlines() if line.startswith("missing: ")]
+    assert missing == [f"missing: {p}" for p in recipe_problems(recipe)] and len(missing) >= 3
+    assert r.output.strip().splitlines()[-1].startswith(f"error: {recipe}: {len(missing)} ")
+    r = CliRunner().invoke(app, ["preflight", str(ROOT / "recipes/demo.yaml")])
+    assert r.exit_code == 0 and "nothing missing on this machine" in r.output
+
+
 def _clean_env(data: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TEACHER_API_KEY", "WORLD_SIZE")}
     return {**env, "MEDISTILL_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
