@@ -205,7 +205,7 @@ def test_lm_head_vocab_chunk_is_trls_vocabulary_tile_width(tmp_path: Path) -> No
     import trl.kernels.chunked_logprob as kernel
     import trl.trainer.utils as trl_utils
 
-    from medistill.train import config as train_config
+    from medistill.train import lm_head
 
     # What TRL does with the constant, read from the installed source.
     source = Path(trl_utils.__file__).read_text(encoding="utf-8")
@@ -214,9 +214,9 @@ def test_lm_head_vocab_chunk_is_trls_vocabulary_tile_width(tmp_path: Path) -> No
         n.value.value
         for n in tree.body
         if isinstance(n, ast.Assign)
-        and any(getattr(t, "id", None) == train_config.TRL_LM_HEAD_CONSTANT for t in n.targets)
+        and any(getattr(t, "id", None) == lm_head.TRL_LM_HEAD_CONSTANT for t in n.targets)
     )
-    assert default == train_config.TRL_LM_HEAD_VOCAB_CHUNK
+    assert default == lm_head.TRL_LM_HEAD_VOCAB_CHUNK
     kernel_src = Path(kernel.__file__).read_text(encoding="utf-8")
     assert "for start in range(0, vocab, chunk_size):" in kernel_src
     assert kernel.TOKEN_CHUNK_SIZE == 4096
@@ -232,12 +232,40 @@ def test_lm_head_vocab_chunk_is_trls_vocabulary_tile_width(tmp_path: Path) -> No
     assert cfg.lm_head_vocab_chunk == expected
     wide = SFTRecipe(output_dir=str(tmp_path), report_to="none", lm_head_vocab_chunk=8192)
     wide.apply_lm_head_chunking()
-    assert getattr(trl_utils, train_config.TRL_LM_HEAD_CONSTANT) == 8192
+    assert getattr(trl_utils, lm_head.TRL_LM_HEAD_CONSTANT) == 8192
     cfg.apply_lm_head_chunking()
-    assert getattr(trl_utils, train_config.TRL_LM_HEAD_CONSTANT) == expected
+    assert getattr(trl_utils, lm_head.TRL_LM_HEAD_CONSTANT) == expected
     # The old key is refused with the new name and why; a non-positive width too.
     with pytest.raises(MedistillError, match="'lm_head_chunk_tokens' is now lm_head_vocab_chunk"):
         build(GRPORecipe, {"lm_head_chunk_tokens": 1024}, where="r.yaml: grpo")
     with pytest.raises(MedistillError, match="lm_head_vocab_chunk: 0 is not a positive"):
         SFTRecipe(output_dir=str(tmp_path), report_to="none", lm_head_vocab_chunk=0)
     assert os.environ.get("ACCELERATE_USE_DEEPSPEED") is None  # no leak from the tests above
+
+
+def test_grpo_refuses_a_generation_path_that_casts_the_trained_weights(tmp_path: Path) -> None:
+    """TRL 1.16's continuous-batching generation casts the whole model to bf16 before each
+    generation (read from its source below), which would discard the fp32 weights kept above;
+    main accepted it silently."""
+    import trl.trainer.grpo_trainer as grpo_trainer
+
+    source = Path(grpo_trainer.__file__).read_text(encoding="utf-8")
+    branch = source[source.index("elif self.use_transformers_continuous_batching:") :]
+    assert "unwrapped_model.to(torch.bfloat16)" in branch[: branch.index("else:")]
+    with pytest.raises(ValueError, match="use_transformers_continuous_batching with bf16"):
+        GRPORecipe(
+            output_dir=str(tmp_path),
+            report_to="none",
+            bf16=True,
+            use_cpu=True,
+            use_transformers_continuous_batching=True,
+        )
+    ok = GRPORecipe(
+        output_dir=str(tmp_path),
+        report_to="none",
+        bf16=True,
+        use_cpu=True,
+        use_transformers_continuous_batching=True,
+        pure_bf16=True,
+    )
+    assert ok.use_transformers_continuous_batching

@@ -23,6 +23,12 @@ from typing import Any, ClassVar
 from trl import DistillationConfig, GRPOConfig, ModelConfig, SFTConfig
 
 from medistill.errors import MedistillError
+from medistill.train.lm_head import (
+    CPU_LM_HEAD_VOCAB_CHUNK,
+    TRL_LM_HEAD_VOCAB_CHUNK,
+    apply_lm_head_vocab_chunk,
+    lm_head_vocab_chunk_default,
+)
 from medistill.train.trackers import headless_trackers
 
 log = logging.getLogger(__name__)
@@ -38,12 +44,6 @@ QLORA_NEEDS_CUDA = (
     "use plain LoRA (use_peft: true) or full fine-tuning"
 )
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn")
-#: TRL 1.16's module constant for the fused LM head's tile width, and its value there.
-TRL_LM_HEAD_CONSTANT = "_CHUNKED_LOGPROB_CHUNK_SIZE"
-TRL_LM_HEAD_VOCAB_CHUNK = 32768
-#: The width on CPU, where TRL folds each tile in torch and materialises its softmax (measured:
-#: BENCHMARKS.md, SFT memory).
-CPU_LM_HEAD_VOCAB_CHUNK = 1024
 #: Recipe keys that were renamed, with what to write instead (:func:`medistill.config.build`).
 RENAMED_KEYS = {
     "lm_head_chunk_tokens": "lm_head_vocab_chunk: it was never a token count but the vocabulary "
@@ -233,22 +233,8 @@ class _StudentFields:
         _require_module(getattr(self, "use_vllm", False), "vllm", "use_vllm")
 
     def apply_lm_head_chunking(self) -> None:
-        """Set the vocabulary width of TRL's fused-LM-head tiles (``lm_head_vocab_chunk``).
-
-        TRL 1.16 passes the module constant ``trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE`` as
-        ``chunk_size`` to ``ChunkedLogProbFunction``, which slices the *vocabulary* with it (the
-        tokens per tile are its own ``TOKEN_CHUNK_SIZE``, 4,096). A TRL without the constant is
-        refused: the recipe's setting would otherwise be dropped silently.
-        """
-        import trl.trainer.utils as trl_utils
-
-        if not hasattr(trl_utils, TRL_LM_HEAD_CONSTANT):  # pragma: no cover - another TRL
-            raise MedistillError(
-                f"lm_head_vocab_chunk: this TRL has no trl.trainer.utils.{TRL_LM_HEAD_CONSTANT}; "
-                f"install the TRL pinned by medistill"
-            )
-        width = int(self.lm_head_vocab_chunk or lm_head_vocab_chunk_default())
-        setattr(trl_utils, TRL_LM_HEAD_CONSTANT, width)
+        """Set the vocabulary width of TRL's fused-LM-head tiles (``lm_head_vocab_chunk``)."""
+        apply_lm_head_vocab_chunk(int(self.lm_head_vocab_chunk or lm_head_vocab_chunk_default()))
 
     def trainer_args(self, **changes: Any) -> Any:
         """A copy of this config for the TRL trainer, with ``from_pretrained`` arguments resolved
@@ -327,13 +313,6 @@ def single_process_device_map() -> dict[str, Any]:
     if (world.isdigit() and int(world) > 1) or not torch_cuda_available():
         return {}
     return {"device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))}}
-
-
-def lm_head_vocab_chunk_default() -> int:
-    """The fused LM head's tile width for this machine: TRL's own on a GPU, where its Triton
-    kernel folds each tile (a narrow tile there only multiplies the kernel launches: 1,024
-    made 149 tiles per 4,096 tokens of a 152k vocabulary), the measured CPU width elsewhere."""
-    return TRL_LM_HEAD_VOCAB_CHUNK if torch_cuda_available() else CPU_LM_HEAD_VOCAB_CHUNK
 
 
 def torch_cuda_available() -> bool:
@@ -464,6 +443,14 @@ class GRPORecipe(_StudentFields, ModelConfig, GRPOConfig):
         if not isinstance(self.rewards, dict) or not self.rewards:
             raise ValueError("rewards: a mapping of reward name -> weight (or parameters)")
         _post_init(self, GRPOConfig)
+        half = self.bf16 or self.fp16
+        if self.use_transformers_continuous_batching and half and not self.pure_bf16:
+            raise ValueError(
+                "use_transformers_continuous_batching with bf16/fp16: TRL 1.16 casts the whole "
+                "model to half precision before each generation, the fp32 weights the optimiser "
+                "updates included; use the default generation or use_vllm, or set pure_bf16: "
+                "true to accept half-precision weights"
+            )
 
 
 @dataclass
