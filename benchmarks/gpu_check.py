@@ -41,7 +41,8 @@ activation checkpointing's recomputation is not counted (it is work, not model F
 ``--max-seconds`` bounds the whole run: an SFT stage stops its steps early when its share of the
 time is spent (and says so), a child past the deadline is killed (status ``killed``) and later
 stages are ``skipped``. Prints one JSON object and a Markdown table; ``--out FILE`` writes the
-JSON there and the table beside it (``FILE`` with ``.md``). Exit status 1 when a stage failed.
+JSON there and the table beside it (``FILE`` with ``.md``). Exit status 1 unless every stage ran
+(``ok``, or ``stopped_early`` with its figures).
 """
 
 from __future__ import annotations
@@ -405,7 +406,7 @@ def _sft(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
         "step_time_s": round(statistics.median(timed), 4) if timed else None,
         "tokens_per_step": round(tokens / len(timed)) if timed else None,
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
-        "model_tflops_per_s": round(flops / seconds / 1e12, 2) if seconds else None,
+        "model_tflops_per_s": float(f"{flops / seconds / 1e12:.4g}") if seconds else None,
         "learning_rate": lr,
         "trainable_parameters": total,
         "weights_moved": changed,
@@ -758,8 +759,9 @@ def main(argv: list[str] | None = None) -> int:
                 for s in order[1:]:
                     report["stages"][s] = {"status": "skipped", "error": "the build failed"}
                 break
-        if peak and result.get("model_tflops_per_s") is not None:
-            result["mfu"] = round(result["model_tflops_per_s"] / peak, 4)
+        if stage in ("sft_full", "sft_lora"):
+            tflops = result.get("model_tflops_per_s")
+            result["mfu"] = round(tflops / peak, 4) if peak and tflops is not None else None
         report["stages"][stage] = result
     report["wall_seconds"] = round(time.time() - start, 1)
     report["table"] = table(report)
@@ -771,8 +773,8 @@ def main(argv: list[str] | None = None) -> int:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(text + "\n", encoding="utf-8")
         a.out.with_suffix(".md").write_text(report["table"] + "\n", encoding="utf-8")
-    failed = [s for s, r in report["stages"].items() if r["status"] in ("failed", "killed")]
-    return 1 if failed else 0
+    done = ("ok", "stopped_early")
+    return 0 if all(r["status"] in done for r in report["stages"].values()) else 1
 
 
 if __name__ == "__main__":
