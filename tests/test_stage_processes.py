@@ -189,3 +189,42 @@ def test_save_steps_past_the_runs_steps_is_flagged(caplog) -> None:
         cb.on_train_begin(TrainingArguments(output_dir="x", save_steps=0.1), state, None)
         cb.on_train_begin(TrainingArguments(output_dir="x", save_steps=50), state, None)
     assert not caplog.records
+
+
+def test_an_sft_run_that_would_never_checkpoint_says_so(
+    tiny_model_dir: Path, curated_dataset: Path, tmp_path: Path, caplog
+) -> None:
+    """The real trainer: an epoch-based run of a few steps with ``save_steps: 1000`` is flagged
+    when training starts (its real step count in the line), and the setting is kept."""
+    from medistill.train.config import SFTRecipe
+    from medistill.train.sft import run_sft
+
+    cfg = SFTRecipe(
+        model=str(tiny_model_dir),
+        dataset=str(curated_dataset),
+        output_dir=str(tmp_path / "sft"),
+        num_train_epochs=1,
+        per_device_train_batch_size=8,
+        max_length=1024,
+        save_steps=1000,
+        report_to="none",
+    )
+    with caplog.at_level(logging.WARNING, logger="medistill.train.cadence"):
+        manifest = run_sft(cfg)
+    steps = manifest["metrics"]["global_step"]
+    assert 0 < steps < 1000
+    assert f"sft.save_steps: 1000 but this run has {steps} optimizer steps" in caplog.text
+    assert cfg.save_steps == 1000  # flagged, never changed
+
+
+def test_a_failing_model_child_is_one_error_naming_the_stage(tmp_path: Path) -> None:
+    """A child whose section is bad exits with one line (no traceback) and the pipeline's
+    error names the stage and the command it ran."""
+    from medistill.errors import MedistillError
+    from medistill.pipeline.launch import run_model_stage
+
+    section = {"model": "m", "benchmark": "no_such_benchmark", "out": str(tmp_path / "e")}
+    with pytest.raises(MedistillError, match=r"stage eval exited with status 1") as err:
+        run_model_stage("eval", section, tmp_path / "launch-x.yaml")
+    assert "medistill.pipeline.child" in str(err.value)
+    assert not (tmp_path / "launch-x.result.json").exists()
