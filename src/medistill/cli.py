@@ -489,8 +489,12 @@ def run_cmd(
 
         summary = rehearse_recipe(recipe, **kwargs)
         typer.echo(f"rehearsal of {recipe} (recipe as run: {summary['rehearsal']['recipe']})")
-        for note in summary["rehearsal"]["swapped"]:
-            typer.echo(f"  swapped: {note}")
+        shown = summary["rehearsal"]
+        words = {"preflight": "preflight of the recipe as written", "swapped": "swapped"}
+        words |= {"as_is": "as is", "checks": "checked"}
+        for key, word in words.items():
+            for note in shown.get(key, []):
+                typer.echo(f"  {word}: {note}")
     else:
         summary = run_pipeline(recipe, **kwargs)
     for stage, info in summary["stages"].items():

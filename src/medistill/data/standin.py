@@ -1,11 +1,12 @@
 """Stand-in benchmark files: the embedded sample's questions written in a benchmark's own
 file format, under the name ``$MEDISTILL_DATA_DIR`` expects for a split.
 
-A rehearsal (``medistill run --rehearse``) reads a GPU recipe's MedQA train or MedMCQA train
-split through the very loader the real run uses; where the user has no copy of that split on
-this machine, it reads one of these instead. They are not benchmarks: 60 original
-USMLE-style questions, spread so that no two stand-ins share a question (a train stand-in is
-never a copy of an evaluation one, so decontamination keeps something to train on).
+A rehearsal (``medistill run --rehearse``; :func:`standin_data_dir`) reads a GPU recipe's
+MedQA train or MedMCQA train split through the very loader the real run uses; where the user
+has no copy of that split on this machine, it reads one of these instead. They are not
+benchmarks: 60 original USMLE-style questions, spread so that no two stand-ins share a
+question (a train stand-in is never a copy of an evaluation one, so decontamination keeps
+something to train on).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from medistill.data.registry import get_spec, load_benchmark
 from medistill.data.schema import LETTERS, Question
@@ -90,3 +92,108 @@ def write_standin(benchmark: str, split: str, root: Path, *, slot: int = 0, slot
     rows = [WRITERS[benchmark](q) for q in standin_questions(split, slot, slots)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def _note(notes: list[str], text: str) -> None:
+    if text not in notes:
+        notes.append(text)
+
+
+def standin_data_dir(data: dict[str, Any], work: Path, notes: list[str], kept: list[str]) -> Path:
+    """A data dir (``work/data``) holding every split the recipe ``data`` reads: the user's
+    own copy where this machine has one ($MEDISTILL_DATA_DIR, linked; said in ``kept``),
+    else a stand-in in the benchmark's format (said in ``notes``, the rehearsal's swaps)."""
+    from medistill.data.registry import BENCHMARKS, data_dir
+
+    gen = data.get("generate") or {}
+    sources = gen.get("sources") or (
+        [{"benchmark": gen.get("benchmark") or "sample", "split": gen.get("split")}] if gen else []
+    )
+    run = data.get("run") or {}
+    evals = [b.partition("=") for b in run.get("eval_benchmarks") or ["sample_heldout"]]
+    decontam = list((data.get("curate") or {}).get("eval_benchmarks") or [])
+    root = work / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    user = data_dir()
+    needed: list[tuple[str, str, str]] = []  # (benchmark, split, role)
+    for src in sources:
+        spec = get_spec(src["benchmark"])
+        needed.append((spec.name, src.get("split") or spec.split, "train"))
+    from medistill.data.safety import SAFETY_BENCHMARKS
+
+    for name, _, _ in evals:
+        if name in SAFETY_BENCHMARKS:  # harmful requests, not MCQs: read by the safety eval
+            if name == "medsafetybench":
+                _safety_data(root, user, notes, kept)
+            continue
+        spec = get_spec(name)
+        needed.append((spec.name, spec.split, "eval"))
+    for entry in decontam:
+        name = entry.partition("=")[0]
+        if name in BENCHMARKS and name != "none":
+            needed.append((name, BENCHMARKS[name].split, "eval"))
+    roles: dict[str, list[tuple[str, str]]] = {"train": [], "eval": []}
+    for bench, split, role in dict.fromkeys(needed):
+        if bench.startswith("sample"):
+            continue  # embedded: always there
+        roles[role].append((bench, split))
+    for pairs in roles.values():
+        for slot, (bench, split) in enumerate(pairs):
+            spec = get_spec(bench)
+            real = next(
+                (user / n for n in spec.local_candidates(split) if user and (user / n).exists()),
+                None,
+            )
+            if real is not None:
+                link = root / spec.local_candidates(split)[0]
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.exists():
+                    link.symlink_to(real.resolve())
+                _note(kept, f"{bench} {split}: your copy {real} (read as a real run reads it)")
+            elif bench in WRITERS:
+                path = write_standin(bench, split, root, slot=slot, slots=len(pairs))
+                _note(
+                    notes,
+                    f"{bench} {split}: no copy on this machine -> a stand-in in its own format "
+                    f"({path.name}; the embedded sample's questions)",
+                )
+            else:
+                raise MedistillError(
+                    f"rehearsal: {bench} {split} is not on this machine and has no stand-in; "
+                    f"point $MEDISTILL_DATA_DIR at a copy, or leave it out of the recipe"
+                )
+    return root
+
+
+def _safety_data(root: Path, user: Path | None, notes: list[str], kept: list[str]) -> None:
+    """MedSafetyBench for a rehearsal: the user's copy (linked) or a stand-in in its release
+    layout made of the embedded safety sample."""
+    import csv
+
+    from medistill.data.safety import CATEGORIES, load_safety, medsafetybench_root
+
+    target = root / "medsafetybench"
+    if target.exists():
+        return
+    try:
+        real = medsafetybench_root(user / "medsafetybench" if user else None)
+    except MedistillError:
+        real = None
+    if real is not None:
+        target.symlink_to(Path(real).resolve())
+        _note(kept, f"medsafetybench: your copy {real}")
+        return
+    sample = load_safety("safety_sample")
+    for source in ("gpt4", "llama2"):
+        folder = target / "test" / source
+        folder.mkdir(parents=True, exist_ok=True)
+        for category in CATEGORIES:
+            rows = [r for r in sample if r.category == category]
+            with open(folder / f"med_safety_demonstrations_category_{category}.csv", "w",
+                      newline="", encoding="utf-8") as fh:  # fmt: skip
+                w = csv.writer(fh)
+                w.writerow(["", "harmful_medical_request", "safe_response"])
+                for i, r in enumerate(rows):
+                    w.writerow([i, r.request, r.safe_response])
+    _note(notes, "medsafetybench: no copy on this machine -> a stand-in in its release layout "
+                 "(the embedded safety sample)")  # fmt: skip

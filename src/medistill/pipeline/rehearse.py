@@ -36,17 +36,32 @@ from typing import Any
 import yaml
 
 from medistill.config import load_recipe
-from medistill.errors import MedistillError
+from medistill.data.standin import standin_data_dir
 from medistill.pipeline.checks import PROMPT_ALLOWANCE
 
 log = logging.getLogger(__name__)
 
-#: Sizes a rehearsal runs at (a 2-core CPU, a few minutes per recipe).
+#: Sizes a rehearsal runs at (a 2-core CPU, a minute or two per recipe).
 QUESTIONS = 8  # per generate source
 TRACE_TOKENS = 192  # curate.max_tokens, hence eval.max_new_tokens
-COMPLETION_TOKENS = 32  # GRPO / distillation completions
+#: GRPO / distillation completions: the stand-in teacher's traces are ~40 tokens in the tiny
+#: tokenizer, so a student that learned them ends well inside this cap.
+COMPLETION_TOKENS = 96
 EVAL_QUESTIONS = 4
 PROCESSES = 2  # CPU ranks standing in for several GPUs
+#: SFT long and fast enough for a tiny random student to learn the stand-in's short answer
+#: format, end of turn included: GRPO then samples completions that end, with rewards that
+#: differ within a group (at the recipe's own rate it would learn nothing in minutes).
+SFT_STEPS = 60
+SFT_LEARNING_RATE = {"lora": 1e-2, "full": 2e-3}
+#: The tiny models' embeddings are drawn at this std (transformers': 0.02). Tied to the
+#: output layer, they bound the logits: at 0.02 no LoRA adapter (which does not train them)
+#: can make a 64-wide model sure of any next token, so it would never learn to stop.
+EMBEDDING_STD = 0.3
+GRPO_GENERATIONS = 4
+GRPO_PROMPTS_PER_STEP = 2  # per process: per_device_train_batch_size = this x generations
+TITLE = "Rehearsal (CPU, tiny random models)"
+STANDIN_NAME = "stand-in teacher (knows the answer key)"
 
 _TEACHER_DROP = ("api_key_env", "requests_per_minute", "tokens_per_minute", "base_url")
 
@@ -59,7 +74,11 @@ class Rehearsal:
     data_dir: Path
     questions: list[Any]
     reasoning: bool
-    notes: list[str] = field(default_factory=list)
+    port: int
+    stages: list[str]
+    notes: list[str] = field(default_factory=list)  # what was swapped, with the values used
+    kept: list[str] = field(default_factory=list)  # files of this machine read as they are
+    preflight: list[str] = field(default_factory=list)  # the recipe as written, here
 
 
 def _note(notes: list[str], text: str) -> None:
@@ -78,128 +97,50 @@ def _tiny(spec: str, work: Path, cache: dict[str, str], notes: list[str], *, see
     out = work / "models" / f"{name}-tiny-{kind}"
     if not (out / "config.json").is_file():
         build_tiny_model(out, seed=seed, model_type=kind)
+        _scale_embeddings(out)
     cache[spec] = str(out)
-    _note(notes, f"model {spec} -> a tiny random {kind} model ({how}) at {out}")
+    _note(
+        notes,
+        f"model {spec} -> a tiny random {kind} model ({how}; embeddings at std {EMBEDDING_STD}, "
+        f"so that it can learn to stop) at {out}",
+    )
     return str(out)
 
 
-def _standin_data(data: dict[str, Any], work: Path, notes: list[str]) -> Path:
-    """A data dir holding every split the recipe reads: the user's own copy where this
-    machine has one ($MEDISTILL_DATA_DIR, linked), else a stand-in in the benchmark's format."""
-    from medistill.data.registry import BENCHMARKS, data_dir, get_spec
-    from medistill.data.standin import WRITERS, write_standin
+def _scale_embeddings(folder: Path) -> None:
+    """Redraw nothing, rescale: the tiny model's (tied) embeddings to :data:`EMBEDDING_STD`."""
+    from safetensors.torch import load_file, save_file
 
-    gen = data.get("generate") or {}
-    sources = gen.get("sources") or (
-        [{"benchmark": gen.get("benchmark") or "sample", "split": gen.get("split")}] if gen else []
-    )
-    run = data.get("run") or {}
-    evals = [b.partition("=") for b in run.get("eval_benchmarks") or ["sample_heldout"]]
-    decontam = list((data.get("curate") or {}).get("eval_benchmarks") or [])
-    root = work / "data"
-    root.mkdir(parents=True, exist_ok=True)
-    user = data_dir()
-    needed: list[tuple[str, str, str]] = []  # (benchmark, split, role)
-    for src in sources:
-        spec = get_spec(src["benchmark"])
-        needed.append((spec.name, src.get("split") or spec.split, "train"))
-    from medistill.data.safety import SAFETY_BENCHMARKS
-
-    for name, _, _ in evals:
-        if name in SAFETY_BENCHMARKS:  # harmful requests, not MCQs: read by the safety eval
-            if name == "medsafetybench":
-                _safety_data(root, user, notes)
-            continue
-        spec = get_spec(name)
-        needed.append((spec.name, spec.split, "eval"))
-    for entry in decontam:
-        name = entry.partition("=")[0]
-        if name in BENCHMARKS and name != "none":
-            needed.append((name, BENCHMARKS[name].split, "eval"))
-    roles: dict[str, list[tuple[str, str]]] = {"train": [], "eval": []}
-    for bench, split, role in dict.fromkeys(needed):
-        if bench.startswith("sample"):
-            continue  # embedded: always there
-        roles[role].append((bench, split))
-    for pairs in roles.values():
-        for slot, (bench, split) in enumerate(pairs):
-            spec = get_spec(bench)
-            real = next(
-                (user / n for n in spec.local_candidates(split) if user and (user / n).exists()),
-                None,
-            )
-            if real is not None:
-                link = root / spec.local_candidates(split)[0]
-                link.parent.mkdir(parents=True, exist_ok=True)
-                if not link.exists():
-                    link.symlink_to(real.resolve())
-                _note(notes, f"{bench} {split}: your copy {real} (read as a real run reads it)")
-            elif bench in WRITERS:
-                path = write_standin(bench, split, root, slot=slot, slots=len(pairs))
-                _note(
-                    notes,
-                    f"{bench} {split}: no copy on this machine -> a stand-in in its own format "
-                    f"({path.name}; the embedded sample's questions)",
-                )
-            else:
-                raise MedistillError(
-                    f"rehearsal: {bench} {split} is not on this machine and has no stand-in; "
-                    f"point $MEDISTILL_DATA_DIR at a copy, or leave it out of the recipe"
-                )
-    return root
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        if name in tensors:
+            w = tensors[name]
+            tensors[name] = (w * (EMBEDDING_STD / float(w.float().std()))).to(w.dtype)
+    save_file(tensors, path, metadata={"format": "pt"})
 
 
-def _safety_data(root: Path, user: Path | None, notes: list[str]) -> None:
-    """MedSafetyBench for a rehearsal: the user's copy (linked) or a stand-in in its release
-    layout made of the embedded safety sample."""
-    import csv
-
-    from medistill.data.safety import CATEGORIES, load_safety, medsafetybench_root
-
-    target = root / "medsafetybench"
-    if target.exists():
-        return
-    try:
-        real = medsafetybench_root(user / "medsafetybench" if user else None)
-    except MedistillError:
-        real = None
-    if real is not None:
-        target.symlink_to(Path(real).resolve())
-        _note(notes, f"medsafetybench: your copy {real}")
-        return
-    sample = load_safety("safety_sample")
-    for source in ("gpt4", "llama2"):
-        folder = target / "test" / source
-        folder.mkdir(parents=True, exist_ok=True)
-        for category in CATEGORIES:
-            rows = [r for r in sample if r.category == category]
-            with open(folder / f"med_safety_demonstrations_category_{category}.csv", "w",
-                      newline="", encoding="utf-8") as fh:  # fmt: skip
-                w = csv.writer(fh)
-                w.writerow(["", "harmful_medical_request", "safe_response"])
-                for i, r in enumerate(rows):
-                    w.writerow([i, r.request, r.safe_response])
-    _note(notes, "medsafetybench: no copy on this machine -> a stand-in in its release layout "
-                 "(the embedded safety sample)")  # fmt: skip
-
-
-def _to_stand_in(teacher: dict[str, Any]) -> dict[str, Any]:
-    """A teacher section pointed at the stand-in: the OpenAI backend, without the keys of
-    another endpoint or engine (its URL is filled in when the stand-in starts)."""
+def _to_stand_in(teacher: dict[str, Any], url: str) -> dict[str, Any]:
+    """A teacher section pointed at the stand-in on ``url``: the OpenAI backend (whatever
+    the recipe's, openai or an in-process vLLM engine), without the keys of another endpoint
+    or engine, named as what it is (the report's teacher row reads this name)."""
     from medistill.backends.config import ENGINE_KEYS
+    from medistill.models import model_name
 
     out = {
         k: v for k, v in teacher.items() if k not in (*_TEACHER_DROP, *ENGINE_KEYS, "batch_size")
     }
+    out["model"] = f"{STANDIN_NAME} for {model_name(str(teacher.get('model') or 'the teacher'))}"
     out["backend"] = "openai"
+    out["base_url"] = [url]
     out["concurrency"] = min(int(out.get("concurrency") or 8), 8)
     return out
 
 
-def _shrink_generate(gen: dict[str, Any], notes: list[str]) -> None:
+def _shrink_generate(gen: dict[str, Any], url: str, notes: list[str]) -> None:
     teacher = dict(gen.get("teacher") or {})
     old = f"{teacher.get('backend', 'openai')} teacher {teacher.get('model')}"
-    gen["teacher"] = _to_stand_in(teacher)
+    gen["teacher"] = _to_stand_in(teacher, url)
     _note(notes, f"{old} -> a stand-in teacher on 127.0.0.1 (same OpenAI client and store)")
     for src in gen.get("sources") or [gen]:
         if src.get("sample"):
@@ -210,7 +151,6 @@ def _shrink_generate(gen: dict[str, Any], notes: list[str]) -> None:
     gen["max_tokens"] = min(int(gen.get("max_tokens") or 256), 256)
     for key in ("max_requests", "max_cost"):
         gen.pop(key, None)
-    _note(notes, f"generate: at most {QUESTIONS} questions per source, 2 samples each")
 
 
 def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str]) -> None:
@@ -237,7 +177,7 @@ def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str]) -> None:
     for key in ("push_to_hub", "hub_model_id", "torch_compile"):
         sec.pop(key, None)
     sec.update(
-        max_steps=2 if stage == "sft" else 1,
+        max_steps=1,
         per_device_train_batch_size=2,
         gradient_accumulation_steps=1,
         save_steps=1,
@@ -245,14 +185,22 @@ def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str]) -> None:
         dataloader_num_workers=0,
     )
     if stage == "sft":
-        sec["max_length"] = TRACE_TOKENS + PROMPT_ALLOWANCE
+        sec.update(max_length=TRACE_TOKENS + PROMPT_ALLOWANCE, max_steps=SFT_STEPS)
+        lr = SFT_LEARNING_RATE["lora" if sec.get("use_peft") else "full"]
+        sec.update(learning_rate=lr, save_steps=SFT_STEPS, logging_steps=5)
+        _note(
+            notes,
+            "sft: a faster rate and more steps, so the tiny random student learns the stand-in's "
+            "short answer format (GRPO then samples completions that end)",
+        )
     else:
         sec["max_completion_length"] = COMPLETION_TOKENS
         sec.pop("max_prompt_length", None)
         for key in ("generation_batch_size", "steps_per_generation"):
             sec.pop(key, None)
     if stage == "grpo":
-        sec["num_generations"] = 2
+        sec["num_generations"] = GRPO_GENERATIONS
+        sec["per_device_train_batch_size"] = GRPO_GENERATIONS * GRPO_PROMPTS_PER_STEP
         rewards = copy.deepcopy(sec.get("rewards"))
         if isinstance(rewards, dict) and isinstance(rewards.get("conciseness"), dict):
             c = rewards["conciseness"]
@@ -264,17 +212,24 @@ def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str]) -> None:
 def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
     """Plan ``recipe`` as it is, then write its rehearsal copy (see the module docstring)."""
     from medistill.pipeline.plan import plan
+    from medistill.pipeline.rehearse_notes import changes
+    from medistill.pipeline.standin_teacher import kept_port
 
     path = Path(recipe)
     original = plan(path)  # the recipe as written must plan: every key, every length rule
-    data = copy.deepcopy(load_recipe(path))
+    written = load_recipe(path)
+    data = copy.deepcopy(written)
     notes: list[str] = []
+    kept: list[str] = []
     run = dict(data.get("run") or {})
     name = f"{original.run.name}-rehearsal"
     root = Path(original.run.root)
     work = (work_root or root) / name / "rehearsal"
     work.mkdir(parents=True, exist_ok=True)
+    port = kept_port(work / "standin_port")
+    url = f"http://127.0.0.1:{port}/v1"
     run["name"], run["root"] = name, str(work_root or root)
+    run["title"] = f"{TITLE} — {original.run.title or f'medistill run {original.run.name}'}"
     from medistill.pipeline.launch import SHARDED, accelerate_config_type, launch_mode
 
     if run.get("accelerate_config"):
@@ -305,15 +260,16 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
     models: dict[str, str] = {}
     reasoning = bool((data.get("curate") or {}).get("think_tags"))
     if "generate" in original.configs:
-        _shrink_generate(data["generate"], notes)
+        _shrink_generate(data["generate"], url, notes)
     if "rubrics" in original.configs and isinstance(data["rubrics"].get("teacher"), dict):
-        data["rubrics"]["teacher"] = _to_stand_in(data["rubrics"]["teacher"])
+        data["rubrics"]["teacher"] = _to_stand_in(data["rubrics"]["teacher"], url)
         _note(notes, "rubrics: the teacher that writes them -> the stand-in teacher")
     if "rubrics" in original.configs:
         data["rubrics"].pop("max_cost", None)
     rubric = ((data.get("grpo") or {}).get("rewards") or {}).get("rubric")
     if isinstance(rubric, dict):
         rubric.pop("api_key_env", None)
+        rubric["base_url"] = [url]
         _note(notes, "grpo: the rubric reward's judge -> the stand-in teacher")
     if "curate" in original.configs:
         cur = data["curate"]
@@ -344,16 +300,30 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
     if "eval" in original.configs:
         ev = data.setdefault("eval", {})
         ev.update(limit=EVAL_QUESTIONS, max_new_tokens=TRACE_TOKENS, batch_size=EVAL_QUESTIONS)
-        _note(notes, f"eval: {EVAL_QUESTIONS} questions per benchmark, {TRACE_TOKENS} tokens")
-    _note(notes, f"sizes: traces <= {TRACE_TOKENS} tokens, 2 SFT steps, 1 GRPO/distill step")
-    data_dir = _standin_data(data, work, notes)
+    data_dir = standin_data_dir(data, work, notes, kept)
     out = work / "recipe.yaml"
     questions = _questions(data, data_dir)
-    # the teacher's URL is known only once the stand-in starts: written by run()
+    notes.extend(changes(written, data, skip=set(models.values())))
     out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return Rehearsal(
-        recipe=out, data_dir=data_dir, questions=questions, reasoning=reasoning, notes=notes
+        recipe=out,
+        data_dir=data_dir,
+        questions=questions,
+        reasoning=reasoning,
+        port=port,
+        stages=list(original.configs),
+        notes=notes,
+        kept=kept,
+        preflight=_preflight(path),
     )
+
+
+def _preflight(path: Path) -> list[str]:
+    """The preflight of the recipe as written, on this machine: what a real run of it here
+    would stop on (reported; the rehearsal's swaps then stand in for those parts)."""
+    from medistill.preflight import recipe_problems
+
+    return list(recipe_problems(path))
 
 
 def _questions(data: dict[str, Any], data_dir: Path) -> list[Any]:
@@ -394,35 +364,42 @@ def _env(**values: str) -> Iterator[None]:
 
 
 def rehearse(recipe: str | Path, **run_kwargs: Any) -> dict[str, Any]:
-    """Rehearse ``recipe`` (see the module docstring); the summary lists what was swapped."""
+    """Rehearse ``recipe`` (see the module docstring). The summary's ``rehearsal`` lists the
+    preflight of the recipe as written, every swap with the values used, the files read as
+    they are, and how much of its weights each training stage changed: a stage that changed
+    none raises :class:`MedistillError` (it would pass on a GPU and teach nothing)."""
     from medistill.pipeline import run_pipeline
+    from medistill.pipeline.rehearse_checks import check_trained, describe, grpo_health
     from medistill.pipeline.standin_teacher import StandInTeacher
 
     r = prepare(recipe)
+    for line in r.preflight:
+        log.warning("rehearsal: the recipe as written, on this machine: %s", line)
     for note in r.notes:
         log.info("rehearsal: %s", note)
-    data = load_recipe(r.recipe)
-    with StandInTeacher(r.questions, reasoning=r.reasoning) as teacher:
-        if "generate" in data:
-            data["generate"]["teacher"]["base_url"] = [teacher.url]
-        if isinstance((data.get("rubrics") or {}).get("teacher"), dict):
-            data["rubrics"]["teacher"]["base_url"] = [teacher.url]
-        rubric = ((data.get("grpo") or {}).get("rewards") or {}).get("rubric")
-        if isinstance(rubric, dict):  # the judge, too, is the stand-in
-            rubric["base_url"] = [teacher.url]
-        r.recipe.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        env = {
-            "MEDISTILL_DATA_DIR": str(r.data_dir),
-            "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1",
-        }
-        with _env(**env):
-            # The preflight of the recipe as written is the rehearsal's to report; the
-            # rewritten one runs a sharded accelerate config as CPU ranks.
-            summary = run_pipeline(r.recipe, preflight=False, **run_kwargs)
+    env = {"MEDISTILL_DATA_DIR": str(r.data_dir), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    with (
+        StandInTeacher(r.questions, reasoning=r.reasoning, port=r.port) as teacher,
+        _env(**env),
+    ):
+        # The preflight of the recipe as written is r.preflight (reported); the rewritten
+        # one runs a sharded accelerate config as CPU ranks, which a real run may not.
+        summary = run_pipeline(r.recipe, preflight=False, **run_kwargs)
+    checks: list[str] = []
+    weights: dict[str, Any] = {}
+    if not run_kwargs.get("dry_run"):
+        run_dir = r.recipe.parent.parent
+        weights = check_trained(run_dir, r.stages)
+        checks = [describe(stage, moved) for stage, moved in weights.items()]
+        health = grpo_health(run_dir) if "grpo" in r.stages else None
+        checks += [health] if health else []
     summary["rehearsal"] = {
         "recipe": str(r.recipe),
+        "preflight": r.preflight,
         "swapped": r.notes,
+        "as_is": r.kept,
+        "checks": checks,
+        "weights_changed": weights,
         "teacher": dict(teacher.stats),
     }
     return summary

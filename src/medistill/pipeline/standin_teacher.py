@@ -8,16 +8,24 @@ HTTP teacher uses. It reads the options as shown (shuffled or not), answers with
 project's answer line, puts its reasoning in ``reasoning_content`` when the recipe's
 teacher is a reasoning model (as DeepSeek's API and vLLM's reasoning parsers do), and
 answers one question in five wrongly, so curation's verification has something to drop.
+
+Its reasoning is one short sentence: a tiny random student learns that format (and to stop
+after the answer line) in a few dozen SFT steps, so a rehearsal's GRPO samples completions
+that end, and its rewards differ within a group. It listens on a port the caller may fix (a
+rehearsal keeps one port per run folder, so the URL in its recipe, hence every stage's
+config hash, is the same on a rerun); a client that hangs up mid-request is not an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from medistill.data import Question
@@ -25,13 +33,34 @@ from medistill.prompts import ANSWER_LINE
 from medistill.rubrics import RUBRIC_SYSTEM as _RUBRIC_SYSTEM
 from medistill.train.judge import JUDGE_SYSTEM as _JUDGE_SYSTEM
 
+log = logging.getLogger(__name__)
+
 _OPTION = re.compile(r"^\s*\(?([A-J])[.):]\s+(.+?)\s*$", re.MULTILINE)
 
 
-class StandInTeacher:
-    """``with StandInTeacher(questions, reasoning=True) as t: t.url`` (``.../v1``)."""
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server that lets a client hang up: the OpenAI client closes
+    connections it no longer needs (a retry, the end of a stage) and that is no error."""
 
-    def __init__(self, questions: list[Question], *, reasoning: bool = False) -> None:
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("stand-in teacher: client %s hung up (%s)", client_address, exc)
+            return
+        log.warning("stand-in teacher: request from %s failed", client_address, exc_info=True)
+
+
+class StandInTeacher:
+    """``with StandInTeacher(questions, reasoning=True) as t: t.url`` (``.../v1``); ``port``
+    0 takes any free port."""
+
+    def __init__(
+        self, questions: list[Question], *, reasoning: bool = False, port: int = 0
+    ) -> None:
         self.reasoning = reasoning
         self.stats: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -62,8 +91,7 @@ class StandInTeacher:
                     return
                 server._send(self, 200, reply)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -81,7 +109,10 @@ class StandInTeacher:
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(blob)))
         h.end_headers()
-        h.wfile.write(blob)
+        try:
+            h.wfile.write(blob)
+        except ConnectionError as e:  # the client hung up before reading its reply
+            log.debug("stand-in teacher: reply not delivered (%s)", e)
 
     def answer(self, user: str) -> tuple[str, str]:
         """(reasoning, final text) for one prompt: the gold option as shown, one in five
@@ -100,11 +131,7 @@ class StandInTeacher:
             letter = next((k for k in shown if k != letter), letter or "A")
         with self._lock:
             self.stats["wrong" if wrong else "answered"] += 1
-        subject = (q.subject or "the findings").lower()
-        reasoning = (
-            f"The vignette points to {subject}. Option {letter} ({shown.get(letter, '')}) "
-            f"fits the findings best; the other options each leave a finding unexplained."
-        )
+        reasoning = f"The findings fit option {letter} best; the others leave one unexplained."
         return reasoning, f"{reasoning}\n{ANSWER_LINE.format(letter=letter)}"
 
     def rubric(self, user: str) -> str:
@@ -160,3 +187,39 @@ class StandInTeacher:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def kept_port(path: Path) -> int:
+    """The stand-in's port for one rehearsal folder: the one saved in ``path`` when it is
+    free, else a free one (saved). The port is part of the teacher URL in the rehearsal's
+    recipe, hence of the config hashes: a rerun of an unchanged recipe must see the same."""
+    import socket
+
+    def free(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    try:
+        saved = int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        saved = 0
+    if saved and free(saved):
+        return saved
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    if saved:
+        log.warning(
+            "stand-in teacher: port %d (kept in %s) is taken; using %d: the stages that call the "
+            "teacher run again",
+            saved,
+            path,
+            port,
+        )
+    path.write_text(f"{port}\n", encoding="utf-8")
+    return port
