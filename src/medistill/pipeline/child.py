@@ -36,16 +36,21 @@ def run_child(config_file: Path) -> dict[str, Any]:
     section = dict(section or {})
     where = f"{config_file}: {stage}"
     progress = sys.stderr.isatty()
+    from medistill.preflight import check_stage
+
     if stage == "generate":
         from medistill.generate import GenerateConfig, run_generate
 
-        result = run_generate(build(GenerateConfig, section, where=where), show_progress=progress)
+        gen = build(GenerateConfig, section, where=where)
+        check_stage("generate", gen)  # what a stage command checks in its own process
+        result = run_generate(gen, show_progress=progress)
         result = {k: v for k, v in result.items() if k != "config"}
     elif stage == "eval":
         from medistill.evaluate import EvalConfig, run_eval
 
         overwrite = bool(section.pop("overwrite", False))
         cfg = build(EvalConfig, section, where=where)
+        check_stage("eval", cfg)
         result = run_eval(cfg, overwrite=overwrite, show_progress=progress)
     else:
         raise MedistillError(f"{config_file}: stage {stage!r} does not run as a model child")

@@ -84,7 +84,9 @@ class RunConfig:
         metadata={
             "help": "how training stages run: auto (accelerate when accelerate_config or "
             "num_processes is set, else a child process per stage where CUDA is present, else "
-            "in this process), accelerate, process or inline"
+            "in this process), accelerate, process or inline. Where CUDA is present (or with "
+            "process), generate with a local teacher and the evaluation of each local model run "
+            "in a child process too, so each frees its GPU memory by exiting"
         },
     )
 
