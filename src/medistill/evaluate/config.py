@@ -159,14 +159,16 @@ class _EvalKeys:
         default=None,
         metadata={
             "help": "answers per question (and order), sampled with seed + i; needs "
-            "temperature > 0; none: sampled_samples when decoding samples, else 1"
+            "temperature > 0; none: sampled_samples when the model's generation_config.json "
+            "makes decoding sample, else 1"
         },
     )
     sampled_samples: int = field(
         default=4,
         metadata={
-            "help": "answers per question when decoding samples and samples is unset: "
-            "accuracy is their mean, with its spread over seeds (samples_accuracy)"
+            "help": "answers per question when the model's generation_config.json makes "
+            "decoding sample and samples is unset: accuracy is their mean, with its spread "
+            "over seeds (samples_accuracy)"
         },
     )
     vote: Literal["majority", "mean"] | None = field(

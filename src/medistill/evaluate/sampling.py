@@ -7,9 +7,9 @@ loops as "no answer" and drags its baseline down. So for each of ``temperature``
 and ``top_k`` that the recipe (or command line) leaves unset, :func:`resolve` takes the
 model's ``generation_config.json`` (a local folder's file; a Hub id's from the Hugging Face
 cache or the Hub) when it samples (``do_sample: true``), and greedy decoding otherwise. A
-value the recipe sets always wins. A sampled run asks each question ``sampled_samples``
-times with seeds ``seed, seed + 1, ...`` and reports the mean accuracy over the samples, its
-spread and each sample's (``samples_accuracy`` in ``metrics.json``).
+value the recipe sets always wins. A run sampled by the model's settings asks each question
+``sampled_samples`` times with seeds ``seed, seed + 1, ...`` and reports the mean accuracy
+over the samples, its spread and each sample's (``samples_accuracy`` in ``metrics.json``).
 
 What was used, and where each value came from, is written to the run's ``config.json``
 (``sampling_used``), copied into ``metrics.json`` (``sampling``) and shown by the report.
@@ -92,7 +92,9 @@ def resolve(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, Any]]:
     Per key: the recipe's value; else, when the model's ``generation_config.json`` samples,
     its value (``temperature`` 1.0 and ``top_p`` 1.0 where it samples without naming them,
     as transformers reads it); else greedy (``temperature`` 0, ``top_p`` 1, no ``top_k``).
-    ``samples``: the recipe's, else ``sampled_samples`` when decoding samples, else 1;
+    ``samples``: the recipe's, else ``sampled_samples`` when the model's own settings make
+    decoding sample (a temperature the recipe sets keeps one sample unless it sets more),
+    else 1;
     ``vote``: the recipe's, else ``mean`` for ``sampled_samples``, else ``majority``.
     Resolving a resolved config changes no value.
     """
@@ -115,10 +117,11 @@ def resolve(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, Any]]:
             source[key] = FROM_MODEL if key in gen else f"{FROM_DEFAULT} (sampled)"  # type: ignore[operator]
         else:
             values[key], source[key] = greedy[key], f"{FROM_DEFAULT} (greedy)"
-    sampled = values["temperature"] > 0
+    # the model's own sampling (not a temperature the recipe chose) gets several samples
+    model_sampled = values["temperature"] > 0 and source["temperature"] != FROM_RECIPE
     if "samples" in explicit:
         values["samples"], source["samples"] = explicit["samples"], FROM_RECIPE
-    elif sampled and cfg.mode == "generate":
+    elif model_sampled and cfg.mode == "generate":
         values["samples"], source["samples"] = cfg.sampled_samples, "sampled_samples"
     else:
         values["samples"], source["samples"] = 1, FROM_DEFAULT
