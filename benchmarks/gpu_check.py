@@ -705,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp)")
     p.add_argument("--max-seconds", type=float, default=None, help="bound on the whole run")
     p.add_argument("--sft-steps", type=int, default=None, help="steps of each SFT stage")
+    p.add_argument("--sft-batch", type=int, default=None, help="sequences per SFT step")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per SFT sequence")
     p.add_argument("--stages", default=",".join(TRAINING), help="training stages to run")
     a = p.parse_args(argv)
     import tempfile
@@ -713,12 +715,19 @@ def main(argv: list[str] | None = None) -> int:
 
     mode = "tiny" if a.tiny else "full"
     plan = dict(PLANS[mode])
-    if a.sft_steps:
-        plan["sft_steps"] = a.sft_steps
+    for key in ("sft_steps", "sft_batch", "seq_len"):
+        if getattr(a, key):
+            plan[key] = getattr(a, key)
     wanted = [s for s in a.stages.split(",") if s]
     unknown = sorted(set(wanted) - set(TRAINING))
     if unknown:
         p.error(f"--stages: unknown {', '.join(unknown)}; choose from {', '.join(TRAINING)}")
+    if mode == "full" and not torch.cuda.is_available():
+        p.exit(
+            2,
+            "gpu_check: no CUDA device here; the full check trains a 1.7B model and needs a GPU "
+            "(run with --tiny for the CPU smoke run of the same code)\n",
+        )
     max_seconds = a.max_seconds or plan["max_seconds"]
     start = time.time()
     deadline = start + max_seconds

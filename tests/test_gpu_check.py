@@ -103,3 +103,20 @@ def test_peak_table_and_flop_count_match_the_cards_and_the_model() -> None:
     # Qwen3-1.7B's model card: 1.7B parameters, 1.4B without the embedding.
     assert 1.68e9 < sum(params.values()) < 1.76e9
     assert 1.38e9 < sum(params.values()) - embedding < 1.45e9
+
+
+def test_the_full_check_without_cuda_stops_in_one_line() -> None:
+    """Without a GPU the full check (a 1.7B model) would run for hours: it refuses at once and
+    names --tiny. On a CUDA machine the full check is the point, so there is nothing to refuse."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--max-seconds", "5"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "gpu_check: no CUDA device here; the full check trains a 1.7B model and needs a GPU "
+        "(run with --tiny for the CPU smoke run of the same code)"
+    ]
