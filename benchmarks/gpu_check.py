@@ -274,7 +274,8 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
         tok.save_pretrained(folder)
         out[f"{name}_parameters"] = sum(p.numel() for p in model.parameters())
         del model
-    rows = _fixed_length_rows(tok, spec["sft_batch"] * spec["sft_steps"], spec["seq_len"], seed=0)
+    n = max(spec["sft_batch"] * spec["sft_steps"], spec["grpo_prompts"], spec["distill_prompts"])
+    rows = _fixed_length_rows(tok, n, spec["seq_len"], seed=0)
     path = work / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     lengths = [
