@@ -16,9 +16,11 @@ import yaml
 
 from medistill.data import load_benchmark
 from medistill.data.standin import WRITERS, write_standin
+from medistill.errors import MedistillError
 from medistill.generate import shuffle_question
 from medistill.models import TINY_KINDS, build_tiny_model, tiny_kind
-from medistill.pipeline.standin_teacher import StandInTeacher
+from medistill.pipeline.rehearse_checks import check_trained, weights_moved
+from medistill.pipeline.standin_teacher import StandInTeacher, kept_port
 from medistill.prompts import get_template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,12 +122,17 @@ def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path) -> N
         [*cmd, "--rehearse"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    assert "Traceback" not in r.stderr, r.stderr[-5000:]  # e.g. the stand-in's hang-ups
+    assert "raise max_completion_length" not in r.stdout + r.stderr  # GRPO's end: no advice
     recipe = yaml.safe_load((ROOT / "recipes" / name).read_text())
     runs = list((tmp_path / "runs").glob("*-rehearsal"))
     assert len(runs) == 1, runs
     run = runs[0]
     swapped = [line for line in r.stdout.splitlines() if line.startswith("  swapped: ")]
     assert any("stand-in teacher on 127.0.0.1" in s for s in swapped)
+    assert not any("your copy" in s for s in swapped)  # read as it is: not a swap
+    if "gpu" in name:  # what a real run of it would stop on here: reported, then swapped
+        assert "  preflight of the recipe as written: " in r.stdout
     stages = recipe["run"].get("stages") or ["generate", "curate", "sft", "grpo", "eval"]
     for stage in stages:
         m = json.loads((run / stage / "pipeline.json").read_text())
@@ -150,6 +157,28 @@ def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path) -> N
         assert precision["trainable_weights"] == ["float32"]  # weights that train at lr 1e-6
         if section.get("bf16") is not False:
             assert precision["compute"].startswith("bfloat16")
+        # Each training stage moved the weights it trains (GRPO with every completion cut off
+        # finished with the SFT model's weights), and the rehearsal says by how much.
+        moved = weights_moved(train["base_model"], run / stage)
+        assert moved["tensors_changed"] > 0, (stage, moved)
+        assert f"  checked: {stage} changed {moved['tensors_changed']} of " in r.stdout
+        if section.get("max_completion_length"):  # the cap is a swap, with its numbers
+            cap = section["max_completion_length"]
+            assert any(f"max_completion_length {cap} -> " in s for s in swapped), swapped
+    if "grpo" in stages:  # completions that end, rewards that differ within a group
+        log = [json.loads(x) for x in (run / "grpo" / "log.jsonl").read_text().splitlines()]
+        steps = [x for x in log if "completions/clipped_ratio" in x]
+        assert min(x["completions/clipped_ratio"] for x in steps) < 0.5, steps
+        assert min(x["frac_reward_zero_std"] for x in steps) < 1.0, steps
+        assert "  checked: grpo: " in r.stdout
+    # every value the rehearsal changed is listed as it ran (not "2 samples each" for 1)
+    rewritten = yaml.safe_load((run / "rehearsal" / "recipe.yaml").read_text())
+    for key in ("samples", "max_tokens"):
+        old, new = (recipe.get("generate") or {}).get(key), rewritten["generate"].get(key)
+        if old != new:
+            assert any(f"{key} {old} -> {new}" in s for s in swapped), (key, swapped)
+        else:
+            assert not any(f" {key} " in s for s in swapped if "generate values" in s), key
     models = {
         json.loads(p.read_text())["model_type"] for p in run.glob("rehearsal/models/*/config.json")
     }
@@ -157,6 +186,22 @@ def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path) -> N
     assert tiny_kind(student)[0] in models
     report = (run / "report" / "report.md").read_text()
     assert "| student: SFT |" in report
+    # titled as a rehearsal, and the stand-in teacher named as what it is
+    title = f"Rehearsal (CPU, tiny random models) — {recipe['run']['title']}"
+    assert report.startswith(f"# {title}\n")
+    assert title in (run / "report" / "report.html").read_text()
+    teacher_rows = [x for x in report.splitlines() if x.startswith("| teacher: ")]
+    assert teacher_rows and all(
+        x.startswith("| teacher: stand-in teacher (knows the answer key) for ")
+        for x in teacher_rows
+    )
+    # an unchanged recipe, rehearsed again: every stage skips (the stand-in keeps its port)
+    again = subprocess.run(
+        [*cmd, "--rehearse"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    table = [x.split() for x in again.stdout.splitlines() if x.split()[:1] in ([s] for s in stages)]
+    assert len(table) == len(stages) and all(row[1] == "skip" for row in table), again.stdout
 
 
 @pytest.mark.slow
@@ -177,7 +222,10 @@ def test_a_rehearsal_reads_the_copies_this_machine_has(shared_data: Path, tmp_pa
     curate = json.loads((run / "curate" / "pipeline.json").read_text())["figures"]
     assert curate["kept_traces"] > 0
     report = (run / "report" / "report.md").read_text()
-    assert "| teacher: deepseek-reasoner |" in report
+    assert "| teacher: stand-in teacher (knows the answer key) for deepseek-reasoner |" in report
+    swapped = [line for line in r.stdout.splitlines() if line.startswith("  swapped: ")]
+    assert not any("your copy" in s for s in swapped)  # read as it is, said so
+    assert "  as is: medqa test: your copy" in r.stdout
 
 
 @pytest.mark.slow
@@ -224,3 +272,85 @@ def test_a_safety_benchmark_gets_a_stand_in_in_its_release_layout(
     assert any("medsafetybench: no copy on this machine" in n for n in r.notes)
     rows = load_safety(path=r.data_dir / "medsafetybench", per_category=2)
     assert len(rows) == 18 and {x.source for x in rows} == {"gpt4", "llama2"}
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_a_training_stage_that_changed_no_weight_fails_the_rehearsal(tmp_path: Path) -> None:
+    """The check that GRPO with every completion cut off (0 weights moved) failed: a stage
+    folder equal to its start raises, naming the stage; one changed element is counted; a
+    model saved in bf16 after an fp32 start is not "changed" by the cast alone."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base = build_tiny_model(tmp_path / "base", model_type="qwen3")
+    stage = _copy_model(base, tmp_path / "run" / "grpo")
+    (stage / "medistill_train.json").write_text(json.dumps({"base_model": str(base)}))
+    with pytest.raises(MedistillError, match="grpo finished without changing a weight"):
+        check_trained(tmp_path / "run", ["generate", "grpo", "eval"])
+    weights = load_file(stage / "model.safetensors")
+    assert weights_moved(base, stage)["tensors_changed"] == 0
+    save_file({k: v.to(torch.bfloat16) for k, v in weights.items()}, stage / "model.safetensors")
+    assert weights_moved(base, stage)["tensors_changed"] == 0  # a cast is not training
+    name = next(iter(weights))
+    weights[name] = weights[name].clone()
+    weights[name].view(-1)[0] += 1e-3
+    save_file(weights, stage / "model.safetensors")
+    moved = check_trained(tmp_path / "run", ["grpo"])["grpo"]
+    assert moved["tensors_changed"] == 1 and moved["elements_changed"] == 1
+    assert 0 < moved["share_changed"] < 1e-4
+
+
+def test_the_stand_in_teacher_keeps_its_port_and_lets_clients_hang_up(
+    tmp_path: Path, capfd
+) -> None:
+    """The port is kept per rehearsal folder (the teacher URL is in every config hash), and a
+    client that resets its connection mid-request prints no traceback."""
+    import socket
+    import struct
+    import time
+
+    port = kept_port(tmp_path / "standin_port")
+    assert kept_port(tmp_path / "standin_port") == port
+    questions = load_benchmark("sample").questions[:2]
+    with StandInTeacher(questions, port=port) as t:
+        assert t.url == f"http://127.0.0.1:{port}/v1"
+        for _ in range(3):
+            c = socket.create_connection(("127.0.0.1", port))
+            c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 500\r\n\r\n{")
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()  # RST: the server's read fails with ConnectionResetError
+        time.sleep(0.5)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err, err
+
+
+def test_the_swap_list_is_the_rewritten_recipe(tmp_path: Path, monkeypatch) -> None:
+    """Every value the rehearsal rewrote is listed as it will run: the distill recipe's one
+    sample stays one (the list once said "2 samples each"), its sample of 20,000 becomes 4,
+    GRPO's completion cap is listed; the title and the teacher say rehearsal."""
+    from medistill.pipeline.rehearse import COMPLETION_TOKENS, prepare
+
+    monkeypatch.delenv("MEDISTILL_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    r = prepare(ROOT / "recipes" / "qwen3-1.7b-distill-gpu.yaml")
+    rewritten = yaml.safe_load(r.recipe.read_text())
+    assert rewritten["generate"]["samples"] == 1
+    gen = next(n for n in r.notes if n.startswith("generate values: "))
+    assert "sources[0].sample.n 20000 -> 4" in gen and "samples" not in gen
+    assert not any("2 samples each" in n for n in r.notes)
+    distill = next(n for n in r.notes if n.startswith("distill values: "))
+    assert f"max_completion_length 2048 -> {COMPLETION_TOKENS}" in distill
+    teacher = rewritten["generate"]["teacher"]
+    assert teacher["backend"] == "openai" and teacher["base_url"] == [
+        f"http://127.0.0.1:{r.port}/v1"
+    ]
+    assert teacher["model"] == "stand-in teacher (knows the answer key) for Qwen3-8B"
+    assert rewritten["run"]["title"].startswith("Rehearsal (CPU, tiny random models) — ")
+    again = prepare(ROOT / "recipes" / "qwen3-1.7b-distill-gpu.yaml")
+    assert again.recipe.read_text() == r.recipe.read_text()  # same folder, same recipe

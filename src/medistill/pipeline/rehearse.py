@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 #: Sizes a rehearsal runs at (a 2-core CPU, a minute or two per recipe).
 QUESTIONS = 8  # per generate source
-TRACE_TOKENS = 192  # curate.max_tokens, hence eval.max_new_tokens
+TRACE_TOKENS = 128  # curate.max_tokens, hence eval.max_new_tokens (stand-in traces: ~60)
 #: GRPO / distillation completions: the stand-in teacher's traces are ~40 tokens in the tiny
 #: tokenizer, so a student that learned them ends well inside this cap.
 COMPLETION_TOKENS = 96
@@ -191,7 +191,7 @@ def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str]) -> None:
         _note(
             notes,
             "sft: a faster rate and more steps, so the tiny random student learns the stand-in's "
-            "short answer format (GRPO then samples completions that end)",
+            "short answer format (GRPO or distillation then samples completions that end)",
         )
     else:
         sec["max_completion_length"] = COMPLETION_TOKENS

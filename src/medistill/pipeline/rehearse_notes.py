@@ -51,5 +51,5 @@ def changes(written: dict[str, Any], rehearsed: dict[str, Any], *, skip: set[str
                 continue
             diffs.append(f"{key} {_show(old)} -> {_show(new)}")
         if diffs:
-            lines.append(f"{section}: " + "; ".join(diffs))
+            lines.append(f"{section} values: " + "; ".join(diffs))
     return lines
