@@ -336,7 +336,7 @@ def _sft(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
     from transformers import TrainerCallback
 
     from medistill.train.config import SFTRecipe
-    from medistill.train.output import precision
+    from medistill.train.precision import precision
     from medistill.train.sft import build_sft_trainer
 
     cuda = torch.cuda.is_available()
