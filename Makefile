@@ -42,7 +42,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	install chromium as root): the browser tests will be skipped"
 	touch $@
 
+# The converter cache lives outside the venv: refilled here when it was emptied since.
 install: $(VENV)/.installed
+	@$(PY) -m medistill.deploy.gguf where >/dev/null 2>&1 || { test -f $(LLAMA_CPP_SDIST) \
+	  && $(PY) -m medistill.deploy.gguf fetch --sdist $(LLAMA_CPP_SDIST) \
+	  || $(PY) -m medistill.deploy.gguf fetch; }
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
