@@ -159,7 +159,7 @@ def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path) -> N
             assert precision["compute"].startswith("bfloat16")
         # Each training stage moved the weights it trains (GRPO with every completion cut off
         # finished with the SFT model's weights), and the rehearsal says by how much.
-        moved = weights_moved(train["base_model"], run / stage)
+        moved = weights_moved(tmp_path / train["base_model"], run / stage)  # cwd: tmp_path
         assert moved["tensors_changed"] > 0, (stage, moved)
         assert f"  checked: {stage} changed {moved['tensors_changed']} of " in r.stdout
         if section.get("max_completion_length"):  # the cap is a swap, with its numbers

@@ -44,16 +44,16 @@ log = logging.getLogger(__name__)
 #: Sizes a rehearsal runs at (a 2-core CPU, a minute or two per recipe).
 QUESTIONS = 8  # per generate source
 TRACE_TOKENS = 128  # curate.max_tokens, hence eval.max_new_tokens (stand-in traces: ~60)
-#: GRPO / distillation completions: the stand-in teacher's traces are ~40 tokens in the tiny
+#: GRPO / distillation completions: the stand-in teacher's traces are ~60 tokens in the tiny
 #: tokenizer, so a student that learned them ends well inside this cap.
-COMPLETION_TOKENS = 96
+COMPLETION_TOKENS = 128
 EVAL_QUESTIONS = 4
 PROCESSES = 2  # CPU ranks standing in for several GPUs
 #: SFT long and fast enough for a tiny random student to learn the stand-in's short answer
 #: format, end of turn included: GRPO then samples completions that end, with rewards that
 #: differ within a group (at the recipe's own rate it would learn nothing in minutes).
-SFT_STEPS = 60
-SFT_LEARNING_RATE = {"lora": 1e-2, "full": 2e-3}
+SFT_STEPS = 80
+SFT_LEARNING_RATE = {"lora": 1e-2, "full": 5e-3}
 #: The tiny models' embeddings are drawn at this std (transformers': 0.02). Tied to the
 #: output layer, they bound the logits: at 0.02 no LoRA adapter (which does not train them)
 #: can make a 64-wide model sure of any next token, so it would never learn to stop.
