@@ -114,7 +114,7 @@ def test_the_stand_in_teacher_answers_the_options_as_shown(tmp_path: Path) -> No
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RECIPES)
-def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path) -> None:
+def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path, monkeypatch) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("MEDISTILL_DATA_DIR", None)  # the splits a GPU run reads: stand-ins here
     cmd = [sys.executable, "-m", "medistill.cli", "run", str(ROOT / "recipes" / name)]
@@ -159,7 +159,8 @@ def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path) -> N
             assert precision["compute"].startswith("bfloat16")
         # Each training stage moved the weights it trains (GRPO with every completion cut off
         # finished with the SFT model's weights), and the rehearsal says by how much.
-        moved = weights_moved(tmp_path / train["base_model"], run / stage)  # cwd: tmp_path
+        monkeypatch.chdir(tmp_path)  # the run's paths are relative to where it ran
+        moved = check_trained(run, [stage])[stage]  # raises where nothing changed
         assert moved["tensors_changed"] > 0, (stage, moved)
         assert f"  checked: {stage} changed {moved['tensors_changed']} of " in r.stdout
         if section.get("max_completion_length"):  # the cap is a swap, with its numbers
@@ -354,3 +355,28 @@ def test_the_swap_list_is_the_rewritten_recipe(tmp_path: Path, monkeypatch) -> N
     assert rewritten["run"]["title"].startswith("Rehearsal (CPU, tiny random models) — ")
     again = prepare(ROOT / "recipes" / "qwen3-1.7b-distill-gpu.yaml")
     assert again.recipe.read_text() == r.recipe.read_text()  # same folder, same recipe
+
+
+def test_a_lora_stage_is_judged_by_its_adapter(tmp_path: Path) -> None:
+    """PEFT starts every LoRA B matrix at zero: an adapter whose B matrices are all still
+    zero fails the check (a merged bf16 copy would round a small first step away), one that
+    moved is counted."""
+    import torch
+    from safetensors.torch import save_file
+
+    base = build_tiny_model(tmp_path / "base")
+    stage = _copy_model(base, tmp_path / "run" / "sft")
+    (stage / "medistill_train.json").write_text(
+        json.dumps({"base_model": str(base), "adapter": "adapter"})
+    )
+    (stage / "adapter").mkdir()
+    (stage / "adapter" / "adapter_config.json").write_text(json.dumps({"init_lora_weights": True}))
+    a, b = "m.layers.0.q_proj.lora_A.weight", "m.layers.0.q_proj.lora_B.weight"
+    tensors = {a: torch.randn(4, 64), b: torch.zeros(64, 4)}
+    save_file(tensors, stage / "adapter" / "adapter_model.safetensors")
+    with pytest.raises(MedistillError, match="B matrices are still zero"):
+        check_trained(tmp_path / "run", ["sft"])
+    tensors[b][0, 0] = 1e-6
+    save_file(tensors, stage / "adapter" / "adapter_model.safetensors")
+    moved = check_trained(tmp_path / "run", ["sft"])["sft"]
+    assert (moved["tensors_changed"], moved["tensors"], moved["elements_changed"]) == (1, 1, 1)

@@ -20,6 +20,18 @@ rewritten, and every change is said:
 Everything else (LoRA or full weights, bf16 with fp32 master weights, rewards, stages,
 think tags, sources, samples, curation filters, decontamination, the report) runs as the
 recipe says. The rehearsal's run folder is ``<root>/<name>-rehearsal``.
+
+So that each stage does its work, not merely exits 0: the stand-in's traces are short, SFT
+runs fast enough (:data:`SFT_STEPS`, :data:`SFT_LEARNING_RATE`) for the tiny student to learn
+them and to stop, so GRPO's completions end within :data:`COMPLETION_TOKENS` and its rewards
+differ within a group; after the run every training stage's saved weights are compared with
+the ones it started from (:mod:`~medistill.pipeline.rehearse_checks`), and a stage that
+changed none fails the rehearsal. Every value rewritten is listed as it ran
+(:mod:`~medistill.pipeline.rehearse_notes`); the report is titled as a rehearsal and its
+teacher row names the stand-in; the stand-in keeps one port per rehearsal folder, so an
+unchanged recipe rehearsed again skips every stage. The preflight of the recipe as written
+(:func:`medistill.preflight.recipe_problems`) is reported first: what a real run of it on
+this machine would stop on.
 """
 
 from __future__ import annotations
@@ -59,7 +71,7 @@ SFT_LEARNING_RATE = {"lora": 1e-2, "full": 5e-3}
 #: can make a 64-wide model sure of any next token, so it would never learn to stop.
 EMBEDDING_STD = 0.3
 GRPO_GENERATIONS = 4
-GRPO_PROMPTS_PER_STEP = 2  # per process: per_device_train_batch_size = this x generations
+GRPO_PROMPTS_PER_STEP = 4  # per process: per_device_train_batch_size = this x generations
 TITLE = "Rehearsal (CPU, tiny random models)"
 STANDIN_NAME = "stand-in teacher (knows the answer key)"
 

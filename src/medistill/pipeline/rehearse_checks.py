@@ -5,7 +5,9 @@ every reward was equal and every advantage zero) would pass any check on exit co
 manifests; comparing the stage's saved weights with the ones it started from cannot be
 fooled that way. The comparison is made in the saved model's own dtype: the starting
 weights are cast to it first, so a model saved in bf16 after loading fp32 weights does not
-count as changed by the cast alone.
+count as changed by the cast alone. A LoRA stage is judged by its adapter instead: PEFT starts
+every B matrix at zero, so a B that is no longer zero was trained (a merged bf16 copy would
+round a first small step of lr 5e-5 away).
 """
 
 from __future__ import annotations
@@ -71,6 +73,28 @@ def weights_moved(start: str | Path, trained: str | Path) -> dict[str, Any]:
     }
 
 
+def adapter_moved(adapter: str | Path) -> dict[str, Any] | None:
+    """How many of a LoRA adapter's B matrices left their zero init (``None`` when the
+    adapter was not initialised with zero B matrices, so its start is unknown here)."""
+    folder = Path(adapter)
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    if config.get("init_lora_weights", True) not in (True, "gaussian"):
+        return None
+    b = {k: v for k, v in _tensors(folder).items() if ".lora_B." in k}
+    if not b:
+        return None
+    moved = sum(int((v != 0).sum()) for v in b.values())
+    elements = sum(v.numel() for v in b.values())
+    return {
+        "tensors_changed": sum(bool((v != 0).any()) for v in b.values()),
+        "tensors": len(b),
+        "elements_changed": moved,
+        "elements": elements,
+        "share_changed": round(moved / elements, 6) if elements else 0.0,
+        "compared": "LoRA B matrices against their zero init",
+    }
+
+
 def check_trained(run_dir: Path, stages: list[str]) -> dict[str, dict[str, Any]]:
     """For each training stage of ``stages``: the weights it saved against those it started
     from (its ``medistill_train.json`` names them); raise when a stage changed none."""
@@ -79,7 +103,9 @@ def check_trained(run_dir: Path, stages: list[str]) -> dict[str, dict[str, Any]]
         folder = run_dir / stage
         manifest = json.loads((folder / "medistill_train.json").read_text(encoding="utf-8"))
         start = Path(manifest["base_model"])
-        moved = weights_moved(start, folder)
+        adapter = folder / str(manifest.get("adapter") or "adapter")
+        moved = adapter_moved(adapter) if manifest.get("adapter") and adapter.is_dir() else None
+        moved = moved or {**weights_moved(start, folder), "compared": "saved weights"}
         out[stage] = {"from": str(start), **moved}
         log.info(
             "rehearsal: %s changed %d of %d weight tensors (%.1f%% of elements)",
@@ -89,20 +115,29 @@ def check_trained(run_dir: Path, stages: list[str]) -> dict[str, dict[str, Any]]
             100 * moved["share_changed"],
         )
         if moved["tensors_changed"] == 0:
+            unchanged = (
+                f"its adapter's B matrices are still zero ({adapter})"
+                if moved["compared"].startswith("LoRA")
+                else f"{folder} equals {TRAINED_FROM[stage]}, {start}"
+            )
             raise MedistillError(
-                f"rehearsal: {stage} finished without changing a weight ({folder} equals "
-                f"{TRAINED_FROM[stage]}, {start}): its training step had no gradient; see "
-                f"{folder / 'log.jsonl'} (loss, grad_norm, rewards)"
+                f"rehearsal: {stage} finished without changing a weight ({unchanged}): its "
+                f"training steps had no gradient; see {folder / 'log.jsonl'} (loss, grad_norm, "
+                "rewards)"
             )
     return out
 
 
 def describe(stage: str, moved: dict[str, Any]) -> str:
     """One line for the rehearsal's summary: how much of the stage's weights changed."""
+    what = (
+        "LoRA B matrices (from their zero init)"
+        if moved.get("compared", "").startswith("LoRA")
+        else f"weight tensors (against {TRAINED_FROM[stage]})"
+    )
     return (
-        f"{stage} changed {moved['tensors_changed']} of {moved['tensors']} weight tensors "
-        f"({100 * moved['share_changed']:.1f}% of {moved['elements']:,} elements) against "
-        f"{TRAINED_FROM[stage]}"
+        f"{stage} changed {moved['tensors_changed']} of {moved['tensors']} {what}, "
+        f"{100 * moved['share_changed']:.1f}% of {moved['elements']:,} elements"
     )
 
 
