@@ -69,7 +69,7 @@ SFT_LEARNING_RATE = {"lora": 1e-2, "full": 5e-3}
 #: The tiny models' embeddings are drawn at this std (transformers': 0.02). Tied to the
 #: output layer, they bound the logits: at 0.02 no LoRA adapter (which does not train them)
 #: can make a 64-wide model sure of any next token, so it would never learn to stop.
-EMBEDDING_STD = 0.3
+EMBEDDING_STD = 0.15
 GRPO_GENERATIONS = 4
 GRPO_PROMPTS_PER_STEP = 4  # per process: per_device_train_batch_size = this x generations
 TITLE = "Rehearsal (CPU, tiny random models)"
