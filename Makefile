@@ -38,8 +38,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	  "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)" -e ".[serve]"
 	$(PY) -m medistill.deploy.gguf fetch --sdist $(LLAMA_CPP_SDIST)
 	command -v chromium >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
-	  && apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed (apt-get \
-	install chromium as root): the browser tests will be skipped"
+	  && { apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null \
+	  && apt-get install -y -qq chromium >/dev/null; }; }; } || echo "chromium not installed (apt-get \
+	install chromium as root): the browser tests cannot run"
 	touch $@
 
 # The converter cache lives outside the venv: refilled here when it was emptied since.

@@ -354,3 +354,15 @@ def test_the_gpu_extra_pins_the_stack_trl_supports() -> None:
             if req.name == "vllm":
                 (spec,) = req.specifier
                 assert spec.operator == "==" and Version(spec.version) in supported, (name, req)
+
+
+def test_the_tests_run_the_gpu_stacks_trl_and_transformers() -> None:
+    """The CPU rehearsal must exercise the library versions a GPU run installs (on main, CI
+    rehearsed transformers 5.25 while vLLM 0.31 needs < 5.18): the test extra pins the gpu
+    extra's TRL and transformers, and the installed ones are those."""
+    extras = _extras()
+    gpu, test = _expand("gpu", extras), _expand("test", extras)
+    for name in ("trl", "transformers"):
+        assert _pin(test, name) == _pin(gpu, name), name
+        assert Version(version(name)) == _pin(gpu, name), f"{name} {version(name)} installed"
+    assert Version(version("torch").split("+")[0]) == _pin(gpu, "torch")

@@ -51,7 +51,8 @@ def test_defaults_are_safe_on_cpu(tmp_path: Path) -> None:
 
     vllm_recipe = GRPORecipe(output_dir=str(tmp_path), use_vllm=True)  # parses anywhere
     if importlib.util.find_spec("vllm") is None:
-        with pytest.raises(MedistillError, match="use_vllm needs vllm: pip install vllm"):
+        wanted = r"use_vllm needs vllm: pip install -e '\.\[gpu\]'"
+        with pytest.raises(MedistillError, match=wanted):
             vllm_recipe.trainer_args()
 
 

@@ -327,7 +327,10 @@ def _require_module(wanted: bool, module: str, what: str) -> None:
     import importlib.util
 
     if wanted and importlib.util.find_spec(module) is None:
-        raise MedistillError(f"{what} needs {module}: pip install {module} (on a CUDA machine)")
+        raise MedistillError(
+            f"{what} needs {module}: pip install -e '.[gpu]' (the pinned GPU stack, on a "
+            "CUDA machine)"
+        )
 
 
 def _post_init(self, trl_cls: type) -> None:
