@@ -58,20 +58,20 @@ QUESTIONS = 8  # per generate source
 TRACE_TOKENS = 128  # curate.max_tokens, hence eval.max_new_tokens (stand-in traces: ~60)
 #: GRPO / distillation completions: the stand-in teacher's traces are ~60 tokens in the tiny
 #: tokenizer, so a student that learned them ends well inside this cap.
-COMPLETION_TOKENS = 128
+COMPLETION_TOKENS = 128  # <= eval.max_new_tokens (TRACE_TOKENS), as the plan requires
 EVAL_QUESTIONS = 4
 PROCESSES = 2  # CPU ranks standing in for several GPUs
 #: SFT long and fast enough for a tiny random student to learn the stand-in's short answer
 #: format, end of turn included: GRPO then samples completions that end, with rewards that
 #: differ within a group (at the recipe's own rate it would learn nothing in minutes).
-SFT_STEPS = 80
+SFT_STEPS = 120
 SFT_LEARNING_RATE = {"lora": 1e-2, "full": 5e-3}
 #: The tiny models' embeddings are drawn at this std (transformers': 0.02). Tied to the
 #: output layer, they bound the logits: at 0.02 no LoRA adapter (which does not train them)
 #: can make a 64-wide model sure of any next token, so it would never learn to stop.
 EMBEDDING_STD = 0.15
 GRPO_GENERATIONS = 4
-GRPO_PROMPTS_PER_STEP = 4  # per process: per_device_train_batch_size = this x generations
+GRPO_PROMPTS_PER_STEP = 4  # in all processes together (a rehearsal trains on ~6 questions)
 TITLE = "Rehearsal (CPU, tiny random models)"
 STANDIN_NAME = "stand-in teacher (knows the answer key)"
 
@@ -165,8 +165,10 @@ def _shrink_generate(gen: dict[str, Any], url: str, notes: list[str]) -> None:
         gen.pop(key, None)
 
 
-def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str]) -> None:
-    """What needs a GPU becomes its CPU path; sizes shrink."""
+def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str], processes: int) -> None:
+    """What needs a GPU becomes its CPU path; sizes shrink (GRPO's batch over ``processes``
+    ranks stays within the few questions a rehearsal trains on: a batch larger than the
+    dataset would run 0 steps)."""
     if sec.get("bf16") is None and not sec.get("fp16"):
         sec["bf16"] = True  # what the recipe gets on a bf16 GPU: fp32 masters, bf16 autocast
     if sec.get("bf16") or sec.get("fp16"):
@@ -212,7 +214,8 @@ def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str]) -> None:
             sec.pop(key, None)
     if stage == "grpo":
         sec["num_generations"] = GRPO_GENERATIONS
-        sec["per_device_train_batch_size"] = GRPO_GENERATIONS * GRPO_PROMPTS_PER_STEP
+        per_rank = max(1, GRPO_PROMPTS_PER_STEP // processes)
+        sec["per_device_train_batch_size"] = GRPO_GENERATIONS * per_rank
         rewards = copy.deepcopy(sec.get("rewards"))
         if isinstance(rewards, dict) and isinstance(rewards.get("conciseness"), dict):
             c = rewards["conciseness"]
@@ -300,7 +303,7 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
             sec["model"] = _tiny(str(sec["model"]), work, models, notes, seed=0)
         if stage == "distill" and sec.get("teacher"):
             sec["teacher"] = _tiny(str(sec["teacher"]), work, models, notes, seed=1)
-        _cpu_training(sec, stage, notes)
+        _cpu_training(sec, stage, notes, int(run.get("num_processes") or 1))
     if "curate" in original.configs:
         tok = data["curate"].get("tokenizer")
         if tok:
