@@ -500,18 +500,14 @@ def run_cmd(
     for stage, info in summary["stages"].items():
         took = f" ({info['seconds']:.0f} s)" if "seconds" in info else ""
         typer.echo(f"{stage:<9} {info['action']:<4} {info['reason']}{took}")
-    report = summary.get("report")
-    if report and not dry_run and Path(report).is_file():
-        typer.echo("\n" + Path(report).read_text(encoding="utf-8"))
-        typer.echo(f"report: {report}")
     if not rehearse and summary.get("preflight"):  # a dry run: the plan, then its problems
         from medistill.preflight import one_line
 
         raise MedistillError(one_line(summary["preflight"], recipe))
-
-
-# Training commands parse their own arguments from their config classes (TRL's, with hundreds
-# of fields), so ``medistill sft --help`` lists every option and the others stay fast to start.
+    report = summary.get("report")
+    if report and not dry_run and Path(report).is_file():
+        typer.echo("\n" + Path(report).read_text(encoding="utf-8"))
+        typer.echo(f"report: {report}")
 
 
 @app.command("preflight")
@@ -534,6 +530,10 @@ def preflight_cmd(
     typer.echo(f"{recipe}: nothing missing on this machine")
 
 
+# Training commands parse their own arguments from their config classes (TRL's, with hundreds
+# of fields), so ``medistill sft --help`` lists every option and the others stay fast to start.
+
+
 def _train_command(name: str, module: str, recipe: str, runner: str) -> None:
     """Register ``medistill <name> [--config recipe.yaml] [--field value ...]``."""
 
@@ -548,11 +548,11 @@ def _train_command(name: str, module: str, recipe: str, runner: str) -> None:
         watch_parent()  # launched by `medistill run`: stop when it is gone
         mod = importlib.import_module(module)
         cfg = parse_stage(getattr(mod, recipe), ctx.args, section=name, prog=f"medistill {name}")
+        _preflight(name, cfg)
         manifest = getattr(mod, runner)(cfg)
         shown = {k: manifest.get(k) for k in ("status", "metrics", "data")}
         typer.echo(json.dumps(shown, indent=2, default=str))
         typer.echo(f"wrote {cfg.output_dir} (card: README.md)")
-        _preflight(name, cfg)
 
     command.__doc__ = {
         "sft": "Supervised fine-tuning on curated traces (TRL SFTTrainer; LoRA or full).",
