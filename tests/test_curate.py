@@ -538,3 +538,18 @@ def test_parallel_verification_gives_the_same_dataset(tmp_path):
         outs.append((out / "dropped.jsonl").read_bytes())
     assert outs[:3] == outs[3:]
     assert outs[0][1] > 0 and sum(outs[0][0].values()) > 0
+
+
+def test_the_card_names_the_model_a_hosted_alias_serves(tmp_path: Path) -> None:
+    """Traces stored under ``deepseek-reasoner`` (the id the request named) are V3.2's in
+    thinking mode now, not R1's: the data card says so (on main it printed the bare alias);
+    an id no provider aliases stays as it is."""
+    records = [
+        rec(f"q{i}", REASONING + " The answer is D.", teacher=t)
+        for i, t in enumerate(["deepseek-reasoner", "deepseek-reasoner", "my-own-70b"])
+    ]
+    store = write_store(tmp_path / "traces.db", records)
+    run_curate(_cfg(tmp_path, store), show_progress=False)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| DeepSeek-V3.2 (thinking mode, deepseek-reasoner) | 2 |" in card
+    assert "| my-own-70b | 1 |" in card

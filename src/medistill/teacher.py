@@ -49,6 +49,19 @@ def served_name(backend: BackendConfig) -> str:
     return model_name(backend.model)
 
 
+def served_label(model_id: str) -> str:
+    """A stored teacher id as a card names it: a hosted API's alias (the trace store keeps the
+    id the request named, not the host) becomes the model it serves now when exactly one
+    provider in :data:`SERVED_MODELS` has that alias, so a card never calls V3.2's traces R1's;
+    any other id is returned as it is.
+
+    >>> served_label("deepseek-reasoner")
+    'DeepSeek-V3.2 (thinking mode, deepseek-reasoner)'
+    """
+    found = {names[model_id] for names in SERVED_MODELS.values() if model_id in names}
+    return found.pop() if len(found) == 1 else model_id
+
+
 __all__ = [
     "PROVIDER_MODELS",
     "SERVED_MODELS",
@@ -56,5 +69,6 @@ __all__ = [
     "TeacherConfig",
     "VLLMEngineConfig",
     "provider_model_problem",
+    "served_label",
     "served_name",
 ]

@@ -12,6 +12,7 @@ import numpy as np
 
 from medistill.curate.filters import QUESTION_REASONS, TRACE_REASONS
 from medistill.prompts import answer_line
+from medistill.teacher import served_label
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
             configs.append(f"- config_name: {fmt}\n  data_files:\n" + "\n".join(files))
     front = "---\nconfigs:\n" + "\n".join(configs) + "\n---\n\n" if configs else ""
     teachers = [
-        (t, v["traces"], v["verified_correct"] or 0, _pct(v["verified_correct"] or 0, v["traces"]),
-         stats["kept_by_teacher"].get(t, 0))
+        (served_label(t), v["traces"], v["verified_correct"] or 0,
+         _pct(v["verified_correct"] or 0, v["traces"]), stats["kept_by_teacher"].get(t, 0))
         for t, v in stats["teachers"].items()
     ]  # fmt: skip
     acc = stats["teacher_accuracy"]

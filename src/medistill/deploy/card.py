@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.notice import NOT_FOR_CLINICAL_USE
+from medistill.teacher import served_label
 
 
 def write_export_card(
@@ -211,7 +212,7 @@ def _data_section(training: dict[str, Any], dataset: Path | None) -> str:
         if isinstance(acc, dict):
             acc = acc.get("overall", acc.get("value"))
         teachers = ", ".join(
-            f"{t} ({v.get('verified_correct')}/{v.get('traces')} correct)"
+            f"{served_label(t)} ({v.get('verified_correct')}/{v.get('traces')} correct)"
             for t, v in (stats.get("teachers") or {}).items()
             if isinstance(v, dict)
         )
