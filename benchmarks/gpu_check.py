@@ -51,10 +51,8 @@ import argparse
 import contextlib
 import itertools
 import json
-import os
 import random
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -62,6 +60,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from medistill.pipeline.launch import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3
@@ -590,20 +590,6 @@ def child(stage: str, spec_path: str, result_path: str) -> None:
 # ------------------------------------------------------------------------------ the parent
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a child and everything it started (its own session), as the pipeline does."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def run_stage(stage: str, spec: dict[str, Any], deadline: float) -> dict[str, Any]:
     """Run ``stage`` in a child process until it ends or ``deadline`` passes; add the GPU's free
     memory before and after (the memory the child held must be back once it has exited)."""
@@ -621,10 +607,10 @@ def run_stage(stage: str, spec: dict[str, Any], deadline: float) -> dict[str, An
     try:
         rc = proc.wait(timeout=max(1.0, deadline - time.time()))
     except subprocess.TimeoutExpired:
-        _stop(proc)
+        stop_group(proc, grace=15)
         rc = None
     except BaseException:
-        _stop(proc)
+        stop_group(proc, grace=15)
         raise
     if result_path.exists():
         result = json.loads(result_path.read_text(encoding="utf-8"))

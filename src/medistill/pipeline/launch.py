@@ -204,7 +204,7 @@ def _wait(stage: str, cmd: list[str], env: dict[str, str]) -> None:
     try:
         rc = proc.wait()
     except BaseException:
-        _stop(proc)
+        stop_group(proc)
         raise
     if rc != 0:
         raise MedistillError(
@@ -212,9 +212,10 @@ def _wait(stage: str, cmd: list[str], env: dict[str, str]) -> None:
         )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a launched stage and every rank it started (its own process group)."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
+    """Stop a launched stage and every rank it started (its own process group): SIGTERM, then
+    SIGKILL after ``grace`` seconds, so no rank is left holding a GPU."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
