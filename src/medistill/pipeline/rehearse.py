@@ -72,6 +72,10 @@ SFT_LEARNING_RATE = {"lora": 1e-2, "full": 5e-3}
 EMBEDDING_STD = 0.15
 GRPO_GENERATIONS = 4
 GRPO_PROMPTS_PER_STEP = 4  # in all processes together (a rehearsal trains on ~6 questions)
+#: GRPO steps: a step whose every group sampled equal rewards has no gradient (it happened in
+#: about one demo-with-rubrics rehearsal in several at one step), so three give it the chances
+#: a real run's hundreds of steps have; the weight check still requires a change.
+GRPO_STEPS = 3
 TITLE = "Rehearsal (CPU, tiny random models)"
 STANDIN_NAME = "stand-in teacher (knows the answer key)"
 
@@ -213,7 +217,7 @@ def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str], processes: 
         for key in ("generation_batch_size", "steps_per_generation"):
             sec.pop(key, None)
     if stage == "grpo":
-        sec["num_generations"] = GRPO_GENERATIONS
+        sec.update(num_generations=GRPO_GENERATIONS, max_steps=GRPO_STEPS, save_steps=GRPO_STEPS)
         per_rank = max(1, GRPO_PROMPTS_PER_STEP // processes)
         sec["per_device_train_batch_size"] = GRPO_GENERATIONS * per_rank
         rewards = copy.deepcopy(sec.get("rewards"))
