@@ -307,28 +307,11 @@ def _moved(model: Any, before: dict[str, Any]) -> tuple[int, int]:
 
 def _moved_on_disk(start: Path, end: Path) -> tuple[int, int]:
     """Elements of the saved model ``end`` that differ from ``start`` (rounded to ``end``'s
-    dtype, so a dtype change alone is no change)."""
-    from safetensors import safe_open
+    dtype, so a dtype change alone is no change), by the rehearsal's own weight check."""
+    from medistill.pipeline.rehearse_checks import weights_moved
 
-    def files(folder: Path) -> list[Path]:
-        return sorted(folder.glob("model*.safetensors"))
-
-    begin: dict[str, Path] = {}
-    for f in files(start):
-        with safe_open(str(f), "pt") as fh:
-            begin.update({k: f for k in fh.keys()})  # noqa: SIM118 - safe_open has no __iter__
-    changed = total = 0
-    for f in files(end):
-        with safe_open(str(f), "pt") as fh:
-            for key in fh.keys():  # noqa: SIM118
-                if key not in begin:
-                    continue
-                w = fh.get_tensor(key)
-                with safe_open(str(begin[key]), "pt") as fb:
-                    before = fb.get_tensor(key).to(w.dtype)
-                changed += int((w != before).sum())
-                total += w.numel()
-    return changed, total
+    moved = weights_moved(start, end)
+    return moved["elements_changed"], moved["elements"]
 
 
 def _sft(spec: dict[str, Any], lora: bool) -> dict[str, Any]:

@@ -30,7 +30,8 @@ TRAINED_FROM = {
 
 
 def _tensors(folder: Path) -> dict[str, Any]:
-    """Every tensor of the safetensors files in a model folder (tiny models: all in memory)."""
+    """Every tensor of the safetensors files in a model folder, all in memory (a tiny model's
+    kilobytes; gpu_check's 1.7B model some gigabytes of host memory)."""
     from safetensors.torch import load_file
 
     files = sorted(folder.glob("*.safetensors"))
