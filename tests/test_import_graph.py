@@ -290,7 +290,10 @@ def test_checker_finds_each_kind_of_problem(tmp_path: Path) -> None:
         },
     )
     got = problems(tmp_path, "pkg")
-    assert got["private"] == ["pkg/a.py:1 imports pkg.b._helper", "pkg/f.py:3 imports pkg.c._hidden"]
+    assert got["private"] == [
+        "pkg/a.py:1 imports pkg.b._helper",
+        "pkg/f.py:3 imports pkg.c._hidden",
+    ]
     assert got["cycle"] == ["pkg.a -> pkg.b"]  # b's import hides inside a function: still a cycle
     assert got["inner"] == [
         "pkg/a.py:4 imports pkg.c inside a function (it pulls no heavy package)",
@@ -316,6 +319,6 @@ def test_checker_passes_a_clean_package(tmp_path: Path) -> None:
 
 if __name__ == "__main__":  # `python tests/test_import_graph.py`: every finding, rule by rule
     for rule, lines in problems(SRC, "medistill").items():
-        print(f"{rule}: {len(lines)}")  # noqa: T201
+        print(f"{rule}: {len(lines)}")
         for line in lines:
-            print(f"  {line}")  # noqa: T201
+            print(f"  {line}")
