@@ -1,5 +1,5 @@
 """The extractor as a declared, ordered cascade of named steps over one prepared answer
-region (:func:`medistill.answers.prepare.prepare`)."""
+region (:func:`medistill.answers.extract.prepare`)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ from functools import cached_property
 
 from medistill.answers.hedges import denies_every_option
 from medistill.answers.patterns import (
-    _JSON_FIELD,
-    _JSON_KEYS,
-    _NEGATED,
-    _REFUSAL,
-    _last_paragraph,
-    _negated_besides,
-    _resolve_value,
-    _sentence_at,
-    _statement_hits,
-    _statement_hits_exist,
+    JSON_FIELD,
+    JSON_KEYS,
+    NEGATED,
+    REFUSAL,
+    last_paragraph,
     match_option_text,
+    negated_besides,
     normalise_text,
+    resolve_value,
+    sentence_at,
+    statement_hits,
+    statement_hits_exist,
 )
 from medistill.answers.result import Extraction
 
@@ -45,7 +45,7 @@ _CONCLUDES = re.compile(
 
 
 @dataclass(frozen=True)
-class _Context:
+class Context:
     """What every rule reads: the prepared answer region and the question's letters."""
 
     region: str
@@ -56,7 +56,7 @@ class _Context:
 
     @cached_property
     def last_paragraph(self) -> str:
-        return _last_paragraph(self.region)
+        return last_paragraph(self.region)
 
 
 @dataclass(frozen=True)
@@ -65,25 +65,25 @@ class Step:
     a reasoned ``None`` such as ``ambiguous``) or ``None`` to pass to the next step."""
 
     name: str
-    apply: Callable[[_Context], Extraction | None]
+    apply: Callable[[Context], Extraction | None]
     fallback: bool = False  # lenient only, and never on a cut-off response
     doc: str = ""
 
 
-def _step_no_option(ctx: _Context) -> Extraction | None:
+def _step_no_option(ctx: Context) -> Extraction | None:
     # "None of the options is correct; the closest is C": the model itself commits to none.
     return Extraction(None, "no_option") if denies_every_option(ctx.region, ctx.opts) else None
 
 
-def _step_json(ctx: _Context) -> Extraction | None:
+def _step_json(ctx: Context) -> Extraction | None:
     found = _json_answer(ctx.region, ctx.letters, ctx.opts)
     if found is not None and found.rule == "first_of_several" and not ctx.fallbacks:
         return Extraction(None, "ambiguous", found.span)
     return found
 
 
-def _step_statements(ctx: _Context) -> Extraction | None:
-    hits = _statement_hits(ctx.region, ctx.pats, ctx.opts)
+def _step_statements(ctx: Context) -> Extraction | None:
+    hits = statement_hits(ctx.region, ctx.pats, ctx.opts)
     if not hits:
         return None
     start, end, letter, rule = max(hits, key=lambda h: (h[0], h[1]))
@@ -95,25 +95,25 @@ def _step_statements(ctx: _Context) -> Extraction | None:
     return Extraction(letter, rule, (start, end))
 
 
-def _step_bare(ctx: _Context) -> Extraction | None:
+def _step_bare(ctx: Context) -> Extraction | None:
     return _bare_letter(ctx.region, ctx.letters, ctx.opts)
 
 
-def _step_leading_letter(ctx: _Context) -> Extraction | None:
+def _step_leading_letter(ctx: Context) -> Extraction | None:
     # A response that restates the option list ("A. x\nB. y\n...") commits to nothing.
     listed = {m.group("L") for m in ctx.pats["list_item"].finditer(ctx.region)}
     m = ctx.pats["leading"].match(ctx.region)
-    if m and len(listed) < 2 and not _NEGATED.search(_sentence_at(ctx.region, m.end() + 2)):
+    if m and len(listed) < 2 and not NEGATED.search(sentence_at(ctx.region, m.end() + 2)):
         return Extraction(m.group("L"), "leading_letter", m.span("L"))
     return None
 
 
-def _step_leading_option_text(ctx: _Context) -> Extraction | None:
+def _step_leading_option_text(ctx: Context) -> Extraction | None:
     lead = _leading_option_text(ctx.region, ctx.opts)
     return Extraction(lead, "option_text") if lead else None
 
 
-def _step_last_line(ctx: _Context) -> Extraction | None:
+def _step_last_line(ctx: Context) -> Extraction | None:
     lines = [ln for ln in ctx.region.strip().splitlines() if ln.strip()]
     if lines:
         last = lines[-1]
@@ -123,19 +123,19 @@ def _step_last_line(ctx: _Context) -> Extraction | None:
     return None
 
 
-def _step_walkthrough(ctx: _Context) -> Extraction | None:
+def _step_walkthrough(ctx: Context) -> Extraction | None:
     if len({m.group("L") for m in ctx.pats["list_item"].finditer(ctx.last_paragraph)}) >= 2:
-        return _no_answer(ctx.region)
+        return no_answer(ctx.region)
     return None
 
 
-def _step_concluding_text(ctx: _Context) -> Extraction | None:
+def _step_concluding_text(ctx: Context) -> Extraction | None:
     # "While cladribine treats hairy cell leukaemia, **Fludarabine** is the most appropriate
     # choice": the clause that concludes names one option; the others only mention theirs.
     if not ctx.opts:
         return None
     for clause in reversed(_CLAUSE.split(ctx.last_paragraph)):
-        if not clause or not _CONCLUDES.search(clause) or _NEGATED.search(clause):
+        if not clause or not _CONCLUDES.search(clause) or NEGATED.search(clause):
             continue
         letter = match_option_text(clause, ctx.opts)
         if letter:
@@ -143,24 +143,24 @@ def _step_concluding_text(ctx: _Context) -> Extraction | None:
     return None
 
 
-def _step_option_text(ctx: _Context) -> Extraction | None:
+def _step_option_text(ctx: Context) -> Extraction | None:
     if not ctx.opts:
         return None
     last = ctx.last_paragraph
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", last) if s.strip()]
     for chunk in (sentences[-1] if sentences else "", last):
         letter = match_option_text(chunk, ctx.opts)
-        if letter and not _negated_besides(chunk, ctx.opts[letter]):
+        if letter and not negated_besides(chunk, ctx.opts[letter]):
             return Extraction(letter, "option_text")
     return None
 
 
-def _step_last_mention(ctx: _Context) -> Extraction | None:
+def _step_last_mention(ctx: Context) -> Extraction | None:
     last = ctx.last_paragraph
     mentioned = {
         (m.group("a") or m.group("b") or m.group("c")).upper()
         for m in ctx.pats["mention"].finditer(last)
-        if not _NEGATED.search(_sentence_at(last, m.start()))
+        if not NEGATED.search(sentence_at(last, m.start()))
     }
     return Extraction(mentioned.pop(), "last_mention") if len(mentioned) == 1 else None
 
@@ -202,22 +202,22 @@ def _json_answer(region: str, letters: str, opts: Mapping[str, str]) -> Extracti
             continue
         if not isinstance(obj, dict):
             continue
-        for key in _JSON_KEYS:
+        for key in JSON_KEYS:
             if isinstance(obj.get(key), (str, int)) and not isinstance(obj[key], bool):
-                letter, rule = _resolve_value(str(obj[key]), letters, opts)
+                letter, rule = resolve_value(str(obj[key]), letters, opts)
                 if letter is None:
-                    return _no_answer(str(obj[key]))
+                    return no_answer(str(obj[key]))
                 return Extraction(letter, rule)
-    matches = list(_JSON_FIELD.finditer(region))
+    matches = list(JSON_FIELD.finditer(region))
     if not matches:
         return None
     m = matches[-1]
     value = next(v for v in (m.group("dq"), m.group("sq"), m.group("bare")) if v is not None)
-    letter, rule = _resolve_value(value, letters, opts)
+    letter, rule = resolve_value(value, letters, opts)
     if letter is None:
         # The field names no option ("None of the above", a refusal): a no-answer, unless
         # the text around the broken JSON commits explicitly.
-        return None if _statement_hits_exist(region, letters) else _no_answer(value)
+        return None if statement_hits_exist(region, letters) else no_answer(value)
     return Extraction(letter, rule, m.span())
 
 
@@ -251,10 +251,10 @@ def _leading_option_text(region: str, opts: Mapping[str, str]) -> str | None:
         # suitable" opens with an option's name only to reject it.
         if t and len(t.split()) <= 3 and norm == t:
             hits.append(letter)
-    if len(hits) != 1 or _negated_besides(clause, opts[hits[0]]):
+    if len(hits) != 1 or negated_besides(clause, opts[hits[0]]):
         return None
     return hits[0]
 
 
-def _no_answer(region: str, default: str = "none") -> Extraction:
-    return Extraction(None, "refusal" if _REFUSAL.search(region) else default)
+def no_answer(region: str, default: str = "none") -> Extraction:
+    return Extraction(None, "refusal" if REFUSAL.search(region) else default)

@@ -28,7 +28,7 @@ _RUNAWAY = re.compile(
     r"|\n[ \t]*(?:\d+[.)]|Q\d+[.:])[ \t]*An?[ \t]+\d+[- ](?:year|month|week|day)[- ]old)",
 )
 
-_REFUSAL = re.compile(
+REFUSAL = re.compile(
     r"\b(?:I(?:'m| am) (?:sorry|unable|not able)|I (?:can(?:no|')t|cannot|won't) "
     r"(?:answer|provide|help|assist|determine|choose|select)|as an AI|"
     r"(?:not|cannot be) (?:possible|able) to (?:determine|answer)|"
@@ -52,7 +52,7 @@ _HEDGE_AFTER = (
 
 
 @lru_cache(maxsize=64)
-def _patterns(letters: str) -> dict[str, re.Pattern[str]]:
+def letter_patterns(letters: str) -> dict[str, re.Pattern[str]]:
     """Compile the letter-dependent patterns once per letter set (e.g. ``ABCD``)."""
     L = re.escape(letters)
     # A letter as a whole token: (B), [B], B), B., B:, B — never the start of a word.
@@ -123,7 +123,7 @@ def _patterns(letters: str) -> dict[str, re.Pattern[str]]:
     }
 
 
-_JSON_KEYS = (
+JSON_KEYS = (
     "answer_choice",
     "answer",
     "final_answer",
@@ -131,7 +131,7 @@ _JSON_KEYS = (
     "answer_letter",
     "choice",
 )
-_JSON_FIELD = re.compile(
+JSON_FIELD = re.compile(
     # the opening quote; or lost: after an escaped newline, a space, a brace or a comma
     r"(?:[\"']|(?<=\\n)|(?<=\\n\s)|(?<=[\s{,])|^)"
     r"(?P<key>answer_choice|answer|final_answer|choice|correct_answer|answer_letter)[\"']"
@@ -142,7 +142,7 @@ _ANSWER_TEXT = re.compile(
     r"\b(?:correct\s+|best\s+|final\s+)?answer(?:\s+(?:is|would\s+be)|\s*[=:])\s*:?\s*(?P<t>[^\n]+)",
     re.I,
 )
-_NEGATED = re.compile(
+NEGATED = re.compile(
     r"\b(?:not|no|isn't|incorrect|wrong|unlikely|contradict\w*|rule[sd]?\s+out|ruled\s+out|"
     r"exclude[sd]?|eliminat\w*|false|rather\s+than|instead\s+of|less\s+likely|unlikely)\b",
     re.I,
@@ -161,7 +161,7 @@ def normalise_text(s: str) -> str:
     return " ".join(s.lower().translate(_PUNCT).split())
 
 
-def _letters_for(options: Mapping[str, str] | Sequence[str] | None, letters: str | None) -> str:
+def letters_for(options: Mapping[str, str] | Sequence[str] | None, letters: str | None) -> str:
     if letters:
         return letters.upper()
     if options is None:
@@ -171,7 +171,7 @@ def _letters_for(options: Mapping[str, str] | Sequence[str] | None, letters: str
     return string.ascii_uppercase[: len(options)]
 
 
-def _option_map(options: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
+def option_map(options: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
     if options is None:
         return {}
     if isinstance(options, Mapping):
@@ -200,7 +200,7 @@ def match_option_text(candidate: str, options: Mapping[str, str]) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def _resolve_value(value: str, letters: str, options: Mapping[str, str]) -> tuple[str | None, str]:
+def resolve_value(value: str, letters: str, options: Mapping[str, str]) -> tuple[str | None, str]:
     """The letter a structured answer value designates, and the rule: ``"B"``, ``"(B)"`` and
     ``"B. HBsAg"`` or the option text itself give ``json_field``; a value naming several
     options (``"B. X or C. Y"``) gives its first letter under ``first_of_several``."""
@@ -214,12 +214,12 @@ def _resolve_value(value: str, letters: str, options: Mapping[str, str]) -> tupl
         return m.group(1), "first_of_several" if several else "json_field"
     letter = match_option_text(v, options)
     if letter is None:  # "The correct answer is B" written inside the field
-        m = _patterns(letters)["answer_is"].search(v)
+        m = letter_patterns(letters)["answer_is"].search(v)
         letter = m.group("L").upper() if m else None
     return letter, "json_field"
 
 
-def _answer_region(text: str) -> tuple[str, str | None]:
+def answer_region(text: str) -> tuple[str, str | None]:
     """Split off reasoning: return the text to read the answer from, or a None-rule.
 
     With ``</think>`` the answer is what follows the last one (the opening tag may be
@@ -234,14 +234,14 @@ def _answer_region(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def _clean(text: str) -> str:
+def clean_markup(text: str) -> str:
     """Strip markdown emphasis, inline math and LaTeX text wrappers that hide letters."""
     text = _LATEX_TEXT.sub(r"\1", text)
     text = _LATEX_TEXT.sub(r"\1", text)
     return _MD.sub("", text)
 
 
-def _cut_runaway(text: str, first_commit: int | None, pats: dict[str, re.Pattern[str]]) -> str:
+def cut_runaway(text: str, first_commit: int | None, pats: dict[str, re.Pattern[str]]) -> str:
     """Drop a runaway continuation after the first commitment: a new question or chat turn,
     or a fresh list of options (a base model writing the next exam item)."""
     if first_commit is None:
@@ -257,13 +257,13 @@ def _cut_runaway(text: str, first_commit: int | None, pats: dict[str, re.Pattern
     return text[: min(ends)] if ends else text
 
 
-def _first_commitment(
+def first_commitment(
     text: str, pats: dict[str, re.Pattern[str]], opts: Mapping[str, str]
 ) -> int | None:
     """Where the response first commits to an answer (statement, JSON field, or a leading
     letter line that is not the start of a restated option list); ``None`` if nowhere."""
-    starts = [h[0] for h in _statement_hits(text, pats, opts)]
-    starts += [m.start() for m in _JSON_FIELD.finditer(text)]
+    starts = [h[0] for h in statement_hits(text, pats, opts)]
+    starts += [m.start() for m in JSON_FIELD.finditer(text)]
     m = pats["leading"].match(text)
     if m:
         rest = text[m.end() :].lstrip("\n").lstrip()
@@ -273,27 +273,27 @@ def _first_commitment(
     return min(starts) if starts else None
 
 
-def _sentence_at(text: str, pos: int) -> str:
+def sentence_at(text: str, pos: int) -> str:
     """The sentence of ``text`` containing position ``pos``."""
     start = max(text.rfind(c, 0, pos) for c in ".!?\n") + 1
     ends = [i for i in (text.find(c, pos) for c in ".!?\n") if i != -1]
     return text[start : min(ends) if ends else len(text)]
 
 
-def _last_paragraph(text: str) -> str:
+def last_paragraph(text: str) -> str:
     parts = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     return parts[-1] if parts else ""
 
 
-def _statement_hits_exist(region: str, letters: str) -> bool:
-    pats = _patterns(letters)
+def statement_hits_exist(region: str, letters: str) -> bool:
+    pats = letter_patterns(letters)
     return any(pats[k].search(region) for k in ("answer_is", "boxed", "option_is_correct"))
 
 
 _HITS_CACHE: OrderedDict[tuple[Any, ...], tuple[tuple[int, int, str, str], ...]] = OrderedDict()
 
 
-def _statement_hits(
+def statement_hits(
     region: str, pats: dict[str, re.Pattern[str]], opts: Mapping[str, str]
 ) -> list[tuple[int, int, str, str]]:
     """All explicit commitments as ``(start, end, letter, rule)``; a statement listing
@@ -341,7 +341,7 @@ def _scan_statements(
             letter = marks.pop() if len(marks) == 1 else match_option_text(tail, opts)
             if (
                 letter
-                and not _negated_besides(tail, opts[letter])
+                and not negated_besides(tail, opts[letter])
                 and not any(abs(h[0] - m.start()) < 40 for h in hits)
             ):
                 hits.append((m.start(), m.end(), letter, "answer_text"))
@@ -368,7 +368,7 @@ def _is_article(region: str, m: re.Match[str], letter: str, opts: Mapping[str, s
     return not (option_text and option_text.split()[0] == word)
 
 
-def _negated_besides(chunk: str, option_text: str) -> bool:
+def negated_besides(chunk: str, option_text: str) -> bool:
     """A negation in ``chunk`` other than the option's own words (PubMedQA "no")."""
     rest = re.sub(r"\b" + re.escape(option_text) + r"\b", " ", chunk, flags=re.I)
-    return bool(_NEGATED.search(rest))
+    return bool(NEGATED.search(rest))

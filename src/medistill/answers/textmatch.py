@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from medistill.answers.patterns import _NEGATED, normalise_text
+from medistill.answers.patterns import NEGATED, normalise_text
 from medistill.answers.result import Extraction
 
 #: Rules :func:`stated_option` reports: the option's own text, or the set's reference text.
@@ -95,7 +95,7 @@ def _affirmative(sentence: str, hits: list[tuple[str, str, str]]) -> bool:
     for _, norm, _ in hits:
         rest = rest.replace(f" {norm} ", "  ")
     rest = _ALIAS.sub(" ", rest)  # "MYCL1, also known as L-myc": a name, not an alternative
-    return not (_NEGATED.search(rest) or _HEDGE.search(rest) or _CONTRACTED_NOT.search(rest))
+    return not (NEGATED.search(rest) or _HEDGE.search(rest) or _CONTRACTED_NOT.search(rest))
 
 
 def stated_option(
