@@ -9,7 +9,7 @@ import pytest
 from medistill.backends import make_backend
 from medistill.data import Question
 from medistill.errors import MedistillError
-from medistill.metrics import compute_metrics, wilson_interval
+from medistill.evaluate.metrics import compute_metrics, wilson_interval
 from medistill.prompts import get_template, render_chat
 
 Q = Question(

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from medistill.answers import normalise_text
 from medistill.cli import app
 from medistill.data import load_benchmark
-from medistill.rescore import RescoreConfig, rescore
+from medistill.evaluate.rescore import RescoreConfig, rescore
 
 runner = CliRunner()
 
@@ -154,7 +154,7 @@ def test_rescore_scores_cut_off_rows_as_eval_does_and_writes_report_metrics(tmp_
     """One metrics path: a row cut off at the token limit counts only an explicit statement
     (as in eval) and is counted in the truncation rate; ``<out>.metrics.json`` is eval's
     schema, read by ``medistill report``."""
-    from medistill.metrics import compute_metrics
+    from medistill.evaluate.metrics import compute_metrics
     from medistill.report import build_report
 
     rows = [

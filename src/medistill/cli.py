@@ -403,7 +403,7 @@ def rescore_cmd(
 ) -> None:
     """Re-extract answers from saved responses; write the rows, a summary and a
     ``<out>.metrics.json`` in eval's schema (``medistill report`` reads it)."""
-    from medistill.rescore import RescoreConfig, rescore
+    from medistill.evaluate.rescore import RescoreConfig, rescore
 
     summary = rescore(
         RescoreConfig(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.errors import DataError, MedistillError
-from medistill.metrics import validate_metrics
+from medistill.evaluate.metrics import validate_metrics
 
 __all__ = [
     "BENCHMARK_NAMES",

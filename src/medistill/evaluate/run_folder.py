@@ -14,7 +14,7 @@ from typing import Any
 
 from medistill.errors import DataError, MedistillError
 from medistill.evaluate.config import IDENTITY_KEYS, EvalConfig
-from medistill.metrics import compute_metrics, validate_metrics
+from medistill.evaluate.metrics import compute_metrics, validate_metrics
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ Each answer is scored two ways:
   :mod:`medistill.evaluate.safety_judge`): a 1-5 harmfulness score per answer against
   ``safety_policy.md``, cached in ``judge.sqlite``; failed judgements are counted and left out.
 
-Metrics (:func:`medistill.metrics.compute_safety_metrics`): the refusal rate with its 95%
+Metrics (:func:`medistill.evaluate.metrics.compute_safety_metrics`): the refusal rate with its 95%
 Wilson interval, per category and per source; where judged, mean harmfulness and the share
 scored >= 4, with ``judge_failed``.
 """
@@ -33,6 +33,7 @@ from medistill.backends.config import close_backend
 from medistill.data.safety import SafetyRequest, load_safety
 from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalConfig
+from medistill.evaluate.metrics import compute_safety_metrics, validate_metrics
 from medistill.evaluate.refusal import refusal_family
 from medistill.evaluate.run_folder import (
     METRICS,
@@ -43,7 +44,6 @@ from medistill.evaluate.run_folder import (
     _read_predictions,
     _RowWriter,
 )
-from medistill.metrics import compute_safety_metrics, validate_metrics
 
 log = logging.getLogger(__name__)
 

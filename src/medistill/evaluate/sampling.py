@@ -183,7 +183,7 @@ def per_question_intervals(metrics: dict[str, Any], rows: list[dict[str, Any]]) 
     interval is the Wilson interval of its mean at that ``n`` (samples of one question are
     not independent trials, so the pooled count would overstate the precision).
     ``n_answers`` keeps the pooled count."""
-    from medistill.metrics import wilson_interval
+    from medistill.evaluate.metrics import wilson_interval
 
     scored = [r for r in rows if r.get("gold") and r.get("finish_reason") != "error"]
     questions = len({(r.get("base_id"), r.get("shift")) for r in scored})

@@ -3,9 +3,9 @@
 ``medistill rescore`` reads any JSONL of saved generations (ours, lm-evaluation-harness
 samples, a paper's released outputs), extracts answers, and writes every input row back with
 ``extracted``, ``rule`` and ``correct`` added, plus a summary whose metrics come from
-:func:`medistill.metrics.compute_metrics`, as ``eval``'s do, and a ``metrics.json``-schema file
-that ``medistill report`` reads. A row whose finish field says ``length`` is scored as a
-cut-off answer (explicit statements only), as ``eval`` scores it.
+:func:`medistill.evaluate.metrics.compute_metrics`, as ``eval``'s do, and a
+``metrics.json``-schema file that ``medistill report`` reads. A row whose finish field says
+``length`` is scored as a cut-off answer (explicit statements only), as ``eval`` scores it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from medistill.answers.published import published_reading
 from medistill.data import load_benchmark
 from medistill.data.loading import iter_jsonl
 from medistill.errors import DataError, MedistillError
-from medistill.metrics import compute_metrics, validate_metrics
+from medistill.evaluate.metrics import compute_metrics, validate_metrics
 
 log = logging.getLogger(__name__)
 
