@@ -11,12 +11,17 @@ and wrong, beside the teacher's. Every text that comes from a model or a dataset
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 from html import escape
 from pathlib import Path
 from typing import Any
+
+from medistill.data import load_benchmark
+from medistill.models import SMOLLM2_ALIASES, resolve_model
+from medistill.report.plots import tokens_plot
+from medistill.report.safety import safety_html
+from medistill.report.tables import pct
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ def write_html(
 ) -> Path:
     """Write ``report.html`` from the report's table data and its runs; return its path.
 
-    ``safety``: the safety table's data and its runs (:mod:`medistill.report_safety`), shown
+    ``safety``: the safety table's data and its runs (:mod:`medistill.report.safety`), shown
     under the results with a student's answers to harmful requests."""
     parts = [
         "<!DOCTYPE html>",
@@ -65,15 +70,13 @@ def write_html(
         _warnings(data),
     ]
     if safety is not None:
-        from medistill.report_safety import render_html
-
-        parts += ["<h2>Safety</h2>", render_html(*safety)]
+        parts += ["<h2>Safety</h2>", safety_html(*safety)]
     parts += [
         "<h2>Cost and answer quality</h2>",
         _cost_table(data, runs),
         '<h2>Plots</h2><div class="plots">',
         _img(chart_png.read_bytes(), "accuracy with 95% confidence intervals", "plot-accuracy"),
-        _img(_tokens_plot(data), "accuracy against tokens per answer", "plot-tokens"),
+        _img(tokens_plot(data), "accuracy against tokens per answer", "plot-tokens"),
         "</div>",
     ]
     if dataset is not None:
@@ -82,10 +85,6 @@ def write_html(
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
-
-
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}"
 
 
 def _results_table(data: dict[str, Any], metric: str) -> str:
@@ -99,11 +98,11 @@ def _results_table(data: dict[str, Any], metric: str) -> str:
             cells.append(
                 "<td>–</td>"
                 if c is None
-                else f"<td>{_pct(c['value'])} <span class='note'>({_pct(c['ci_low'])}–"
-                f"{_pct(c['ci_high'])})</span></td>"
+                else f"<td>{pct(c['value'])} <span class='note'>({pct(c['ci_low'])}–"
+                f"{pct(c['ci_high'])})</span></td>"
             )
         rows.append(
-            f"<tr><td>{escape(row['label'])}</td>{''.join(cells)}<td>{_pct(row['avg'])}</td></tr>"
+            f"<tr><td>{escape(row['label'])}</td>{''.join(cells)}<td>{pct(row['avg'])}</td></tr>"
         )
     ns = ", ".join(f"{escape(b['header'])} n={'/'.join(map(str, b['n']))}" for b in benches)
     return (
@@ -124,12 +123,12 @@ def _published_table(data: dict[str, Any]) -> str:
             letters = c.get("letters") or {}
             top = letters.get("most_frequent")
             note = (
-                f" <span class='note'>{escape(top)} {_pct(letters['extracted'][top])} vs gold "
-                f"{_pct(letters['gold'].get(top, 0.0))}</span>"
+                f" <span class='note'>{escape(top)} {pct(letters['extracted'][top])} vs gold "
+                f"{pct(letters['gold'].get(top, 0.0))}</span>"
                 if top
                 else ""
             )
-            cells.append(f"<td>{_pct(c.get('published'))}{note}</td>")
+            cells.append(f"<td>{pct(c.get('published'))}{note}</td>")
         rows.append(f"<tr><td>{escape(row['label'])}</td>{''.join(cells)}</tr>")
     if not any(
         (row["cells"].get(b["name"]) or {}).get("published") is not None
@@ -169,12 +168,8 @@ def _count_parameters(model: str | None) -> int | None:
         return None
     folder = Path(model)
     if not folder.is_dir():
-        from medistill.models import SMOLLM2_ALIASES
-
         if model.strip().lower() not in SMOLLM2_ALIASES:
             return None
-        from medistill.models import resolve_model
-
         try:
             folder = Path(resolve_model(model))
         except Exception:
@@ -237,8 +232,8 @@ def _cost_table(data: dict[str, Any], runs: list[dict[str, Any]]) -> str:
             f"<td>{'–' if not p else f'{p / 1e6:,.0f}M'}</td>"
             f"<td>{'–' if tok is None else f'{tok:.0f}'}</td>"
             f"<td>{'–' if spa is None else f'{spa:.2f}'}</td><td>{rel}</td>"
-            f"<td>{_pct(formed)}</td><td>{_pct(row.get('truncation_rate'))}</td>"
-            f"<td>{_pct(row.get('no_answer_rate'))}</td></tr>"
+            f"<td>{pct(formed)}</td><td>{pct(row.get('truncation_rate'))}</td>"
+            f"<td>{pct(row.get('no_answer_rate'))}</td></tr>"
         )
     out.append(
         "</table><p class='note'>Compute per answer ≈ 2 × parameters × tokens per answer, "
@@ -247,40 +242,6 @@ def _cost_table(data: dict[str, Any], runs: list[dict[str, Any]]) -> str:
         "hit the token budget or a stopped repetition loop.</p>"
     )
     return "".join(out)
-
-
-def _tokens_plot(data: dict[str, Any]) -> bytes:
-    """Accuracy (first benchmark with a value, else Avg) against tokens per answer."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for row in data["rows"]:
-        cells = [c for c in row["cells"].values() if c is not None]
-        tok = row.get("tokens_per_answer")
-        if not cells or tok is None:
-            continue
-        acc = row["avg"] if row["avg"] is not None else cells[0]["value"]
-        if acc is None:
-            continue
-        lo = min(c["ci_low"] for c in cells)
-        hi = max(c["ci_high"] for c in cells)
-        err = [[100 * max(0.0, acc - lo)], [100 * max(0.0, hi - acc)]]
-        ax.errorbar([tok], [100 * acc], yerr=err, fmt="o", capsize=3)
-        ax.annotate(
-            row["label"], (tok, 100 * acc), xytext=(5, 5), textcoords="offset points", fontsize=8
-        )
-    ax.set_xlabel("Tokens per answer")
-    ax.set_ylabel("Accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(True, linestyle=":", linewidth=0.6)
-    ax.set_title("Accuracy against answer length")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    return buf.getvalue()
 
 
 def _img(png: bytes, alt: str, ident: str) -> str:
@@ -301,7 +262,7 @@ def _data_card(dataset: Path) -> str:
         ("Teacher traces in", s.get("input_traces")),
         ("Kept for training", s.get("kept_traces")),
         ("Questions kept / in", f"{s.get('kept_questions')} / {s.get('input_questions')}"),
-        ("Teacher verified accuracy", _pct(s.get("teacher_accuracy"))),
+        ("Teacher verified accuracy", pct(s.get("teacher_accuracy"))),
         ("Dropped, by reason", drops),
         ("Decontaminated against", ", ".join(map(str, decon.get("benchmarks") or [])) or "none"),
         (
@@ -329,8 +290,6 @@ def _questions(run: dict[str, Any]) -> dict[str, Any]:
     """The run's questions by id, read the way the run read them (for the clean text)."""
     cfg_path = Path(run["_path"]).parent / "config.json"
     try:
-        from medistill.data import load_benchmark
-
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
         qs = load_benchmark(cfg["benchmark"], cfg.get("path"), **(cfg.get("loader_kwargs") or {}))
         return {q.id: q for q in qs.questions}

@@ -15,14 +15,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from medistill.data.safety import load_safety
+from medistill.report.tables import pct
+
 log = logging.getLogger(__name__)
 
 CATEGORY_KEYS = tuple(str(c) for c in range(1, 10))
 NAMES = {"medsafetybench": "MedSafetyBench", "safety_sample": "Safety sample (smoke test)"}
-
-
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}"
 
 
 def safety_data(runs: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
@@ -61,16 +60,16 @@ def _cells(row: dict[str, Any], judged: bool) -> list[str]:
         row["label"],
         NAMES.get(row["benchmark"], row["benchmark"]),
         str(row["n"]),
-        f"{_pct(rate['value'])} [{_pct(rate['ci_low'])}, {_pct(rate['ci_high'])}]",
+        f"{pct(rate['value'])} [{pct(rate['ci_low'])}, {pct(rate['ci_high'])}]",
     ]
     if judged:
         harm = row["mean_harmfulness"]
         cells += [
             "–" if harm is None else f"{harm:.2f}",
-            _pct(row["harmful_share"]),
+            pct(row["harmful_share"]),
             "–" if row["judge_failed"] is None else str(row["judge_failed"]),
         ]
-    return cells + [_pct(row["per_category"][k]) for k in CATEGORY_KEYS]
+    return cells + [pct(row["per_category"][k]) for k in CATEGORY_KEYS]
 
 
 def _header(judged: bool) -> list[str]:
@@ -80,7 +79,7 @@ def _header(judged: bool) -> list[str]:
     return head + [f"C{k}" for k in CATEGORY_KEYS]
 
 
-def render_markdown(data: dict[str, Any]) -> str:
+def safety_markdown(data: dict[str, Any]) -> str:
     """The report's ``## Safety`` section."""
     head = _header(data["judged"])
     lines = ["## Safety", ""]
@@ -107,7 +106,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_html(data: dict[str, Any], runs: list[dict[str, Any]], samples: int = 3) -> str:
+def safety_html(data: dict[str, Any], runs: list[dict[str, Any]], samples: int = 3) -> str:
     """The HTML safety table and a student's answers to a few harmful requests, escaped."""
     head = "".join(f"<th>{escape(h)}</th>" for h in _header(data["judged"]))
     body = "".join(
@@ -163,8 +162,6 @@ def _samples(data: dict[str, Any], runs: list[dict[str, Any]], n: int) -> str:
 def _requests(folder: Path) -> dict[str, str]:
     """The run's requests by id, read as the run read them."""
     try:
-        from medistill.data.safety import load_safety
-
         cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))["config"]
         kwargs = dict(cfg.get("loader_kwargs") or {})
         if "sources" in kwargs:

@@ -1,0 +1,29 @@
+"""Reports from ``medistill eval`` run folders: a results table (Markdown, JSON), a chart and
+one self-contained HTML page, with the safety runs' refusal table beside the accuracy table.
+
+:mod:`~medistill.report.tables` reads the runs into table data, :mod:`~medistill.report.markdown`,
+:mod:`~medistill.report.html` and :mod:`~medistill.report.plots` draw it,
+:mod:`~medistill.report.safety` is the safety part, and :mod:`~medistill.report.build` writes them
+all (:func:`build_report`).
+"""
+
+from medistill.report.build import Report, build_report
+from medistill.report.tables import (
+    BENCHMARK_NAMES,
+    METRICS,
+    NO_ANSWER_WARN,
+    TRUNCATION_WARN,
+    benchmark_order,
+    load_runs,
+)
+
+__all__ = [
+    "BENCHMARK_NAMES",
+    "METRICS",
+    "NO_ANSWER_WARN",
+    "TRUNCATION_WARN",
+    "Report",
+    "benchmark_order",
+    "build_report",
+    "load_runs",
+]
