@@ -27,16 +27,15 @@ from typing import Any
 
 from medistill.answers import extract_answer
 from medistill.data.loading import (
-    LETTERS,
     Skipped,
     check_gold,
     iter_json_or_jsonl,
     iter_jsonl,
-    normalise_options,
     require_str,
 )
+from medistill.data.options import normalise_options
 from medistill.data.registry import load_benchmark
-from medistill.data.schema import Question
+from medistill.data.schema import LETTERS, Question
 from medistill.errors import DataError, MedistillError
 from medistill.prompts import answer_line
 from medistill.store import TraceRecord, TraceStore

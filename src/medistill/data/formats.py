@@ -20,9 +20,9 @@ from medistill.data.loading import (
     iter_csv,
     iter_json_or_jsonl,
     iter_jsonl,
-    normalise_options,
     require_str,
 )
+from medistill.data.options import normalise_options
 from medistill.data.schema import LETTERS, Question
 from medistill.errors import DataError
 

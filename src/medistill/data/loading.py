@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medistill.data.schema import LETTERS, Question
+from medistill.data.schema import Question
 from medistill.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -159,40 +159,6 @@ def require_str(rec: dict, key: str, *, path: str, line: int) -> str:
             f"expected text, got {type(value).__name__}", path=path, line=line, field=key
         )
     return str(value).strip()
-
-
-def normalise_options(raw: Any, *, path: str, line: int, field: str = "options") -> dict[str, str]:
-    """Turn ``{"A": ..}`` or ``["..", ".."]`` into an ordered letter -> text dict.
-
-    Letters must be contiguous from A; texts non-empty; duplicates are an error because
-    they make the gold ambiguous.
-    """
-    if isinstance(raw, list):
-        raw = {LETTERS[i]: v for i, v in enumerate(raw)}
-    if not isinstance(raw, dict) or not raw:
-        raise DataError(
-            "expected a non-empty object letter -> text or a list",
-            path=path,
-            line=line,
-            field=field,
-        )
-    opts: dict[str, str] = {}
-    for i, key in enumerate(sorted(raw, key=lambda k: str(k).strip().upper())):
-        letter = str(key).strip().upper()
-        if letter != LETTERS[i]:
-            raise DataError(
-                f"option letters must run A, B, C... without gaps; got {list(raw)}",
-                path=path,
-                line=line,
-                field=field,
-            )
-        text = raw[key]
-        if text is None or not str(text).strip():
-            raise DataError(f"option {letter} is empty", path=path, line=line, field=field)
-        opts[letter] = str(text).strip()
-    if len(opts) < 2:
-        raise DataError("a question needs at least two options", path=path, line=line, field=field)
-    return opts
 
 
 def check_gold(
