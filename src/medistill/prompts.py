@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from medistill.data.options import format_options
 from medistill.data.schema import Question
 from medistill.errors import MedistillError
 
@@ -83,16 +84,12 @@ class PromptTemplate:
     loglik_suffix: str = "Answer:"
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def format_options(self, q: Question) -> str:
-        """Render the options, one per line."""
-        return "\n".join(self.option_format.format(letter=k, text=v) for k, v in q.options.items())
-
     def user_message(self, q: Question) -> str:
         """The user turn for ``q``."""
         letters = q.letters
         return self.user.format(
             question=q.question.strip(),
-            options=self.format_options(q),
+            options=format_options(q.options, self.option_format),
             letters=", ".join(letters),
             letters_or=", ".join(letters[:-1]) + " or " + letters[-1],
         )
@@ -119,7 +116,8 @@ class PromptTemplate:
 
     def loglik_context(self, q: Question) -> str:
         """Plain-text context for letter log-likelihood scoring (no chat template)."""
-        return f"{q.question.strip()}\n{self.format_options(q)}\n{self.loglik_suffix}"
+        opts = format_options(q.options, self.option_format)
+        return f"{q.question.strip()}\n{opts}\n{self.loglik_suffix}"
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable form, stored in run configs so a resumed run can check it."""
@@ -200,7 +198,7 @@ class ChoiceRequest:
 
 def _lm_eval_context(q: Question, benchmark: str) -> tuple[str, dict[str, str]]:
     """The context and continuations lm-evaluation-harness builds for ``q``'s task."""
-    opts = "".join(f"{k}. {v}\n" for k, v in q.options.items())
+    opts = format_options(q.options) + "\n"
     letters = {k: f" {k}" for k in q.options}
     if benchmark == "medmcqa":  # task medmcqa
         return f"Question: {q.question}\nChoices:\n{opts}Answer:", letters
