@@ -44,7 +44,7 @@ def observe_letters(func: Any) -> Any:
     students that a mean reward hides.
     """
     from medistill.answers import extract_answer
-    from medistill.train.rewards import normalize_options
+    from medistill.data.options import options_or_none
     from medistill.train.safety import completion_text
 
     @functools.wraps(func)
@@ -54,7 +54,7 @@ def observe_letters(func: Any) -> Any:
         if log_metric is not None and gold and options:
             n = len(completions)
             got = Counter(
-                extract_answer(completion_text(c), normalize_options(o) or {}, mode="strict").letter
+                extract_answer(completion_text(c), options_or_none(o) or {}, mode="strict").letter
                 or "none"
                 for c, o in zip(completions, options, strict=True)
             )

@@ -16,14 +16,13 @@ Reward parameters are the function's keyword arguments that are not data columns
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
-import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from medistill.answers import extract_answer
+from medistill.data.options import options_or_none
 from medistill.errors import MedistillError
 from medistill.prompts import ANSWER_LINE, answer_line_regex
 from medistill.train.judge import rubric
@@ -63,35 +62,6 @@ def _row(i: int, question_id: Sequence[Any] | None) -> str:
     return f"row {i}" + (f" (question_id {qid!r})" if qid is not None else "")
 
 
-def normalize_options(value: Any, where: str = "row") -> dict[str, str] | None:
-    """A row's options as letter -> text, or ``None`` when the row has none.
-
-    Arrow stores options as a struct with every letter any row uses, so absent letters
-    arrive as ``None`` and are dropped; a list of texts or a JSON string is accepted too.
-
-    >>> normalize_options({"A": "warfarin", "B": "heparin", "C": None})
-    {'A': 'warfarin', 'B': 'heparin'}
-    >>> normalize_options('["warfarin", "heparin"]')
-    {'A': 'warfarin', 'B': 'heparin'}
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise MedistillError(f"{where}: options {value[:80]!r} is not valid JSON") from None
-    if isinstance(value, Mapping):
-        opts = {str(k).strip().upper(): str(v) for k, v in value.items() if v is not None}
-    elif isinstance(value, Sequence):
-        opts = {string.ascii_uppercase[i]: str(v) for i, v in enumerate(value) if v is not None}
-    else:
-        raise MedistillError(f"{where}: options must be a mapping or a list, got {value!r}")
-    if not opts:
-        raise MedistillError(f"{where}: options are empty")
-    return opts
-
-
 def _letters(opts: Mapping[str, str] | None) -> str:
     return "".join(opts) if opts else DEFAULT_LETTERS
 
@@ -111,7 +81,7 @@ def _correct(
     cut = _flags(truncated, len(completions))
     out = []
     for i, completion in enumerate(completions):
-        opts = normalize_options(_at(options, i), _row(i, qid))
+        opts = options_or_none(_at(options, i), _row(i, qid))
         g, letters = _at(gold, i), _letters(opts)
         if not isinstance(g, str) or len(g.strip()) != 1 or g.strip().upper() not in letters:
             raise MedistillError(
@@ -210,7 +180,7 @@ def format_reward(
     cut = _flags(truncated, len(completions))
     out: list[float | None] = []
     for i, completion in enumerate(completions):
-        letters = _letters(normalize_options(_at(options, i), _row(i, question_id)))
+        letters = _letters(options_or_none(_at(options, i), _row(i, question_id)))
         out.append(format_score(completion_text(completion), letters, cut[i]))
     return out
 
