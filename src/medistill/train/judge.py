@@ -6,22 +6,22 @@ harmful (negative-point) criteria subtracting, clamped to [0, 1]. The rubric is 
 (the dataset's ``rubric`` column, written by ``medistill rubrics`` and carried by curation) and
 else the recipe's ``criteria``. Async and cached by (prompt, completion, rubric, judge model); a
 failed or unreadable judgement gives ``None`` (TRL ignores it), never 0, and is counted by kind.
+The asking, the cache and the counting are the one cached judge of
+:mod:`medistill.backends.judging`; this module keeps the rubric, the prompt and the parsing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import logging
 import re
-import sqlite3
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from medistill.backends.config import BackendConfig
+from medistill.backends.judging import CachedJudge, CacheLayout, JudgeCache, Verdict, cache_key
 from medistill.errors import MedistillError
 from medistill.train.safety import Where, completion_text, prompt_text
 
@@ -37,6 +37,8 @@ JUDGE_SYSTEM = (
     '{"criteria": [{"id": 1, "met": true}, {"id": 2, "met": false}]}, with one entry per '
     "criterion, ids as numbered in the rubric."
 )
+#: The judge's SQLite table (kept as written before the one cached judge, so old files read).
+CACHE_LAYOUT = CacheLayout("rubric_cache", "REAL", label="rubric cache")
 _JUDGES: dict[str, RubricJudge] = {}
 
 
@@ -167,10 +169,12 @@ class RubricJudge:
     rubric per completion (a row's own) that replaces it. One request per completion carries
     every criterion: a GRPO step scores G completions per prompt, and one request instead of
     one per criterion divides the judge's cost and latency by the rubric's length while the
-    judge still answers per criterion. Requests run concurrently (``concurrency``). Scores are
-    cached by (prompt, completion, rubric, model) in memory and, with ``cache_path``, in
-    SQLite; failures are not cached, so they are retried on the next occurrence. Unreadable
-    verdicts are counted by kind in :attr:`invalid_verdicts` (over the judge's life).
+    judge still answers per criterion. The asking, caching and counting are the one cached
+    judge's (:class:`~medistill.backends.judging.CachedJudge`): requests run concurrently
+    (``concurrency``); scores are cached by (prompt, completion, rubric, model) in memory and,
+    with ``cache_path``, in SQLite; failures are not cached, so they are retried on the next
+    occurrence. Unreadable verdicts are counted by kind in :attr:`invalid_verdicts` (over the
+    judge's life).
     """
 
     def __init__(
@@ -187,8 +191,6 @@ class RubricJudge:
         if not isinstance(model, str) or not model:
             raise MedistillError("rewards.rubric: field 'model': the judge model name is required")
         self.model, self.concurrency, self.max_tokens = model, concurrency, max_tokens
-        from medistill.backends.config import BackendConfig
-
         # The judge is configured like a teacher or a model under test: one backend config,
         # checked by key now rather than at the first GRPO step.
         try:
@@ -197,41 +199,25 @@ class RubricJudge:
             )
         except (TypeError, ValueError) as e:
             raise MedistillError(f"rewards.rubric: {e}") from None
-        self.requests = 0
-        self.invalid_verdicts: Counter[str] = Counter()
-        self._memory: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        if cache_path:
-            try:
-                self._db = sqlite3.connect(cache_path, check_same_thread=False)
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS rubric_cache (key TEXT PRIMARY KEY, score REAL)"
-                )
-                self._db.commit()
-            except sqlite3.Error as e:
-                raise MedistillError(f"rubric cache {cache_path}: {e}") from None
+        cache = JudgeCache(cache_path, CACHE_LAYOUT)
+        self.judge = CachedJudge(
+            self.backend_config, cache, name="rubric judge", max_tokens=max_tokens
+        )
 
-    def _key(self, prompt: str, completion: str, criteria: Sequence[Criterion]) -> str:
+    @property
+    def requests(self) -> int:
+        """Requests sent to the judge over its life."""
+        return self.judge.requests
+
+    @property
+    def invalid_verdicts(self) -> Counter[str]:
+        """Unreadable verdicts by kind (:data:`VERDICT_PROBLEMS`) over the judge's life."""
+        return self.judge.invalid
+
+    def key(self, prompt: str, completion: str, criteria: Sequence[Criterion]) -> str:
+        """The cache key: (model, rubric, prompt, completion)."""
         rubric = json.dumps([[c.text, c.points] for c in criteria])
-        blob = json.dumps([self.model, rubric, prompt, completion])
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def _get(self, key: str) -> float | None:
-        with self._lock:
-            if key not in self._memory and self._db is not None:
-                sql = "SELECT score FROM rubric_cache WHERE key = ?"
-                row = self._db.execute(sql, (key,)).fetchone()
-                if row:
-                    self._memory[key] = row[0]
-            return self._memory.get(key)
-
-    def _put(self, key: str, score: float) -> None:
-        with self._lock:
-            self._memory[key] = score
-            if self._db is not None:
-                self._db.execute("INSERT OR REPLACE INTO rubric_cache VALUES (?, ?)", (key, score))
-                self._db.commit()
+        return cache_key([self.model, rubric, prompt, completion])
 
     def messages(
         self, prompt: str, completion: str, criteria: Sequence[Criterion] | None = None
@@ -258,58 +244,23 @@ class RubricJudge:
         where the completion has no rubric (neither its own in ``rubrics`` nor the default).
         Unreadable verdicts are counted by kind in ``invalid`` (this call's) and in
         :attr:`invalid_verdicts`."""
-        from medistill.backends.base import SamplingParams
-
-        out: list[float | None] = [None] * len(completions)
-        todo: dict[str, list[int]] = {}  # identical completions are judged once
         used: list[Sequence[Criterion] | None] = []
+        keys: list[str | None] = []
         for i, (c, p) in enumerate(zip(completions, prompts, strict=True)):
             own = rubrics[i] if rubrics is not None else None
             criteria = own if own else self.criteria
             used.append(criteria)
-            if not criteria:
-                continue
-            key = self._key(p, c, criteria)
-            out[i] = self._get(key)
-            if out[i] is None:
-                todo.setdefault(key, []).append(i)
-        if not todo:
-            return out
-        backend = self.backend_config.build()
-        params = SamplingParams(max_new_tokens=self.max_tokens, temperature=0.0, seed=0)
-        sem = asyncio.Semaphore(self.concurrency)
+            keys.append(self.key(p, c, criteria) if criteria else None)
 
-        async def one(i: int) -> float | None:
-            criteria = used[i]
-            async with sem:
-                self.requests += 1
-                try:
-                    messages = self.messages(prompts[i], completions[i], criteria)
-                    gen = await backend.complete(messages, params)
-                except MedistillError as e:  # HTTP failure after retries: unscored, not 0
-                    log.warning("rubric judge %s: %s", self.model, backend.scrub(str(e)))
-                    return None
-            points = [c.points for c in criteria]
-            met, problem = read_verdict(gen.text, len(points))
-            if met is None:
-                self.invalid_verdicts[problem] += 1
-                if invalid is not None:
-                    invalid[problem] += 1
-                log.warning(
-                    "rubric judge %s: unparsable verdict (%s; %d so far) %r",
-                    self.model, problem, sum(self.invalid_verdicts.values()), gen.text[:200],
-                )  # fmt: skip
-                return None
-            return rubric_score(met, points)
+        def ask(i: int) -> list[dict[str, str]]:
+            return self.messages(prompts[i], completions[i], used[i])
 
-        async with backend.session():
-            results = await asyncio.gather(*(one(idx[0]) for idx in todo.values()))
-        for (key, idx), score in zip(todo.items(), results, strict=True):
-            if score is not None:
-                self._put(key, score)
-                for i in idx:
-                    out[i] = score
-        return out
+        def read(i: int, text: str) -> Verdict:
+            points = [c.points for c in used[i] or ()]
+            met, problem = read_verdict(text, len(points))
+            return Verdict(problem=problem) if met is None else Verdict(rubric_score(met, points))
+
+        return await self.judge.judge(keys, ask, read, invalid=invalid)
 
 
 def get_judge(**config: Any) -> RubricJudge:
