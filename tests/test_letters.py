@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from medistill.answers import extract_answer
-from medistill.curate.letters import balanced_permutation, reorder, rewrite_letters
+from medistill.curate.letters import reorder, rewrite_letters
+from medistill.data.options import permute_to
 
 OPTS = {"A": "Warfarin", "B": "Heparin", "C": "Aspirin", "D": "Clopidogrel"}
 SWAP = {"A": "C", "B": "D", "C": "A", "D": "B"}
@@ -58,10 +59,10 @@ def test_letter_references_are_moved_or_the_trace_is_refused(text: str, want: st
     assert rewrite_letters(text, SWAP, OPTS) == want
 
 
-def test_balanced_permutation_moves_gold_where_asked() -> None:
+def test_permute_to_moves_gold_where_asked() -> None:
     rng = random.Random(0)
     for target in "ABCD":
-        perm = balanced_permutation(list(OPTS), "B", target, rng)
+        perm = permute_to(OPTS, "B", target, rng).moves
         assert perm["B"] == target and sorted(perm.values()) == list("ABCD")
 
 

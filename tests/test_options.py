@@ -178,3 +178,50 @@ def test_shown_question_keeps_everything_else() -> None:
         q.meta,
     )
     assert q.options == OPTS and q.gold == "B"
+
+
+# ----------------------------------------------------------------------------- the callers
+
+
+def _row(qid: str, options: dict[str, str], gold: str) -> dict:
+    user = "Which drug?\n\n" + format_options(options) + "\n\nThink step by step."
+    prompt = [{"role": "user", "content": user}]
+    return {"options": options, "gold": gold, "source": "s", "question_id": qid, "prompt": prompt}
+
+
+def test_grpo_option_orders_are_todays() -> None:
+    """train.data.permuted_prompts gives the orders it gave before the merge (seed 3)."""
+    from medistill.train.data import permuted_prompts
+
+    rows = [_row("q7", OPTS, "B"), _row("two", {"A": "x", "B": "y"}, "A")]
+    out, unchanged = permuted_prompts(rows, 4, seed=3)
+    swap = {"x": "x", "y": "y", **LETTER_OF}
+    got = [("".join(swap[t] for t in r["options"].values()), r["gold"]) for r in out]
+    assert unchanged == 0 and got == [
+        ("ABCDE", "B"),
+        ("xy", "A"),
+        ("DABCE", "C"),
+        ("yx", "B"),
+        ("EADBC", "D"),
+        ("yx", "B"),
+        ("CEBDA", "C"),
+        ("yx", "B"),
+    ]
+    for r in out:
+        assert format_options(r["options"]) in r["prompt"][-1]["content"]
+
+
+def test_position_balance_orders_are_todays() -> None:
+    """curate.letters.PositionBalancer gives the orders it gave before the merge."""
+    from medistill.curate.letters import PositionBalancer
+
+    want = {
+        ("balance", 11): ["EDBCA", "DEACB", "BECAD", "ABDCE", "CAEBD", "DCBAE"],
+        ("shuffle", 2): ["DEBAC", "DBECA", "BCDEA", "EBADC"],
+    }
+    for (mode, seed), orders in want.items():
+        pb = PositionBalancer(mode, seed)
+        for i, order in enumerate(orders):
+            text, options, gold = pb.apply(f"k{i}", "The answer is B.", dict(OPTS), "B")
+            assert _order(options) == order
+            assert options[gold] == "Heparin" and text == f"The answer is {gold}."

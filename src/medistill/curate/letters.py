@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from medistill.data import LETTERS
+from medistill.data.options import permute_to, relabel
 
 #: Words before a letter that make it part of a term, not an option reference.
 _TERM_BEFORE = re.compile(
@@ -167,20 +167,6 @@ def rewrite_letters(
     return "".join(out)
 
 
-def balanced_permutation(
-    options: Sequence[str], gold: str, target: str, rng: random.Random
-) -> dict[str, str]:
-    """A permutation (old -> new letter) that moves ``gold`` to ``target`` and shuffles the
-    other options among the remaining letters."""
-    letters = list(options)
-    rest_old = [k for k in letters if k != gold]
-    rest_new = [k for k in letters if k != target]
-    rng.shuffle(rest_new)
-    perm = {gold: target}
-    perm.update(dict(zip(rest_old, rest_new, strict=True)))
-    return perm
-
-
 def reorder(
     text: str, options: Mapping[str, str], gold: str | None, permutation: Mapping[str, str]
 ) -> Rewritten:
@@ -189,11 +175,8 @@ def reorder(
     new_text = rewrite_letters(text, permutation, options)
     if new_text is None:
         return Rewritten(None, dict(options), gold, dict(permutation), "ambiguous_letters")
-    new_options = {permutation[k]: v for k, v in options.items()}
-    new_options = {k: new_options[k] for k in LETTERS if k in new_options}
-    return Rewritten(
-        new_text, new_options, permutation.get(gold) if gold else None, dict(permutation)
-    )
+    shown = relabel(options, gold, permutation)
+    return Rewritten(new_text, shown.options, shown.gold, dict(permutation))
 
 
 POSITION_MODES = ("off", "shuffle", "balance")
@@ -235,8 +218,7 @@ class PositionBalancer:
             target = min(order, key=lambda k: self.after.get(k, 0))
         else:
             target = rng.choice(letters)
-        perm = balanced_permutation(letters, gold, target, rng)
-        r = reorder(text, options, gold, perm)
+        r = reorder(text, options, gold, permute_to(options, gold, target, rng).moves)
         if r.text is None:
             self.refused += 1
             return self._kept(text, options, gold)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.data.loading import iter_jsonl
+from medistill.data.options import format_options, options_or_none, permute
 from medistill.errors import DataError, MedistillError
 from medistill.prompts import answer_line_regex
 
@@ -178,14 +180,14 @@ def _rubric(value: Any, *, path: str, line: int) -> list[dict[str, Any]] | None:
 def _options_and_gold(rec: dict[str, Any], *, path: str, line: int) -> tuple[dict[str, str], str]:
     """A question row's options (letter -> text) and gold letter, checked."""
     options = rec.get("options")
-    if not isinstance(options, dict) or len(options) < 2:
+    if not isinstance(options, dict) or sum(v is not None for v in options.values()) < 2:
         raise DataError(
             "missing or fewer than two options (a format_version 1 row? re-curate it)",
             path=path,
             line=line,
             field="options",
         )
-    options = {str(k): str(v) for k, v in options.items() if v is not None}
+    options = options_or_none(options, f"{path}:{line}") or {}
     gold = rec.get("gold")
     if gold not in options:
         raise DataError(
@@ -269,8 +271,6 @@ def permuted_prompts(
     not hold the options block as ``A. text`` lines (a custom template): never a half-moved
     prompt. Deterministic for a seed, so a resumed run trains on the same prompts.
     """
-    import random
-
     if orders <= 1:
         return list(rows), 0
     out: list[dict[str, Any]] = []
@@ -280,26 +280,17 @@ def permuted_prompts(
             if order == 0 or len(row["options"]) < 2:
                 out.append(row)
                 continue
-            letters = list(row["options"])
-            texts = [row["options"][k] for k in letters]
             rng = random.Random(f"{seed}:{order}:{row['source']}:{row['question_id']}")
-            moved = texts[:]
-            while moved == texts:
-                rng.shuffle(moved)
-            old_block = "\n".join(f"{k}. {t}" for k, t in zip(letters, texts, strict=True))
-            new_block = "\n".join(f"{k}. {t}" for k, t in zip(letters, moved, strict=True))
+            shown = permute(row["options"], row["gold"], rng, must_move=True)
+            old_block = format_options(row["options"])
             user = row["prompt"][-1]["content"]
             if old_block not in user:
                 unchanged += 1
                 out.append(row)
                 continue
-            options = dict(zip(letters, moved, strict=True))
-            gold = letters[moved.index(row["options"][row["gold"]])]
-            prompt = [
-                *row["prompt"][:-1],
-                {**row["prompt"][-1], "content": user.replace(old_block, new_block)},
-            ]
-            out.append({**row, "prompt": prompt, "options": options, "gold": gold})
+            new_user = user.replace(old_block, format_options(shown.options))
+            prompt = [*row["prompt"][:-1], {**row["prompt"][-1], "content": new_user}]
+            out.append({**row, "prompt": prompt, "options": shown.options, "gold": shown.gold})
     return out, unchanged
 
 
