@@ -251,7 +251,9 @@ def _not_found(spec: BenchmarkSpec, split: str, looked: list[str], hub: str) -> 
     )
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub is switched off (``HF_HUB_OFFLINE`` or
+    ``HF_DATASETS_OFFLINE`` set to 1/true/yes/on): no split is fetched from it."""
     return any(
         os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
         for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -279,7 +281,7 @@ def _load_from_hub(
         raise _not_found(spec, split, looked, "the Hub (no known copy)")
     if hub_split is None:
         raise _not_found(spec, split, looked, f"the Hub ({spec.hub_id} has no {split} split)")
-    if _hub_offline():
+    if hub_offline():
         raise _not_found(spec, split, looked, f"the Hub ({spec.hub_id}: offline, HF_HUB_OFFLINE)")
     try:
         import datasets
