@@ -1,13 +1,13 @@
-"""Text generation behind one interface: transformers, OpenAI-compatible HTTP, vLLM.
+"""Text generation behind one interface: transformers, OpenAI-compatible HTTP, vLLM, llama.cpp.
 
-Heavy dependencies (torch, transformers, vLLM) are imported by the backend that needs them,
-never at package import.
+:mod:`~medistill.backends.base` is the interface, :mod:`~medistill.backends.config` builds a
+backend from its config (:func:`make_backend`), and :mod:`~medistill.backends.fanout` is the
+one way many prompts go through a backend (HTTP workers or local batches, a cost cap, group
+commit, one declared failure policy per caller). Heavy dependencies (torch, transformers,
+vLLM, llama.cpp) are imported by the backend that needs them, never at package import.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from medistill.backends.base import (
     FINISH_ERROR,
@@ -17,53 +17,11 @@ from medistill.backends.base import (
     Backend,
     Generation,
     Messages,
+    RequestRejected,
     SamplingParams,
 )
-from medistill.errors import MedistillError
-
-BACKENDS = ("transformers", "openai", "vllm", "llamacpp")
-
-
-def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
-    """Build a backend by name; a typo names the valid choices."""
-    if name == "transformers":
-        from medistill.backends.hf import TransformersBackend
-
-        return TransformersBackend(model, **kwargs)
-    if name == "openai":
-        from medistill.backends.openai_http import OpenAIBackend
-
-        return OpenAIBackend(model, **kwargs)
-    if name == "vllm":
-        from medistill.backends.vllm_backend import VLLMBackend
-
-        return VLLMBackend(model, **kwargs)
-    if name == "llamacpp":
-        from medistill.backends.llamacpp import LlamaCppBackend
-
-        return LlamaCppBackend(model, **kwargs)
-    raise MedistillError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
-
-
-def generate_each(
-    backend: Backend,
-    batch: list[Messages],
-    params: SamplingParams,
-    on_result: Callable[[int, Generation], None],
-) -> None:
-    """Generate for every conversation, calling ``on_result(index, generation)`` as each
-    one is ready, so the caller saves work as it comes (a killed run loses only what was in
-    flight). Backends that stream (transformers' continuous batching, concurrent HTTP)
-    call back per answer; others per batch of :meth:`Backend.preferred_batch_size`."""
-    own = getattr(backend, "generate_each", None)
-    if own is not None:
-        own(batch, params, on_result)
-        return
-    step = backend.preferred_batch_size()
-    for start in range(0, len(batch), step):
-        for j, gen in enumerate(backend.generate(batch[start : start + step], params)):
-            on_result(start + j, gen)
-
+from medistill.backends.config import BACKENDS, make_backend
+from medistill.backends.fanout import Policy, Prompt, fan_out, generate_all, generate_each
 
 __all__ = [
     "BACKENDS",
@@ -74,7 +32,12 @@ __all__ = [
     "Backend",
     "Generation",
     "Messages",
+    "Policy",
+    "Prompt",
+    "RequestRejected",
     "SamplingParams",
+    "fan_out",
+    "generate_all",
     "generate_each",
     "make_backend",
 ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from medistill.errors import MedistillError
+
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
 #: A degenerate repetition loop stopped early (local continuous batching): cut off too.
@@ -88,6 +90,15 @@ class Generation:
 
 
 Messages = list[dict[str, str]]
+
+
+class RequestRejected(MedistillError):
+    """The server refused one request (HTTP 400/413/422): a property of that request, not of
+    the run (the fan-out's policy says what becomes of it)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Backend(Protocol):

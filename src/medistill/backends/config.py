@@ -17,9 +17,28 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from medistill.backends import BACKENDS, make_backend
 from medistill.backends.base import Backend
+from medistill.backends.hf import TransformersBackend
+from medistill.backends.llamacpp import LlamaCppBackend
+from medistill.backends.openai_http import OpenAIBackend
+from medistill.backends.vllm_backend import VLLMBackend
 from medistill.errors import MedistillError
+
+BACKENDS = ("transformers", "openai", "vllm", "llamacpp")
+
+
+def make_backend(name: str, model: str, **kwargs: Any) -> Backend:
+    """Build a backend by name; a typo names the valid choices."""
+    if name == "transformers":
+        return TransformersBackend(model, **kwargs)
+    if name == "openai":
+        return OpenAIBackend(model, **kwargs)
+    if name == "vllm":
+        return VLLMBackend(model, **kwargs)
+    if name == "llamacpp":
+        return LlamaCppBackend(model, **kwargs)
+    raise MedistillError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,14 @@ from typing import Any
 import aiohttp
 
 from medistill.backends.base import (
-    FINISH_ERROR,
     FINISH_LENGTH,
     FINISH_STOP,
     Generation,
     Messages,
+    RequestRejected,
     SamplingParams,
 )
+from medistill.backends.fanout import Prompt, afan_out, fan_out
 from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ _THINK = re.compile(r"^\s*(?:<think>)?(?P<r>.*?)</think>\s*(?P<a>.*)$", re.S)
 
 
 #: Statuses that reject one request (its prompt is too long, its content refused) rather than
-#: the whole run: ``generate_each`` records them as an error row for that request and goes on.
+#: the whole run (:class:`RequestRejected`; the caller's fan-out policy says what becomes of it).
 REJECT_STATUS = {400, 413, 422}
 
 #: Penalty fields outside the OpenAI spec that servers apply by default (llama.cpp's
@@ -50,17 +51,6 @@ REJECT_STATUS = {400, 413, 422}
 #: neutral with ``neutral_penalties``, and dropped for the rest of the run if a server
 #: rejects them by name (as api.openai.com does).
 NEUTRAL_EXTRAS = {"repetition_penalty": 1.0, "repeat_penalty": 1.0}
-
-#: How many rejected requests in a row, with none answered, mean the run itself is wrong.
-REJECTED_BEFORE_ANY = 5
-
-
-class RequestRejected(MedistillError):
-    """The server refused one request (HTTP 400/413/422): a property of that request."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class RetryableError(Exception):
@@ -180,19 +170,16 @@ class OpenAIBackend:
                 self._session = None
 
     def generate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
-        """Generate one completion per conversation (blocking wrapper over asyncio)."""
-        return asyncio.run(self.agenerate(batch, params))
+        """Generate one completion per conversation, in order; the first failure stops all."""
+        out: list[Generation] = [None] * len(batch)  # type: ignore[list-item]
+        fan_out(self, [Prompt(m, params) for m in batch], out.__setitem__, policy="stop")
+        return out
 
     async def agenerate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
-        """Generate concurrently (at most ``concurrency`` in flight), results in order."""
-        sem = asyncio.Semaphore(self.concurrency)
-
-        async def one(messages: Messages) -> Generation:
-            async with sem:
-                return await self.complete(messages, params)
-
-        async with self.session():
-            return await _all_or_none([one(m) for m in batch])
+        """:meth:`generate` inside a running event loop."""
+        out: list[Generation] = [None] * len(batch)  # type: ignore[list-item]
+        await afan_out(self, [Prompt(m, params) for m in batch], out.__setitem__, policy="stop")
+        return out
 
     def generate_each(
         self,
@@ -203,36 +190,13 @@ class OpenAIBackend:
         """Generate concurrently, calling ``on_result(index, generation)`` as each answer
         comes back, so a caller can save it at once.
 
-        A request the server rejects on its own (HTTP 400/413/422, e.g. a prompt longer
-        than the context) comes back as a :data:`FINISH_ERROR` generation carrying the
-        server's message, and the others go on. If the first requests are all rejected
-        with none answered, the run itself is wrong (model name, a field the server
-        refuses): that stops with the server's message.
+        Policy ``"error_row"`` (:mod:`medistill.backends.fanout`): a request the server
+        rejects on its own (HTTP 400/413/422, e.g. a prompt longer than the context) comes
+        back as a :data:`FINISH_ERROR` generation carrying the server's message, and the
+        others go on; if the first requests are all rejected with none answered, the run
+        itself is wrong (model name, a field the server refuses) and stops.
         """
-        asyncio.run(self._generate_each(batch, params, on_result))
-
-    async def _generate_each(self, batch, params, on_result) -> None:
-        sem = asyncio.Semaphore(self.concurrency)
-        seen = Counter()
-
-        async def one(i: int, messages: Messages) -> None:
-            async with sem:
-                try:
-                    gen = await self.complete(messages, params)
-                    seen["answered"] += 1
-                except RequestRejected as e:
-                    seen["rejected"] += 1
-                    self.errors[f"rejected_{e.status}"] += 1
-                    if not seen["answered"] and seen["rejected"] >= REJECTED_BEFORE_ANY:
-                        raise MedistillError(
-                            f"the server rejected the first {seen['rejected']} requests and "
-                            f"answered none, so the run stops; the last said: {e}"
-                        ) from None
-                    gen = Generation(text="", finish_reason=FINISH_ERROR, error=str(e))
-            on_result(i, gen)
-
-        async with self.session():
-            await _all_or_none([one(i, m) for i, m in enumerate(batch)])
+        fan_out(self, [Prompt(m, params) for m in batch], on_result, policy="error_row")
 
     def check_endpoints(self, timeout_s: float = 5.0) -> None:
         """Fail in seconds, naming the URL, when an endpoint cannot be reached at all.
@@ -420,18 +384,6 @@ class OpenAIBackend:
             prompt_tokens=usage.get("prompt_tokens"),
             reasoning=reasoning,
         )
-
-
-async def _all_or_none(coros: list) -> list:
-    """Run the coroutines concurrently; if one fails, cancel the rest and re-raise."""
-    tasks = [asyncio.create_task(c) for c in coros]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _retry_after(value: str | None) -> float | None:
