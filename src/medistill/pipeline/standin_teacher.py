@@ -24,10 +24,16 @@ import logging
 import re
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from medistill.backends.local_server import (
+    BadRequest,
+    Completion,
+    LocalChatServer,
+    free_port,
+    port_is_free,
+)
 from medistill.data import Question
 from medistill.prompts import ANSWER_LINE
 from medistill.rubrics import RUBRIC_SYSTEM as _RUBRIC_SYSTEM
@@ -38,25 +44,10 @@ log = logging.getLogger(__name__)
 _OPTION = re.compile(r"^\s*\(?([A-J])[.):]\s+(.+?)\s*$", re.MULTILINE)
 
 
-class _Server(ThreadingHTTPServer):
-    """A threading HTTP server that lets a client hang up: the OpenAI client closes
-    connections it no longer needs (a retry, the end of a stage) and that is no error."""
-
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | TimeoutError):
-            log.debug("stand-in teacher: client %s hung up (%s)", client_address, exc)
-            return
-        log.warning("stand-in teacher: request from %s failed", client_address, exc_info=True)
-
-
 class StandInTeacher:
     """``with StandInTeacher(questions, reasoning=True) as t: t.url`` (``.../v1``); ``port``
-    0 takes any free port."""
+    0 takes any free port. It is the project's local server
+    (:mod:`medistill.backends.local_server`) with the stand-in's replies."""
 
     def __init__(
         self, questions: list[Question], *, reasoning: bool = False, port: int = 0
@@ -69,50 +60,22 @@ class StandInTeacher:
             ((q.question.strip(), q) for q in questions if q.gold),
             key=lambda kv: -len(kv[0]),
         )
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                models = {"object": "list", "data": [{"id": "stand-in", "object": "model"}]}
-                server._send(self, 200, models)
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length))
-                    reply = server._complete(body)
-                except (ValueError, KeyError, TypeError) as e:
-                    server._send(self, 400, {"error": {"message": f"stand-in teacher: {e}"}})
-                    return
-                server._send(self, 200, reply)
-
-        self._httpd = _Server(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._server = LocalChatServer(
+            self.complete,
+            port=port,
+            name="stand-in teacher",
+            model="stand-in",
+            id_prefix="standin",
+            record=False,
+        )
+        self.url = self._server.url
 
     def __enter__(self) -> StandInTeacher:
-        self._thread.start()
+        self._server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def _send(self, h: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
-        blob = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(blob)))
-        h.end_headers()
-        try:
-            h.wfile.write(blob)
-        except ConnectionError as e:  # the client hung up before reading its reply
-            log.debug("stand-in teacher: reply not delivered (%s)", e)
+        self._server.__exit__(*exc)
 
     def answer(self, user: str) -> tuple[str, str]:
         """(reasoning, final text) for one prompt: the gold option as shown, one in five
@@ -153,66 +116,40 @@ class StandInTeacher:
         items = re.findall(r"^(\d+)\. \[([+-][\d.]+)\]", user, re.M)
         return json.dumps({"criteria": [{"id": int(i), "met": float(pts) > 0} for i, pts in items]})
 
-    def _complete(self, body: dict) -> dict:
-        messages = body["messages"]
-        user = str(messages[-1]["content"])
-        system = str(messages[0].get("content", "")) if messages[0].get("role") == "system" else ""
-        if system.startswith(_RUBRIC_SYSTEM):
-            return self._reply(body, messages, self.rubric(user))
-        if system.startswith(_JUDGE_SYSTEM):
-            return self._reply(body, messages, self.verdict(user))
-        reasoning, text = self.answer(user)
-        message: dict[str, Any] = {"role": "assistant", "content": text}
-        if self.reasoning:
-            message["content"] = text.splitlines()[-1]
-            message["reasoning_content"] = reasoning
+    def complete(self, body: dict[str, Any]) -> Completion:
+        """The reply to one chat-completions request: a rubric, a verdict or an answer; a
+        request it cannot read is a 400."""
+        try:
+            messages = body["messages"]
+            user = str(messages[-1]["content"])
+            first = messages[0]
+            system = str(first.get("content", "")) if first.get("role") == "system" else ""
+            if system.startswith(_RUBRIC_SYSTEM):
+                return Completion(self.rubric(user))
+            if system.startswith(_JUDGE_SYSTEM):
+                return Completion(self.verdict(user))
+            reasoning, text = self.answer(user)
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadRequest(f"stand-in teacher: {e}") from e
         with self._lock:
             self.stats["requests"] += 1
-        return self._reply(body, messages, text, message)
-
-    def _reply(
-        self, body: dict, messages: list, text: str, message: dict[str, Any] | None = None
-    ) -> dict:
-        message = message or {"role": "assistant", "content": text}
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-        completion_tokens = len(text.split())
-        return {
-            "id": f"standin-{self.stats['requests']}",
-            "object": "chat.completion",
-            "model": body.get("model", "stand-in"),
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        if self.reasoning:
+            content = text.splitlines()[-1]
+            return Completion(content, reasoning, completion_tokens=len(text.split()))
+        return Completion(text)
 
 
 def kept_port(path: Path) -> int:
     """The stand-in's port for one rehearsal folder: the one saved in ``path`` when it is
     free, else a free one (saved). The port is part of the teacher URL in the rehearsal's
     recipe, hence of the config hashes: a rerun of an unchanged recipe must see the same."""
-    import socket
-
-    def free(port: int) -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-            return True
-
     try:
         saved = int(path.read_text(encoding="utf-8").strip())
     except (OSError, ValueError):
         saved = 0
-    if saved and free(saved):
+    if saved and port_is_free(saved):
         return saved
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     if saved:
         log.warning(
             "stand-in teacher: port %d (kept in %s) is taken; using %d: the stages that call the "
