@@ -18,9 +18,9 @@ import medistill.curate
 import medistill.evaluate
 import medistill.generate
 from medistill.cli import app
+from medistill.cli.args import parse_stage, stage_parser
 from medistill.evaluate import EvalConfig
 from medistill.generate import GenerateConfig
-from medistill.options import parse_stage, stage_parser
 
 runner = CliRunner()
 

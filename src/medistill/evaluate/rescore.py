@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +30,28 @@ log = logging.getLogger(__name__)
 class RescoreConfig:
     """Options of ``medistill rescore``."""
 
-    input: str
-    out: str
-    response_field: str = "response"
-    gold_field: str = "gold"
-    options_field: str | None = None
-    benchmark: str | None = None
-    benchmark_path: str | None = None
-    id_field: str = "id"
-    mode: str = "lenient"
-    agree_field: str | None = None
-    finish_field: str = "finish_reason"
-    label: str | None = None
-    skip_invalid: bool = False
+    input: str = field(metadata={"help": "JSONL of saved responses"})
+    out: str = field(metadata={"help": "output JSONL (every input row + extraction)"})
+    response_field: str = field(
+        default="response", metadata={"help": "field with the response text"}
+    )
+    gold_field: str = field(default="gold", metadata={"help": "field with the gold letter"})
+    options_field: str | None = field(default=None, metadata={"help": "field with the options"})
+    benchmark: str | None = field(
+        default=None, metadata={"help": "take options from this benchmark"}
+    )
+    benchmark_path: str | None = field(
+        default=None, metadata={"help": "local file for --benchmark"}
+    )
+    id_field: str = field(default="id", metadata={"help": "row field joined to benchmark ids"})
+    mode: str = field(default="lenient", metadata={"help": "strict | lenient"})
+    agree_field: str | None = field(default=None, metadata={"help": "compare with a boolean mark"})
+    finish_field: str = field(
+        default="finish_reason",
+        metadata={"help": "field whose value 'length' marks a cut-off response"},
+    )
+    label: str | None = field(default=None, metadata={"help": "run label in <out>.metrics.json"})
+    skip_invalid: bool = field(default=False, metadata={"help": "skip bad rows, count them"})
 
 
 def _get(row: dict, dotted: str) -> Any:

@@ -7,7 +7,7 @@ one self-contained HTML page, with the safety runs' refusal table beside the acc
 all (:func:`build_report`).
 """
 
-from medistill.report.build import Report, build_report
+from medistill.report.build import Report, ReportConfig, build_report
 from medistill.report.tables import (
     BENCHMARK_NAMES,
     METRICS,
@@ -23,6 +23,7 @@ __all__ = [
     "NO_ANSWER_WARN",
     "TRUNCATION_WARN",
     "Report",
+    "ReportConfig",
     "benchmark_order",
     "build_report",
     "load_runs",

@@ -40,6 +40,23 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
+class ReportConfig:
+    """Options of ``medistill report``: eval run folders into one report folder."""
+
+    runs: list[str] = field(
+        metadata={
+            "help": "eval run folders (or their metrics.json files), one per model and benchmark"
+        }
+    )
+    out: str = field(default="runs/report", metadata={"help": "report folder"})
+    metric: str = field(default="lenient", metadata={"help": "lenient | strict"})
+    title: str | None = field(default=None, metadata={"help": "the report's title"})
+    dataset: str | None = field(
+        default=None, metadata={"help": "curated dataset folder: its data card goes in the HTML"}
+    )
+
+
+@dataclass
 class Report:
     """What :func:`build_report` wrote: the Markdown text and the paths of its outputs."""
 

@@ -1,11 +1,12 @@
-"""The command line, derived from the stages' config classes.
+"""The command line's options, derived from the commands' config classes.
 
 The dataclass is the one source of each option's name, type, default and help
 (``metadata["help"]``, as in TRL and transformers), so a new field is a new recipe key and a new
 flag at once. Every command takes ``--config recipe.yaml`` plus flags, which win; unknown flags
 are errors that name the closest valid ones. A nested config (``generate``'s ``teacher:``) can be
 flattened into the same options (``--rpm``); a list of mappings (``generate``'s ``sources:``)
-is a recipe key only.
+is a recipe key only. A list field named as a positional takes every positional argument
+(``medistill report RUN ...``).
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ def stage_parser(
     positional: Sequence[str] = (),
     flatten: Sequence[str] = (),
     extra: type | None = None,
+    recipe: bool = True,
 ) -> _Parser:
     """An argparse parser with one option per field of config dataclass ``cls``.
 
@@ -204,9 +206,13 @@ def stage_parser(
     an option only when its metadata has ``from_string``, a function from the option's text to
     a mapping of the nested fields (``--teacher openai:gpt-4o``). ``extra`` is a dataclass of
     the command's own options that are not config fields (``--overwrite``). Option names are
-    unique across all of these: a clash is a ``ValueError`` naming both fields.
+    unique across all of these: a clash is a ``ValueError`` naming both fields. ``recipe=False``
+    leaves out ``--config`` (a command whose positional argument is the recipe itself).
     """
-    usage = f"{prog} [--config RECIPE.yaml] " + "".join(f"[{p.upper()}] " for p in positional)
+    hints = type_hints(cls)
+    many = {p for p in positional if _is_list(hints.get(p))}
+    usage = f"{prog} [--config RECIPE.yaml] " if recipe else f"{prog} "
+    usage += "".join(f"[{p.upper()} ...] " if p in many else f"[{p.upper()}] " for p in positional)
     parser = _Parser(
         prog=prog,
         usage=usage + "[--FIELD VALUE ...]",
@@ -214,18 +220,19 @@ def stage_parser(
         allow_abbrev=False,
     )
     parser.claim(["-h", "--help"], "--help")
-    parser.claim(["--config"], "--config")
-    parser.add_argument(
-        "--config",
-        dest="__config",
-        metavar="RECIPE.yaml",
-        default=None,
-        help="YAML recipe; its section for this command fills the fields, flags override it",
-    )
+    if recipe:
+        parser.claim(["--config"], "--config")
+        parser.add_argument(
+            "--config",
+            dest="__config",
+            metavar="RECIPE.yaml",
+            default=None,
+            help="YAML recipe; its section for this command fills the fields, flags override it",
+        )
     for name in positional:
         parser.add_argument(
             f"__pos_{name}",
-            nargs="?",
+            nargs="*" if name in many else "?",
             default=None,
             metavar=name.upper(),
             help=f"the same as --{name.replace('_', '-')}",
@@ -234,7 +241,6 @@ def stage_parser(
     missing = sorted(set(flatten) - {f.name for f in fields})
     if missing:
         raise ValueError(f"{prog}: cannot flatten {missing}: not fields of {cls.__name__}")
-    hints = type_hints(cls)
     one = bool(positional)
     for f in fields:
         ftype = hints.get(f.name, f.type)
@@ -293,6 +299,11 @@ def stage_parser(
     return parser
 
 
+def _is_list(ftype: Any) -> bool:
+    base = strip_optional(ftype)[0] if ftype is not None else None
+    return typing.get_origin(base) in (list, tuple, Sequence) or base in (list, tuple)
+
+
 def _bare_bools(parser: _Parser, argv: Sequence[str]) -> list[str]:
     """``--flag`` not followed by a boolean word becomes ``--flag=true``.
 
@@ -332,6 +343,7 @@ def parse_stage_args(
     defaults: dict[str, Any] | None = None,
     flatten: Sequence[str] = (),
     extra: type | None = None,
+    recipe: bool = True,
 ) -> StageArgs:
     """Read ``--config recipe.yaml`` (its ``section``) and the flags, without building ``cls``.
 
@@ -340,17 +352,19 @@ def parse_stage_args(
     flattened field's recipe mapping is updated by its flags, not replaced: first by the
     field's own option (``from_string``), then by its fields' options.
     """
-    parser = stage_parser(cls, prog=prog, positional=positional, flatten=flatten, extra=extra)
+    parser = stage_parser(
+        cls, prog=prog, positional=positional, flatten=flatten, extra=extra, recipe=recipe
+    )
     ns = vars(parser.parse_args(_bare_bools(parser, argv)))
-    recipe = ns.pop("__config")
+    recipe_file = ns.pop("__config", None)
     values: dict[str, Any] = dict(defaults or {})
     where = prog
-    if recipe:
-        values.update(load_section(recipe, section))
-        where = f"{recipe}: {section}"
+    if recipe_file:
+        values.update(load_section(recipe_file, section))
+        where = f"{recipe_file}: {section}"
     for name in positional:
         value = ns.pop(f"__pos_{name}")
-        if value is not None:
+        if value not in (None, []):
             ns[name] = value
     given = {k[len("__extra.") :]: ns.pop(k) for k in list(ns) if k.startswith("__extra.")}
     options = build(extra, given, where=prog) if extra is not None else None
@@ -384,6 +398,7 @@ def parse_stage(
     positional: Sequence[str] = (),
     defaults: dict[str, Any] | None = None,
     flatten: Sequence[str] = (),
+    recipe: bool = True,
 ) -> Any:
     """Build a stage config from ``--config recipe.yaml`` (its ``section``) and flags.
 
@@ -398,5 +413,6 @@ def parse_stage(
         positional=positional,
         defaults=defaults,
         flatten=flatten,
+        recipe=recipe,
     )
     return build(cls, args.values, where=args.where)

@@ -1,0 +1,257 @@
+"""The commands around the stages: ``inspect``, ``import-traces``, ``export``, ``rescore``,
+``report``, ``run`` and ``preflight``.
+
+Like the stage commands, each reads its options from a config class (:mod:`medistill.cli.args`):
+the library's own where it has one (``RescoreConfig``, ``ReportConfig``), else one declared here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+
+from medistill.cli.args import parse_stage
+from medistill.curate import import_traces, parse_mapping
+from medistill.data import load_benchmark
+from medistill.errors import MedistillError
+from medistill.evaluate.rescore import RescoreConfig, rescore
+from medistill.pipeline import run_pipeline
+from medistill.pipeline.preflight import one_line, recipe_problems
+from medistill.pipeline.rehearse import rehearse as rehearse_recipe
+from medistill.report import ReportConfig, build_report
+from medistill.store import export_store
+
+
+@dataclass
+class InspectOptions:
+    """Options of ``medistill inspect``: one benchmark, loaded and checked row by row."""
+
+    benchmark: str = field(metadata={"help": "registered benchmark name"})
+    path: str | None = field(default=None, metadata={"help": "local file or folder"})
+    skip_invalid: bool = field(default=False, metadata={"help": "skip bad rows, count them"})
+    cop_base: int | None = field(default=None, metadata={"help": "MedMCQA: 0- or 1-based cop"})
+
+
+def inspect_cmd(ctx: typer.Context) -> None:
+    """Load a benchmark, validate every row, and print what was loaded and skipped."""
+    opts = parse_stage(
+        InspectOptions, ctx.args, section="inspect", prog="medistill inspect",
+        positional=("benchmark",),
+    )  # fmt: skip
+    kwargs = {"cop_base": opts.cop_base} if opts.cop_base is not None else {}
+    path = Path(opts.path) if opts.path else None
+    data = load_benchmark(opts.benchmark, path, skip_invalid=opts.skip_invalid, **kwargs)
+    rep = data.report
+    typer.echo(rep.summary())
+    for note in rep.notes:
+        typer.echo(f"note: {note}")
+    for s in rep.skipped:
+        typer.echo(f"skipped: {s}")
+    golds = Counter(q.gold or "none" for q in data.questions)
+    typer.echo("gold letters: " + ", ".join(f"{k}={v}" for k, v in sorted(golds.items())))
+
+
+@dataclass
+class ImportTracesOptions:
+    """Options of ``medistill import-traces``: a trace dataset into a trace store."""
+
+    file: str = field(metadata={"help": "JSON / JSONL / Parquet trace dataset"})
+    store: str = field(metadata={"help": "SQLite trace store to import into"})
+    origin: str = field(
+        metadata={
+            "help": "dataset name recorded as the traces' origin (the teacher); with a per-row "
+            "teacher field (--preset mirage, or --map teacher=FIELD) the teacher becomes "
+            "ORIGIN:MODEL, and ORIGIN alone where a row has none"
+        }
+    )
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "known field layout: huatuogpt-o1, medistill, or mirage (= mirage-medrag: "
+            "MIRAGE's JSON-answer outputs, needs --questions)"
+        },
+    )
+    map: str | None = field(
+        default=None,
+        metadata={
+            "help": "ours=theirs pairs, e.g. question=Question,options=options,gold=answer_idx,"
+            "reasoning=Complex_CoT,response=Response (fields: question, options, gold, "
+            "reasoning, response, id, subject, finish_reason, teacher, dataset, "
+            "json_reasoning, json_answer; without question/options rows are joined to "
+            "--questions by id)"
+        },
+    )
+    questions: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "NAME[=PATH]: benchmark whose questions rows without question text are "
+            "joined to by id, e.g. medmcqa=data/medmcqa/dev.jsonl (a bare name reads "
+            "$MEDISTILL_DATA_DIR or the Hub); repeatable, a row's dataset field picks one"
+        },
+    )
+    where: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "FIELD=VALUE: import only rows whose top-level FIELD equals VALUE exactly, "
+            "e.g. model=OpenAI/gpt-4-32k; repeatable (same field: any value; different "
+            "fields: all); the rest are counted as filtered"
+        },
+    )
+    skip_invalid: bool = field(default=False, metadata={"help": "skip bad rows, count them"})
+
+
+def import_traces_cmd(ctx: typer.Context) -> None:
+    """Import an existing trace dataset (HuatuoGPT-o1, m1K, MIRAGE outputs...) into a store."""
+    opts = parse_stage(
+        ImportTracesOptions, ctx.args, section="import_traces", prog="medistill import-traces",
+        positional=("file",),
+    )  # fmt: skip
+    summary = import_traces(
+        Path(opts.file),
+        Path(opts.store),
+        origin=opts.origin,
+        mapping=parse_mapping(opts.map, opts.preset),
+        skip_invalid=opts.skip_invalid,
+        questions=opts.questions,
+        where=opts.where,
+    )
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@dataclass
+class ExportOptions:
+    """Options of ``medistill export``: a trace store as a dataset file or folder."""
+
+    store: str = field(metadata={"help": "SQLite trace store"})
+    out: str = field(metadata={"help": "output file or folder"})
+    format: str = field(default="jsonl", metadata={"help": "jsonl | parquet | hf"})
+
+
+def export_cmd(ctx: typer.Context) -> None:
+    """Export a trace store to JSONL, Parquet or a Hugging Face dataset folder."""
+    opts = parse_stage(
+        ExportOptions, ctx.args, section="export", prog="medistill export", positional=("store",)
+    )
+    typer.echo(f"wrote {export_store(Path(opts.store), Path(opts.out), opts.format)}")
+
+
+def rescore_cmd(ctx: typer.Context) -> None:
+    """Re-extract answers from saved responses; write the rows, a summary and a
+    ``<out>.metrics.json`` in eval's schema (``medistill report`` reads it)."""
+    cfg = parse_stage(
+        RescoreConfig, ctx.args, section="rescore", prog="medistill rescore", positional=("input",)
+    )
+    typer.echo(json.dumps(rescore(cfg), indent=2))
+
+
+def report_cmd(ctx: typer.Context) -> None:
+    """Build a Markdown table, a bar chart with error bars and a self-contained HTML report."""
+    cfg = parse_stage(
+        ReportConfig, ctx.args, section="report", prog="medistill report", positional=("runs",)
+    )
+    rep = build_report(
+        [Path(r) for r in cfg.runs],
+        Path(cfg.out),
+        metric=cfg.metric,
+        title=cfg.title,
+        dataset=Path(cfg.dataset) if cfg.dataset else None,
+    )
+    typer.echo(rep.markdown)
+    typer.echo(f"\nwrote {rep.markdown_path}, {rep.html_path} and {rep.png_path}")
+
+
+@dataclass
+class RunOptions:
+    """Options of ``medistill run``: the recipe and which of its stages to run."""
+
+    recipe: str = field(metadata={"help": "recipe YAML (sections run, generate, ...)"})
+    from_stage: str | None = field(
+        default=None, metadata={"help": "re-run from this stage on", "aliases": ("--from",)}
+    )
+    only: str | None = field(default=None, metadata={"help": "run this stage alone"})
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "print the plan (run/skip and why) and run the preflight only: fails when "
+            "this machine cannot run the stages planned"
+        },
+    )
+    rehearse: bool = field(
+        default=False,
+        metadata={
+            "help": "run the recipe on this CPU in minutes: tiny models of the same "
+            "architectures, a local stand-in teacher, stand-in files for missing splits, small "
+            "sizes, CPU paths for what needs a GPU (each swap is printed); into "
+            "<root>/<name>-rehearsal"
+        },
+    )
+
+
+def run_cmd(ctx: typer.Context) -> None:
+    """The whole pipeline: generate -> curate -> sft -> grpo -> eval -> report.
+
+    Each stage writes into runs/<name>/<stage>/ with a manifest; an unchanged finished stage
+    is skipped, a change re-runs that stage and those after it, a killed run resumes.
+    """
+    opts = parse_stage(
+        RunOptions, ctx.args, section="run", prog="medistill run", positional=("recipe",),
+        recipe=False,
+    )  # fmt: skip
+    recipe = Path(opts.recipe)
+    kwargs = {
+        "from_stage": opts.from_stage,
+        "only": opts.only,
+        "dry_run": opts.dry_run,
+        "show_progress": sys.stderr.isatty(),
+    }
+    if opts.rehearse:
+        summary = rehearse_recipe(recipe, **kwargs)
+        typer.echo(f"rehearsal of {recipe} (recipe as run: {summary['rehearsal']['recipe']})")
+        shown = summary["rehearsal"]
+        words = {"preflight": "preflight of the recipe as written", "swapped": "swapped"}
+        words |= {"as_is": "as is", "checks": "checked"}
+        for key, word in words.items():
+            for note in shown.get(key, []):
+                typer.echo(f"  {word}: {note}")
+    else:
+        summary = run_pipeline(recipe, **kwargs)
+    for stage, info in summary["stages"].items():
+        took = f" ({info['seconds']:.0f} s)" if "seconds" in info else ""
+        typer.echo(f"{stage:<9} {info['action']:<4} {info['reason']}{took}")
+    if not opts.rehearse and summary.get("preflight"):  # a dry run: the plan, then its problems
+        raise MedistillError(one_line(summary["preflight"], recipe))
+    report = summary.get("report")
+    if report and not opts.dry_run and Path(report).is_file():
+        typer.echo("\n" + Path(report).read_text(encoding="utf-8"))
+        typer.echo(f"report: {report}")
+
+
+@dataclass
+class PreflightOptions:
+    """Options of ``medistill preflight``: the recipe to check on this machine."""
+
+    recipe: str = field(metadata={"help": "recipe YAML (sections run, generate, ...)"})
+
+
+def preflight_cmd(ctx: typer.Context) -> None:
+    """Everything the recipe needs that this machine lacks, one line each with its fix:
+    DeepSpeed, vLLM, FlashAttention, bitsandbytes, CUDA GPUs, the teacher's key, each split.
+
+    Every stage is checked (``medistill run`` checks the stages it will run, before any).
+    """
+    opts = parse_stage(
+        PreflightOptions, ctx.args, section="preflight", prog="medistill preflight",
+        positional=("recipe",), recipe=False,
+    )  # fmt: skip
+    recipe = Path(opts.recipe)
+    problems = recipe_problems(recipe)
+    for problem in problems:
+        typer.echo(f"missing: {problem}")
+    if problems:
+        raise MedistillError(f"{recipe}: {len(problems)} problem(s); this machine cannot run it")
+    typer.echo(f"{recipe}: nothing missing on this machine")
