@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from medistill.data.safety import SPLITS as SAFETY_SPLITS
+
 DEFAULT_EVAL_BENCHMARKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
 SELECTIONS = ("all", "k", "shortest", "majority")
+#: Safety sets a mix can draw from (``safety_sample`` is an evaluation set: never trained on).
+MIX_BENCHMARKS = ("medsafetybench",)
 
 
 @dataclass
@@ -194,6 +198,26 @@ class CurateConfig:
     def __post_init__(self) -> None:
         # The safety mix's keys are checked when the config is built, so a recipe's mistake
         # is reported by the plan, before any stage runs.
-        from medistill.curate.safety_mix import check_config
+        check_safety_mix(self)
 
-        check_config(self)
+
+def check_safety_mix(cfg: CurateConfig) -> None:
+    """The safety-mix keys, checked when the config is built (``ValueError``)."""
+    if isinstance(cfg.safety_mix, str) and cfg.safety_mix.strip().lower() in ("", "none", "null"):
+        cfg.safety_mix = None  # "--safety-mix none"
+    if cfg.safety_mix and cfg.safety_mix_file:
+        raise ValueError("set safety_mix (a safety set) or safety_mix_file (a JSONL), not both")
+    if cfg.safety_mix is not None and cfg.safety_mix not in MIX_BENCHMARKS:
+        raise ValueError(
+            f"safety_mix {cfg.safety_mix!r}: unknown safety set; choose "
+            f"{', '.join(MIX_BENCHMARKS)} (or safety_mix_file: your own JSONL)"
+        )
+    if cfg.safety_mix_split not in SAFETY_SPLITS:
+        raise ValueError(f"safety_mix_split {cfg.safety_mix_split!r}: choose train")
+    if cfg.safety_mix and cfg.safety_mix_split == "test":
+        raise ValueError(
+            "safety_mix_split 'test' is the split safety is evaluated on; train on 'train'"
+        )
+    share = cfg.safety_mix_share
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+        raise ValueError(f"safety_mix_share must be in (0, 1), got {share!r}")

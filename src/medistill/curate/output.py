@@ -49,6 +49,7 @@ from medistill.curate.card import write_card
 from medistill.curate.config import CurateConfig
 from medistill.curate.letters import PositionBalancer
 from medistill.curate.safety_mix import SafetyMix, records
+from medistill.curate.seeded import split_of
 from medistill.data import LETTERS, Question
 from medistill.prompts import get_template
 from medistill.store import TraceStore
@@ -58,10 +59,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 3
 FORMATS = ("messages", "prompt_completion")
 SPLITS = ("train", "validation")
-
-
-def _split_of(rank: int, fraction: float) -> str:
-    return "validation" if (rank % 1_000_003) / 1_000_003 < fraction else "train"
 
 
 def _rows(db: sqlite3.Connection):
@@ -76,6 +73,7 @@ def _rows(db: sqlite3.Connection):
 
 def write_outputs(
     db: sqlite3.Connection,
+    store: TraceStore,
     cfg: CurateConfig,
     out: Path,
     *,
@@ -107,9 +105,8 @@ def write_outputs(
     by_teacher_kept: Counter[str] = Counter()
     tokens: list[int] = []
     n_options = 0
-    with TraceStore(cfg.store) as store:
-        rubrics = store.rubrics()
-        refused = {k for k, (error, _) in store.rubric_status().items() if error is not None}
+    rubrics = store.rubrics()
+    refused = {k for k, (error, _) in store.rubric_status().items() if error is not None}
     balancer = PositionBalancer(cfg.position_balance, cfg.seed)
     rubric_rows = 0
     rubric_questions: set[tuple[str, str]] = set()
@@ -130,7 +127,7 @@ def write_outputs(
             rate,
             verified_by,
         ) in _rows(db):
-            split = _split_of(rank, cfg.validation_fraction)
+            split = split_of(rank, cfg.validation_fraction)
             assistant, shown_options, letter = balancer.apply(
                 key, assistant, json.loads(options), letter
             )
@@ -201,7 +198,7 @@ def write_outputs(
                 s: {"traces": split_counts[s], "questions": len(split_questions[s])} for s in SPLITS
             },
             "kept_by_source": dict(by_source.most_common()),
-            "sources": _per_source(db, cfg),
+            "sources": _per_source(db, store),
             "kept_by_subject": dict(by_subject.most_common()),
             "kept_by_teacher": dict(by_teacher_kept.most_common()),
             "hf_dataset": hf_note,
@@ -230,16 +227,15 @@ def write_outputs(
     return stats
 
 
-def _per_source(db: sqlite3.Connection, cfg: CurateConfig) -> list[dict[str, Any]]:
+def _per_source(db: sqlite3.Connection, store: TraceStore) -> list[dict[str, Any]]:
     """Per source (benchmark), in store order: what was read (the split and file each trace
     records), traces and questions in, teacher accuracy, traces and questions kept. Questions
     are told apart by (source, id), so equal ids from two benchmarks never merge."""
     reads: dict[str, list[dict[str, Any]]] = {}
-    with TraceStore(cfg.store) as store:
-        for r in store.sources():
-            reads.setdefault(r["source"] or "", []).append(
-                {"split": r["split"], "file": r["file"], "traces": r["calls"]}
-            )
+    for r in store.sources():
+        reads.setdefault(r["source"] or "", []).append(
+            {"split": r["split"], "file": r["file"], "traces": r["calls"]}
+        )
     out = []
     for source, n, correct, kept, questions, kept_questions in db.execute(
         "SELECT substr(qkey, 1, instr(qkey, char(31)) - 1), COUNT(*), SUM(correct),"

@@ -36,21 +36,19 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from medistill.curate.config import CurateConfig
+from medistill.curate.decontam import BenchmarkIndex
+from medistill.curate.seeded import seeded_rank, split_of
 from medistill.curate.text import words
 from medistill.data.loading import iter_jsonl
-from medistill.data.safety import CATEGORIES, SPLITS, load_safety
+from medistill.data.safety import CATEGORIES, load_safety
+from medistill.data.schema import Question
 from medistill.errors import DataError, MedistillError
-
-if TYPE_CHECKING:
-    from medistill.curate.config import CurateConfig
-    from medistill.curate.decontam import BenchmarkIndex
 
 log = logging.getLogger(__name__)
 
-#: Safety sets a mix can draw from (``safety_sample`` is an evaluation set: never trained on).
-MIX_BENCHMARKS = ("medsafetybench",)
 KIND = "safety"
 REMOVED = (
     "no_safe_response",
@@ -84,28 +82,6 @@ class SafetyMix:
 def enabled(cfg: CurateConfig) -> bool:
     """Whether ``cfg`` asks for a safety mix."""
     return bool(cfg.safety_mix or cfg.safety_mix_file)
-
-
-def check_config(cfg: CurateConfig) -> None:
-    """The safety-mix keys, checked when the config is built (``ValueError``)."""
-    if isinstance(cfg.safety_mix, str) and cfg.safety_mix.strip().lower() in ("", "none", "null"):
-        cfg.safety_mix = None  # "--safety-mix none"
-    if cfg.safety_mix and cfg.safety_mix_file:
-        raise ValueError("set safety_mix (a safety set) or safety_mix_file (a JSONL), not both")
-    if cfg.safety_mix is not None and cfg.safety_mix not in MIX_BENCHMARKS:
-        raise ValueError(
-            f"safety_mix {cfg.safety_mix!r}: unknown safety set; choose "
-            f"{', '.join(MIX_BENCHMARKS)} (or safety_mix_file: your own JSONL)"
-        )
-    if cfg.safety_mix_split not in SPLITS:
-        raise ValueError(f"safety_mix_split {cfg.safety_mix_split!r}: choose train")
-    if cfg.safety_mix and cfg.safety_mix_split == "test":
-        raise ValueError(
-            "safety_mix_split 'test' is the split safety is evaluated on; train on 'train'"
-        )
-    share = cfg.safety_mix_share
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
-        raise ValueError(f"safety_mix_share must be in (0, 1), got {share!r}")
 
 
 def target_rows(kept: int, share: float) -> int:
@@ -175,8 +151,6 @@ def category_label(category: str) -> str:
 def _test_questions(cfg: CurateConfig) -> tuple[list[Any], list[str], list[str]]:
     """The safety test requests as questions without options, what they are, and the sets
     that could not be read (a warning, recorded in the card)."""
-    from medistill.data import Question
-
     sets: list[tuple[str, list[Any]]] = []
     missing = []
     try:
@@ -199,12 +173,10 @@ def _test_questions(cfg: CurateConfig) -> tuple[list[Any], list[str], list[str]]
 def _stratified(pool: Sequence[Demo], n: int, seed: int) -> list[Demo]:
     """``n`` demonstrations, round robin over the categories (in a seeded order), each
     category's in seeded rank order."""
-    from medistill.curate.run import _rank
-
     by_cat: dict[str, list[Demo]] = defaultdict(list)
-    for d in sorted(pool, key=lambda d: _rank(seed, d.id)):
+    for d in sorted(pool, key=lambda d: seeded_rank(seed, d.id)):
         by_cat[d.category].append(d)
-    order = sorted(by_cat, key=lambda c: _rank(seed, f"category:{c}"))
+    order = sorted(by_cat, key=lambda c: seeded_rank(seed, f"category:{c}"))
     chosen: list[Demo] = []
     depth = 0
     while len(chosen) < n and any(depth < len(by_cat[c]) for c in order):
@@ -226,8 +198,6 @@ def build_mix(
 ) -> SafetyMix:
     """Decontaminate ``demos`` and draw the share of ``kept`` traces the config asks for;
     each removed request is written to ``decon_log`` with what it matched."""
-    from medistill.curate.decontam import BenchmarkIndex
-
     removed: Counter[str] = Counter()
     pool: list[Demo] = []
     seen: set[str] = set()
@@ -314,11 +284,8 @@ def records(mix: SafetyMix, cfg: CurateConfig) -> Iterator[tuple[str, dict[str, 
     """``(split, row)`` of each demonstration, the row in the dataset's columns (``messages``
     form; the caller writes ``prompt_completion`` from it). Splits are seeded by id, like
     questions."""
-    from medistill.curate.output import _split_of
-    from medistill.curate.run import _rank
-
     for d, ntok in zip(mix.demos, mix.tokens, strict=True):
-        split = _split_of(_rank(cfg.seed, f"safety:{d.id}"), cfg.validation_fraction)
+        split = split_of(seeded_rank(cfg.seed, f"safety:{d.id}"), cfg.validation_fraction)
         yield (
             split,
             {
