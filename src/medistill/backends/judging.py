@@ -11,7 +11,8 @@ shared lives here, written once:
 - **identical items judged once** and cached scores never asked again (:meth:`CachedJudge.judge`);
 - **failures counted**: HTTP failures (after the backend's retries) and unreadable verdicts by
   kind, each logged; a failure is ``None``, never stored, so the next occurrence asks again;
-- **concurrency**: at most ``concurrency`` requests in flight (the backend config's).
+- **concurrency**: the requests go through the one fan-out (:mod:`medistill.backends.fanout`)
+  with its ``"none"`` policy, at most ``concurrency`` in flight (the backend config's).
 
 What is not shared stays with each judge: its prompt (``messages``) and how it reads a reply
 (``read``, which returns a :class:`Verdict`).
@@ -19,7 +20,6 @@ What is not shared stays with each judge: its prompt (``messages``) and how it r
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medistill.backends.base import SamplingParams
+from medistill.backends.base import Generation, SamplingParams
 from medistill.backends.config import BackendConfig, close_backend
+from medistill.backends.fanout import Prompt, afan_out
 from medistill.errors import MedistillError
 
 log = logging.getLogger(__name__)
@@ -197,28 +198,32 @@ class CachedJudge:
         return out
 
     async def ask(self, requests: Sequence[Messages]) -> list[str | None]:
-        """The judge's reply text to each request (concurrently); ``None`` where the request
-        failed after the backend's retries (logged, with the API key scrubbed)."""
+        """The judge's reply text to each request, through the one fan-out with policy
+        ``"none"`` (at most ``concurrency`` in flight); ``None`` where the request failed
+        after the backend's retries (logged by the fan-out, with the API key scrubbed)."""
         backend = self.backend_config.build(**self.build_kwargs)
         params = SamplingParams(max_new_tokens=self.max_tokens, temperature=0.0, seed=0)
-        sem = asyncio.Semaphore(self.backend_config.concurrency)
+        out: list[str | None] = [None] * len(requests)
 
-        async def one(messages: Messages) -> str | None:
-            async with sem:
-                self.requests += 1
-                try:
-                    gen = await backend.complete(messages, params)
-                except MedistillError as e:  # HTTP failure after retries: unscored, not 0
-                    self.http_failures += 1
-                    log.warning("%s %s: %s", self.name, self.model, backend.scrub(str(e)))
-                    return None
-            return gen.text  # the verdict, not a reasoning judge's thinking
+        def keep(i: int, gen: Generation | None) -> None:
+            self.requests += 1
+            if gen is None:  # HTTP failure after retries: unscored, not 0
+                self.http_failures += 1
+            else:
+                out[i] = gen.text  # the verdict, not a reasoning judge's thinking
 
         try:
-            async with backend.session():
-                return list(await asyncio.gather(*(one(m) for m in requests)))
+            await afan_out(
+                backend,
+                [Prompt(m, params) for m in requests],
+                keep,
+                policy="none",
+                concurrency=self.backend_config.concurrency,
+                label=f"{self.name} {self.model}",
+            )
         finally:
             close_backend(backend)
+        return out
 
     def close(self) -> None:
         """Close the cache file."""
