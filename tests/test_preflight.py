@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from medistill.cli import app
 from medistill.errors import MedistillError
 from medistill.pipeline import run_pipeline
-from medistill.preflight import gpu_count, installed, recipe_problems, training_problems
+from medistill.pipeline.preflight import gpu_count, installed, recipe_problems, training_problems
 from test_pipeline import write_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 A recipe's sections (``generate:``, ``curate:``, ``eval:``, ``sft:``, ``grpo:``, ``distill:``)
 fill the config class of the stage of the same name. :func:`build` checks keys (an unknown one is
 named with the closest valid ones) and values against the field types. The command line is
-derived from the same classes in :mod:`medistill.options`.
+derived from the same classes in :mod:`medistill.cli.args`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from medistill.backends.config import TeacherConfig
 from medistill.errors import MedistillError
 
 
@@ -43,7 +44,7 @@ def load_section(path: str | Path, section: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _unknown_message(where: str, unknown: Sequence[str], valid: Sequence[str]) -> str:
+def unknown_message(where: str, unknown: Sequence[str], valid: Sequence[str]) -> str:
     hints = []
     for key in unknown:
         close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
@@ -68,7 +69,7 @@ def build(cls: type, values: dict[str, Any], *, where: str) -> Any:
         raise MedistillError(f"{where}: {key!r} is now {renamed[key]}")
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise MedistillError(_unknown_message(where, unknown, list(fields)))
+        raise MedistillError(unknown_message(where, unknown, list(fields)))
     hints = type_hints(cls)
     kwargs = {}
     for name, value in values.items():
@@ -133,8 +134,6 @@ def type_hints(cls: type) -> dict[str, Any]:
 
 def dataclass_type(ftype: Any) -> type | None:
     if isinstance(ftype, str):
-        from medistill.teacher import TeacherConfig
-
         return {"TeacherConfig": TeacherConfig}.get(ftype)
     return ftype if isinstance(ftype, type) and dataclasses.is_dataclass(ftype) else None
 

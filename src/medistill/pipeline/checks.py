@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from medistill.errors import MedistillError
+from medistill.train.reward_builder import reward_params
+from medistill.train.rewards import conciseness
 
 #: Tokens a question's prompt takes in the student's chat template (MedQA's longest vignettes
 #: with five options and the answer-line instruction stay under this): an SFT ``max_length``
@@ -76,9 +78,6 @@ def _conciseness_budget(rewards: Any) -> int | None:
     spec = rewards["conciseness"]
     if isinstance(spec, dict) and "budget" in spec:
         return int(spec["budget"])
-    from medistill.train.reward_builder import reward_params
-    from medistill.train.rewards import conciseness
-
     return int(reward_params(conciseness)["budget"])
 
 

@@ -19,16 +19,18 @@ from typing import Any
 
 import yaml
 
+from medistill.config import build
 from medistill.errors import MedistillError
+from medistill.evaluate import EvalConfig, run_eval
+from medistill.generate import GenerateConfig, run_generate
 from medistill.pipeline.launch import RESULT_SUFFIX, watch_parent
+from medistill.pipeline.preflight import check_stage
 
 log = logging.getLogger(__name__)
 
 
 def run_child(config_file: Path) -> dict[str, Any]:
     """Run the stage ``config_file`` describes; write and return its result record."""
-    from medistill.config import build
-
     data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict) or len(data) != 1:
         raise MedistillError(f"{config_file}: expected one stage section, got {list(data)}")
@@ -36,18 +38,12 @@ def run_child(config_file: Path) -> dict[str, Any]:
     section = dict(section or {})
     where = f"{config_file}: {stage}"
     progress = sys.stderr.isatty()
-    from medistill.preflight import check_stage
-
     if stage == "generate":
-        from medistill.generate import GenerateConfig, run_generate
-
         gen = build(GenerateConfig, section, where=where)
         check_stage("generate", gen)  # what a stage command checks in its own process
         result = run_generate(gen, show_progress=progress)
         result = {k: v for k, v in result.items() if k != "config"}
     elif stage == "eval":
-        from medistill.evaluate import EvalConfig, run_eval
-
         overwrite = bool(section.pop("overwrite", False))
         cfg = build(EvalConfig, section, where=where)
         check_stage("eval", cfg)
@@ -66,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one argument, the launch file; a user error is one line and status 1."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m medistill.pipeline.child <launch file>", file=sys.stderr)
+        sys.stderr.write("usage: python -m medistill.pipeline.child <launch file>\n")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     watch_parent()  # launched by `medistill run`: stop when it is gone
     try:
         run_child(Path(args[0]))
     except MedistillError as e:
-        print(f"error: {e}", file=sys.stderr)
+        sys.stderr.write(f"error: {e}\n")
         return 1
     return 0
 

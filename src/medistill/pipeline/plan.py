@@ -3,14 +3,24 @@ files each writes (``<root>/<name>/<stage>/``). Nothing runs here."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medistill.config import _unknown_message, build, load_recipe
+from medistill.backends.config import served_name
+from medistill.config import build, load_recipe, unknown_message
+from medistill.curate.config import CurateConfig
+from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.errors import MedistillError
+from medistill.evaluate.config import EvalConfig
+from medistill.generate import GenerateConfig
 from medistill.models import model_name
+from medistill.pipeline import launch
+from medistill.pipeline.checks import check_lengths
+from medistill.rubrics import RubricsConfig
+from medistill.train.reward_builder import build_rewards
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +111,9 @@ def student_eval_backend(run: RunConfig) -> str:
     an hour of a GPU on MedQA + MedMCQA, so ``auto`` takes it wherever it can run."""
     if run.eval_backend != "auto":
         return run.eval_backend
-    import importlib.util
-
-    from medistill.pipeline.launch import cuda_available
-
-    return "vllm" if cuda_available() and importlib.util.find_spec("vllm") else "transformers"
+    return (
+        "vllm" if launch.cuda_available() and importlib.util.find_spec("vllm") else "transformers"
+    )
 
 
 @dataclass
@@ -132,10 +140,6 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
     Nothing runs here: a bad key, a bad value or a missing section fails before any stage
     starts, naming the recipe file, section and key (and the valid choices).
     """
-    from medistill.curate.config import CurateConfig
-    from medistill.evaluate import EvalConfig
-    from medistill.generate import GenerateConfig
-
     path = Path(recipe)
     data = load_recipe(path)
     for section, values in (overrides or {}).items():
@@ -143,7 +147,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
     known = ("run", *STAGES)
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise MedistillError(_unknown_message(f"{path}", unknown, list(known)))
+        raise MedistillError(unknown_message(f"{path}", unknown, list(known)))
     for section, value in data.items():
         if value is not None and not isinstance(value, dict):
             raise MedistillError(f"{path}: section '{section}' must be a mapping")
@@ -178,8 +182,6 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
         configs["generate"] = build(GenerateConfig, values, where=f"{path}: generate")
         resolved["generate"] = values
     if "rubrics" in stages:
-        from medistill.rubrics import RubricsConfig
-
         teacher = sec["rubrics"].get("teacher") or (sec["generate"] or {}).get("teacher")
         if not teacher:
             raise MedistillError(f"{path}: rubrics.teacher (or generate.teacher) is required")
@@ -190,8 +192,6 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
         # recipe's curate.eval_benchmarks adds: a model is never scored on what it trained on.
         # Safety benchmarks are harmful requests, not MCQs: no trace answers one, so they are
         # not decontaminated against (a safety mix in curation names its own data).
-        from medistill.data.safety import SAFETY_BENCHMARKS
-
         listed = list(sec["curate"].get("eval_benchmarks") or [])
         names = {b.partition("=")[0] for b in listed} | set(SAFETY_BENCHMARKS)
         values = {
@@ -220,8 +220,6 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
         values = {**sec["grpo"], "model": start, "dataset": dataset, "output_dir": str(d["grpo"])}
         configs["grpo"] = build(GRPORecipe, values, where=f"{path}: grpo")
         resolved["grpo"] = values
-        from medistill.train.reward_builder import build_rewards
-
         try:  # reward names and parameters, checked now rather than after SFT
             build_rewards(configs["grpo"].rewards)
         except MedistillError as e:
@@ -264,7 +262,6 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
                 f"set its title with run.title"
             )
         configs["report"] = {"title": run.title or f"medistill run {run.name}"}
-    from medistill.pipeline.checks import check_lengths
     from medistill.train.cadence import cadence_problem
 
     check_lengths(path, configs)
@@ -310,9 +307,6 @@ def _eval_models(run, configs, sec, stages, student, d) -> list[tuple[str, dict[
     models: list[tuple[str, dict[str, Any]]] = []
     gen = configs.get("generate")
     if run.eval_teacher and gen is not None:
-        from medistill.evaluate import EvalConfig
-        from medistill.teacher import served_name
-
         # Every teacher backend is evaluated, with its own endpoints and engine settings.
         t = gen.teacher
         values = EvalConfig.values_from_backend(t)

@@ -30,8 +30,8 @@ changed none fails the rehearsal. Every value rewritten is listed as it ran
 (:mod:`~medistill.pipeline.rehearse_notes`); the report is titled as a rehearsal and its
 teacher row names the stand-in; the stand-in keeps one port per rehearsal folder, so an
 unchanged recipe rehearsed again skips every stage. The preflight of the recipe as written
-(:func:`medistill.preflight.recipe_problems`) is reported first: what a real run of it on
-this machine would stop on.
+(:func:`medistill.pipeline.preflight.recipe_problems`) is reported first: what a real run of it
+on this machine would stop on.
 """
 
 from __future__ import annotations
@@ -47,9 +47,20 @@ from typing import Any
 
 import yaml
 
+from medistill.backends.config import ENGINE_KEYS
 from medistill.config import load_recipe
+from medistill.data import load_benchmark
+from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.data.standin import standin_data_dir
+from medistill.models import build_tiny_model, model_name, tiny_kind
 from medistill.pipeline.checks import PROMPT_ALLOWANCE
+from medistill.pipeline.launch import SHARDED, accelerate_config_type, launch_mode
+from medistill.pipeline.plan import plan
+from medistill.pipeline.preflight import recipe_problems
+from medistill.pipeline.rehearse_checks import check_trained, describe, grpo_health
+from medistill.pipeline.rehearse_notes import changes
+from medistill.pipeline.runner import run_pipeline
+from medistill.pipeline.standin_teacher import StandInTeacher, kept_port
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +115,6 @@ def _note(notes: list[str], text: str) -> None:
 
 def _tiny(spec: str, work: Path, cache: dict[str, str], notes: list[str], *, seed: int) -> str:
     """A tiny random model of ``spec``'s architecture (built once per rehearsal folder)."""
-    from medistill.models import build_tiny_model, tiny_kind
-
     if spec in cache:
         return cache[spec]
     kind, how = tiny_kind(spec)
@@ -140,9 +149,6 @@ def _to_stand_in(teacher: dict[str, Any], url: str) -> dict[str, Any]:
     """A teacher section pointed at the stand-in on ``url``: the OpenAI backend (whatever
     the recipe's, openai or an in-process vLLM engine), without the keys of another endpoint
     or engine, named as what it is (the report's teacher row reads this name)."""
-    from medistill.backends.config import ENGINE_KEYS
-    from medistill.models import model_name
-
     out = {
         k: v for k, v in teacher.items() if k not in (*_TEACHER_DROP, *ENGINE_KEYS, "batch_size")
     }
@@ -230,10 +236,6 @@ def _cpu_training(sec: dict[str, Any], stage: str, notes: list[str], processes: 
 
 def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
     """Plan ``recipe`` as it is, then write its rehearsal copy (see the module docstring)."""
-    from medistill.pipeline.plan import plan
-    from medistill.pipeline.rehearse_notes import changes
-    from medistill.pipeline.standin_teacher import kept_port
-
     path = Path(recipe)
     original = plan(path)  # the recipe as written must plan: every key, every length rule
     written = load_recipe(path)
@@ -249,8 +251,6 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
     url = f"http://127.0.0.1:{port}/v1"
     run["name"], run["root"] = name, str(work_root or root)
     run["title"] = f"{TITLE} — {original.run.title or f'medistill run {original.run.name}'}"
-    from medistill.pipeline.launch import SHARDED, accelerate_config_type, launch_mode
-
     if run.get("accelerate_config"):
         run["accelerate_config"] = original.run.accelerate_config  # resolved beside the recipe
         kind = accelerate_config_type(original.run.accelerate_config) or ""
@@ -340,23 +340,17 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
 def _preflight(path: Path) -> list[str]:
     """The preflight of the recipe as written, on this machine: what a real run of it here
     would stop on (reported; the rehearsal's swaps then stand in for those parts)."""
-    from medistill.preflight import recipe_problems
-
     return list(recipe_problems(path))
 
 
 def _questions(data: dict[str, Any], data_dir: Path) -> list[Any]:
     """Every question the stand-in teacher may be asked: all of each generate source's split
     and of each evaluation benchmark (the teacher is evaluated too)."""
-    from medistill.data import load_benchmark
-
     gen = data.get("generate") or {}
     reads = [
         (src.get("benchmark") or "sample", src.get("path"), src.get("split"))
         for src in (gen.get("sources") or ([gen] if gen else []))
     ]
-    from medistill.data.safety import SAFETY_BENCHMARKS
-
     for entry in (data.get("run") or {}).get("eval_benchmarks") or ["sample_heldout"]:
         name, _, path = entry.partition("=")
         if name not in SAFETY_BENCHMARKS:  # a harmful request is answered, not looked up
@@ -387,10 +381,6 @@ def rehearse(recipe: str | Path, **run_kwargs: Any) -> dict[str, Any]:
     preflight of the recipe as written, every swap with the values used, the files read as
     they are, and how much of its weights each training stage changed: a stage that changed
     none raises :class:`MedistillError` (it would pass on a GPU and teach nothing)."""
-    from medistill.pipeline import run_pipeline
-    from medistill.pipeline.rehearse_checks import check_trained, describe, grpo_health
-    from medistill.pipeline.standin_teacher import StandInTeacher
-
     r = prepare(recipe)
     for line in r.preflight:
         log.warning("rehearsal: the recipe as written, on this machine: %s", line)

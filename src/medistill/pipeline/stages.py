@@ -10,21 +10,36 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medistill.curate.run import run_curate
 from medistill.errors import MedistillError
+from medistill.evaluate import run_eval
+from medistill.evaluate.run_folder import changed_settings
+from medistill.generate import run_generate
+from medistill.pipeline.launch import (
+    launch_mode,
+    model_stage_in_process,
+    run_model_stage,
+    run_training_stage,
+)
 from medistill.pipeline.plan import MANIFEST, Plan
+from medistill.report import build_report
+from medistill.rubrics import run_rubrics
+from medistill.store import TraceStore
+from medistill.train.output import MANIFEST as TRAIN_MANIFEST
+from medistill.train.output import read_manifest as read_train_manifest
 
 # --------------------------------------------------------------------------- hashing
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
     blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def _config_dict(cfg: Any) -> Any:
+def config_dict(cfg: Any) -> Any:
     """A stage config as plain data: a training recipe's identity, else its fields."""
     if isinstance(cfg, list):
-        return [[k, _config_dict(c)] for k, c in cfg]
+        return [[k, config_dict(c)] for k, c in cfg]
     if hasattr(cfg, "identity") and hasattr(cfg, "identity_hash"):
         return cfg.identity()
     if dataclasses.is_dataclass(cfg):
@@ -42,32 +57,26 @@ def _hash_files(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def _output_hash(stage: str, out: Path, cfg: Any) -> str:
+def output_hash(stage: str, out: Path, cfg: Any) -> str:
     """What the stage produced, as a hash its downstream stages record as their input."""
     if stage == "generate":
-        from medistill.store import TraceStore
-
         with TraceStore(cfg.out) as store:
             keys = sorted(store.done_keys())
-        return _digest(keys)
+        return digest(keys)
     if stage == "rubrics":
-        from medistill.store import TraceStore
-
         with TraceStore(cfg.store) as store:
-            return _digest(sorted(([*k], v) for k, v in store.rubrics().items()))
+            return digest(sorted(([*k], v) for k, v in store.rubrics().items()))
     if stage == "curate":
         files = [p for p in (out / "dataset").rglob("*.jsonl") if p.is_file()]
         return _hash_files(files)
     if stage in ("sft", "grpo", "distill"):
-        from medistill.train.output import MANIFEST as TRAIN_MANIFEST
-
         return _hash_files([out / TRAIN_MANIFEST])
     if stage == "eval":
         return _hash_files(list(out.glob("*/metrics.json")))
     return _hash_files([out / "report.md"])
 
 
-def _inputs(stage: str, plan_: Plan, done: dict[str, dict]) -> dict[str, str | None]:
+def stage_inputs(stage: str, plan_: Plan, done: dict[str, dict]) -> dict[str, str | None]:
     """The output hashes of the stages this one reads (``None`` when not in this run)."""
     reads = {
         "generate": (),
@@ -93,24 +102,16 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
     os.replace(tmp, folder / MANIFEST)
 
 
-def _versions() -> dict[str, str]:
-    from medistill.train.output import versions
-
-    return versions()
-
-
-def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool, previous):
+def run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool, previous):
     """Call the stage's own function; return the figures its manifest records."""
     if stage == "generate":
-        from medistill.pipeline.launch import model_stage_in_process, run_model_stage
-
         child: dict[str, Any] = {}
         if model_stage_in_process(p.run, cfg.teacher.backend):
             # A local teacher (a vLLM engine over the GPUs) lives and dies in its own process,
@@ -118,8 +119,6 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             rec = run_model_stage("generate", p.values["generate"], folder / "launch.yaml")
             s, child = rec["result"], {"launcher": "process", "pid": rec["pid"]}
         else:
-            from medistill.generate import run_generate
-
             s = run_generate(cfg, show_progress=progress)
         keys = (
             "new_calls",
@@ -131,8 +130,6 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         )
         return {k: s.get(k) for k in keys if k in s} | child
     if stage == "rubrics":
-        from medistill.rubrics import run_rubrics
-
         s = run_rubrics(cfg, show_progress=progress)
         keys = (
             "new_calls",
@@ -145,15 +142,11 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
         )
         return {k: s.get(k) for k in keys if k in s}
     if stage == "curate":
-        from medistill.curate.run import run_curate
-
         run_curate(cfg, show_progress=progress)
         s = json.loads((Path(cfg.out) / "stats.json").read_text(encoding="utf-8"))
         keys = ("input_traces", "kept_traces", "kept_questions", "dropped", "teacher_accuracy")
         return {k: s.get(k) for k in keys if k in s}
     if stage in ("sft", "grpo", "distill"):
-        from medistill.pipeline.launch import launch_mode, run_training_stage
-
         mode = launch_mode(p.run)
         if mode == "inline":
             import importlib
@@ -162,8 +155,6 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             cfg.overwrite = fresh  # a killed run of the same settings resumes from its checkpoint
             m = getattr(mod, f"run_{stage}")(cfg)
         else:
-            from medistill.train.output import read_manifest as read_train_manifest
-
             run_training_stage(p.run, stage, p.values[stage], folder, fresh=fresh, mode=mode)
             m = read_train_manifest(folder) or {}
             if m.get("status") != "finished":
@@ -173,10 +164,6 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             figures["rank_weight_digests"] = m["rank_weight_digests"]
         return figures
     if stage == "eval":
-        from medistill.evaluate import run_eval
-        from medistill.evaluate.run_folder import changed_settings
-        from medistill.pipeline.launch import model_stage_in_process, run_model_stage
-
         used = (previous or {}).get("figures", {}).get("models", {})
         models = {}
         figures: dict[str, Any] = {"runs": {}}
@@ -211,8 +198,6 @@ def _run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool
             } | ({"launcher": "process", "pid": pid} if pid is not None else {})
         figures["models"] = models
         return figures
-    from medistill.report import build_report
-
     # In the plan's order: teacher, base student, SFT, SFT+GRPO, SFT+distillation.
     runs = [
         Path(e.out)

@@ -28,7 +28,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from medistill.data.registry import data_dir, get_spec, hub_offline
+from medistill.data.safety import SAFETY_BENCHMARKS, medsafetybench_root
 from medistill.errors import MedistillError
+from medistill.pipeline.launch import SHARDED, TRAINING_STAGES, accelerate_config_type, launch_mode
+from medistill.pipeline.plan import plan
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +90,7 @@ class _Machine:
 
 
 def _hub_problem() -> str | None:
-    from medistill.data.registry import _hub_offline
-
-    if _hub_offline():
+    if hub_offline():
         return "the Hub is offline here (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set)"
     if not installed("datasets"):
         return "the Hub needs `pip install datasets` (medistill[hub])"
@@ -163,9 +167,6 @@ def split_problem(
     """Whether benchmark ``name``'s ``split`` can be read: its ``path``, the embedded sample,
     a local file under ``$MEDISTILL_DATA_DIR`` (the registry's candidates) or the Hub. The
     problem names every place looked and how to provide the split."""
-    from medistill.data.registry import data_dir, get_spec
-    from medistill.data.safety import SAFETY_BENCHMARKS, medsafetybench_root
-
     m = m or _Machine()
     if name in SAFETY_BENCHMARKS:
         if name == "medsafetybench":
@@ -253,10 +254,6 @@ def launch_problems(run: Any, m: _Machine | None = None) -> list[str]:
     """``run.accelerate_config`` / ``run.num_processes`` on this machine: DeepSpeed installed
     for a DeepSpeed (ZeRO) config, CUDA for any sharded one (FSDP, ZeRO), and as many GPUs
     as processes where CUDA is present (without CUDA a plain DDP config runs CPU ranks)."""
-    import yaml
-
-    from medistill.pipeline.launch import SHARDED, accelerate_config_type
-
     m = m or _Machine()
     out: list[str] = []
     file = run.accelerate_config
@@ -330,8 +327,6 @@ def _entry_problem(key: str, entry: str, m: _Machine) -> str | None:
 def plan_problems(p: Any, stages: Iterable[str] | None = None) -> list[str]:
     """Every problem of a planned recipe (:class:`medistill.pipeline.Plan`) on this machine,
     for ``stages`` (default: every stage of the plan), in stage order, without repeats."""
-    from medistill.pipeline.launch import TRAINING_STAGES, launch_mode
-
     chosen = set(p.configs if stages is None else stages)
     m = _Machine()
     out: list[str] = []
@@ -366,8 +361,6 @@ def recipe_problems(recipe_path: str | Path) -> list[str]:
     the recipe key and the fix (empty when it can run here). Every stage of the recipe is
     checked, whatever a previous run finished. A recipe that does not plan raises its
     planning error (a :class:`MedistillError`)."""
-    from medistill.pipeline.plan import plan
-
     return plan_problems(plan(recipe_path))
 
 
