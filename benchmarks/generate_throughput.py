@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from medistill.backends.config import TeacherConfig
 from medistill.data import load_benchmark
 from medistill.generate import GenerateConfig, build_requests, run_generate
-from medistill.teacher import TeacherConfig
 
 HERE = Path(__file__).parent
 

@@ -17,12 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from medistill.backends import SamplingParams
+from medistill.backends.config import TeacherConfig
 from medistill.cli import app
 from medistill.data import load_benchmark
 from medistill.errors import MedistillError
 from medistill.generate import GenerateConfig, build_requests, run_generate, shuffle_question
 from medistill.store import TraceStore, export_store, trace_key
-from medistill.teacher import TeacherConfig
 
 from chat_server import ChatServer
 
@@ -479,7 +479,7 @@ def test_rationalize_shows_the_teacher_the_key_but_never_the_student(tmp_path: P
     ],
 )
 def test_a_hosted_provider_gets_its_own_model_ids(urls: list[str], model: str, ok: bool) -> None:
-    from medistill.teacher import provider_model_problem
+    from medistill.backends.config import provider_model_problem
 
     problem = provider_model_problem(urls, model)
     assert (problem is None) is ok
@@ -494,8 +494,8 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 def test_shipped_recipes_name_models_their_provider_serves(name: str) -> None:
     """A shipped recipe must run as written: main sent the Hub id deepseek-ai/DeepSeek-R1 to
     DeepSeek's API, which serves deepseek-reasoner / deepseek-chat."""
+    from medistill.backends.config import provider_model_problem
     from medistill.config import load_recipe
-    from medistill.teacher import provider_model_problem
 
     teacher = (load_recipe(RECIPES / name).get("generate") or {}).get("teacher") or {}
     if teacher.get("backend", "openai") == "openai" and teacher.get("model"):

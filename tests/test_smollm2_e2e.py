@@ -76,9 +76,9 @@ def test_smollm2_medqa_eval_and_report(shared_data: Path, tmp_path: Path) -> Non
 
 
 def test_smollm2_as_transformers_teacher(tmp_path: Path) -> None:
+    from medistill.backends.config import TeacherConfig
     from medistill.generate import GenerateConfig, run_generate
     from medistill.store import TraceStore
-    from medistill.teacher import TeacherConfig
 
     db = tmp_path / "t.db"
     cfg = GenerateConfig(

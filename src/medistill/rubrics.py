@@ -25,20 +25,20 @@ positive points, a met pitfall subtracting, clamped to [0, 1].
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from medistill.backends import SamplingParams, generate_each
-from medistill.backends.base import Generation
+from medistill.backends import Generation, SamplingParams, fan_out
+from medistill.backends.config import TeacherConfig
+from medistill.data.options import format_options, unpermute
 from medistill.errors import MedistillError
 from medistill.store import RubricRecord, TraceStore
-from medistill.teacher import TeacherConfig
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,14 @@ class RubricsConfig:
 def original_lettering(q: dict[str, Any]) -> tuple[dict[str, str], str | None]:
     """A stored question's options and gold in their original lettering (undoing the shuffle
     its first trace showed), options in letter order."""
-    options = q["options"] or {}
-    perm = q.get("permutation") or {k: k for k in options}
-    opts = {perm.get(s, s): t for s, t in options.items()}
-    gold = perm.get(q["gold"], q["gold"]) if q.get("gold") else None
-    return dict(sorted(opts.items())), gold
+    return unpermute(q["options"], q.get("gold"), q.get("permutation"))
 
 
 def rubric_messages(
     question: str, options: dict[str, str], gold: str, *, min_criteria: int, max_criteria: int
 ) -> list[dict[str, str]]:
     """The teacher's chat request for one question's rubric."""
-    shown = "\n".join(f"{k}. {v}" for k, v in options.items())
+    shown = format_options(options)
     user = (
         f"## Question\n{question}\n\n## Options\n{shown}\n\n## Correct answer\n{gold}. "
         f"{options.get(gold, '')}\n\nWrite {min_criteria} to {max_criteria} criteria, at least "
@@ -196,6 +192,7 @@ class _Ask:
     question_id: str
     messages: list[dict[str, str]]
     attempt: int
+    params: SamplingParams
 
 
 class _Counts:
@@ -217,8 +214,6 @@ def run_rubrics(cfg: RubricsConfig, *, show_progress: bool = False) -> dict[str,
     killed run resumes. Questions without gold are not asked (a rubric is conditioned on the
     correct answer) and are counted.
     """
-    from pathlib import Path
-
     if not Path(cfg.store).exists():
         raise MedistillError(f"{cfg.store}: trace store not found (run medistill generate first)")
     t0 = time.perf_counter()
@@ -244,7 +239,10 @@ def run_rubrics(cfg: RubricsConfig, *, show_progress: bool = False) -> dict[str,
                 q["question"], options, gold,
                 min_criteria=cfg.min_criteria, max_criteria=cfg.max_criteria,
             )  # fmt: skip
-            asks.append(_Ask(q["source"], q["question_id"], messages, attempts + 1))
+            attempt = attempts + 1
+            asks.append(
+                _Ask(q["source"], q["question_id"], messages, attempt, _params(cfg, attempt))
+            )
         stopped = None
         if cfg.max_requests is not None and len(asks) > cfg.max_requests:
             asks, stopped = asks[: cfg.max_requests], "max_requests"
@@ -280,10 +278,18 @@ def run_rubrics(cfg: RubricsConfig, *, show_progress: bool = False) -> dict[str,
                 check = getattr(backend, "check_endpoints", None)
                 if check is not None:
                     check()
-                if cfg.teacher.backend == "openai":
-                    stopped = asyncio.run(_ask_http(backend, asks, cfg, counts, record)) or stopped
-                else:
-                    stopped = _ask_local(backend, asks, cfg, counts, record) or stopped
+                stopped = (
+                    fan_out(
+                        backend,
+                        asks,
+                        lambda i, g: record(asks[i], g),
+                        policy="stop",
+                        concurrency=cfg.teacher.concurrency,
+                        spent=lambda: cfg.max_cost is not None and counts.cost >= cfg.max_cost,
+                        label=f"rubrics teacher {cfg.teacher.model}",
+                    )
+                    or stopped
+                )
         final = store.rubric_status()
     in_scope = [(q["source"], q["question_id"]) for q in questions]
     with_valid = sum(1 for k in in_scope if k in final and final[k][0] is None)
@@ -324,49 +330,6 @@ def _params(cfg: RubricsConfig, attempt: int) -> SamplingParams:
     return SamplingParams(
         max_new_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed + attempt - 1
     )
-
-
-async def _ask_http(backend, asks: list[_Ask], cfg: RubricsConfig, counts: _Counts, record):
-    """Concurrent requests (the teacher's ``concurrency``); the first hard failure stops all."""
-    queue = iter(asks)
-    stopped: list[str] = []
-
-    async def worker() -> None:
-        for ask in queue:
-            if cfg.max_cost is not None and counts.cost >= cfg.max_cost:
-                stopped.append("max_cost")
-                return
-            g = await backend.complete(ask.messages, _params(cfg, ask.attempt))
-            record(ask, g)
-
-    async with backend.session():
-        workers = [asyncio.create_task(worker()) for _ in range(cfg.teacher.concurrency)]
-        try:
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            failed = next((t for t in done if not t.cancelled() and t.exception()), None)
-            if failed is not None:
-                raise failed.exception()
-        finally:
-            for t in workers:
-                t.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-    return stopped[0] if stopped else None
-
-
-def _ask_local(backend, asks: list[_Ask], cfg: RubricsConfig, counts: _Counts, record):
-    """Local models: asks sharing sampling parameters go through the backend together."""
-    groups: dict[int, list[_Ask]] = {}
-    for a in asks:
-        groups.setdefault(a.attempt, []).append(a)
-    for attempt, group in groups.items():
-        if cfg.max_cost is not None and counts.cost >= cfg.max_cost:
-            return "max_cost"
-
-        def on_result(i: int, g: Generation, group: list[_Ask] = group) -> None:
-            record(group[i], g)
-
-        generate_each(backend, [a.messages for a in group], _params(cfg, attempt), on_result)
-    return None
 
 
 __all__ = [

@@ -34,6 +34,9 @@ whatever it raises stops the run. The other knobs, all optional:
   (``generate``'s ``retry_truncated``), or ``None``. HTTP only: a local batch is not re-run.
 - ``concurrency``: workers in flight (default: the backend's own ``concurrency``).
 
+Progress is the caller's ``on_result``; :class:`ProgressBar` is the bar it can move (done/total,
+the caller's rates and cost, ETA).
+
 Usage::
 
     stopped = fan_out(backend, [Prompt(messages, params), ...], on_result, policy="stop",
@@ -50,6 +53,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from medistill.backends.base import (
     FINISH_ERROR,
@@ -272,6 +277,41 @@ async def afan_out(
     return stopped[0] if stopped else None
 
 
+class ProgressBar:
+    """A rich progress bar: ``label``, done/total, ETA and the caller's info text (rates,
+    cost, errors); a no-op when not ``enabled`` (no terminal)."""
+
+    def __init__(self, label: str, enabled: bool, total: int, completed: int = 0) -> None:
+        self.label, self.enabled, self.total, self.completed = label, enabled, total, completed
+        self._p: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        if self.enabled:
+            self._p = Progress(
+                TextColumn(f"[bold]{self.label}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
+            self._p.__enter__()
+            self._task = self._p.add_task(
+                self.label, total=self.total, completed=self.completed, info=""
+            )
+        return self
+
+    def advance(self, info: Callable[[], str] | str = "") -> None:
+        """One more done; ``info`` (text, or a function giving it, called only when shown)."""
+        if self._p is not None:
+            text = info() if callable(info) else info
+            self._p.update(self._task, advance=1, info=text)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)
+
+
 def _failed(backend: Any, label: str, e: Exception) -> None:
     scrub = getattr(backend, "scrub", None)
     log.warning("%s: %s", label, scrub(str(e)) if scrub else e)
@@ -335,6 +375,7 @@ __all__ = [
     "REJECTED_BEFORE_ANY",
     "CommitError",
     "Policy",
+    "ProgressBar",
     "Prompt",
     "PromptLike",
     "RequestRejected",

@@ -30,12 +30,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
 FAULTS = ("429", "500", "503", "reset", "malformed", "slow", "timeout")
 SLOW_S = 0.05  # what the "slow" fault adds to the latency
+HEADERS = frozenset(
+    {"authorization", "connection", "content-length", "expect", "transfer-encoding"}
+)
 
 
 class BadRequest(Exception):
@@ -143,6 +146,7 @@ class LocalChatServer:
         self.served: list[dict[str, Any]] = []  # bodies of requests answered 200 with one
         self.seen_auth: list[str | None] = []  # every request's Authorization header
         self._canned = self._encode_constant()
+        self._canned_wire = response(200, self._canned) if self._canned is not None else None
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
@@ -259,7 +263,8 @@ class LocalChatServer:
                 self.stats["ok"] += 1
                 if self.record:
                     self.served.append(answer.served)
-        transport.write(response(answer.status, answer.payload, answer.headers, close))
+        canned = self._canned_wire if answer.payload is self._canned and not close else None
+        transport.write(canned or response(answer.status, answer.payload, answer.headers, close))
         if close:
             transport.close()
 
@@ -278,8 +283,7 @@ class LocalChatServer:
     def complete(self, raw: bytes, auth: str | None) -> Answer:
         """What to answer one chat-completions request (runs the reply function)."""
         if self._canned is not None:
-            with self.lock:
-                self.stats["requests"] += 1
+            self.stats["requests"] += 1  # on the event loop (never threaded)
             return Answer(self.latency_s, 200, self._canned, served={})
         try:
             body = json.loads(raw)
@@ -401,14 +405,13 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, server: LocalChatServer) -> None:
         self.server = server
-        self.buf = bytearray()
+        self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.continued = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.server.connections.add(transport)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server.connections.add(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None:
@@ -416,16 +419,19 @@ class Connection(asyncio.Protocol):
         self.transport = None  # a client that hung up is no error: its replies are dropped
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
+        self.buf = self.buf + data if self.buf else data
         while self.transport is not None:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 return
-            lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+            lines = self.buf[:end].decode("latin-1").split("\r\n")
             method, _, rest = lines[0].partition(" ")
             path, _, version = rest.partition(" ")
-            fields = (line.partition(":") for line in lines[1:])
-            headers = {key.strip().lower(): value.strip() for key, _, value in fields}
+            headers = {}
+            for line in lines[1:]:
+                key, _, value = line.partition(":")
+                if (key := key.lower()) in HEADERS:
+                    headers[key] = value.strip()
             size = headers.get("content-length", "0")
             if not size.isdigit() or "transfer-encoding" in headers:
                 self.transport.write(response(411, error_body("send a Content-Length"), (), True))
@@ -437,8 +443,7 @@ class Connection(asyncio.Protocol):
                     self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     self.continued = True
                 return
-            body = bytes(self.buf[end + 4 : end + 4 + length])
-            del self.buf[: end + 4 + length]
+            body, self.buf = self.buf[end + 4 : end + 4 + length], self.buf[end + 4 + length :]
             self.continued = False
             conn = headers.get("connection", "").lower()
             close = conn == "close" or (version.strip() == "HTTP/1.0" and conn != "keep-alive")

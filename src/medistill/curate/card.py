@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from medistill.backends.config import served_label
 from medistill.curate.filters import QUESTION_REASONS, TRACE_REASONS
 from medistill.prompts import answer_line
-from medistill.teacher import served_label
 
 log = logging.getLogger(__name__)
 

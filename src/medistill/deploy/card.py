@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medistill.backends.config import served_label
 from medistill.notice import NOT_FOR_CLINICAL_USE
-from medistill.teacher import served_label
 
 
 def write_export_card(

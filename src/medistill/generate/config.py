@@ -1,0 +1,150 @@
+"""What ``medistill generate`` reads: the teacher, the questions' sources, the sampling.
+
+:class:`GenerateConfig` is also the ``generate:`` section of a recipe; recipe keys and
+command-line options are derived from its fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from medistill.backends.config import TeacherConfig
+from medistill.data import get_spec
+from medistill.data.sampling import STRATA
+from medistill.errors import MedistillError
+
+
+@dataclass
+class SampleConfig:
+    """A seeded sample of a source's questions (``sample: {n: 10000, stratify: subject}``)."""
+
+    n: int = field(metadata={"help": "questions to draw (exactly; more than read is an error)"})
+    seed: int = field(default=0, metadata={"help": "sampling seed: same seed, same questions"})
+    stratify: str | None = field(
+        default=None,
+        metadata={
+            "help": "subject: allocate n across subjects in proportion (largest remainder, "
+            "at least one each where n allows); none: a plain random sample"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be at least 1, got {self.n}")
+        if self.stratify is not None and self.stratify not in STRATA:
+            raise ValueError(
+                f"stratify {self.stratify!r}: choose one of {', '.join(STRATA)} (or leave it out)"
+            )
+
+
+@dataclass
+class SourceConfig:
+    """One benchmark's questions for the teacher: which split, from where, how many."""
+
+    benchmark: str = field(metadata={"help": "registered benchmark, e.g. medqa or medmcqa"})
+    split: str | None = field(default=None, metadata={"help": "split, e.g. train"})
+    path: str | None = field(default=None, metadata={"help": "that split's local file"})
+    limit: int | None = field(default=None, metadata={"help": "first N questions read"})
+    sample: SampleConfig | None = field(
+        default=None, metadata={"help": "a seeded sample of the questions read (after limit)"}
+    )
+
+    def __post_init__(self) -> None:
+        try:
+            get_spec(self.benchmark)
+        except MedistillError as e:
+            raise ValueError(str(e)) from None
+
+    def label(self) -> str:
+        """``medmcqa train`` (the benchmark's own split when none is named)."""
+        return f"{self.benchmark} {self.split or get_spec(self.benchmark).split}"
+
+
+#: The single-source keys ``sources`` replaces (a recipe gives one or the other).
+SINGLE_SOURCE_KEYS = ("benchmark", "split", "path", "limit")
+
+
+@dataclass
+class GenerateConfig:
+    """Everything ``medistill generate`` needs (also the ``generate:`` section of a recipe)."""
+
+    teacher: TeacherConfig = field(
+        metadata={"help": "who writes the traces", "from_string": TeacherConfig.spec_values}
+    )
+    benchmark: str | None = field(
+        default=None,
+        metadata={
+            "help": "registered benchmark, one source (none: the embedded sample; several: a "
+            "recipe's sources)"
+        },
+    )
+    path: str | None = field(default=None, metadata={"help": "local questions file"})
+    split: str | None = field(
+        default=None,
+        metadata={"help": "split to load/label, e.g. train; none: the benchmark's"},
+    )
+    limit: int | None = field(default=None, metadata={"help": "first N questions"})
+    sources: list[SourceConfig] | None = field(
+        default=None,
+        metadata={
+            "help": "several benchmarks into one store (recipe only): a list of {benchmark, "
+            "split, path, limit, sample: {n, seed, stratify}}; replaces benchmark/split/path/"
+            "limit"
+        },
+    )
+    skip_invalid: bool = field(
+        default=False, metadata={"help": "skip bad question rows (counted) instead of failing"}
+    )
+    samples: int = field(default=1, metadata={"help": "traces per question (k)"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: top-p mass"})
+    max_tokens: int = field(default=4096, metadata={"help": "completion token budget"})
+    seed: int = field(default=0, metadata={"help": "base seed; sample i uses seed + i"})
+    shuffle_options: bool = field(default=False, metadata={"help": "shuffle options per sample"})
+    template: str = field(default="cot", metadata={"help": "prompt template name or YAML"})
+    out: str = field(default="runs/traces.db", metadata={"help": "SQLite trace store"})
+    max_requests: int | None = field(default=None, metadata={"help": "stop after N new calls"})
+    max_cost: float | None = field(default=None, metadata={"help": "stop at this est. cost"})
+    retry_truncated: bool = field(
+        default=False, metadata={"help": "retry a cut-off call once with twice the budget"}
+    )
+    rationalize: bool = field(
+        default=False,
+        metadata={
+            "help": "STaR rationalisation: show the teacher the correct answer (and the "
+            "question's reference explanation) and ask for the reasoning that reaches it; the "
+            "student's prompt never contains it, and curation's leaked_gold filter drops traces "
+            "that cite the key"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.sources is None:
+            return
+        given = [k for k in SINGLE_SOURCE_KEYS if getattr(self, k) is not None]
+        if given:
+            raise ValueError(
+                f"sources and {given[0]} are both set: with sources, give each source's "
+                f"{'/'.join(SINGLE_SOURCE_KEYS)} inside its entry"
+            )
+        if not self.sources:
+            raise ValueError("sources is empty: list at least one {benchmark: ...}")
+        first: dict[str, int] = {}
+        for i, src in enumerate(self.sources):
+            if src.benchmark in first:
+                raise ValueError(
+                    f"sources[{first[src.benchmark]}] and sources[{i}] both read "
+                    f"{src.benchmark}: one source per benchmark (a store tells questions apart "
+                    "by benchmark and id)"
+                )
+            first[src.benchmark] = i
+
+    def resolved_sources(self) -> list[SourceConfig]:
+        """The sources to read: ``sources``, or the single one ``benchmark``/``split``/``path``/
+        ``limit`` name (the embedded sample when nothing is named)."""
+        if self.sources is not None:
+            return list(self.sources)
+        return [SourceConfig(self.benchmark or "sample", self.split, self.path, self.limit)]
+
+
+__all__ = ["SINGLE_SOURCE_KEYS", "GenerateConfig", "SampleConfig", "SourceConfig"]
