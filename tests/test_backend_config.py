@@ -20,6 +20,7 @@ import pytest
 from medistill.backends.config import (
     ENGINE_KEYS,
     BackendConfig,
+    TeacherConfig,
     VLLMEngineConfig,
     close_backend,
 )
@@ -27,7 +28,6 @@ from medistill.config import build
 from medistill.errors import MedistillError
 from medistill.evaluate import EvalConfig, run_eval
 from medistill.evaluate.config import BACKEND_KEYS
-from medistill.teacher import TeacherConfig
 
 ENGINE = {
     "tensor_parallel_size": 4,

@@ -259,8 +259,8 @@ def test_progress_bar_shows_retried_errors() -> None:
 
 
 def test_generate_also_fails_fast_on_a_wrong_port(tmp_path: Path) -> None:
+    from medistill.backends.config import TeacherConfig
     from medistill.generate import GenerateConfig, run_generate
-    from medistill.teacher import TeacherConfig
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     cfg = GenerateConfig(
