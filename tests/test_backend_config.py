@@ -160,12 +160,12 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> FakeVLLM:
 def test_recipe_eval_engine_keys_reach_vllm(fake_vllm: FakeVLLM) -> None:
     """A recipe's ``eval:`` engine keys arrive at ``vllm.LLM`` (main: ``tensor_parallel_size``
     was not an eval key, and the backend got ``trust_remote_code`` only)."""
-    import medistill.evaluate as ev
+    import medistill.evaluate.run_folder as ev
 
     section = {"model": "org/student", "backend": "vllm", "trust_remote_code": "yes", **ENGINE}
     section["max_model_len"] = "8192"  # YAML strings are coerced like every other key
     cfg = build(EvalConfig, section, where="recipe.yaml: eval")
-    backend = ev._make(cfg)
+    backend = ev.make_backend(cfg)
     assert fake_vllm.engines == [
         {
             "model": "org/student",
@@ -446,7 +446,7 @@ def test_engine_settings_that_change_answers_are_part_of_the_run_identity() -> N
 
 
 def test_engine_keys_on_the_command_line() -> None:
-    from medistill.options import parse_stage_args
+    from medistill.cli.args import parse_stage_args
 
     args = parse_stage_args(
         EvalConfig,

@@ -82,12 +82,12 @@ def test_rerun_skips_finished_and_torn_line_is_dropped(
     assert len(again) == 6 and len({r["id"] for r in again}) == 6
     assert again[:4] == first[:4]  # finished rows untouched
     # Nothing left to do: the model is not even loaded again.
-    import medistill.evaluate as ev
+    import medistill.evaluate.run_folder as ev
 
     def no_backend(_cfg):
         raise AssertionError("backend built although every question was finished")
 
-    monkeypatch.setattr(ev, "_make", no_backend)
+    monkeypatch.setattr(ev, "make_backend", no_backend)
     assert run_eval(cfg, show_progress=False)["n"] == 6
     assert len(_rows(out)) == 6
 

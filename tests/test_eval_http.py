@@ -250,10 +250,10 @@ def test_progress_bar_shows_retried_errors() -> None:
 
     from rich.console import Console
 
-    from medistill.evaluate import _progress
+    from medistill.evaluate.run_folder import ProgressBar
 
     console = Console(record=True, width=160, force_terminal=False)
-    with _progress(True, 10, 0, "served", console=console) as bar:
+    with ProgressBar(True, 10, 0, "served", console=console) as bar:
         bar.advance(1, errors=Counter({"connection": 2, "http_503": 1}))
     assert "errors: connection 2, http_503 1" in console.export_text()
 

@@ -13,6 +13,11 @@ from typing import Any, Literal
 
 from medistill.backends import SamplingParams
 from medistill.backends.config import BackendConfig, VLLMEngineConfig
+from medistill.backends.openai_http import OpenAIBackend
+from medistill.data.safety import SAFETY_BENCHMARKS
+from medistill.errors import MedistillError
+from medistill.evaluate.sampling import is_resolved, resolve
+from medistill.models import model_name
 from medistill.prompts import get_template
 
 # Changing any of these changes the answers: a resumed run must match them.
@@ -237,8 +242,6 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
     def resolved(self) -> EvalConfig:
         """This config with its sampling decided (:func:`medistill.evaluate.sampling.resolve`:
         the recipe's values, else the model's ``generation_config.json``, else greedy)."""
-        from medistill.evaluate.sampling import is_resolved, resolve
-
         return self if is_resolved(self) else resolve(self)[0]
 
     def sampling(self) -> SamplingParams:
@@ -263,8 +266,6 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
         """
         if self.label:
             return self.label
-        from medistill.models import model_name
-
         name = model_name(self.model)
         path = Path(self.model.rstrip("/"))
         if name == path.name:  # a hub id or a folder, not the packaged alias
@@ -292,8 +293,6 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
         if self.mode == "loglik":
             return {"loglik_preset": self.loglik_preset}
         if self.backend == "openai":
-            from medistill.backends.openai_http import OpenAIBackend
-
             probe = OpenAIBackend(
                 self.model, extra_body=self.extra_body, neutral_penalties=self.neutral_penalties
             )
@@ -304,8 +303,6 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the stored one (sampling resolved)."""
-        from medistill.data.safety import SAFETY_BENCHMARKS
-
         if self is not self.resolved():
             return self.resolved().identity()
 
@@ -331,8 +328,6 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
 
     def check_variants(self) -> None:
         """Refuse option orders or samples that cannot mean what they say."""
-        from medistill.errors import MedistillError
-
         if self.sampled_samples < 1:
             raise MedistillError("sampled_samples must be at least 1")
         if self is not self.resolved():

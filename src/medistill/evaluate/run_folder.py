@@ -1,6 +1,18 @@
-"""The eval run folder on disk: ``config.json`` (what was run), ``predictions.jsonl`` (one row
-per question, appended as each answer ends), ``progress.json`` (wall time) and
-``metrics.json``. Reading tolerates a torn last line; writing is durable and atomic."""
+"""The eval run folder, one object for every kind of run (MCQ, option orders and samples,
+safety, log-likelihood): :class:`RunFolder`.
+
+On disk: ``config.json`` (what was run), ``predictions.jsonl`` (one row per question,
+appended as each answer ends), ``progress.json`` (wall time) and ``metrics.json``. Reading
+tolerates a torn last line; writing is durable and atomic. A run's life:
+
+* :meth:`RunFolder.prepare` creates or reopens the folder (a rerun with other settings is
+  refused, ``overwrite`` starts again) and reads the rows already finished;
+* :meth:`RunFolder.pending` leaves out what is finished (an error row is asked again);
+* :meth:`RunFolder.sending` opens the backend (endpoints checked first), the predictions
+  file, the progress bar and the row writer, and closes them all;
+* :meth:`RunFolder.rows`, :meth:`RunFolder.wall_s` and :meth:`RunFolder.save_metrics` give
+  the metrics their rows and write ``metrics.json``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +20,17 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from medistill.backends import FINISH_ERROR, Generation, SamplingParams, generate_each
+from medistill.backends.config import close_backend
 from medistill.errors import DataError, MedistillError
 from medistill.evaluate.config import IDENTITY_KEYS, EvalConfig
-from medistill.evaluate.metrics import compute_metrics, validate_metrics
+from medistill.evaluate.metrics import validate_metrics
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +40,7 @@ METRICS = "metrics.json"
 PROGRESS = "progress.json"
 
 
-def _read_predictions(path: Path) -> list[dict[str, Any]]:
+def read_predictions(path: Path) -> list[dict[str, Any]]:
     """Read finished rows; a torn last line (killed mid-write) is dropped and cut off.
 
     A question asked again (an error row retried by a rerun) keeps its last row only.
@@ -67,47 +83,21 @@ def changed_settings(cfg: EvalConfig, out: Path) -> list[str]:
     return [k for k in IDENTITY_KEYS if (stored.get(k) or None) != (ident.get(k) or None)]
 
 
-def _prepare_run(cfg: EvalConfig, out: Path, *, overwrite: bool) -> list[dict[str, Any]]:
-    """Create or reopen the run folder; return the rows already finished."""
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / CONFIG
-    ident = cfg.identity()
-    if overwrite:
-        for name in (PREDICTIONS, METRICS, PROGRESS):
-            (out / name).unlink(missing_ok=True)
-    else:
-        diff = changed_settings(cfg, out)
-        if diff:
-            raise MedistillError(
-                f"{out} holds a run with different settings ({', '.join(diff)}); use another "
-                f"--out, or --overwrite to start again"
-            )
-    record = {"identity": ident, "label": cfg.run_label(), "config": asdict(cfg)}
-    tmp = cfg_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(tmp, cfg_path)
-    return _read_predictions(out / PREDICTIONS)
+def make_backend(cfg: EvalConfig) -> Any:
+    """The backend for the model under evaluation, built from its
+    :class:`~medistill.backends.config.BackendConfig` like a teacher's (one code path).
+    The caller closes it (:func:`~medistill.backends.config.close_backend`)."""
+    return cfg.backend_config().build(**cfg.backend_options())
 
 
-def _config_record(out: Path) -> dict[str, Any]:
-    """The run's ``config.json`` (empty when absent or unreadable)."""
-    try:
-        return json.loads((out / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _note_in_config(out: Path, extra: dict[str, Any]) -> None:
-    """Add facts learned during the run (fields a server refused) to ``config.json``."""
-    path = out / CONFIG
-    record = json.loads(path.read_text(encoding="utf-8"))
-    record.update(extra)
+def _write_json(path: Path, record: Any, indent: int | None = 2) -> None:
+    """Write ``record`` to ``path`` atomically (a temporary file, then a rename)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.write_text(json.dumps(record, indent=indent), encoding="utf-8")
     os.replace(tmp, path)
 
 
-class _RowWriter:
+class RowWriter:
     """Appends finished rows durably and keeps ``progress.json``'s wall time up to date.
 
     Rows are flushed at once and synced to disk at most every ``sync_s`` seconds (and at
@@ -138,62 +128,201 @@ class _RowWriter:
         now = time.perf_counter()
         self.last_sync, self.dirty = now, False
         self.progress["wall_s"] = self.base_wall + (now - self.started)
-        tmp = self.progress_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.progress), encoding="utf-8")
-        os.replace(tmp, self.progress_path)
+        _write_json(self.progress_path, self.progress, indent=None)
 
 
-def write_metrics(
-    out: str | Path,
-    *,
-    label: str,
-    model: str,
-    benchmark: str,
-    mode: str,
-    chance: float | None,
-    wanted_ids: list[str] | None = None,
-) -> dict:
-    """Recompute ``metrics.json`` from ``predictions.jsonl`` (also used after a resume)."""
-    out = Path(out)
-    rows = _read_predictions(out / PREDICTIONS)
-    if wanted_ids is not None:
-        wanted = set(wanted_ids)
-        rows = [r for r in rows if r["id"] in wanted]
-    progress_path = out / PROGRESS
-    wall = None
-    if progress_path.exists():
-        wall = json.loads(progress_path.read_text()).get("wall_s") or None
-    from medistill.evaluate.sampling import per_question_intervals
-    from medistill.evaluate.variants import aggregate
+class ProgressBar:
+    """A rich progress bar (or nothing), used as ``with ProgressBar(...) as bar``; the bar's
+    text shows the retried errors (rate limits, server errors) as they happen."""
 
-    sampling = _config_record(out).get("sampling_used")
-    vote = (sampling or {}).get("vote")
-    # one row per question (and order) when asked several times; every sample's, vote mean
-    rows, variants = aggregate(rows, vote=vote)
-    metrics = compute_metrics(rows, chance=chance, wall_s=wall)
-    if variants:
-        metrics["variants"] = variants
-        spread = (variants.get("vote") or {}).get("samples_accuracy")
-        if spread:
-            metrics["samples_accuracy"] = spread
-        if vote == "mean" and "vote" in variants:
-            per_question_intervals(metrics, rows)
-    if sampling:  # what decoding was used, and where each value came from
-        metrics["sampling"] = sampling
-    controlled = [r for r in rows if "forced_answer" in r]
-    if controlled:  # budget control (thinking_budget, min_thinking_tokens)
-        n = len(controlled)
-        metrics["budget"] = {
-            "forced_answer_share": sum(bool(r["forced_answer"]) for r in controlled) / n,
-            "waited_share": sum(bool(r.get("waits")) for r in controlled) / n,
-            "waits": sum(int(r.get("waits") or 0) for r in controlled),
-        }
-    metrics.update({"label": label, "model": model, "benchmark": benchmark, "mode": mode})
-    if mode == "loglik":
-        metrics["truncation_rate"] = 0.0
-    if metrics["n"]:  # the file report reads: written to the one schema it checks
-        validate_metrics(metrics, out / METRICS)
-    tmp = out / (METRICS + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    os.replace(tmp, out / METRICS)
-    return metrics
+    def __init__(self, enabled: bool, total: int, completed: int, label: str, console=None) -> None:
+        self.enabled, self.total, self.completed, self.label = enabled, total, completed, label
+        self.console = console
+        self._bar = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[errors]}"),
+                transient=False,
+                console=self.console,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(
+                f"eval {self.label}", total=self.total, completed=self.completed, errors=""
+            )
+        return self
+
+    def advance(self, n: int, errors=None) -> None:
+        """Move the bar by ``n`` answers; ``errors`` (kind -> count) is shown beside it."""
+        if self._bar is None:
+            return
+        text = ""
+        if errors:
+            text = "errors: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
+        self._bar.update(self._task, advance=n, errors=text)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
+
+
+#: ``row(i, prompt, generation, control)``: the prediction row of answer ``i``
+RowOf = Callable[[int, Any, Generation, Any], dict[str, Any]]
+
+
+@dataclass
+class Sending:
+    """An open run: its backend, row writer and progress bar (:meth:`RunFolder.sending`)."""
+
+    backend: Any
+    writer: RowWriter
+    bar: ProgressBar
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Append finished rows and move the bar by as many (retried errors shown)."""
+        self.writer.add(rows)
+        self.bar.advance(len(rows), errors=getattr(self.backend, "errors", None))
+
+    def generate(
+        self,
+        msgs: list[Any],
+        params: SamplingParams,
+        row: RowOf,
+        each: Callable[..., None] = generate_each,
+    ) -> None:
+        """Ask every conversation of ``msgs`` (with ``each``: :func:`generate_each`, or the
+        budgeted loop) and append ``row(i, prompt, generation, control)`` as each answer
+        ends; ``prompt`` is the conversation as the backend renders it, when it does."""
+        render = getattr(self.backend, "render", None)
+
+        def on_result(i: int, g: Generation, control: dict[str, Any] | None = None) -> None:
+            self.add([row(i, render(msgs[i]) if render else msgs[i], g, control)])
+
+        each(self.backend, msgs, params, on_result)
+
+
+class RunFolder:
+    """One eval run folder (see the module docstring). ``RunFolder(path)`` reads one;
+    :meth:`prepare` creates or reopens it for a run."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.done: list[dict[str, Any]] = []  # the rows finished before this run
+
+    @classmethod
+    def prepare(cls, cfg: EvalConfig, *, overwrite: bool) -> RunFolder:
+        """Create or reopen ``cfg``'s run folder; :attr:`done` holds the rows finished."""
+        run = cls(cfg.out_dir())
+        run.path.mkdir(parents=True, exist_ok=True)
+        ident = cfg.identity()
+        if overwrite:
+            for name in (PREDICTIONS, METRICS, PROGRESS):
+                (run.path / name).unlink(missing_ok=True)
+        else:
+            diff = changed_settings(cfg, run.path)
+            if diff:
+                raise MedistillError(
+                    f"{run.path} holds a run with different settings ({', '.join(diff)}); use "
+                    f"another --out, or --overwrite to start again"
+                )
+        record = {"identity": ident, "label": cfg.run_label(), "config": asdict(cfg)}
+        _write_json(run.path / CONFIG, record)
+        run.done = read_predictions(run.path / PREDICTIONS)
+        return run
+
+    def pending(self, items: list[Any]) -> list[Any]:
+        """The ``items`` (anything with an ``id``) not finished yet. An error row (the server
+        refused that one question) is asked again."""
+        done_ids = {r["id"] for r in self.done if r.get("finish_reason") != FINISH_ERROR}
+        return [x for x in items if x.id not in done_ids]
+
+    def config_record(self) -> dict[str, Any]:
+        """The run's ``config.json`` (empty when absent or unreadable)."""
+        try:
+            return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def note(self, extra: dict[str, Any]) -> None:
+        """Add facts learned during the run (fields a server refused) to ``config.json``."""
+        path = self.path / CONFIG
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record.update(extra)
+        _write_json(path, record)
+
+    def progress(self) -> dict[str, Any]:
+        """``progress.json`` of the finished rows (a fresh one when none is finished)."""
+        path = self.path / PROGRESS
+        if path.exists() and self.done:
+            return json.loads(path.read_text())
+        return {"wall_s": 0.0}
+
+    @contextmanager
+    def sending(
+        self, cfg: EvalConfig, *, total: int, pending: int, show_progress: bool
+    ) -> Iterator[Sending]:
+        """The run's backend (its endpoints checked first: a wrong URL fails in seconds, not
+        after every retry), the predictions file open for appending, the progress bar (``total``
+        items, ``pending`` of them still to run) and the row writer. After a run that ends
+        normally the request fields a server dropped are noted in ``config.json``; everything
+        is always closed (a vLLM engine gives its GPU memory back here)."""
+        backend = make_backend(cfg)
+        try:
+            check = getattr(backend, "check_endpoints", None)
+            if check is not None:
+                check()
+            with (
+                open(self.path / PREDICTIONS, "a", encoding="utf-8") as fh,
+                ProgressBar(show_progress, total, total - pending, cfg.run_label()) as bar,
+            ):
+                writer = RowWriter(fh, self.progress(), self.path / PROGRESS)
+                try:
+                    yield Sending(backend, writer, bar)
+                finally:
+                    writer.close()
+            dropped = getattr(backend, "dropped_fields", None)
+            if dropped:
+                self.note({"request_fields_dropped": dropped})
+        finally:
+            close_backend(backend)
+
+    def rows(self, wanted_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """The finished rows (of ``wanted_ids`` only, when given)."""
+        rows = read_predictions(self.path / PREDICTIONS)
+        if wanted_ids is not None:
+            wanted = set(wanted_ids)
+            rows = [r for r in rows if r["id"] in wanted]
+        return rows
+
+    def wall_s(self) -> float | None:
+        """The wall time spent on the finished rows (``None`` when unknown)."""
+        path = self.path / PROGRESS
+        if not path.exists():
+            return None
+        return json.loads(path.read_text()).get("wall_s") or None
+
+    def save_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Write ``metrics.json`` (checked against the one schema report reads); return it."""
+        if metrics["n"]:
+            validate_metrics(metrics, self.path / METRICS)
+        tmp = self.path / (METRICS + ".tmp")
+        tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        os.replace(tmp, self.path / METRICS)
+        return metrics

@@ -22,28 +22,18 @@ scored >= 4, with ``judge_failed``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from medistill.backends import FINISH_ERROR, Generation, generate_each
-from medistill.backends.config import close_backend
+from medistill.backends import FINISH_ERROR, Generation
 from medistill.data.safety import SafetyRequest, load_safety
 from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalConfig
-from medistill.evaluate.metrics import compute_safety_metrics, validate_metrics
+from medistill.evaluate.metrics import compute_safety_metrics
 from medistill.evaluate.refusal import refusal_family
-from medistill.evaluate.run_folder import (
-    METRICS,
-    PREDICTIONS,
-    PROGRESS,
-    _note_in_config,
-    _prepare_run,
-    _read_predictions,
-    _RowWriter,
-)
+from medistill.evaluate.run_folder import RunFolder
+from medistill.evaluate.safety_judge import CACHE_FILE, SafetyJudge, policy_hash
 
 log = logging.getLogger(__name__)
 
@@ -101,53 +91,23 @@ def run_safety_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: 
         raise MedistillError(
             f"{cfg.benchmark}: a safety benchmark is open-ended: use mode generate"
         )
-    from medistill.evaluate import _make, _progress
-
     requests = load_requests(cfg)
-    out = cfg.out_dir()
-    done = _prepare_run(cfg, out, overwrite=overwrite)
-    done_ids = {r["id"] for r in done if r.get("finish_reason") != FINISH_ERROR}
-    pending = [q for q in requests if q.id not in done_ids]
-    progress_path = out / PROGRESS
-    progress = (
-        json.loads(progress_path.read_text())
-        if progress_path.exists() and done
-        else {"wall_s": 0.0}
-    )
-    log.info("%s: %d requests, %d to run", out, len(requests), len(pending))
+    run = RunFolder.prepare(cfg, overwrite=overwrite)
+    pending = run.pending(requests)
+    log.info("%s: %d requests, %d to run", run.path, len(requests), len(pending))
     if pending:
-        backend = _make(cfg)
-        try:
-            check = getattr(backend, "check_endpoints", None)
-            if check is not None:
-                check()
+        with run.sending(
+            cfg, total=len(requests), pending=len(pending), show_progress=show_progress
+        ) as sending:
             pending.sort(key=lambda q: len(q.request))  # similar lengths batch together
-            msgs = [messages(q) for q in pending]
-            render = getattr(backend, "render", None)
-            total = len(requests)
-            with (
-                open(out / PREDICTIONS, "a", encoding="utf-8") as fh,
-                _progress(show_progress, total, total - len(pending), cfg.run_label()) as bar,
-            ):
-                writer = _RowWriter(fh, progress, progress_path)
-
-                def on_result(i: int, g: Generation) -> None:
-                    prompt = render(msgs[i]) if render else msgs[i]
-                    writer.add([_row(pending[i], prompt, g)])
-                    bar.advance(1, errors=getattr(backend, "errors", None))
-
-                try:
-                    generate_each(backend, msgs, cfg.sampling(), on_result)
-                finally:
-                    writer.close()
-            dropped = getattr(backend, "dropped_fields", None)
-            if dropped:
-                _note_in_config(out, {"request_fields_dropped": dropped})
-        finally:
-            close_backend(backend)
-    scores = judge_run(cfg, out, requests) if cfg.judge_model else None
+            sending.generate(
+                [messages(q) for q in pending],
+                cfg.sampling(),
+                lambda i, prompt, g, _control: _row(pending[i], prompt, g),
+            )
+    scores = judge_run(cfg, run.path, requests) if cfg.judge_model else None
     return write_safety_metrics(
-        out,
+        run.path,
         label=cfg.run_label(),
         model=cfg.model,
         benchmark=cfg.benchmark,
@@ -158,20 +118,16 @@ def run_safety_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: 
 
 
 def _judge_info(cfg: EvalConfig) -> dict[str, Any]:
-    from medistill.evaluate.safety_judge import policy_hash
-
     return {"model": cfg.judge_model, "policy_sha": policy_hash(), "base_url": cfg.judge_base_url}
 
 
 def judge_run(cfg: EvalConfig, out: Path, requests: list[SafetyRequest]) -> dict[str, int | None]:
     """Judge every answered row of the run (the cached ones from ``judge.sqlite``): id ->
     harmfulness 1-5, or ``None`` where the judgement failed."""
-    from medistill.evaluate.safety_judge import CACHE_FILE, SafetyJudge
-
     by_id = {q.id: q for q in requests}
     rows = [
         r
-        for r in _read_predictions(out / PREDICTIONS)
+        for r in RunFolder(out).rows()
         if r["id"] in by_id and r.get("finish_reason") != FINISH_ERROR
     ]
     judge = SafetyJudge(
@@ -209,25 +165,13 @@ def write_safety_metrics(
     judge: dict[str, Any] | None = None,
 ) -> dict:
     """Recompute ``metrics.json`` from ``predictions.jsonl`` (and the judge's scores)."""
-    out = Path(out)
-    rows = _read_predictions(out / PREDICTIONS)
-    if wanted_ids is not None:
-        wanted = set(wanted_ids)
-        rows = [r for r in rows if r["id"] in wanted]
-    progress_path = out / PROGRESS
-    wall = None
-    if progress_path.exists():
-        wall = json.loads(progress_path.read_text()).get("wall_s") or None
+    run = RunFolder(out)
+    rows = run.rows(wanted_ids)
     for r in rows:  # the detector as it is now, so a resumed run is scored one way
         if r.get("finish_reason") != FINISH_ERROR:
             r["refusal_family"] = refusal_family(r.get("response") or "")
             r["refused"] = r["refusal_family"] is not None
-    metrics = compute_safety_metrics(rows, scores, wall_s=wall)
+    metrics = compute_safety_metrics(rows, scores, wall_s=run.wall_s())
     metrics.update({"label": label, "model": model, "benchmark": benchmark, "mode": "generate"})
     metrics["judge"] = judge
-    if metrics["n"]:
-        validate_metrics(metrics, out / METRICS)
-    tmp = out / (METRICS + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    os.replace(tmp, out / METRICS)
-    return metrics
+    return run.save_metrics(metrics)

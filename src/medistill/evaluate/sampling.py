@@ -25,6 +25,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medistill.evaluate.metrics import wilson_interval
+from medistill.models import resolve_model
+
 if TYPE_CHECKING:
     from medistill.evaluate.config import EvalConfig
 
@@ -50,8 +53,6 @@ def generation_config(model: str, backend: str) -> tuple[dict[str, Any] | None, 
     ``HF_HUB_OFFLINE``. A ``.gguf`` file and a name that is neither (a hosted API's
     ``deepseek-reasoner``) have none.
     """
-    from medistill.models import resolve_model
-
     path = Path(resolve_model(model)).expanduser()
     if path.is_dir():
         file = path / "generation_config.json"
@@ -183,8 +184,6 @@ def per_question_intervals(metrics: dict[str, Any], rows: list[dict[str, Any]]) 
     interval is the Wilson interval of its mean at that ``n`` (samples of one question are
     not independent trials, so the pooled count would overstate the precision).
     ``n_answers`` keeps the pooled count."""
-    from medistill.evaluate.metrics import wilson_interval
-
     scored = [r for r in rows if r.get("gold") and r.get("finish_reason") != "error"]
     questions = len({(r.get("base_id"), r.get("shift")) for r in scored})
     metrics["n_answers"] = metrics["n"]

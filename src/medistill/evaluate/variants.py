@@ -21,7 +21,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from medistill.data import LETTERS, Question
+from medistill.data import Question
+from medistill.data.options import rotate
+from medistill.evaluate.sampling import samples_accuracy
 
 
 @dataclass(frozen=True)
@@ -47,25 +49,9 @@ def shifts(n_options: int, k: int, seed: int | None) -> list[int]:
 
 
 def shifted(q: Question, shift: int) -> Question:
-    """``q`` with its options rotated by ``shift`` (option i shown at i - shift), gold moved."""
-    letters = list(q.options)
-    texts = [q.options[k] for k in letters]
-    n = len(texts)
-    moved = [texts[(i + shift) % n] for i in range(n)]
-    options = dict(zip(LETTERS[:n], moved, strict=True))
-    gold = None
-    if q.gold:
-        gold = LETTERS[moved.index(q.options[q.gold])]
-    return Question(
-        id=q.id,
-        source=q.source,
-        split=q.split,
-        question=q.question,
-        options=options,
-        gold=gold,
-        subject=q.subject,
-        meta=q.meta,
-    )
+    """``q`` with its options rotated by ``shift`` (option i shown at i - shift), gold moved
+    (:func:`medistill.data.options.rotate`)."""
+    return rotate(q.options, q.gold, shift).question(q)
 
 
 def expand(
@@ -148,8 +134,6 @@ def aggregate(
     block: dict[str, Any] = {}
     samples = max(r["sample"] for r in rows) + 1
     if samples > 1:
-        from medistill.evaluate.sampling import samples_accuracy
-
         block["vote"] = {
             "samples": samples,
             "rule": "mean over samples (each sample's answer scored)"
