@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from medistill.backends.base import FINISH_LENGTH, FINISH_STOP, Generation, Messages, SamplingParams
+from medistill.backends.hf_decode import LoopRule, UnsupportedCache, left_pad, stream_decode
 from medistill.errors import MedistillError
+from medistill.models import resolve_model
 from medistill.prompts import ChoiceRequest, render_chat
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,6 @@ class TransformersBackend:
         stop_loops: bool = True,
     ) -> None:
         torch, transformers = _torch()
-        from medistill.models import resolve_model
-
         if not logging.getLogger("medistill").isEnabledFor(logging.DEBUG):
             transformers.utils.logging.disable_progress_bar()  # no per-tensor bars in logs
         self.model_id = model
@@ -133,8 +133,6 @@ class TransformersBackend:
         cache cannot be re-batched (sliding-window, hybrid) fall back to ``model.generate``
         in batches of ``batch_size``.
         """
-        from medistill.backends.hf_decode import LoopRule, UnsupportedCache, stream_decode
-
         prompts = [self.render(m) for m in batch]
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         if not self._plain_generate:
@@ -288,8 +286,6 @@ class TransformersBackend:
 
     def _score_next_token(self, jobs):
         """One pass per context (left-padded batch, last position only)."""
-        from medistill.backends.hf_decode import left_pad
-
         torch, _ = _torch()
         pad = self.tokenizer.pad_token_id
         for batch in self._batches([len(ctx) for _, ctx, _ in jobs]):

@@ -19,6 +19,7 @@ from medistill.backends.base import (
 )
 from medistill.backends.loops import mark_loop, vllm_repetition_detection
 from medistill.errors import MedistillError
+from medistill.models import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ class VLLMBackend:
             raise MedistillError(
                 "the vllm backend needs vLLM on a CUDA machine: pip install 'medistill[vllm]'"
             ) from e
-        from medistill.models import resolve_model
 
         self._vllm = vllm
         self.model = resolve_model(model)
