@@ -32,10 +32,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from medistill.answers import extract_answer
-from medistill.curate.importer import PRESETS, load_join_questions, record_from
 from medistill.data.loading import iter_jsonl
 from medistill.errors import DataError
 from medistill.prompts import get_template
+from medistill.store.import_mapping import PRESETS
+from medistill.store.importer import load_join_questions, record_from
 from medistill.train.safety import applicable_rules, check_safety, load_rules
 
 from shared_data import SHARED

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medistill.curate import CurateConfig, import_traces, parse_mapping, run_curate
+from medistill.curate import CurateConfig, run_curate
 from medistill.curate.filters import (
     REASONS,
     leaked_gold,
@@ -19,6 +19,8 @@ from medistill.curate.filters import (
 )
 from medistill.errors import DataError, MedistillError
 from medistill.store import TraceRecord, TraceStore
+from medistill.store.import_mapping import parse_mapping
+from medistill.store.importer import import_traces
 
 OPTS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Alteplase"}
 REASONING = (

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from medistill.answers import asks_for_exception, stated_answer
-from medistill.curate import CurateConfig, import_traces, parse_mapping, run_curate
+from medistill.curate import CurateConfig, run_curate
 from medistill.curate.filters import verify
 from medistill.store import TraceRecord, TraceStore
+from medistill.store.import_mapping import parse_mapping
+from medistill.store.importer import import_traces
 
 HUATUO = "reasoning_traces/huatuogpt_o1_demo_data.json"
 WHICH = "Which of the following is the most likely diagnosis?"

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from medistill.curate import CurateConfig, import_traces, parse_mapping, run_curate
+from medistill.curate import CurateConfig, run_curate
 from medistill.curate.filters import REASONS, verify
-from medistill.curate.importer import (
+from medistill.errors import DataError, MedistillError
+from medistill.store import TraceStore
+from medistill.store.import_mapping import parse_mapping, parse_questions, parse_where
+from medistill.store.importer import (
+    import_traces,
     json_answer_response,
     load_join_questions,
     parse_json_response,
-    parse_questions,
-    parse_where,
 )
-from medistill.errors import DataError, MedistillError
-from medistill.store import TraceStore
 
 MIRAGE_MEDMCQA = "llm_outputs/mirage_medmcqa_cot_gpt35_gpt4.jsonl"
 MIRAGE_MEDQA = "llm_outputs/mirage_medqa_cot_gpt35_gpt4.jsonl"

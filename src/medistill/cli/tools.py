@@ -16,7 +16,6 @@ from pathlib import Path
 import typer
 
 from medistill.cli.args import parse_stage
-from medistill.curate import import_traces, parse_mapping
 from medistill.data import load_benchmark
 from medistill.errors import MedistillError
 from medistill.evaluate.rescore import RescoreConfig, rescore
@@ -25,6 +24,8 @@ from medistill.pipeline.preflight import one_line, recipe_problems
 from medistill.pipeline.rehearse import rehearse as rehearse_recipe
 from medistill.report import ReportConfig, build_report
 from medistill.store import export_store
+from medistill.store.import_mapping import parse_mapping
+from medistill.store.importer import import_traces
 
 
 @dataclass
