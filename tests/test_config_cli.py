@@ -18,8 +18,8 @@ import medistill.curate
 import medistill.evaluate
 import medistill.generate
 from medistill.cli import app
-from medistill.cli.args import parse_stage, stage_parser
 from medistill.evaluate import EvalConfig
+from medistill.flags import parse_stage, stage_parser
 from medistill.generate import GenerateConfig
 
 runner = CliRunner()

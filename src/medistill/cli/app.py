@@ -1,7 +1,7 @@
 """The ``medistill`` application: global options, one-line user errors, the commands' table.
 
 User errors (:class:`MedistillError`) print one line and exit with status 2; no traceback. Every
-command reads its options from its config class (:mod:`medistill.cli.args`), so typer passes a
+command reads its options from its config class (:mod:`medistill.flags`), so typer passes a
 command's arguments through untouched and ``medistill <command> --help`` is argparse's.
 """
 

@@ -1,7 +1,7 @@
 """The pipeline's stage commands: ``eval``, ``generate``, ``rubrics``, ``curate``,
 ``export-model``, ``serve`` and the training commands (``sft``, ``grpo``, ``distill``).
 
-Each reads its options from its config class (:mod:`medistill.cli.args`): every field is a
+Each reads its options from its config class (:mod:`medistill.flags`): every field is a
 recipe key and a flag with its help and default, so ``--help`` is argparse's, not typer's. The
 stage functions are looked up on their modules when a command runs (``evaluate.run_eval``), so
 a test can stand in for one.
@@ -16,13 +16,13 @@ import sys
 import typer
 
 from medistill import curate, evaluate, generate
-from medistill.cli.args import parse_stage, parse_stage_args
 from medistill.config import build
 from medistill.curate import CurateConfig
 from medistill.deploy.export import ExportModelConfig, export_model
 from medistill.deploy.serve import ServeConfig, serve
 from medistill.errors import MedistillError
 from medistill.evaluate import EvalCommandOptions, EvalConfig
+from medistill.flags import parse_stage, parse_stage_args
 from medistill.generate import GenerateConfig
 from medistill.pipeline.launch import watch_parent
 from medistill.pipeline.preflight import check_stage

@@ -1,7 +1,7 @@
 """The commands around the stages: ``inspect``, ``import-traces``, ``export``, ``rescore``,
 ``report``, ``run`` and ``preflight``.
 
-Like the stage commands, each reads its options from a config class (:mod:`medistill.cli.args`):
+Like the stage commands, each reads its options from a config class (:mod:`medistill.flags`):
 the library's own where it has one (``RescoreConfig``, ``ReportConfig``), else one declared here.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import typer
 
-from medistill.cli.args import parse_stage
 from medistill.data import load_benchmark
 from medistill.errors import MedistillError
 from medistill.evaluate.rescore import RescoreConfig, rescore
+from medistill.flags import parse_stage
 from medistill.pipeline import run_pipeline
 from medistill.pipeline.preflight import one_line, recipe_problems
 from medistill.pipeline.rehearse import rehearse as rehearse_recipe

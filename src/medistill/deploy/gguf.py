@@ -24,7 +24,6 @@ K-quants come from llama.cpp's quantiser, called through llama-cpp-python's
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 import os
@@ -34,9 +33,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medistill.errors import MedistillError
+from medistill.flags import parse_stage
+from medistill.models import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,6 @@ def check_quant(quant: str) -> None:
 
 def cached_converter_dir(version: str) -> Path:
     """Where :func:`fetch_converter` keeps the converter of llama-cpp-python ``version``."""
-    from medistill.models import default_cache_dir
-
     return default_cache_dir() / f"llama.cpp-{version}"
 
 
@@ -237,27 +237,62 @@ def _quantize(src: Path, dst: Path, ftype: str) -> None:
         raise MedistillError(f"llama.cpp could not quantise {src} to {ftype} (code {rc})")
 
 
+#: ``python -m medistill.deploy.gguf``'s program name, in its messages.
+PROG = "python -m medistill.deploy.gguf"
+
+
+@dataclass
+class FetchOptions:
+    """Put llama.cpp's converter in medistill's cache."""
+
+    version: str | None = field(
+        default=None, metadata={"help": "llama-cpp-python version (none: the installed one)"}
+    )
+    sdist: str | None = field(
+        default=None, metadata={"help": "a llama_cpp_python-X.tar.gz on disk (no network)"}
+    )
+    dest: str | None = field(default=None, metadata={"help": "folder to write (none: the cache)"})
+    force: bool = field(default=False, metadata={"help": "fetch again even if cached"})
+
+
+@dataclass
+class WhereOptions:
+    """Print the converter folder an export would use."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m medistill.deploy.gguf fetch|where``: fill the converter cache once while
-    online (or from a copied sdist), or show which converter an export would use."""
-    parser = argparse.ArgumentParser(prog="python -m medistill.deploy.gguf")
-    sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("fetch", help="put llama.cpp's converter in medistill's cache")
-    fetch.add_argument("--version", help="llama-cpp-python version (default: the installed one)")
-    fetch.add_argument("--sdist", help="a llama_cpp_python-X.tar.gz on disk (no network)")
-    fetch.add_argument("--dest", help="folder to write (default: the cache)")
-    fetch.add_argument("--force", action="store_true", help="fetch again even if cached")
-    sub.add_parser("where", help="print the converter folder an export would use")
-    args = parser.parse_args(argv)
+    online (or from a copied sdist), or show which converter an export would use. Options come
+    from :class:`FetchOptions` and :class:`WhereOptions` (:mod:`medistill.flags`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"fetch": FetchOptions, "where": WhereOptions}
+    if not argv or argv[0] not in commands:
+        usage = f"usage: {PROG} {{fetch,where}} [--help]\n" + "".join(
+            f"  {name:<6} {_first_line(cls.__doc__)}\n" for name, cls in commands.items()
+        )
+        if argv and argv[0] in ("-h", "--help"):
+            print(usage, end="")  # noqa: T201 (the command's output)
+            return 0
+        usage += f"{PROG}: error: choose a command: fetch or where"
+        print(usage, file=sys.stderr)  # noqa: T201
+        return 2
+    command, rest = argv[0], argv[1:]
     try:
-        if args.command == "fetch":
-            print(fetch_converter(args.version, args.sdist, args.dest, args.force))
+        opts = parse_stage(
+            commands[command], rest, section=command, prog=f"{PROG} {command}", recipe=False
+        )
+        if isinstance(opts, FetchOptions):
+            print(fetch_converter(opts.version, opts.sdist, opts.dest, opts.force))  # noqa: T201
         else:
-            print(converter_dir())
+            print(converter_dir())  # noqa: T201
     except MedistillError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)  # noqa: T201
         return 1
     return 0
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if text and text.strip() else ""
 
 
 if __name__ == "__main__":

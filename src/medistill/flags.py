@@ -1,4 +1,5 @@
-"""The command line's options, derived from the commands' config classes.
+"""Command-line flags derived from config classes: the one idiom of every command line, the
+``medistill`` commands (:mod:`medistill.cli`) and ``python -m medistill.deploy.gguf`` alike.
 
 The dataclass is the one source of each option's name, type, default and help
 (``metadata["help"]``, as in TRL and transformers), so a new field is a new recipe key and a new
