@@ -446,7 +446,7 @@ def test_engine_settings_that_change_answers_are_part_of_the_run_identity() -> N
 
 
 def test_engine_keys_on_the_command_line() -> None:
-    from medistill.cli.args import parse_stage_args
+    from medistill.flags import parse_stage_args
 
     args = parse_stage_args(
         EvalConfig,
