@@ -3,7 +3,7 @@
 A recipe's sections (``generate:``, ``curate:``, ``eval:``, ``sft:``, ``grpo:``, ``distill:``)
 fill the config class of the stage of the same name. :func:`build` checks keys (an unknown one is
 named with the closest valid ones) and values against the field types. The command line is
-derived from the same classes in :mod:`medistill.cli.args`.
+derived from the same classes in :mod:`medistill.flags`.
 """
 
 from __future__ import annotations
