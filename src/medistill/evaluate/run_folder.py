@@ -207,9 +207,11 @@ class Sending:
         row: RowOf,
         each: Callable[..., None] = generate_each,
     ) -> None:
-        """Ask every conversation of ``msgs`` (with ``each``: :func:`generate_each`, or the
-        budgeted loop) and append ``row(i, prompt, generation, control)`` as each answer
-        ends; ``prompt`` is the conversation as the backend renders it, when it does."""
+        """Ask every conversation of ``msgs`` and append ``row(i, prompt, generation,
+        control)`` as each answer ends; ``prompt`` is the conversation as the backend renders
+        it, when it does. ``each`` sends them: :func:`generate_each` (the backends' fan-out
+        under policy ``"error_row"``: a prompt the server rejects becomes an error row, asked
+        again by a rerun), or the thinking-budget loop."""
         render = getattr(self.backend, "render", None)
 
         def on_result(i: int, g: Generation, control: dict[str, Any] | None = None) -> None:
