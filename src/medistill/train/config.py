@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from trl import DistillationConfig, GRPOConfig, ModelConfig, SFTConfig
 
 from medistill.errors import MedistillError
+from medistill.train.data import FORMAT_VERSION
 from medistill.train.lm_head import (
     CPU_LM_HEAD_VOCAB_CHUNK,
     TRL_LM_HEAD_VOCAB_CHUNK,
@@ -102,8 +103,8 @@ class _StudentFields:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "curated dataset folder (medistill curate, format_version 2) or a JSONL file "
-            "of rows in that format"
+            "help": f"curated dataset folder (medistill curate, format_version {FORMAT_VERSION}) "
+            "or a JSONL file of rows in that format"
         },
     )
     label: str | None = field(
