@@ -19,8 +19,13 @@ from html import escape
 from typing import Any
 from urllib.parse import parse_qs
 
+from medistill.answers import extract_answer
+from medistill.backends import SamplingParams
+from medistill.backends.openai_http import OpenAIBackend
+from medistill.data.schema import Question
 from medistill.errors import MedistillError
 from medistill.notice import NOT_FOR_CLINICAL_USE_TEXT
+from medistill.prompts import get_template
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +123,6 @@ class Explainer:
         template: str = "cot",
         api_key_env: str = "OPENAI_API_KEY",
     ) -> None:
-        from medistill.backends.openai_http import OpenAIBackend
-        from medistill.prompts import get_template
-
         self.model = model
         self.base_url = base_url
         self.template = get_template(template)
@@ -139,10 +141,6 @@ class Explainer:
     async def explain(self, question: str, options_text: str) -> Explained:
         """Validate, ask, extract. :class:`BadInput` for the clinician's mistakes,
         :class:`MedistillError` when the model server fails."""
-        from medistill.answers import extract_answer
-        from medistill.backends import SamplingParams
-        from medistill.data.schema import Question
-
         stem = check_question(question)
         options = parse_options(options_text)
         q = Question(id="explain", source="explain", split="ui", question=stem, options=options)

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medistill.deploy.card import write_export_card
+from medistill.deploy.gguf import check_quant, to_gguf
 from medistill.errors import MedistillError
+from medistill.models import model_name, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,6 @@ class ExportModelConfig:
         """The name used for the card title and the GGUF file: ``--name`` or the folder's."""
         if self.name:
             return self.name
-        from medistill.models import model_name
-
         path = Path(self.model.rstrip("/"))
         generic = {"final", "merged", "model", "output", "sft", "grpo", "distill"}
         if path.name in generic and path.parent.name:
@@ -102,8 +102,6 @@ def export_model(cfg: ExportModelConfig) -> dict[str, Any]:
     """Write the export folder (model + card) and return a summary of what was written."""
     if cfg.format not in ("hf", "gguf"):
         raise MedistillError(f"unknown --format {cfg.format!r}; choose one of: hf, gguf")
-    from medistill.deploy.gguf import check_quant
-
     if cfg.format == "gguf":
         check_quant(cfg.quant)
     source = _source_folder(cfg.model)
@@ -155,8 +153,6 @@ def _write_model(cfg: ExportModelConfig, source: Path, staging: Path) -> list[st
         model_dir = _merged(source, Path(tmp), cfg.trust_remote_code)
         if cfg.format == "hf":
             return _copy_model_files(model_dir, staging)
-        from medistill.deploy.gguf import to_gguf
-
         gguf = staging / f"{cfg.display_name()}-{cfg.quant}.gguf"
         log.info("converting %s to GGUF %s (llama.cpp's converter)", model_dir, cfg.quant)
         return [to_gguf(model_dir, gguf, cfg.quant).name]
@@ -164,8 +160,6 @@ def _write_model(cfg: ExportModelConfig, source: Path, staging: Path) -> list[st
 
 def _source_folder(model: str) -> Path:
     """The model folder to export (``smollm2`` resolves to the packaged weights)."""
-    from medistill.models import resolve_model
-
     path = Path(resolve_model(model))
     if not path.is_dir():
         raise MedistillError(f"--model {model}: not a local folder (export a downloaded model)")

@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from medistill.deploy.explain import Explainer, create_app
+from medistill.deploy.gguf import llama_cpp_version, to_gguf
 from medistill.errors import MedistillError
+from medistill.models import default_cache_dir, model_name, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +94,6 @@ class ServeConfig:
         """The model name the engine answers to."""
         if self.name:
             return self.name
-        from medistill.models import model_name
-
         path = Path(str(self.model))
         return path.stem if path.suffix == ".gguf" else model_name(str(self.model)) or "model"
 
@@ -170,9 +171,6 @@ def engine_command(cfg: ServeConfig, model: Path, engine: str) -> list[str]:
 
 def gguf_for(cfg: ServeConfig, folder: Path) -> Path:
     """A GGUF file of ``folder`` (converted once, kept beside the cache's other models)."""
-    from medistill.deploy.gguf import to_gguf
-    from medistill.models import default_cache_dir
-
     cache = default_cache_dir()
     stamp = max(f.stat().st_mtime_ns for f in folder.glob("*.safetensors"))
     out = cache / "gguf" / f"{folder.resolve().name}-{stamp}-{cfg.quant}.gguf"
@@ -186,8 +184,6 @@ def gguf_for(cfg: ServeConfig, folder: Path) -> Path:
 
 def start_engine(cfg: ServeConfig) -> Engine:
     """Start the engine for ``cfg.model`` and wait until it answers ``GET /v1/models``."""
-    from medistill.models import resolve_model
-
     if not cfg.model:
         raise MedistillError("--model is required (or --base-url with --ui for the page alone)")
     model = Path(resolve_model(cfg.model))
@@ -199,8 +195,6 @@ def start_engine(cfg: ServeConfig) -> Engine:
         raise MedistillError(f"--model {model}: expected a .gguf file or a model folder")
     engine = choose_engine(cfg, model)
     if engine == "llamacpp":
-        from medistill.deploy.gguf import llama_cpp_version
-
         llama_cpp_version("serving on CPU")
         if model.is_dir():
             model = gguf_for(cfg, model)
@@ -278,8 +272,6 @@ def run_explain_page(
         import uvicorn
     except ImportError as e:
         raise MedistillError("the explain page needs: pip install 'medistill[ui]'") from e
-    from medistill.deploy.explain import Explainer, create_app
-
     explainer = Explainer(
         base_url,
         model,
