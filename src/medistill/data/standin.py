@@ -11,12 +11,19 @@ something to train on).
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medistill.data.registry import get_spec, load_benchmark
+from medistill.data.registry import BENCHMARKS, data_dir, get_spec, load_benchmark
+from medistill.data.safety import (
+    CATEGORIES,
+    SAFETY_BENCHMARKS,
+    load_safety,
+    medsafetybench_root,
+)
 from medistill.data.schema import LETTERS, Question
 from medistill.errors import MedistillError
 
@@ -103,8 +110,6 @@ def standin_data_dir(data: dict[str, Any], work: Path, notes: list[str], kept: l
     """A data dir (``work/data``) holding every split the recipe ``data`` reads: the user's
     own copy where this machine has one ($MEDISTILL_DATA_DIR, linked; said in ``kept``),
     else a stand-in in the benchmark's format (said in ``notes``, the rehearsal's swaps)."""
-    from medistill.data.registry import BENCHMARKS, data_dir
-
     gen = data.get("generate") or {}
     sources = gen.get("sources") or (
         [{"benchmark": gen.get("benchmark") or "sample", "split": gen.get("split")}] if gen else []
@@ -119,8 +124,6 @@ def standin_data_dir(data: dict[str, Any], work: Path, notes: list[str], kept: l
     for src in sources:
         spec = get_spec(src["benchmark"])
         needed.append((spec.name, src.get("split") or spec.split, "train"))
-    from medistill.data.safety import SAFETY_BENCHMARKS
-
     for name, _, _ in evals:
         if name in SAFETY_BENCHMARKS:  # harmful requests, not MCQs: read by the safety eval
             if name == "medsafetybench":
@@ -168,10 +171,6 @@ def standin_data_dir(data: dict[str, Any], work: Path, notes: list[str], kept: l
 def _safety_data(root: Path, user: Path | None, notes: list[str], kept: list[str]) -> None:
     """MedSafetyBench for a rehearsal: the user's copy (linked) or a stand-in in its release
     layout made of the embedded safety sample."""
-    import csv
-
-    from medistill.data.safety import CATEGORIES, load_safety, medsafetybench_root
-
     target = root / "medsafetybench"
     if target.exists():
         return

@@ -36,6 +36,7 @@ from medistill.data.loading import iter_jsonl
 from medistill.data.options import format_options, options_or_none, permute
 from medistill.errors import DataError, MedistillError
 from medistill.prompts import answer_line_regex
+from medistill.train.judge import row_criteria
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,6 @@ def _rubric(value: Any, *, path: str, line: int) -> list[dict[str, Any]] | None:
     with the same item keys in every row (a ``datasets`` column needs one type)."""
     if value is None:
         return None
-    from medistill.train.judge import row_criteria
-
     try:
         row_criteria(value)
     except ValueError as e:
