@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.errors import MedistillError
+from medistill.models import resolve_model
 from medistill.train.config import DistillRecipe, single_process_device_map
 from medistill.train.data import prompt_rows, read_rows, resolve_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
@@ -34,8 +35,6 @@ _API_PREFIXES = ("openai:", "vllm:", "http://", "https://")
 
 def resolve_teacher(spec: str | None) -> str:
     """A loadable local teacher, or a clear refusal for an API teacher."""
-    from medistill.models import resolve_model
-
     if not spec:
         raise MedistillError("missing teacher: set it in the recipe or pass --teacher")
     if spec.startswith(_API_PREFIXES):

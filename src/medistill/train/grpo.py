@@ -19,10 +19,14 @@ import time
 from collections import Counter
 from typing import Any
 
+from medistill.answers import extract_answer
+from medistill.data.options import options_or_none
 from medistill.train.config import GRPORecipe
 from medistill.train.data import permuted_prompts, prompt_rows, resolve_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
 from medistill.train.precision import keep_adapters_fp32
+from medistill.train.reward_builder import build_rewards, is_async_reward
+from medistill.train.safety import completion_text
 from medistill.train.sft import load_tokenizer, resolve_student
 
 log = logging.getLogger(__name__)
@@ -43,9 +47,6 @@ def observe_letters(func: Any) -> Any:
     A distribution collapsed onto one letter while the gold is spread is a failure mode of small
     students that a mean reward hides.
     """
-    from medistill.answers import extract_answer
-    from medistill.data.options import options_or_none
-    from medistill.train.safety import completion_text
 
     @functools.wraps(func)
     def wrapper(completions: list[Any], **kwargs: Any) -> list[float | None]:
@@ -132,8 +133,6 @@ def run_grpo(cfg: GRPORecipe) -> dict[str, Any]:
     from accelerate import PartialState
     from datasets import Dataset
     from trl import GRPOTrainer, get_peft_config
-
-    from medistill.train.reward_builder import build_rewards, is_async_reward
 
     cfg.require("model", "dataset")
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.errors import MedistillError
+from medistill.models import resolve_model
 from medistill.train.config import SFTRecipe
 from medistill.train.data import read_rows, resolve_dataset, sft_dataset
 from medistill.train.output import finish, prepare_run, start_manifest
@@ -55,8 +56,6 @@ def load_tokenizer(model_path: str, cfg: Any) -> Any:
 
 def resolve_student(cfg: Any) -> str:
     """The student's loadable path (``smollm2`` becomes the packaged, converted folder)."""
-    from medistill.models import resolve_model
-
     cfg.require("model")
     return resolve_model(str(cfg.model))
 
