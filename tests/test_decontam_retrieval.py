@@ -277,3 +277,24 @@ def test_a_misspelled_method_names_the_recipe_key_and_the_choices():
     with pytest.raises(MedistillError, match=r"r\.yaml: curate\.decontam_method: 'retreival'"):
         build(CurateConfig, {"store": "s", "out": "o", "decontam_method": "retreival"},
               where="r.yaml: curate")  # fmt: skip
+
+
+def test_the_old_flat_decontam_keys_and_flags_still_read_with_a_deprecation_line(caplog):
+    from medistill.config import build
+    from medistill.curate.config import DecontamConfig
+    from medistill.flags import parse_stage
+
+    nested = build(CurateConfig, {"decontam": {"method": "legacy", "ngram": 8}}, where="r")
+    assert nested.decontam == DecontamConfig(method="legacy", ngram=8)
+    with caplog.at_level("WARNING"):
+        flat = build(CurateConfig, {"decontam_method": "legacy", "decontam_ngram": "8"}, where="r")
+    assert flat.decontam == nested.decontam
+    assert "decontam_method, decontam_ngram are deprecated; write decontam.method" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        cli = parse_stage(CurateConfig, ["--decontam-method", "legacy", "--decontam-ngram", "8"],
+                          section="curate", prog="medistill curate")  # fmt: skip
+    assert cli.decontam == nested.decontam and "write decontam.method" in caplog.text
+    # The card's settings record keeps the flat keys it always had.
+    record = flat.record()
+    assert record["decontam_method"] == "legacy" and "decontam" not in record

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ import yaml
 
 from medistill.backends.config import TeacherConfig
 from medistill.errors import MedistillError
+
+log = logging.getLogger(__name__)
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -67,6 +70,9 @@ def build(cls: type, values: dict[str, Any], *, where: str) -> Any:
     renamed = getattr(cls, "RENAMED_KEYS", {})  # old key -> what to write instead
     for key in sorted(set(values) & set(renamed) - set(fields)):
         raise MedistillError(f"{where}: {key!r} is now {renamed[key]}")
+    moved = getattr(cls, "MOVED_KEYS", {})  # old flat key -> "mapping.key", still read
+    if set(values) & set(moved) - set(fields):
+        values = _move_keys(cls, values, moved, where=where)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise MedistillError(unknown_message(where, unknown, list(fields)))
@@ -99,6 +105,37 @@ def build(cls: type, values: dict[str, Any], *, where: str) -> Any:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise MedistillError(f"{where}: {e}") from e
+
+
+def _move_keys(
+    cls: type, values: dict[str, Any], moved: dict[str, str], *, where: str
+) -> dict[str, Any]:
+    """``values`` with each old flat key (``decontam_method``) put into the nested mapping it
+    moved to (``decontam: {method: ...}``), checked under the name it was written as, with one
+    deprecation warning naming the new keys. Setting both forms of one key is an error."""
+    out = {k: v for k, v in values.items() if k not in moved}
+    hints = type_hints(cls)
+    old_keys = [k for k in values if k in moved]
+    for old in old_keys:
+        section, _, key = moved[old].partition(".")
+        sub = dataclass_type(strip_optional(hints[section])[0])
+        nested = out.get(section)
+        written = isinstance(nested, dict)  # a built config (passed back in) may be overridden
+        if nested is None or (sub is not None and isinstance(nested, sub)):
+            nested = dataclasses.asdict(nested) if nested is not None else {}
+        elif not written:
+            raise MedistillError(f"{where}.{section}: expected a mapping, got {nested!r}")
+        if written and key in nested:
+            raise MedistillError(f"{where}: {old!r} and {moved[old]} both set; keep {moved[old]}")
+        ftype = type_hints(sub).get(key, typing.Any) if sub is not None else typing.Any
+        out[section] = {**nested, key: _coerce(values[old], ftype, where=f"{where}.{old}")}
+    log.warning(
+        "%s: %s deprecated; write %s",
+        where,
+        ", ".join(old_keys) + (" is" if len(old_keys) == 1 else " are"),
+        ", ".join(moved[k] for k in old_keys),
+    )
+    return out
 
 
 def list_of_dataclass(ftype: Any) -> type | None:

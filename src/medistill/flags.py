@@ -282,6 +282,12 @@ def stage_parser(
                 group=group,
                 one_per_flag=one,
             )
+    for old, new in getattr(cls, "MOVED_KEYS", {}).items():  # still read: build() warns
+        names = _option_names(old)
+        parser.claim(names, f"{cls.__name__}.{old} (now {new})")
+        parser.add_argument(
+            *names, dest=old, default=argparse.SUPPRESS, help=argparse.SUPPRESS, type=_json_or_str
+        )
     if extra is not None:
         group = parser.add_argument_group(
             "command options (not recipe keys)", _first_paragraph(extra.__doc__)

@@ -57,7 +57,7 @@ def _setting(reason: str, cfg: CurateConfig, imported: bool) -> str:
         "too_long": f"--max-tokens above {cfg.max_tokens} (curate.max_tokens)",
         "contaminated": (
             "none to loosen safely: these questions overlap an evaluation benchmark "
-            "(curate.eval_benchmarks, the decontam_* thresholds)"
+            "(curate.eval_benchmarks, the curate.decontam thresholds)"
         ),
         "duplicate_exact": "--dedup false (curate.dedup: false) keeps repeated questions",
         "duplicate_near": f"--dedup-jaccard above {cfg.dedup_jaccard} (curate.dedup_jaccard)",

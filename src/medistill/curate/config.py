@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 from medistill.data.safety import SPLITS as SAFETY_SPLITS
 
@@ -11,6 +13,56 @@ DEFAULT_EVAL_BENCHMARKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
 SELECTIONS = ("all", "k", "shortest", "majority")
 #: Safety sets a mix can draw from (``safety_sample`` is an evaluation set: never trained on).
 MIX_BENCHMARKS = ("medsafetybench",)
+
+
+@dataclass
+class DecontamConfig:
+    """How curation finds copies and rewrites of evaluation questions (the ``decontam:``
+    mapping of ``curate:``; ``curate/decontam.py`` explains each signal)."""
+
+    method: Literal["retrieval", "legacy"] = field(
+        default="retrieval",
+        metadata={
+            "help": "retrieval (n-grams + TF-IDF candidates + answer agreement) or legacy "
+            "(n-grams + MinHash, the rule before 2026-12)"
+        },
+    )
+    ngram: int = field(default=13, metadata={"help": "word n-gram overlap length"})
+    max_df: int = field(
+        default=3,
+        metadata={"help": "ignore grams shared by more benchmark questions (boilerplate)"},
+    )
+    min_overlap: float = field(
+        default=0.2,
+        metadata={"help": "share of a benchmark question's n-grams a copy must contain"},
+    )
+    candidates: int = field(
+        default=10, metadata={"help": "most similar benchmark stems examined per question"}
+    )
+    copy_cosine: float = field(
+        default=0.7, metadata={"help": "TF-IDF cosine of a copy (whatever the answer)"}
+    )
+    answer_cosine: float = field(
+        default=0.25,
+        metadata={"help": "TF-IDF cosine of a paraphrase that keeps the benchmark's answer"},
+    )
+    options_cosine: float = field(
+        default=0.08,
+        metadata={
+            "help": "TF-IDF cosine of a paraphrase that keeps the answer and a distinctive "
+            "option list (shared_options of its options)"
+        },
+    )
+    shared_options: int = field(
+        default=3, metadata={"help": "option texts a rewrite shares with its original"}
+    )
+    length_ratio: float = field(
+        default=2.5, metadata={"help": "largest stem length ratio of a paraphrase"}
+    )
+    jaccard: float = field(
+        default=0.5,
+        metadata={"help": "legacy method: near duplicate of a benchmark question at this Jaccard"},
+    )
 
 
 @dataclass
@@ -88,48 +140,14 @@ class CurateConfig:
             "line also comma-separated, and 'none' for none"
         },
     )
-    decontam_method: Literal["retrieval", "legacy"] = field(
-        default="retrieval",
+    decontam: DecontamConfig = field(
+        default_factory=DecontamConfig,
         metadata={
-            "help": "retrieval (n-grams + TF-IDF candidates + answer agreement) or legacy "
-            "(n-grams + MinHash, the rule before 2026-12)"
+            "help": "decontamination settings (the recipe's decontam: mapping: method, ngram, "
+            "max_df, min_overlap, candidates, copy_cosine, answer_cosine, options_cosine, "
+            "shared_options, length_ratio, jaccard); on the command line a JSON mapping, "
+            'e.g. \'{"method": "legacy"}\''
         },
-    )
-    decontam_ngram: int = field(default=13, metadata={"help": "word n-gram overlap length"})
-    decontam_max_df: int = field(
-        default=3,
-        metadata={"help": "ignore grams shared by more benchmark questions (boilerplate)"},
-    )
-    decontam_min_overlap: float = field(
-        default=0.2,
-        metadata={"help": "share of a benchmark question's n-grams a copy must contain"},
-    )
-    decontam_candidates: int = field(
-        default=10, metadata={"help": "most similar benchmark stems examined per question"}
-    )
-    decontam_copy_cosine: float = field(
-        default=0.7, metadata={"help": "TF-IDF cosine of a copy (whatever the answer)"}
-    )
-    decontam_answer_cosine: float = field(
-        default=0.25,
-        metadata={"help": "TF-IDF cosine of a paraphrase that keeps the benchmark's answer"},
-    )
-    decontam_options_cosine: float = field(
-        default=0.08,
-        metadata={
-            "help": "TF-IDF cosine of a paraphrase that keeps the answer and a distinctive "
-            "option list (decontam_shared_options of its options)"
-        },
-    )
-    decontam_shared_options: int = field(
-        default=3, metadata={"help": "option texts a rewrite shares with its original"}
-    )
-    decontam_length_ratio: float = field(
-        default=2.5, metadata={"help": "largest stem length ratio of a paraphrase"}
-    )
-    decontam_jaccard: float = field(
-        default=0.5,
-        metadata={"help": "legacy method: near duplicate of a benchmark question at this Jaccard"},
     )
     # --- safety mix -----------------------------------------------------------------------
     safety_mix: str | None = field(
@@ -195,10 +213,43 @@ class CurateConfig:
         default=64, metadata={"help": "page cache of the scratch database (bounds memory)"}
     )
 
+    #: The flat keys of the decontamination settings before they became ``decontam:``; still
+    #: read (recipes and flags), with a deprecation warning naming the new key.
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        f"decontam_{f.name}": f"decontam.{f.name}" for f in fields(DecontamConfig)
+    }
+
     def __post_init__(self) -> None:
+        if not isinstance(self.decontam, DecontamConfig):
+            raise ValueError(
+                f"decontam: expected a mapping of decontamination settings, got {self.decontam!r}"
+            )
         # The safety mix's keys are checked when the config is built, so a recipe's mistake
         # is reported by the plan, before any stage runs.
         check_safety_mix(self)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as stats.json records them: every field, the decontamination settings
+        as their flat ``decontam_*`` keys (in place of ``decontam``)."""
+        out: dict[str, Any] = {}
+        for name, value in vars(self).items():
+            if name == "decontam":
+                out.update({f"decontam_{k}": v for k, v in vars(value).items()})
+            else:
+                out[name] = value
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """What the pipeline hashes to tell whether curation must rerun: the flat record, so
+        the hash of a run folder written before ``decontam:`` existed still matches."""
+        ident = asdict(self)
+        ident.update({f"decontam_{k}": v for k, v in ident.pop("decontam").items()})
+        return ident
+
+    def identity_hash(self) -> str:
+        """A hash of :meth:`identity`."""
+        blob = json.dumps(self.identity(), sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def check_safety_mix(cfg: CurateConfig) -> None:

@@ -32,6 +32,7 @@ the card says how many questions were checked that way. ``method="legacy"`` is t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from medistill.curate.config import DecontamConfig
 from medistill.curate.text import (
     MinHasher,
     band_keys,
@@ -186,33 +188,28 @@ class BenchmarkIndex:
     def __init__(
         self,
         questions: Sequence[Question],
+        settings: DecontamConfig | None = None,
         *,
-        method: str = "retrieval",
-        ngram: int = 13,
-        max_df: int = 3,
-        min_overlap: float = 0.2,
         min_words: int = 8,
-        candidates: int = 10,
-        copy_cosine: float = 0.7,
-        answer_cosine: float = 0.25,
-        options_cosine: float = 0.08,
-        shared_options: int = 3,
-        length_ratio: float = 2.5,
-        jaccard: float = 0.5,
         num_perm: int = 128,
         shingle: int = 3,
+        **changes: Any,
     ) -> None:
+        """``settings`` (``curate.decontam``; its defaults when ``None``), with ``changes``
+        to single settings by name (``method="legacy"``)."""
+        cfg = dataclasses.replace(settings or DecontamConfig(), **changes)
+        method, ngram = cfg.method, cfg.ngram
         if ngram < 1:
             raise MedistillError("decontamination ngram must be at least 1")
         if method not in METHODS:
             raise MedistillError(
                 f"unknown decontamination method {method!r}; choose from: {', '.join(METHODS)}"
             )
-        self.method, self.ngram, self.max_df, self.min_words = method, ngram, max_df, min_words
-        self.min_overlap, self.jaccard = min_overlap, jaccard
-        self.candidates, self.copy_cosine = candidates, copy_cosine
-        self.answer_cosine, self.options_cosine = answer_cosine, options_cosine
-        self.shared_options, self.length_ratio = shared_options, length_ratio
+        self.method, self.ngram, self.max_df, self.min_words = method, ngram, cfg.max_df, min_words
+        self.min_overlap, self.jaccard = cfg.min_overlap, cfg.jaccard
+        self.candidates, self.copy_cosine = cfg.candidates, cfg.copy_cosine
+        self.answer_cosine, self.options_cosine = cfg.answer_cosine, cfg.options_cosine
+        self.shared_options, self.length_ratio = cfg.shared_options, cfg.length_ratio
         self.ids = [(q.source, q.id) for q in questions]
         stems_wh = [word_hashes(q.question) for q in questions]
         self._build_grams(stems_wh)

@@ -61,20 +61,7 @@ def _eval_index(cfg: CurateConfig) -> BenchmarkIndex | None:
     if not cfg.eval_benchmarks:
         log.warning("no evaluation benchmarks named: the dataset is NOT decontaminated")
         return None
-    return BenchmarkIndex(
-        load_eval_questions(cfg.eval_benchmarks),
-        method=cfg.decontam_method,
-        ngram=cfg.decontam_ngram,
-        max_df=cfg.decontam_max_df,
-        min_overlap=cfg.decontam_min_overlap,
-        candidates=cfg.decontam_candidates,
-        copy_cosine=cfg.decontam_copy_cosine,
-        answer_cosine=cfg.decontam_answer_cosine,
-        options_cosine=cfg.decontam_options_cosine,
-        shared_options=cfg.decontam_shared_options,
-        length_ratio=cfg.decontam_length_ratio,
-        jaccard=cfg.decontam_jaccard,
-    )
+    return BenchmarkIndex(load_eval_questions(cfg.eval_benchmarks), cfg.decontam)
 
 
 def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, Any]:

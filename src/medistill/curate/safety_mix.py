@@ -13,7 +13,7 @@ them without costing medical accuracy. With ``safety_mix: medsafetybench`` (or
   the safety test set (MedSafetyBench test, both sources, and the embedded ``safety_sample``)
   or a question of the run's evaluation benchmarks, by the machinery of
   :mod:`medistill.curate.decontam` (word 13-grams with numbers masked, or the whole text when
-  shorter; a TF-IDF cosine >= ``decontam_copy_cosine``). Requests have no options and no
+  shorter; a TF-IDF cosine >= ``decontam.copy_cosine``). Requests have no options and no
   answer, so only the copy rules apply. Exact duplicates within the set, rows without a safe
   response and responses over ``max_tokens`` are removed too; every removal is counted;
 * **written** as rows of the same files, in the same message format: the user turn is the
@@ -215,11 +215,11 @@ def build_mix(
     test_index = BenchmarkIndex(
         questions,
         method="retrieval",
-        ngram=cfg.decontam_ngram,
-        max_df=cfg.decontam_max_df,
-        min_overlap=cfg.decontam_min_overlap,
-        candidates=cfg.decontam_candidates,
-        copy_cosine=cfg.decontam_copy_cosine,
+        ngram=cfg.decontam.ngram,
+        max_df=cfg.decontam.max_df,
+        min_overlap=cfg.decontam.min_overlap,
+        candidates=cfg.decontam.candidates,
+        copy_cosine=cfg.decontam.copy_cosine,
     )
     batch = [(d.request, {}, None) for d in pool]
     matches = test_index.check_many(batch)
