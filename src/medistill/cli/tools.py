@@ -30,7 +30,7 @@ from medistill.store.importer import import_traces
 
 @dataclass
 class InspectOptions:
-    """Options of ``medistill inspect``: one benchmark, loaded and checked row by row."""
+    """Load a benchmark, validate every row, and print what was loaded and skipped."""
 
     benchmark: str = field(metadata={"help": "registered benchmark name"})
     path: str | None = field(default=None, metadata={"help": "local file or folder"})
@@ -59,7 +59,7 @@ def inspect_cmd(ctx: typer.Context) -> None:
 
 @dataclass
 class ImportTracesOptions:
-    """Options of ``medistill import-traces``: a trace dataset into a trace store."""
+    """Import an existing trace dataset (HuatuoGPT-o1, m1K, MIRAGE outputs...) into a store."""
 
     file: str = field(metadata={"help": "JSON / JSONL / Parquet trace dataset"})
     store: str = field(metadata={"help": "SQLite trace store to import into"})
@@ -126,7 +126,7 @@ def import_traces_cmd(ctx: typer.Context) -> None:
 
 @dataclass
 class ExportOptions:
-    """Options of ``medistill export``: a trace store as a dataset file or folder."""
+    """Export a trace store to JSONL, Parquet or a Hugging Face dataset folder."""
 
     store: str = field(metadata={"help": "SQLite trace store"})
     out: str = field(metadata={"help": "output file or folder"})
@@ -168,7 +168,7 @@ def report_cmd(ctx: typer.Context) -> None:
 
 @dataclass
 class RunOptions:
-    """Options of ``medistill run``: the recipe and which of its stages to run."""
+    """The whole pipeline: generate -> curate -> sft -> grpo -> eval -> report."""
 
     recipe: str = field(metadata={"help": "recipe YAML (sections run, generate, ...)"})
     from_stage: str | None = field(
@@ -234,7 +234,7 @@ def run_cmd(ctx: typer.Context) -> None:
 
 @dataclass
 class PreflightOptions:
-    """Options of ``medistill preflight``: the recipe to check on this machine."""
+    """Everything the recipe needs that this machine lacks, one line each with its fix."""
 
     recipe: str = field(metadata={"help": "recipe YAML (sections run, generate, ...)"})
 

@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ReportConfig:
-    """Options of ``medistill report``: eval run folders into one report folder."""
+    """A Markdown table, a bar chart with error bars and a self-contained HTML report from
+    eval run folders (``medistill report``)."""
 
     runs: list[str] = field(
         metadata={
