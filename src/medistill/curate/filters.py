@@ -21,6 +21,7 @@ import numpy as np
 from medistill.answers import answer_statements, extract_answer, stated_answer
 from medistill.backends.base import CUT_OFF
 from medistill.curate.text import ngram_hashes, word_hashes
+from medistill.data.options import unpermute
 from medistill.prompts import answer_line
 
 # Trace-level reasons, in precedence order.
@@ -205,7 +206,8 @@ def verify(
     if why:
         return Verdict("malformed", why)
     opts: dict[str, str] = row["options"]
-    perm: dict[str, str] = row.get("permutation") or {k: k for k in opts}
+    perm = row.get("permutation")  # shown letter -> original (checked by _malformed)
+    _, gold = unpermute(None, row["gold"], perm)
     text = row.get("text") or ""
     truncated = bool(row.get("truncated")) or row.get("finish_reason") in CUT_OFF
     e = extract_answer(text, opts, mode=mode, truncated=truncated)  # type: ignore[arg-type]
@@ -216,8 +218,8 @@ def verify(
             e, by = stated, stated.rule
         elif stated.rule == "ambiguous":
             return Verdict("conflicting_answers", "rule=ambiguous (two option texts stated)")
-    letter = perm.get(e.letter) if e.letter else None
-    correct = letter is not None and letter == perm[row["gold"]]
+    letter = unpermute(None, e.letter, perm)[1] if e.letter in opts else None
+    correct = letter is not None and letter == gold
     if truncated:
         return Verdict("truncated", f"finish_reason={row.get('finish_reason')}", letter, correct)
     if e.rule == "refusal":
@@ -231,9 +233,7 @@ def verify(
     if len(named) > 1:
         return Verdict("conflicting_answers", "statements " + ",".join(named), letter, correct)
     if not correct:
-        detail = f"answered {letter}, gold {perm[row['gold']]}" + (
-            f" (by {by})" if by != "letter" else ""
-        )
+        detail = f"answered {letter}, gold {gold}" + (f" (by {by})" if by != "letter" else "")
         return Verdict("incorrect", detail, letter, False, verified_by=by)
     if leaked_gold((row.get("reasoning") or "") + "\n" + text):
         return Verdict("leaked_gold", "", letter, correct, verified_by=by)

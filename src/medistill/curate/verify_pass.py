@@ -21,14 +21,8 @@ from medistill.curate.filters import Verdict, quality, verify
 from medistill.curate.seeded import seeded_rank
 from medistill.curate.text import exact_hash
 from medistill.curate.workdb import INDEXES
+from medistill.data.options import unpermute
 from medistill.store import TraceStore
-
-
-def _original(row: dict[str, Any]) -> tuple[dict[str, str], str]:
-    """The options and gold in the original lettering (undoing the teacher's shuffle)."""
-    perm = row.get("permutation") or {k: k for k in row["options"]}
-    opts = {perm[s]: t for s, t in row["options"].items()}
-    return dict(sorted(opts.items())), perm[row["gold"]]
 
 
 def _batches(it: Iterator[dict[str, Any]], n: int) -> Iterator[list[dict[str, Any]]]:
@@ -105,7 +99,7 @@ def verify_pass(
             if v.reason is None:
                 kept.append((seq, v.assistant, json.dumps(row["options"]), v.shown_letter))
             if v.reason != "malformed":
-                opts, gold = _original(row)
+                opts, gold = unpermute(row["options"], row["gold"], row.get("permutation"))
                 questions.append(
                     (qkey, row.get("source"), row["question_id"], row["question"],
                      json.dumps(opts, ensure_ascii=False), gold, row.get("subject"),
