@@ -28,6 +28,8 @@ paraphrase, a heavy rewrite and a same-topic hard negative; BENCHMARKS.md):
 Without a known answer only (1) and the copy test of (2) apply, and rewrites are mostly missed:
 the card says how many questions were checked that way. ``method="legacy"`` is the earlier rule
 (1 plus MinHash near duplicates), kept for comparison.
+
+The index and its three signals are one concept, so they stay in one module.
 """
 
 from __future__ import annotations

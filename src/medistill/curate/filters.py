@@ -22,6 +22,7 @@ from medistill.answers import answer_statements, extract_answer, stated_answer
 from medistill.backends.base import CUT_OFF
 from medistill.curate.text import ngram_hashes, word_hashes
 from medistill.data.options import unpermute
+from medistill.models import resolve_model
 from medistill.prompts import answer_line
 
 # Trace-level reasons, in precedence order.
@@ -95,8 +96,6 @@ def token_counter(spec: str | None) -> tuple[Callable[[Sequence[str]], list[int]
     if not spec:
         return approx_token_count, "approximate (words + punctuation)"
     from transformers import AutoTokenizer
-
-    from medistill.models import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model(spec), trust_remote_code=False)
 
