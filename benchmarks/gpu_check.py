@@ -7,7 +7,7 @@ No download: the student is ``transformers.Qwen3ForCausalLM`` built from Qwen3-1
 configuration (:data:`QWEN3_1_7B`, the values of the Hub's ``Qwen/Qwen3-1.7B/config.json``) with
 random weights; the distillation teacher is a second random model of the same shape and
 vocabulary (another seed; the real recipe's teacher is Qwen3-8B). Token ids come from
-medistill's small ChatML tokenizer (``medistill.models.build_tiny_model``), so every row uses
+medistill's small ChatML tokenizer (``medistill.tiny_model.build_tiny_model``), so every row uses
 ids below 512 while the embedding and LM head keep Qwen3's 151,936 rows: the compute per token
 is Qwen3-1.7B's. Rows are synthetic questions with options, a gold letter and a reasoning of
 random words cut to a fixed token length.
@@ -244,7 +244,7 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
-    from medistill.models import build_tiny_model
+    from medistill.tiny_model import build_tiny_model
 
     work = Path(spec["work"])
     tok_dir = build_tiny_model(work / "tokenizer", seed=0, model_type="qwen3")

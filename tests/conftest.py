@@ -30,7 +30,7 @@ def shared_data() -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama + locally trained tokenizer, built once per test session."""
     pytest.importorskip("transformers")
-    from medistill.models import build_tiny_model
+    from medistill.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 

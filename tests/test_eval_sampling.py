@@ -22,7 +22,7 @@ QWEN3_THINKING = {"do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k":
 @pytest.fixture(scope="module")
 def thinking_model(tmp_path_factory) -> Path:
     """A tiny model whose generation_config.json samples as Qwen3's does."""
-    from medistill.models import build_tiny_model
+    from medistill.tiny_model import build_tiny_model
 
     folder = build_tiny_model(tmp_path_factory.mktemp("thinking") / "model", seed=0)
     file = folder / "generation_config.json"

@@ -18,7 +18,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from medistill import models
 from medistill.errors import MedistillError
-from medistill.models import build_tiny_model, resolve_model, smollm2_path
+from medistill.models import resolve_model, smollm2_path
+from medistill.tiny_model import build_tiny_model
 
 
 def _weights_hash(model: torch.nn.Module) -> str:

@@ -18,11 +18,11 @@ from medistill.data import load_benchmark
 from medistill.data.standin import WRITERS, write_standin
 from medistill.errors import MedistillError
 from medistill.generate import shuffle_question
-from medistill.models import TINY_KINDS, build_tiny_model, tiny_kind
 from medistill.pipeline import rehearse
 from medistill.pipeline.rehearse_checks import check_trained, weights_moved
 from medistill.pipeline.standin_teacher import StandInTeacher, kept_port
 from medistill.prompts import get_template
+from medistill.tiny_model import TINY_KINDS, build_tiny_model, tiny_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("trl")
 
 from medistill.errors import MedistillError
-from medistill.models import build_tiny_model
+from medistill.tiny_model import build_tiny_model
 from medistill.train import rewards
 from medistill.train.config import DistillRecipe, GRPORecipe
 from medistill.train.distill import resolve_teacher, run_distill

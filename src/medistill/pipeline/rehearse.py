@@ -5,7 +5,7 @@ The recipe is first planned as it is (every key, every cross-stage rule). Then a
 rewritten, and every change is said:
 
 - each model (student, distillation teacher, the curation tokenizer) becomes a tiny random
-  model of the same architecture (``models.build_tiny_model``; student and teacher share
+  model of the same architecture (``tiny_model.build_tiny_model``; student and teacher share
   one tokenizer, as same-family distillation needs);
 - the teacher becomes a stand-in on 127.0.0.1 (``standin_teacher``) behind the same OpenAI
   client, with reasoning in ``reasoning_content`` when the recipe keeps think tags;
@@ -52,7 +52,7 @@ from medistill.config import load_recipe
 from medistill.data import load_benchmark
 from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.data.standin import standin_data_dir
-from medistill.models import build_tiny_model, model_name, tiny_kind
+from medistill.models import model_name
 from medistill.pipeline.checks import PROMPT_ALLOWANCE
 from medistill.pipeline.launch import SHARDED, accelerate_config_type, launch_mode
 from medistill.pipeline.plan import plan
@@ -61,6 +61,7 @@ from medistill.pipeline.rehearse_checks import check_trained, describe, grpo_hea
 from medistill.pipeline.rehearse_notes import changes
 from medistill.pipeline.runner import run_pipeline
 from medistill.pipeline.standin_teacher import StandInTeacher, kept_port
+from medistill.tiny_model import build_tiny_model, tiny_kind
 
 log = logging.getLogger(__name__)
 
