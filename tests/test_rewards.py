@@ -15,6 +15,7 @@ import medistill.train.judge as judge_mod
 import medistill.train.reward_builder as builder_mod
 import medistill.train.rewards as rewards_mod
 import medistill.train.safety as safety_mod
+import medistill.train.safety_rules as safety_rules_mod
 from medistill.answers import extract_answer
 from medistill.errors import MedistillError
 from medistill.train.judge import RubricJudge, rubric
@@ -453,11 +454,11 @@ def test_missing_rule_file():
 
 
 def test_default_rule_file_is_packaged_and_documented():
-    text = Path(safety_mod.DEFAULT_RULES_PATH).read_text()
+    text = Path(safety_rules_mod.DEFAULT_RULES_PATH).read_text()
     for word in ("NOT A CLINICAL REFERENCE", "window_words", "penalty:", "context:", "hedges:"):
         assert word in text
     kinds = {r.kind for r in load_rules().rules}
-    assert kinds == set(safety_mod.KINDS)
+    assert kinds == set(safety_rules_mod.KINDS)
 
 
 # ----------------------------------------------------------------------------- rubric judge

@@ -23,7 +23,8 @@ from typing import Any
 from medistill.backends.config import BackendConfig
 from medistill.backends.judging import CachedJudge, CacheLayout, JudgeCache, Verdict, cache_key
 from medistill.errors import MedistillError
-from medistill.train.safety import Where, completion_text, prompt_text
+from medistill.train.safety import completion_text, prompt_text
+from medistill.train.safety_rules import Where
 
 log = logging.getLogger(__name__)
 

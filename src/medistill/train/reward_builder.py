@@ -14,7 +14,7 @@ from typing import Any
 from medistill.errors import MedistillError
 from medistill.train.judge import RubricJudge
 from medistill.train.rewards import DATA_KEYS, REWARDS, conciseness
-from medistill.train.safety import load_rules
+from medistill.train.safety_rules import load_rules
 
 log = logging.getLogger(__name__)
 
