@@ -41,7 +41,7 @@ def test_a_single_process_stage_on_cuda_pins_its_device(tmp_path: Path, monkeypa
     _trl_default_device_map_rule()
     from medistill.train.config import GRPORecipe, SFTRecipe
 
-    monkeypatch.setattr("medistill.train.config.torch_cuda_available", lambda: True)
+    monkeypatch.setattr("medistill.train.hardware.torch_cuda_available", lambda: True)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     want = {"": 0}  # the one GPU a single process is given
@@ -64,9 +64,9 @@ def test_several_ranks_and_cpu_leave_the_device_map_to_trl(tmp_path: Path, monke
     from medistill.train.config import SFTRecipe
 
     cfg = SFTRecipe(model="m", dataset="d", output_dir=str(tmp_path / "s"))
-    monkeypatch.setattr("medistill.train.config.torch_cuda_available", lambda: False)
+    monkeypatch.setattr("medistill.train.hardware.torch_cuda_available", lambda: False)
     assert "device_map" not in cfg.model_init_kwargs_resolved()
-    monkeypatch.setattr("medistill.train.config.torch_cuda_available", lambda: True)
+    monkeypatch.setattr("medistill.train.hardware.torch_cuda_available", lambda: True)
     monkeypatch.setenv("WORLD_SIZE", "8")
     assert "device_map" not in cfg.model_init_kwargs_resolved()
 

@@ -277,13 +277,13 @@ def test_qlora_loading_arguments_build_with_the_pinned_trl(tmp_path: Path, monke
     patched, since this machine has no GPU."""
     from transformers import BitsAndBytesConfig
 
-    import medistill.train.config as train_config
+    import medistill.train.hardware as train_hardware
 
     cfg = SFTRecipe(output_dir=str(tmp_path), dtype="bfloat16", report_to="none")
     cfg.load_in_4bit = True  # set after construction: resolve_hardware refuses QLoRA on a CPU
     with pytest.raises(MedistillError, match="QLoRA"):
         cfg.model_init_kwargs_resolved()
-    monkeypatch.setattr(train_config, "torch_cuda_available", lambda: True)
+    monkeypatch.setattr(train_hardware, "torch_cuda_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "3")
     kwargs = cfg.model_init_kwargs_resolved()
     q = kwargs["quantization_config"]

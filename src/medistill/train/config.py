@@ -15,7 +15,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -24,6 +23,14 @@ from trl import DistillationConfig, GRPOConfig, ModelConfig, SFTConfig
 
 from medistill.errors import MedistillError
 from medistill.train.data import FORMAT_VERSION
+from medistill.train.hardware import (
+    FLASH_ATTENTION,
+    QLORA_NEEDS_CUDA,
+    deepspeed_launch,
+    quantized_loading_kwargs,
+    require_module,
+    single_process_device_map,
+)
 from medistill.train.lm_head import (
     CPU_LM_HEAD_VOCAB_CHUNK,
     TRL_LM_HEAD_VOCAB_CHUNK,
@@ -40,11 +47,6 @@ warnings.filterwarnings(
 )
 
 OVERLONG = ("drop", "truncate_middle")
-QLORA_NEEDS_CUDA = (
-    "QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU and bitsandbytes; on this machine "
-    "use plain LoRA (use_peft: true) or full fine-tuning"
-)
-FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn")
 #: Recipe keys that were renamed, with what to write instead (:func:`medistill.config.build`).
 RENAMED_KEYS = {
     "lm_head_chunk_tokens": "lm_head_vocab_chunk: it was never a token count but the vocabulary "
@@ -193,7 +195,7 @@ class _StudentFields:
         # in autocast, unless pure_bf16 or DeepSpeed (whose engine keeps fp32 masters). LoRA
         # trains fp32 adapters on a frozen base, which may load in half precision.
         needs_master = bool(half) and not self.use_peft
-        needs_master = needs_master and not self.pure_bf16 and not _deepspeed_launch()
+        needs_master = needs_master and not self.pure_bf16 and not deepspeed_launch()
         if self.dtype in (None, "auto"):
             self.dtype = "float32" if needs_master or not half else half
         elif needs_master and self.dtype in ("bfloat16", "float16", "half"):
@@ -230,8 +232,8 @@ class _StudentFields:
 
         Kept out of construction so a GPU recipe still parses and validates on a laptop.
         """
-        _require_module(self.load_in_4bit or self.load_in_8bit, "bitsandbytes", "QLoRA")
-        _require_module(getattr(self, "use_vllm", False), "vllm", "use_vllm")
+        require_module(self.load_in_4bit or self.load_in_8bit, "bitsandbytes", "QLoRA")
+        require_module(getattr(self, "use_vllm", False), "vllm", "use_vllm")
 
     def apply_lm_head_chunking(self) -> None:
         """Set the vocabulary width of TRL's fused-LM-head tiles (``lm_head_vocab_chunk``)."""
@@ -275,63 +277,6 @@ class _StudentFields:
             raise MedistillError(
                 f"missing {', '.join(missing)}: set it in the recipe or pass --{missing[0]}"
             )
-
-
-def _deepspeed_launch() -> bool:
-    """True under ``accelerate launch`` with a DeepSpeed config (its engine keeps fp32 masters)."""
-    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
-
-
-def quantized_loading_kwargs(cfg: Any) -> dict[str, Any]:
-    """QLoRA's ``from_pretrained`` arguments: TRL's ``BitsAndBytesConfig`` for the recipe and a
-    device map putting the whole quantised model on this process's own GPU.
-
-    TRL 1.16 still has ``get_quantization_config`` but no longer ``get_kbit_device_map``; its
-    former body (``{"": local process index}``) is written out here, from ``LOCAL_RANK``, which
-    ``accelerate launch`` / torchrun set for every rank (0 in a single process).
-    """
-    from trl import get_quantization_config
-
-    if not torch_cuda_available():
-        raise MedistillError(QLORA_NEEDS_CUDA)
-    return {
-        "quantization_config": get_quantization_config(cfg),
-        "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))},
-    }
-
-
-def single_process_device_map() -> dict[str, Any]:
-    """``{"device_map": {"": LOCAL_RANK}}`` for a single-process stage on a CUDA machine, else
-    ``{}``.
-
-    TRL 1.16's ``create_model_from_path`` loads with ``device_map="auto"`` when none is given
-    and the process is on a GPU: in one process on a multi-GPU machine that is naive model
-    parallelism over every GPU (slow, and a distillation student's and teacher's heads may land
-    on different devices). Pinned here to this process's own GPU. Under several processes TRL
-    sets ``None`` itself (DDP, DeepSpeed) and FSDP places the shards, so nothing is added.
-    """
-    world = os.environ.get("WORLD_SIZE", "1")
-    if (world.isdigit() and int(world) > 1) or not torch_cuda_available():
-        return {}
-    return {"device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))}}
-
-
-def torch_cuda_available() -> bool:
-    """True on a machine with a usable CUDA device."""
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _require_module(wanted: bool, module: str, what: str) -> None:
-    """A clear error, before any model loads, when an optional engine is asked for but absent."""
-    import importlib.util
-
-    if wanted and importlib.util.find_spec(module) is None:
-        raise MedistillError(
-            f"{what} needs {module}: pip install -e '.[gpu]' (the pinned GPU stack, on a "
-            "CUDA machine)"
-        )
 
 
 def _post_init(self, trl_cls: type) -> None:

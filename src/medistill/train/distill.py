@@ -22,8 +22,9 @@ from typing import Any
 
 from medistill.errors import MedistillError
 from medistill.models import resolve_model
-from medistill.train.config import DistillRecipe, single_process_device_map
+from medistill.train.config import DistillRecipe
 from medistill.train.data import prompt_rows, read_rows, resolve_dataset
+from medistill.train.hardware import single_process_device_map
 from medistill.train.output import finish, prepare_run, start_manifest
 from medistill.train.precision import keep_adapters_fp32
 from medistill.train.sft import load_tokenizer, resolve_student
