@@ -165,10 +165,11 @@ def _step_last_mention(ctx: Context) -> Extraction | None:
     return Extraction(mentioned.pop(), "last_mention") if len(mentioned) == 1 else None
 
 
-#: The extractor, declared: tried in order after :func:`_prepare`; the first step that
-#: returns an :class:`Extraction` decides. Steps marked ``fallback`` run only in lenient mode
-#: on a response that was not cut off; when no step decides, the result is a reasoned None
-#: (``refusal`` or ``none``). The rule names recorded in predictions are the Extraction's.
+#: The extractor, declared: tried in order after :func:`~medistill.answers.extract.prepare`;
+#: the first step that returns an :class:`Extraction` decides. Steps marked ``fallback`` run
+#: only in lenient mode on a response that was not cut off; when no step decides, the result
+#: is a reasoned None (``refusal`` or ``none``). The rule names recorded in predictions are
+#: the Extraction's.
 CASCADE: tuple[Step, ...] = (
     # A JSON answer field is the response's formal commitment, even beside a denial.
     Step("json_field", _step_json, doc="an answer_choice-style JSON field, parsed or broken"),
