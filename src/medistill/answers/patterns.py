@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from medistill.data.options import lettered
+
 # ----------------------------------------------------------------------------- patterns
 
 _THINK_CLOSE = re.compile(
@@ -172,11 +174,8 @@ def letters_for(options: Mapping[str, str] | Sequence[str] | None, letters: str 
 
 
 def option_map(options: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
-    if options is None:
-        return {}
-    if isinstance(options, Mapping):
-        return {str(k).upper(): str(v) for k, v in options.items()}
-    return {string.ascii_uppercase[i]: str(v) for i, v in enumerate(options)}
+    """Options as letter -> text, read the way :mod:`medistill.data.options` reads them."""
+    return {letter: str(text) for letter, text in lettered(options) or []}
 
 
 def match_option_text(candidate: str, options: Mapping[str, str]) -> str | None:

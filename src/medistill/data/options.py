@@ -35,7 +35,7 @@ from medistill.errors import DataError, MedistillError
 # ----------------------------------------------------------------------------- normalise
 
 
-def _lettered(raw: Any) -> list[tuple[str, Any]] | None:
+def lettered(raw: Any) -> list[tuple[str, Any]] | None:
     """``(letter, value)`` pairs of a mapping (keys stripped, upper-cased) or of a list
     (``A``, ``B``, ... by position); ``None`` for anything else."""
     if isinstance(raw, Mapping):
@@ -59,7 +59,7 @@ def normalise_options(raw: Any, *, path: str, line: int, field: str = "options")
     ...
     medistill.errors.DataError: f.jsonl:3: field 'options': option letters must run A, B, C... without gaps; got ['A', 'C']
     """  # noqa: E501
-    pairs = _lettered(raw)
+    pairs = lettered(raw)
     if not pairs:
         raise DataError(
             "expected a non-empty object letter -> text or a list",
@@ -104,7 +104,7 @@ def options_or_none(value: Any, where: str = "row") -> dict[str, str] | None:
             value = json.loads(value)
         except ValueError:
             raise MedistillError(f"{where}: options {value[:80]!r} is not valid JSON") from None
-    pairs = _lettered(value)
+    pairs = lettered(value)
     if pairs is None:
         raise MedistillError(f"{where}: options must be a mapping or a list, got {value!r}")
     opts = {letter: str(text) for letter, text in pairs if text is not None}

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 from medistill.answers import extract_answer
 from medistill.backends import SamplingParams
 from medistill.backends.openai_http import OpenAIBackend
+from medistill.data.options import format_options
 from medistill.data.schema import Question
 from medistill.errors import MedistillError
 from medistill.notice import NOT_FOR_CLINICAL_USE_TEXT
@@ -216,7 +217,7 @@ def create_app(explainer: Explainer) -> Any:
             return JSONResponse({"error": "expected a JSON object"}, status_code=400)
         options = data.get("options", "")
         if isinstance(options, dict):
-            options = "\n".join(f"{k}. {v}" for k, v in options.items())
+            options = format_options(options)
         elif isinstance(options, list):
             options = "\n".join(str(o) for o in options)
         try:
