@@ -15,18 +15,12 @@ import sys
 
 import typer
 
-from medistill import curate, evaluate, generate
 from medistill.config import build
-from medistill.curate import CurateConfig
-from medistill.deploy.export import ExportModelConfig, export_model
-from medistill.deploy.serve import ServeConfig, serve
 from medistill.errors import MedistillError
-from medistill.evaluate import EvalCommandOptions, EvalConfig
 from medistill.flags import parse_stage, parse_stage_args
-from medistill.generate import GenerateConfig
-from medistill.pipeline.launch import watch_parent
-from medistill.pipeline.preflight import check_stage
-from medistill.rubrics import RubricsConfig, run_rubrics
+
+# Each command imports its stage when it runs (this package is the leaf of the import graph:
+# nothing imports it), so `medistill --help` and a command's own --help load one stage, not all.
 
 
 def eval_cmd(ctx: typer.Context) -> None:
@@ -34,6 +28,10 @@ def eval_cmd(ctx: typer.Context) -> None:
 
     Options: medistill eval --help (or an eval: section of a --config recipe).
     """
+    from medistill import evaluate
+    from medistill.evaluate import EvalCommandOptions, EvalConfig
+    from medistill.pipeline.preflight import check_stage
+
     args = parse_stage_args(
         EvalConfig, ctx.args, section="eval", prog="medistill eval", extra=EvalCommandOptions
     )
@@ -105,6 +103,10 @@ def generate_cmd(ctx: typer.Context) -> None:
 
     Options: medistill generate --help (or a generate: section of a --config recipe).
     """
+    from medistill import generate
+    from medistill.generate import GenerateConfig
+    from medistill.pipeline.preflight import check_stage
+
     args = parse_stage_args(
         GenerateConfig,
         ctx.args,
@@ -126,6 +128,9 @@ def rubrics_cmd(ctx: typer.Context) -> None:
 
     Options: medistill rubrics --help (or a rubrics: section of a --config recipe).
     """
+    from medistill.pipeline.preflight import check_stage
+    from medistill.rubrics import RubricsConfig, run_rubrics
+
     args = parse_stage_args(
         RubricsConfig,
         ctx.args,
@@ -149,6 +154,9 @@ def curate_cmd(ctx: typer.Context) -> None:
     Usage: medistill curate [STORE] [options]; options: medistill curate --help (or a curate:
     section of a --config recipe).
     """
+    from medistill import curate
+    from medistill.curate import CurateConfig
+
     args = parse_stage_args(
         CurateConfig, ctx.args, section="curate", prog="medistill curate", positional=("store",)
     )
@@ -176,6 +184,8 @@ def export_model_cmd(ctx: typer.Context) -> None:
     Options: medistill export-model --help (or an export_model: section of a --config recipe).
     `medistill export` writes trace stores; this writes models.
     """
+    from medistill.deploy.export import ExportModelConfig, export_model
+
     args = parse_stage_args(
         ExportModelConfig, ctx.args, section="export_model", prog="medistill export-model"
     )
@@ -191,6 +201,8 @@ def serve_cmd(ctx: typer.Context) -> None:
 
     Options: medistill serve --help (or a serve: section of a --config recipe).
     """
+    from medistill.deploy.serve import ServeConfig, serve
+
     args = parse_stage_args(ServeConfig, ctx.args, section="serve", prog="medistill serve")
     serve(build(ServeConfig, args.values, where=args.where), announce=typer.echo)
 
@@ -224,6 +236,9 @@ def training_command(name: str):
     module, recipe, runner, text = TRAINING[name]
 
     def command(ctx: typer.Context) -> None:
+        from medistill.pipeline.launch import watch_parent
+        from medistill.pipeline.preflight import check_stage
+
         watch_parent()  # launched by `medistill run`: stop when it is gone
         mod = importlib.import_module(module)
         cfg = parse_stage(getattr(mod, recipe), ctx.args, section=name, prog=f"medistill {name}")

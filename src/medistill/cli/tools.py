@@ -15,17 +15,10 @@ from pathlib import Path
 
 import typer
 
-from medistill.data import load_benchmark
 from medistill.errors import MedistillError
-from medistill.evaluate.rescore import RescoreConfig, rescore
 from medistill.flags import parse_stage
-from medistill.pipeline import run_pipeline
-from medistill.pipeline.preflight import one_line, recipe_problems
-from medistill.pipeline.rehearse import rehearse as rehearse_recipe
-from medistill.report import ReportConfig, build_report
-from medistill.store import export_store
-from medistill.store.import_mapping import parse_mapping
-from medistill.store.importer import import_traces
+
+# Each command imports what it runs when it runs (see medistill.cli.stages).
 
 
 @dataclass
@@ -40,6 +33,8 @@ class InspectOptions:
 
 def inspect_cmd(ctx: typer.Context) -> None:
     """Load a benchmark, validate every row, and print what was loaded and skipped."""
+    from medistill.data import load_benchmark
+
     opts = parse_stage(
         InspectOptions, ctx.args, section="inspect", prog="medistill inspect",
         positional=("benchmark",),
@@ -108,6 +103,9 @@ class ImportTracesOptions:
 
 def import_traces_cmd(ctx: typer.Context) -> None:
     """Import an existing trace dataset (HuatuoGPT-o1, m1K, MIRAGE outputs...) into a store."""
+    from medistill.store.import_mapping import parse_mapping
+    from medistill.store.importer import import_traces
+
     opts = parse_stage(
         ImportTracesOptions, ctx.args, section="import_traces", prog="medistill import-traces",
         positional=("file",),
@@ -135,6 +133,8 @@ class ExportOptions:
 
 def export_cmd(ctx: typer.Context) -> None:
     """Export a trace store to JSONL, Parquet or a Hugging Face dataset folder."""
+    from medistill.store import export_store
+
     opts = parse_stage(
         ExportOptions, ctx.args, section="export", prog="medistill export", positional=("store",)
     )
@@ -144,6 +144,8 @@ def export_cmd(ctx: typer.Context) -> None:
 def rescore_cmd(ctx: typer.Context) -> None:
     """Re-extract answers from saved responses; write the rows, a summary and a
     ``<out>.metrics.json`` in eval's schema (``medistill report`` reads it)."""
+    from medistill.evaluate.rescore import RescoreConfig, rescore
+
     cfg = parse_stage(
         RescoreConfig, ctx.args, section="rescore", prog="medistill rescore", positional=("input",)
     )
@@ -152,6 +154,8 @@ def rescore_cmd(ctx: typer.Context) -> None:
 
 def report_cmd(ctx: typer.Context) -> None:
     """Build a Markdown table, a bar chart with error bars and a self-contained HTML report."""
+    from medistill.report import ReportConfig, build_report
+
     cfg = parse_stage(
         ReportConfig, ctx.args, section="report", prog="medistill report", positional=("runs",)
     )
@@ -199,6 +203,10 @@ def run_cmd(ctx: typer.Context) -> None:
     Each stage writes into runs/<name>/<stage>/ with a manifest; an unchanged finished stage
     is skipped, a change re-runs that stage and those after it, a killed run resumes.
     """
+    from medistill.pipeline import run_pipeline
+    from medistill.pipeline.preflight import one_line
+    from medistill.pipeline.rehearse import rehearse as rehearse_recipe
+
     opts = parse_stage(
         RunOptions, ctx.args, section="run", prog="medistill run", positional=("recipe",),
         recipe=False,
@@ -245,6 +253,8 @@ def preflight_cmd(ctx: typer.Context) -> None:
 
     Every stage is checked (``medistill run`` checks the stages it will run, before any).
     """
+    from medistill.pipeline.preflight import recipe_problems
+
     opts = parse_stage(
         PreflightOptions, ctx.args, section="preflight", prog="medistill preflight",
         positional=("recipe",), recipe=False,
