@@ -36,8 +36,8 @@ from medistill.backends.local_server import (
 )
 from medistill.data import Question
 from medistill.prompts import ANSWER_LINE
-from medistill.rubrics import RUBRIC_SYSTEM as _RUBRIC_SYSTEM
-from medistill.train.judge import JUDGE_SYSTEM as _JUDGE_SYSTEM
+from medistill.rubrics import RUBRIC_SYSTEM
+from medistill.train.judge import JUDGE_SYSTEM
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,9 @@ class StandInTeacher:
             user = str(messages[-1]["content"])
             first = messages[0]
             system = str(first.get("content", "")) if first.get("role") == "system" else ""
-            if system.startswith(_RUBRIC_SYSTEM):
+            if system.startswith(RUBRIC_SYSTEM):
                 return Completion(self.rubric(user))
-            if system.startswith(_JUDGE_SYSTEM):
+            if system.startswith(JUDGE_SYSTEM):
                 return Completion(self.verdict(user))
             reasoning, text = self.answer(user)
         except (ValueError, KeyError, TypeError) as e:
