@@ -36,9 +36,7 @@ log = logging.getLogger(__name__)
 
 FAULTS = ("429", "500", "503", "reset", "malformed", "slow", "timeout")
 SLOW_S = 0.05  # what the "slow" fault adds to the latency
-HEADERS = frozenset(
-    {"authorization", "connection", "content-length", "expect", "transfer-encoding"}
-)
+HEADERS = {"authorization", "connection", "content-length", "expect", "transfer-encoding"}
 
 
 class BadRequest(Exception):
@@ -382,10 +380,10 @@ class LocalChatServer:
     def _encode_constant(self) -> bytes | None:
         """The one reply body of a server with a constant reply and nothing to check or log
         per request (a benchmark's); None otherwise."""
-        checks = (self.api_key, self.reject_status, self.reject_if, self.reject_fields)
-        if not isinstance(self.reply, Completion) or self.record or self.fault_rate:
+        checks = (self.record, self.fault_rate, self.truncate_every, self.api_key)
+        if any((*checks, self.reject_status, self.reject_if, self.reject_fields)):
             return None
-        if any(checks) or self.truncate_every:
+        if not isinstance(self.reply, Completion):
             return None
         return self.completion({"model": self.model}, self.reply, truncate=False, n=0)
 
