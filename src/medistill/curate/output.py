@@ -51,14 +51,14 @@ from medistill.curate.letters import PositionBalancer
 from medistill.curate.safety_mix import SafetyMix, records
 from medistill.curate.seeded import split_of
 from medistill.data import LETTERS, Question
+from medistill.data.schema import DATASET_FORMAT_VERSION as FORMAT_VERSION
+from medistill.data.schema import DATASET_SPLITS as SPLITS
 from medistill.prompts import get_template
 from medistill.store import TraceStore
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
 FORMATS = ("messages", "prompt_completion")
-SPLITS = ("train", "validation")
 
 
 def _rows(db: sqlite3.Connection):

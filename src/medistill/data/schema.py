@@ -8,6 +8,13 @@ from typing import Any
 
 LETTERS = string.ascii_uppercase
 
+#: The curated dataset's format, the contract between curation (which writes it) and training
+#: (which reads it): rows carry the question's options and gold, so a reward scores a completion
+#: as evaluation does; version 3 rows may carry a ``rubric``.
+DATASET_FORMAT_VERSION = 3
+#: The curated dataset's splits.
+DATASET_SPLITS = ("train", "validation")
+
 
 @dataclass
 class Question:

@@ -34,16 +34,16 @@ from typing import Any
 
 from medistill.data.loading import iter_jsonl
 from medistill.data.options import format_options, options_or_none, permute
+from medistill.data.schema import DATASET_FORMAT_VERSION as FORMAT_VERSION
+from medistill.data.schema import DATASET_SPLITS as SPLITS
 from medistill.errors import DataError, MedistillError
 from medistill.prompts import answer_line_regex
 from medistill.train.judge import row_criteria
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
 #: Versions this medistill trains on: 3 (rows may carry a ``rubric``) and 2 (no rubrics).
 READ_VERSIONS = (2, 3)
-SPLITS = ("train", "validation")
 KINDS = ("trace", "safety")
 
 
