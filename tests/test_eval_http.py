@@ -250,11 +250,12 @@ def test_progress_bar_shows_retried_errors() -> None:
 
     from rich.console import Console
 
-    from medistill.evaluate.run_folder import ProgressBar
+    from medistill.backends.fanout import ProgressBar
+    from medistill.evaluate.run_folder import errors_text
 
     console = Console(record=True, width=160, force_terminal=False)
-    with ProgressBar(True, 10, 0, "served", console=console) as bar:
-        bar.advance(1, errors=Counter({"connection": 2, "http_503": 1}))
+    with ProgressBar("eval served", True, 10, 0, elapsed=True, console=console) as bar:
+        bar.advance(lambda: errors_text(Counter({"connection": 2, "http_503": 1})), 1)
     assert "errors: connection 2, http_503 1" in console.export_text()
 
 

@@ -54,7 +54,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from medistill.backends.base import (
     FINISH_ERROR,
@@ -278,22 +285,35 @@ async def afan_out(
 
 
 class ProgressBar:
-    """A rich progress bar: ``label``, done/total, ETA and the caller's info text (rates,
-    cost, errors); a no-op when not ``enabled`` (no terminal)."""
+    """A rich progress bar: ``label``, done/total, (elapsed,) ETA and the caller's info text
+    (rates, cost, retried errors); a no-op when not ``enabled`` (no terminal). Generation and
+    evaluation both show theirs with it."""
 
-    def __init__(self, label: str, enabled: bool, total: int, completed: int = 0) -> None:
+    def __init__(
+        self,
+        label: str,
+        enabled: bool,
+        total: int,
+        completed: int = 0,
+        *,
+        elapsed: bool = False,
+        console: Any = None,
+    ) -> None:
         self.label, self.enabled, self.total, self.completed = label, enabled, total, completed
+        self.elapsed, self.console = elapsed, console
         self._p: Any = None
         self._task: Any = None
 
     def __enter__(self) -> ProgressBar:
         if self.enabled:
             self._p = Progress(
-                TextColumn(f"[bold]{self.label}"),
+                TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                *([TimeElapsedColumn()] if self.elapsed else []),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"),
+                console=self.console,
             )
             self._p.__enter__()
             self._task = self._p.add_task(
@@ -301,11 +321,11 @@ class ProgressBar:
             )
         return self
 
-    def advance(self, info: Callable[[], str] | str = "") -> None:
-        """One more done; ``info`` (text, or a function giving it, called only when shown)."""
+    def advance(self, info: Callable[[], str] | str = "", n: int = 1) -> None:
+        """``n`` more done; ``info`` (text, or a function giving it, called only when shown)."""
         if self._p is not None:
             text = info() if callable(info) else info
-            self._p.update(self._task, advance=1, info=text)
+            self._p.update(self._task, advance=n, info=text)
 
     def __exit__(self, *exc: object) -> None:
         if self._p is not None:

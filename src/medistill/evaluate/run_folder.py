@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 
 from medistill.backends import FINISH_ERROR, Generation, SamplingParams, generate_each
 from medistill.backends.config import close_backend
+from medistill.backends.fanout import ProgressBar
 from medistill.errors import DataError, MedistillError
 from medistill.evaluate.config import IDENTITY_KEYS, EvalConfig
 from medistill.evaluate.metrics import validate_metrics
@@ -131,56 +132,11 @@ class RowWriter:
         _write_json(self.progress_path, self.progress, indent=None)
 
 
-class ProgressBar:
-    """A rich progress bar (or nothing), used as ``with ProgressBar(...) as bar``; the bar's
-    text shows the retried errors (rate limits, server errors) as they happen."""
-
-    def __init__(self, enabled: bool, total: int, completed: int, label: str, console=None) -> None:
-        self.enabled, self.total, self.completed, self.label = enabled, total, completed, label
-        self.console = console
-        self._bar = None
-        self._task = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[errors]}"),
-                transient=False,
-                console=self.console,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task(
-                f"eval {self.label}", total=self.total, completed=self.completed, errors=""
-            )
-        return self
-
-    def advance(self, n: int, errors=None) -> None:
-        """Move the bar by ``n`` answers; ``errors`` (kind -> count) is shown beside it."""
-        if self._bar is None:
-            return
-        text = ""
-        if errors:
-            text = "errors: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
-        self._bar.update(self._task, advance=n, errors=text)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-        return False
+def errors_text(errors: Mapping[str, int] | None) -> str:
+    """The retried errors (rate limits, server errors) shown beside an eval's progress bar."""
+    if not errors:
+        return ""
+    return "errors: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
 
 
 #: ``row(i, prompt, generation, control)``: the prediction row of answer ``i``
@@ -198,7 +154,7 @@ class Sending:
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Append finished rows and move the bar by as many (retried errors shown)."""
         self.writer.add(rows)
-        self.bar.advance(len(rows), errors=getattr(self.backend, "errors", None))
+        self.bar.advance(lambda: errors_text(getattr(self.backend, "errors", None)), len(rows))
 
     def generate(
         self,
@@ -292,7 +248,9 @@ class RunFolder:
                 check()
             with (
                 open(self.path / PREDICTIONS, "a", encoding="utf-8") as fh,
-                ProgressBar(show_progress, total, total - pending, cfg.run_label()) as bar,
+                ProgressBar(
+                    f"eval {cfg.run_label()}", show_progress, total, total - pending, elapsed=True
+                ) as bar,
             ):
                 writer = RowWriter(fh, self.progress(), self.path / PROGRESS)
                 try:
