@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.data import load_benchmark
+from medistill.data.options import format_options
 from medistill.models import SMOLLM2_ALIASES, resolve_model
 from medistill.report.plots import tokens_plot
 from medistill.report.safety import safety_html
@@ -327,7 +328,7 @@ def _explanations(data: dict[str, Any], runs: list[dict[str, Any]], n: int) -> s
         head = f"<strong>{escape(str(r['id']))}</strong> — gold {escape(str(r.get('gold')))}"
         text = ""
         if q is not None:
-            opts = "<br>".join(f"{escape(k)}. {escape(v)}" for k, v in q.options.items())
+            opts = "<br>".join(escape(line) for line in format_options(q.options).split("\n"))
             text = f"<p>{escape(q.question)}</p><p>{opts}</p>"
         cols = [_answer_block(student["label"], r)]
         if teacher and r["id"] in theirs:
