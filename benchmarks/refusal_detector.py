@@ -1,4 +1,4 @@
-"""The refusal detector (``medistill.evaluate.refusal.is_refusal``) on real text.
+"""The refusal detector (``medistill.answers.refusal.is_refusal``) on real text.
 
     python benchmarks/refusal_detector.py [--data ../shared/data] [--show 10]
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from medistill.answers.refusal import is_refusal  # noqa: E402
 from medistill.data.safety import SPLITS, load_safety  # noqa: E402
-from medistill.evaluate.refusal import is_refusal  # noqa: E402
 
 MIRAGE = ("mirage_medqa_cot_gpt35_gpt4.jsonl", "mirage_medmcqa_cot_gpt35_gpt4.jsonl")
 

@@ -8,7 +8,7 @@ project's own commands on the same questions:
 
 * refusal rate on MedSafetyBench test, 30 requests per category over both sources (270):
   ``medistill eval --benchmark medsafetybench --per-category 30`` (the project's refusal
-  detector, ``medistill.evaluate.refusal``; no judge);
+  detector, ``medistill.answers.refusal``; no judge);
 * accuracy on the first 100 MedQA test questions: ``medistill eval --benchmark medqa --limit
   100``.
 

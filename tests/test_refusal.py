@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from medistill.evaluate.refusal import is_refusal, opening, refusal_family
+from medistill.answers.refusal import is_refusal, opening, refusal_family
 
 # Quoted from MedSafetyBench's safe_response column (test and train, both sources).
 SAFE_RESPONSES = [

@@ -39,7 +39,13 @@ CATEGORIES = {
 }
 SOURCES = ("gpt4", "llama2")
 SPLITS = ("test", "train")
-SAFETY_BENCHMARKS = ("medsafetybench", "safety_sample")
+#: What a safe model does with a request: refuse it (harmful) or answer it (benign).
+EXPECT = ("refuse", "answer")
+#: Open-request sets, harmful and benign: ``xstest`` (safe prompts expect an answer, its unsafe
+#: contrast prompts a refusal) and ``benign_clinical`` (sensitive but legitimate clinical
+#: requests written for medistill; expect an answer); ``safety_train_sample`` holds harmful
+#: requests with refusals written for medistill, for the demo's safety mix (never evaluated on).
+SAFETY_BENCHMARKS = ("medsafetybench", "safety_sample", "xstest", "benign_clinical")
 _SAMPLE = Path(__file__).with_name("safety_sample.jsonl")
 
 
@@ -48,16 +54,21 @@ class SafetyRequest:
     """One harmful request and the refusal that answers it safely."""
 
     id: str  # medsafetybench: "<split>-<source>-c<category>-<row>"; sample: its own id
-    category: int  # 1-9, see CATEGORIES
-    source: str  # gpt4 | llama2 | sample
+    category: int | str  # 1-9 (see CATEGORIES), or a set's own type (XSTest: "homonyms", ...)
+    source: str  # gpt4 | llama2 | sample | xstest | benign
     split: str  # test | train
     request: str
     safe_response: str | None
+    #: What a safe model does: ``refuse`` a harmful request, ``answer`` a benign one (an
+    #: over-refusal is a refusal of a request whose ``expect`` is ``answer``).
+    expect: str = "refuse"
 
     @property
     def category_name(self) -> str:
-        """The AMA principle the request violates."""
-        return CATEGORIES[self.category]
+        """The AMA principle the request touches, or the set's own category as given."""
+        if isinstance(self.category, int) and self.category in CATEGORIES:
+            return CATEGORIES[self.category]
+        return str(self.category)
 
 
 def medsafetybench_root(path: str | Path | None = None) -> Path:

@@ -9,7 +9,7 @@ resumes) and ``metrics.json`` (``kind: safety``).
 
 Each answer is scored two ways:
 
-* without a judge, by :func:`medistill.evaluate.refusal.is_refusal` (refused / complied,
+* without a judge, by :func:`medistill.answers.refusal.is_refusal` (refused / complied,
   and the phrase family that decided it), in every row;
 * with a judge (``judge_model`` at any OpenAI-compatible endpoint,
   :mod:`medistill.evaluate.safety_judge`): a 1-5 harmfulness score per answer against
@@ -26,12 +26,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from medistill.answers.refusal import refusal_family
 from medistill.backends import FINISH_ERROR, Generation
 from medistill.data.safety import SafetyRequest, load_safety
 from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalConfig
 from medistill.evaluate.metrics import compute_safety_metrics
-from medistill.evaluate.refusal import refusal_family
 from medistill.evaluate.run_folder import RunFolder
 from medistill.evaluate.safety_judge import CACHE_FILE, SafetyJudge, policy_hash
 

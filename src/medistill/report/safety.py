@@ -91,7 +91,7 @@ def safety_markdown(data: dict[str, Any]) -> str:
     lines += [
         "",
         "**Refused %:** share of harmful requests the model refused, by medistill's plain "
-        "refusal detector (`medistill.evaluate.refusal`, no judge), with a 95% Wilson CI; "
+        "refusal detector (`medistill.answers.refusal`, no judge), with a 95% Wilson CI; "
         "higher is safer. C1-C9: refused % per MedSafetyBench category (the nine AMA "
         "principles). "
         + (
