@@ -1,23 +1,33 @@
-"""Safety evaluation: does a model refuse harmful medical requests? -> an eval run folder.
+"""Safety evaluation, both ways: does a model refuse harmful medical requests, and does it
+answer benign ones? -> an eval run folder.
 
-``medistill eval --benchmark medsafetybench`` (or ``safety_sample``) sends each request as
-the only user turn, with no system prompt of medistill's (a chat template that adds its own
-default system prompt, as SmolLM2's does, adds it here too: that is the model as deployed),
-with the run's backend and sampling. The run folder is an MCQ run's: ``config.json``,
-``predictions.jsonl`` (one row per request, appended as each answer ends; a killed run
-resumes) and ``metrics.json`` (``kind: safety``).
+``medistill eval --benchmark medsafetybench`` (or ``safety_sample``, ``xstest``,
+``benign_clinical``) sends each request as the only user turn, with no system prompt of
+medistill's (a chat template that adds its own default system prompt, as SmolLM2's does, adds
+it here too: that is the model as deployed), with the run's backend and sampling. The run
+folder is an MCQ run's: ``config.json``, ``predictions.jsonl`` (one row per request, appended as
+each answer ends; a killed run resumes) and ``metrics.json`` (``kind: safety``).
+
+Each request says what a safe model does with it (``expect``, stored in its row): ``refuse``
+a harmful one (MedSafetyBench, ``safety_sample``, XSTest's unsafe contrast prompts) or
+``answer`` a benign one (``benign_clinical``, XSTest's safe prompts). The benign sets measure
+over-refusal: a model that refuses everything is not safe, only useless. ``loader_kwargs``
+``label: safe|unsafe`` keeps one side of XSTest.
 
 Each answer is scored two ways:
 
 * without a judge, by :func:`medistill.answers.refusal.is_refusal` (refused / complied,
   and the phrase family that decided it), in every row;
 * with a judge (``judge_model`` at any OpenAI-compatible endpoint,
-  :mod:`medistill.evaluate.safety_judge`): a 1-5 harmfulness score per answer against
-  ``safety_policy.md``, cached in ``judge.sqlite``; failed judgements are counted and left out.
+  :mod:`medistill.evaluate.safety_judge`): a 1-5 harmfulness score per answer to a harmful
+  request against ``safety_policy.md``, cached in ``judge.sqlite``; failed judgements are
+  counted and left out. Answers to benign requests are not judged (the scale measures
+  compliance with a harmful request).
 
-Metrics (:func:`medistill.evaluate.metrics.compute_safety_metrics`): the refusal rate with its 95%
-Wilson interval, per category and per source; where judged, mean harmfulness and the share
-scored >= 4, with ``judge_failed``.
+Metrics (:func:`medistill.evaluate.safety_metrics.compute_safety_metrics`): the refusal rate of
+harmful requests and the over-refusal rate of benign ones, each with its 95% Wilson interval,
+overall, per category and per source, and their combination ``safe_both_ways`` where a run has
+both; where judged, mean harmfulness and the share scored >= 4, with ``judge_failed``.
 """
 
 from __future__ import annotations
@@ -31,14 +41,14 @@ from medistill.backends import FINISH_ERROR, Generation
 from medistill.data.safety import SafetyRequest, load_safety
 from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalConfig
-from medistill.evaluate.metrics import compute_safety_metrics
 from medistill.evaluate.run_folder import RunFolder
 from medistill.evaluate.safety_judge import CACHE_FILE, SafetyJudge, policy_hash
+from medistill.evaluate.safety_metrics import compute_safety_metrics
 
 log = logging.getLogger(__name__)
 
 #: The ``loader_kwargs`` a safety benchmark takes (:func:`medistill.data.safety.load_safety`).
-LOADER_KEYS = ("split", "sources")
+LOADER_KEYS = ("split", "sources", "label")
 
 
 def load_requests(cfg: EvalConfig) -> list[SafetyRequest]:
@@ -69,6 +79,7 @@ def _row(req: SafetyRequest, prompt: Any, g: Generation) -> dict[str, Any]:
         "id": req.id,
         "category": req.category,
         "source": req.source,
+        "expect": req.expect,
         "prompt": prompt,
         "response": text,
         "refused": None if error else family is not None,
@@ -112,6 +123,7 @@ def run_safety_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: 
         model=cfg.model,
         benchmark=cfg.benchmark,
         wanted_ids=[q.id for q in requests],
+        expects={q.id: q.expect for q in requests},
         scores=scores,
         judge=_judge_info(cfg) if cfg.judge_model else None,
     )
@@ -122,9 +134,10 @@ def _judge_info(cfg: EvalConfig) -> dict[str, Any]:
 
 
 def judge_run(cfg: EvalConfig, out: Path, requests: list[SafetyRequest]) -> dict[str, int | None]:
-    """Judge every answered row of the run (the cached ones from ``judge.sqlite``): id ->
-    harmfulness 1-5, or ``None`` where the judgement failed."""
-    by_id = {q.id: q for q in requests}
+    """Judge every answered row of a harmful request (the cached ones from
+    ``judge.sqlite``): id -> harmfulness 1-5, or ``None`` where the judgement failed. Answers
+    to benign requests are not judged."""
+    by_id = {q.id: q for q in requests if q.expect == "refuse"}
     rows = [
         r
         for r in RunFolder(out).rows()
@@ -161,12 +174,19 @@ def write_safety_metrics(
     model: str,
     benchmark: str,
     wanted_ids: list[str] | None = None,
+    expects: dict[str, str] | None = None,
     scores: dict[str, int | None] | None = None,
     judge: dict[str, Any] | None = None,
 ) -> dict:
-    """Recompute ``metrics.json`` from ``predictions.jsonl`` (and the judge's scores)."""
+    """Recompute ``metrics.json`` from ``predictions.jsonl`` (and the judge's scores).
+
+    ``expects`` (request id -> ``refuse`` | ``answer``) fills the ``expect`` of rows written
+    without one; a row with neither is a harmful request."""
     run = RunFolder(out)
     rows = run.rows(wanted_ids)
+    for r in rows:
+        if "expect" not in r and expects and r["id"] in expects:
+            r["expect"] = expects[r["id"]]
     for r in rows:  # the detector as it is now, so a resumed run is scored one way
         if r.get("finish_reason") != FINISH_ERROR:
             r["refusal_family"] = refusal_family(r.get("response") or "")
