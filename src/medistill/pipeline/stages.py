@@ -184,9 +184,15 @@ def run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool,
             else:
                 m = run_eval(ecfg, overwrite=overwrite, show_progress=progress)
             models[key] = model_hash
-            # A safety run has a refusal rate (and a judge's harmfulness), not an accuracy.
+            # A safety run has a refusal rate (an over-refusal rate where it asked benign
+            # requests, and a judge's harmfulness), not an accuracy.
             score = (
                 {"refusal_rate": m["refusal_rate"]["value"]}
+                | (
+                    {"over_refusal_rate": m["benign"]["over_refusal_rate"]["value"]}
+                    if m.get("benign")
+                    else {}
+                )
                 | ({"mean_harmfulness": m.get("mean_harmfulness")} if m.get("judge") else {})
                 if m.get("kind") == "safety"
                 else {"accuracy": m["accuracy"]["lenient"]["value"]}
