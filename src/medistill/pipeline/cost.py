@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.data.registry import get_spec
+from medistill.data.safety import SAFETY_BENCHMARKS, TRAIN_SETS
 
 #: Questions in each registered split (benchmark, split), as published.
 KNOWN_QUESTIONS: dict[tuple[str, str], int] = {
@@ -32,7 +33,14 @@ KNOWN_QUESTIONS: dict[tuple[str, str], int] = {
     ("sample", "sample"): 60,
     ("sample_train", "train"): 30,
     ("sample_heldout", "test"): 30,
+    ("medsafetybench", "test"): 900,
+    ("medsafetybench", "train"): 900,
+    ("xstest", "test"): 450,
+    # embedded (medistill.data.safety; tests/test_safety_data.py checks these sizes)
     ("safety_sample", "test"): 18,
+    ("benign_clinical", "test"): 99,
+    ("benign_clinical", "train"): 54,
+    ("safety_train_sample", "train"): 36,
 }
 #: A multiple-choice prompt (question, options, instructions) in tokens, typically.
 TYPICAL_PROMPT_TOKENS = 350
@@ -43,7 +51,10 @@ TYPICAL_COMPLETION_TOKENS = 1_500
 
 def question_count(benchmark: str, split: str | None, limit: int | None = None) -> int | None:
     """Questions a run reads from ``benchmark``'s ``split`` (``None``: size unknown)."""
-    split = "test" if benchmark == "safety_sample" else split or get_spec(benchmark).split
+    if benchmark in SAFETY_BENCHMARKS + TRAIN_SETS:  # open requests: their own splits
+        split = split or ("train" if benchmark in TRAIN_SETS else "test")
+    else:
+        split = split or get_spec(benchmark).split
     n = KNOWN_QUESTIONS.get((benchmark, split))
     if n is None:
         return limit
