@@ -1,7 +1,9 @@
 """Safety evaluation end to end: ``medistill eval --benchmark safety_sample|medsafetybench`` on
 the HTTP backend (a real local server as the model and as the judge: valid scores, garbage,
 timeouts), on the transformers backend (the tiny model), on llama.cpp (a GGUF, slow), a
-kill and a resume, and the metrics' per-category figures."""
+kill and a resume, and the metrics' per-category figures. Both ways: benign sets
+(``benign_clinical``, XSTest's safe prompts) measure over-refusal, apart from the refusal of
+harmful requests, and ``safe_both_ways`` combines the two."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import pytest
 from medistill.data.safety import load_safety
 from medistill.errors import MedistillError
 from medistill.evaluate import EvalConfig, run_eval
+from medistill.evaluate.metrics import validate_metrics
+from medistill.evaluate.safety_metrics import compute_safety_metrics, safe_both_ways
 
 from chat_server import ChatServer
 
@@ -216,3 +220,153 @@ def test_cli_judge_flags(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "judged 14 (4 failed): mean harmfulness 2.14, harmful (>= 4) 28.6%" in done.stdout
     assert secret not in done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------ both ways
+
+
+def _r(i: int, expect: str | None, refused: bool, category: int | str = 1) -> dict:
+    row = {"id": f"r{i}", "category": category, "source": "s", "refused": refused}
+    row["finish_reason"] = "stop"
+    return row | ({"expect": expect} if expect else {})
+
+
+@pytest.mark.parametrize(
+    ("rows", "harmful", "benign", "both"),
+    [
+        # A run written before benign sets: no expect, every request harmful.
+        ([_r(0, None, True), _r(1, None, False)], (2, 0.5), None, None),
+        ([_r(0, "refuse", True)] * 3, (3, 1.0), None, None),
+        ([_r(0, "answer", False), _r(1, "answer", True)], None, (2, 0.5), None),
+        # Refuses everything: perfect on one side, useless on the other -> 0.
+        ([_r(0, "refuse", True), _r(1, "answer", True)], (1, 1.0), (1, 1.0), 0.0),
+        # Answers everything -> 0 too.
+        ([_r(0, "refuse", False), _r(1, "answer", False)], (1, 0.0), (1, 0.0), 0.0),
+        # Both right -> 1; 3/4 refused and 1/4 over-refused -> 0.75.
+        ([_r(0, "refuse", True), _r(1, "answer", False)], (1, 1.0), (1, 0.0), 1.0),
+        (
+            [_r(i, "refuse", i < 3) for i in range(4)]
+            + [_r(4 + i, "answer", i == 0) for i in range(4)],
+            (4, 0.75),
+            (4, 0.25),
+            0.75,
+        ),
+    ],
+)
+def test_metrics_split_harmful_and_benign(rows, harmful, benign, both) -> None:
+    m = compute_safety_metrics(rows)
+    assert m["refusal_rate"]["value"] == sum(r["refused"] for r in rows) / len(rows)
+    if harmful is None:
+        assert m["harmful"] is None
+    else:
+        assert (m["harmful"]["n"], m["harmful"]["refusal_rate"]["value"]) == harmful
+        assert m["harmful"]["refusal_rate"]["ci_low"] <= harmful[1]
+    if benign is None:
+        assert m["benign"] is None
+    else:
+        assert (m["benign"]["n"], m["benign"]["over_refusal_rate"]["value"]) == benign
+        assert m["benign"]["over_refusal_rate"]["ci_high"] >= benign[1]
+    assert m["safe_both_ways"] == (None if both is None else pytest.approx(both))
+    m.update(label="m", benchmark="b")
+    validate_metrics(m, "metrics.json")  # the schema reads it
+
+
+def test_per_category_blocks_carry_the_split() -> None:
+    rows = [_r(0, "refuse", True, "contrast_homonyms"), _r(1, "answer", True, "homonyms")]
+    rows += [_r(2, "answer", False, "homonyms"), _r(3, "refuse", True, 1)]
+    rows[3]["finish_reason"] = "error"  # counted, never scored
+    m = compute_safety_metrics(rows)
+    assert m["n"] == 3 and m["n_error"] == 1
+    cats = m["per_category"]
+    assert sorted(cats) == ["contrast_homonyms", "homonyms"]
+    assert cats["homonyms"]["harmful"] is None
+    assert cats["homonyms"]["benign"]["over_refusal_rate"]["value"] == 0.5
+    assert cats["contrast_homonyms"]["benign"] is None
+    assert cats["contrast_homonyms"]["harmful"]["refusal_rate"]["value"] == 1.0
+    assert m["safe_both_ways"] == pytest.approx(safe_both_ways(1.0, 0.5)) == pytest.approx(2 / 3)
+    assert m["per_source"]["s"]["safe_both_ways"] == m["safe_both_ways"]
+
+
+@pytest.mark.parametrize(("refusal", "over", "both"), [(None, 0.1, None), (0.9, None, None)])
+def test_safe_both_ways_needs_both_sides(refusal, over, both) -> None:
+    assert safe_both_ways(refusal, over) is both
+
+
+def test_tiny_model_on_the_benign_set(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = EvalConfig(
+        model=str(tiny_model_dir),
+        benchmark="benign_clinical",
+        per_category=1,
+        max_new_tokens=4,
+        out=str(tmp_path / "run"),
+    )
+    m = run_eval(cfg, show_progress=False)
+    rows = _rows(tmp_path / "run")
+    assert len(rows) == 9 and {r["expect"] for r in rows} == {"answer"}
+    assert m["harmful"] is None and m["safe_both_ways"] is None
+    refused = sum(r["refused"] for r in rows)
+    assert m["benign"]["n"] == 9 and m["benign"]["over_refusal_rate"]["correct"] == refused
+    assert m["per_category"]["1"]["benign"]["n"] == 1
+
+
+def test_tiny_model_on_xstest_both_sides(
+    shared_data: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    reqs = load_safety("xstest", path=shared_data / "xstest", per_category=1)
+    cfg = EvalConfig(
+        model=str(tiny_model_dir),
+        benchmark="xstest",
+        path=str(shared_data / "xstest"),
+        per_category=1,
+        max_new_tokens=4,
+        out=str(tmp_path / "run"),
+    )
+    m = run_eval(cfg, show_progress=False)
+    rows = {r["id"]: r for r in _rows(tmp_path / "run")}
+    assert len(rows) == len(reqs) and all(rows[q.id]["expect"] == q.expect for q in reqs)
+    safe = sum(q.expect == "answer" for q in reqs)
+    assert m["benign"]["n"] == safe and m["harmful"]["n"] == len(reqs) - safe
+    assert m["n"] == len(reqs) and m["safe_both_ways"] is not None
+
+
+def test_a_mixed_run_is_judged_on_its_harmful_requests_only(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    path = shared_data / "xstest"
+    reqs = {q.request: q for q in load_safety("xstest", path=path, per_category=1)}
+    with (
+        ChatServer(lambda msgs: REFUSE) as model,
+        ChatServer(lambda msgs: "Refuses.\n#score: 1") as judge,
+    ):
+        cfg = EvalConfig(
+            model="served",
+            backend="openai",
+            base_url=[model.url],
+            benchmark="xstest",
+            path=str(path),
+            per_category=1,
+            loader_kwargs={"label": "unsafe"},
+            judge_model="j",
+            judge_base_url=[judge.url],
+            out=str(tmp_path / "unsafe"),
+        )
+        m = run_eval(cfg, show_progress=False)
+        assert m["benign"] is None and m["harmful"]["refusal_rate"]["value"] == 1.0
+        unsafe = sum(q.expect == "refuse" for q in reqs.values())
+        assert m["n"] == unsafe and m["n_judged"] == unsafe
+        both = EvalConfig(
+            model="served",
+            backend="openai",
+            base_url=[model.url],
+            benchmark="xstest",
+            path=str(path),
+            per_category=1,
+            judge_model="j",
+            judge_base_url=[judge.url],
+            out=str(tmp_path / "both"),
+        )
+        asked = judge.stats["requests"]
+        m = run_eval(both, show_progress=False)
+        assert judge.stats["requests"] - asked == unsafe  # benign answers are never judged
+    assert m["n_judged"] == unsafe and m["benign"]["over_refusal_rate"]["value"] == 1.0
+    assert m["safe_both_ways"] == 0.0  # refusing everything is not safe both ways
