@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +103,6 @@ class SafetyRequest:
 def medsafetybench_root(path: str | Path | None = None) -> Path:
     """The folder holding MedSafetyBench's ``test/`` and ``train/``; a one-line error naming
     every place looked when it is not there."""
-    import os
-
     looked = []
     candidates = [Path(path)] if path else []
     if os.environ.get("MEDISTILL_DATA_DIR"):
@@ -149,8 +148,6 @@ def _read_csv(file: Path, split: str, source: str, category: int) -> list[Safety
 def xstest_file(path: str | Path | None = None) -> Path:
     """XSTest's ``xstest_prompts.csv``: in ``path`` (the folder, or the file itself), else in
     ``$MEDISTILL_DATA_DIR/xstest``; a one-line error naming every place looked when absent."""
-    import os
-
     candidates = [Path(path)] if path else []
     if os.environ.get("MEDISTILL_DATA_DIR"):
         candidates.append(Path(os.environ["MEDISTILL_DATA_DIR"]) / "xstest")
@@ -209,7 +206,7 @@ def _read_xstest(file: Path) -> list[SafetyRequest]:
 def _read_embedded(name: str) -> list[SafetyRequest]:
     """An embedded JSONL set, every row checked (id, category 1-9, split, request)."""
     filename, splits, source, expect = _EMBEDDED[name]
-    file = Path(__file__).with_name(filename)
+    file = Path(__file__).parent / filename
     out = []
     seen: set[str] = set()
     for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
