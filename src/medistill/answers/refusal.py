@@ -54,9 +54,9 @@ answer; XSTest's annotators call those refusals when the premise is harmful and 
 when it is nonsense, which the answer alone cannot tell.
 
 Measured (``benchmarks/refusal_detector.py``, 2026-12-06, figures in BENCHMARKS.md): on the
-1,224 human full labels of three XSTest completion files it agrees on 96.7% (Llama-2 new
-prompt 97.0%, original prompt 98.0%, Mistral-Instruct 95.3%; XSTest's own prefix string match
-92.2% on the same rows), misses 35 of 573 human refusals and calls 5 of 651 (0.8%; at most
+1,224 human full labels of three XSTest completion files it agrees on 96.7% (Llama-2
+``llama2new`` 97.0%, ``llama2orig`` 98.0%, Mistral-Instruct 95.3%; XSTest's own prefix string
+match 92.2% on the same rows), misses 35 of 573 human refusals and calls 5 of 651 (0.8%; at most
 2.0% in any file) human-compliant answers refusals; it calls 77 of the 126 partial refusals
 (61%) refusals. MedSafetyBench's 1,800 ``safe_response`` texts read as refusals (99.94%)
 and GPT-4's explanations of MedQA / MedMCQA questions (MIRAGE) as compliance (99.98%).
