@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from medistill.backends.config import TeacherConfig
 from medistill.data import get_spec
+from medistill.data.safety import load_safety
 from medistill.data.sampling import STRATA
 from medistill.errors import MedistillError
 
@@ -62,6 +63,12 @@ class SourceConfig:
 
 #: The single-source keys ``sources`` replaces (a recipe gives one or the other).
 SINGLE_SOURCE_KEYS = ("benchmark", "split", "path", "limit")
+#: Open-request sets (:mod:`medistill.data.safety`) whose ``train`` split the teacher may answer
+#: as contrast calls: benign requests a safe model must answer (their ``test`` split is an
+#: evaluation set and is never generated from).
+CONTRAST_SETS = ("benign_clinical",)
+#: The split of a contrast set that is answered.
+CONTRAST_SPLIT = "train"
 
 
 @dataclass
@@ -117,8 +124,21 @@ class GenerateConfig:
             "that cite the key"
         },
     )
+    contrast: str | None = field(
+        default=None,
+        metadata={
+            "help": "also ask the teacher to answer this open-request set's train split "
+            f"({', '.join(CONTRAST_SETS)}): each request the only user turn, no system prompt, "
+            "no exam template; stored with source contrast:<set> for curate's "
+            "safety_mix_contrast_share (benign contrast demonstrations); none = off"
+        },
+    )
+    contrast_samples: int = field(
+        default=1, metadata={"help": "answers per contrast request (sample i uses seed + i)"}
+    )
 
     def __post_init__(self) -> None:
+        self._check_contrast()
         if self.sources is None:
             return
         given = [k for k in SINGLE_SOURCE_KEYS if getattr(self, k) is not None]
@@ -139,6 +159,25 @@ class GenerateConfig:
                 )
             first[src.benchmark] = i
 
+    def _check_contrast(self) -> None:
+        if isinstance(self.contrast, str) and self.contrast.strip().lower() in ("", "none", "null"):
+            self.contrast = None  # "--contrast none"
+        if self.contrast is not None and self.contrast not in CONTRAST_SETS:
+            raise ValueError(
+                f"contrast {self.contrast!r}: unknown open-request set; choose "
+                f"{', '.join(CONTRAST_SETS)} (or none)"
+            )
+        n = self.contrast_samples
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"contrast_samples must be at least 1, got {n!r}")
+
+    def contrast_calls(self) -> int:
+        """Teacher calls the contrast set asks for: its train requests x ``contrast_samples``
+        (0 when ``contrast`` is off). Reads the set (embedded: instant)."""
+        if self.contrast is None:
+            return 0
+        return len(load_safety(self.contrast, split=CONTRAST_SPLIT)) * self.contrast_samples
+
     def resolved_sources(self) -> list[SourceConfig]:
         """The sources to read: ``sources``, or the single one ``benchmark``/``split``/``path``/
         ``limit`` name (the embedded sample when nothing is named)."""
@@ -147,4 +186,11 @@ class GenerateConfig:
         return [SourceConfig(self.benchmark or "sample", self.split, self.path, self.limit)]
 
 
-__all__ = ["SINGLE_SOURCE_KEYS", "GenerateConfig", "SampleConfig", "SourceConfig"]
+__all__ = [
+    "CONTRAST_SETS",
+    "CONTRAST_SPLIT",
+    "SINGLE_SOURCE_KEYS",
+    "GenerateConfig",
+    "SampleConfig",
+    "SourceConfig",
+]

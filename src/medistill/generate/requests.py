@@ -1,5 +1,6 @@
 """The teacher calls a ``generate`` run wants: one per (question, sample index), keyed for the
-trace store, read from every source in order."""
+trace store, read from every source in order; with ``contrast``, one per (open request, sample
+index) too (:func:`contrast_requests`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 from medistill.backends import SamplingParams
 from medistill.data import Question, load_benchmark, sample_questions
 from medistill.data.options import permute
+from medistill.data.safety import load_safety
 from medistill.errors import MedistillError
-from medistill.generate.config import GenerateConfig
+from medistill.generate.config import CONTRAST_SPLIT, GenerateConfig
 from medistill.prompts import get_template
-from medistill.store import trace_key
+from medistill.store import contrast_source, trace_key
 
 log = logging.getLogger(__name__)
 
@@ -142,4 +144,43 @@ def source_requests(cfg: GenerateConfig) -> tuple[list[Request], list[dict[str, 
     return requests, sources
 
 
-__all__ = ["Request", "build_requests", "shuffle_question", "source_requests"]
+def contrast_requests(cfg: GenerateConfig) -> tuple[list[Request], dict[str, Any] | None]:
+    """The contrast calls ``cfg.contrast`` asks for, one per (request, sample index), and what
+    was read (``None`` when off). Each request of the set's train split is the only user turn:
+    no system prompt, no exam template (a safety evaluation sends the request alone); the run's
+    sampling, sample ``k`` with seed ``seed + k``. Stored as a question without options or
+    gold whose ``source`` is ``contrast:<set>`` and ``subject`` the request's category."""
+    if cfg.contrast is None:
+        return [], None
+    rows = load_safety(cfg.contrast, split=CONTRAST_SPLIT)
+    source = contrast_source(cfg.contrast)
+    out = []
+    for r in rows:
+        q = Question(id=r.id, source=source, split=CONTRAST_SPLIT, question=r.request,
+                     options={}, subject=str(r.category))  # fmt: skip
+        messages = [{"role": "user", "content": r.request}]
+        for k in range(cfg.contrast_samples):
+            params = SamplingParams(
+                max_new_tokens=cfg.max_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                seed=cfg.seed + k,
+            )
+            pdict = params.to_dict()
+            key = trace_key(cfg.teacher.model, messages, pdict, k)
+            out.append(
+                Request(key, q, k, messages, params, {}, None, None, pdict,
+                        json.dumps(messages, ensure_ascii=False), f"medistill:{cfg.contrast}")
+            )  # fmt: skip
+    info = {
+        "set": cfg.contrast,
+        "source": source,
+        "split": CONTRAST_SPLIT,
+        "requests": len(rows),
+        "samples": cfg.contrast_samples,
+    }
+    log.info("contrast: %d open requests of %s %s", len(rows), cfg.contrast, CONTRAST_SPLIT)
+    return out, info
+
+
+__all__ = ["Request", "build_requests", "contrast_requests", "shuffle_question", "source_requests"]

@@ -6,6 +6,10 @@ failed call stops the run, nothing is written for it, and a rerun asks again): c
 over HTTP (bounded, paced, retried) or in batches for local models. Each finished call is
 committed on arrival (a burst of answers in one commit), so a killed run resumes where it
 stopped and no finished call is ever paid for twice.
+
+With ``contrast`` the run also makes the contrast calls (the teacher answering benign open
+requests, :func:`~medistill.generate.requests.contrast_requests`) after the questions', through
+the same fan-out, store and resume; the summary counts them apart (``contrast``).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from medistill.backends.config import TeacherConfig
 from medistill.backends.fanout import CommitError, ProgressBar
 from medistill.errors import MedistillError
 from medistill.generate.config import GenerateConfig
-from medistill.generate.requests import Request, source_requests
-from medistill.store import TraceRecord, TraceStore
+from medistill.generate.requests import Request, contrast_requests, source_requests
+from medistill.store import TraceRecord, TraceStore, is_contrast
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +40,12 @@ class _Stats:
         self.calls = self.prompt_tokens = self.completion_tokens = self.truncated = 0
         self.retried_truncated = 0
         self.calls_wall_s = 0.0
+        self.contrast_calls = 0
         self.errors: Counter[str] = Counter()
 
-    def add(self, g: Generation) -> None:
+    def add(self, g: Generation, *, contrast: bool = False) -> None:
         self.calls += 1
+        self.contrast_calls += contrast
         self.prompt_tokens += g.prompt_tokens or 0
         self.completion_tokens += g.output_tokens or 0
         self.truncated += g.truncated
@@ -91,6 +97,8 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
     if cfg.samples < 1:
         raise MedistillError("--samples must be at least 1")
     requests, sources = source_requests(cfg)
+    extra, contrast = contrast_requests(cfg)
+    requests += extra
     with TraceStore(cfg.out) as store:
         done = store.done_keys()
         pending = [r for r in requests if r.key not in done]
@@ -98,6 +106,9 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
         for info in sources:
             keys = info.pop("_keys")
             info["wanted"], info["already_stored"] = len(keys), len(keys & done)
+        if contrast is not None:
+            contrast["wanted"] = len(extra)
+            contrast["already_stored"] = sum(r.key in done for r in extra)
         stopped = None
         if cfg.max_requests is not None and len(pending) > cfg.max_requests:
             pending, stopped = pending[: cfg.max_requests], "max_requests"
@@ -123,6 +134,9 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
                 stats.calls_wall_s = time.perf_counter() - t_calls
                 stats.errors.update(getattr(backend, "errors", {}))
         totals = store.totals()
+        if contrast is not None:
+            contrast["new_calls"] = stats.contrast_calls
+            contrast["in_store"] = store.count(contrast=True)
     summary = {
         "store": str(cfg.out),
         "teacher": cfg.teacher.model,
@@ -146,6 +160,7 @@ def run_generate(cfg: GenerateConfig, *, show_progress: bool = True) -> dict[str
         else None,
         "store_totals": totals,
         "sources": sources,
+        "contrast": contrast,
         "config": {k: v for k, v in asdict(cfg).items() if k != "teacher"},
     }
     log.info("generation summary: %s", {k: v for k, v in summary.items() if k != "config"})
@@ -167,7 +182,7 @@ def _run(
 
     def on_result(i: int, g: Generation) -> None:
         buffer.append(_record(pending[i], g, cfg.teacher.model, scrub))
-        stats.add(g)
+        stats.add(g, contrast=is_contrast(pending[i].question.source))
         bar.advance(lambda: stats.line(Counter(getattr(backend, "errors", {}))))
 
     def flush() -> None:

@@ -4,22 +4,28 @@ into it (``medistill import-traces``, its field mappings in ``import_mapping.py`
 
 from medistill.store.traces import (
     COLUMNS,
+    CONTRAST_PREFIX,
     RUBRIC_COLUMNS,
     SCHEMA_VERSION,
     RubricRecord,
     TraceRecord,
     TraceStore,
+    contrast_source,
     export_store,
+    is_contrast,
     trace_key,
 )
 
 __all__ = [
     "COLUMNS",
+    "CONTRAST_PREFIX",
     "RUBRIC_COLUMNS",
     "SCHEMA_VERSION",
     "RubricRecord",
     "TraceRecord",
     "TraceStore",
+    "contrast_source",
     "export_store",
+    "is_contrast",
     "trace_key",
 ]

@@ -9,6 +9,12 @@ A second table, ``rubrics``, holds the per-question grading rubrics ``medistill 
 teacher for: one row per (source, question id), with the teacher's raw reply and, when it was a
 valid rubric, its parsed criteria (``[{criterion, weight, points}]``), else the reason it was
 refused. Curation copies the valid ones into the dataset.
+
+**Contrast calls** (``generate.contrast``): the teacher's answers to benign open requests (no
+options, no gold), stored beside the MCQ traces with ``source`` ``contrast:<set>``
+(:data:`CONTRAST_PREFIX`). They are not questions: :meth:`TraceStore.iter_rows` and
+:meth:`TraceStore.count` take ``contrast=False`` (the MCQ traces) or ``True`` (these only), and
+:meth:`TraceStore.questions` leaves them out; curation's safety mix reads them.
 """
 
 from __future__ import annotations
@@ -76,6 +82,24 @@ _RUBRIC_COLUMNS = (
     ("created_at", "REAL"),
 )
 RUBRIC_COLUMNS = tuple(name for name, _ in _RUBRIC_COLUMNS)
+
+#: The ``source`` of a contrast call starts with this (``contrast:benign_clinical``).
+CONTRAST_PREFIX = "contrast:"
+_CONTRAST_WHERE = {
+    None: "",
+    True: " WHERE source LIKE 'contrast:%'",
+    False: " WHERE source IS NULL OR source NOT LIKE 'contrast:%'",
+}
+
+
+def contrast_source(name: str) -> str:
+    """The ``source`` a contrast call of the open-request set ``name`` is stored with."""
+    return f"{CONTRAST_PREFIX}{name}"
+
+
+def is_contrast(source: str | None) -> bool:
+    """Whether a stored ``source`` marks a contrast call (an open request, not a question)."""
+    return bool(source) and source.startswith(CONTRAST_PREFIX)
 
 
 def trace_key(
@@ -259,6 +283,13 @@ class TraceStore:
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
 
+    def count(self, *, contrast: bool | None = None) -> int:
+        """Stored calls: all (``None``), the MCQ traces (``False``) or the contrast calls
+        (``True``)."""
+        return self.db.execute(
+            "SELECT COUNT(*) FROM traces" + _CONTRAST_WHERE[contrast]
+        ).fetchone()[0]
+
     def totals(self) -> dict[str, Any]:
         """Counts and token totals over the whole store."""
         n, p, c, t = self.db.execute(
@@ -276,9 +307,12 @@ class TraceStore:
         )
         return [{"source": a, "split": b, "file": c, "calls": n} for a, b, c, n in cur]
 
-    def iter_rows(self) -> Iterator[dict[str, Any]]:
-        """Every stored call as a dict (JSON fields decoded), in insertion order."""
-        cur = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM traces ORDER BY rowid")
+    def iter_rows(self, *, contrast: bool | None = None) -> Iterator[dict[str, Any]]:
+        """Every stored call as a dict (JSON fields decoded), in insertion order: all of them
+        (``None``), the MCQ traces (``False``) or the contrast calls only (``True``)."""
+        cur = self.db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM traces{_CONTRAST_WHERE[contrast]} ORDER BY rowid"
+        )
         for values in cur:
             row = dict(zip(COLUMNS, values, strict=True))
             for name in _JSON_COLUMNS:
@@ -292,12 +326,13 @@ class TraceStore:
     def questions(self) -> Iterator[dict[str, Any]]:
         """Each stored question once, in order of its first trace: ``source``, ``question_id``,
         ``question``, ``options`` and ``gold`` as that trace showed them, its ``permutation``
-        (shown letter -> original letter, or ``None``) and ``subject``."""
+        (shown letter -> original letter, or ``None``) and ``subject``. Contrast calls (open
+        requests, not questions) are left out."""
         # SQLite takes the bare columns of an aggregate query with MIN() from the MIN row.
         cur = self.db.execute(
             "SELECT COALESCE(source, ''), question_id, question, options, gold, permutation,"
-            " subject, MIN(rowid) FROM traces GROUP BY COALESCE(source, ''), question_id"
-            " ORDER BY MIN(rowid)"
+            f" subject, MIN(rowid) FROM traces{_CONTRAST_WHERE[False]}"
+            " GROUP BY COALESCE(source, ''), question_id ORDER BY MIN(rowid)"
         )
         for source, qid, question, options, gold, perm, subject, _ in cur:
             yield {
