@@ -115,7 +115,10 @@ def standin_data_dir(data: dict[str, Any], work: Path, notes: list[str], kept: l
         [{"benchmark": gen.get("benchmark") or "sample", "split": gen.get("split")}] if gen else []
     )
     run = data.get("run") or {}
-    evals = [b.partition("=") for b in run.get("eval_benchmarks") or ["sample_heldout"]]
+    evals = [  # run.eval_benchmarks: name, name=path, or a mapping naming its benchmark
+        (b.get("benchmark") or "", "", "") if isinstance(b, dict) else b.partition("=")
+        for b in run.get("eval_benchmarks") or ["sample_heldout"]
+    ]
     decontam = list((data.get("curate") or {}).get("eval_benchmarks") or [])
     root = work / "data"
     root.mkdir(parents=True, exist_ok=True)
@@ -128,6 +131,10 @@ def standin_data_dir(data: dict[str, Any], work: Path, notes: list[str], kept: l
         if name in SAFETY_BENCHMARKS:  # harmful requests, not MCQs: read by the safety eval
             if name == "medsafetybench":
                 _safety_data(root, user, notes, kept)
+            elif name == "xstest" and user and (user / "xstest").is_dir():
+                if not (root / "xstest").exists():
+                    (root / "xstest").symlink_to((user / "xstest").resolve())
+                _note(kept, f"xstest: your copy {user / 'xstest'}")
             continue
         spec = get_spec(name)
         needed.append((spec.name, spec.split, "eval"))

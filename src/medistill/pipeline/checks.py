@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.errors import MedistillError
 from medistill.train.reward_builder import reward_params
 from medistill.train.rewards import conciseness
@@ -29,7 +30,9 @@ def length_problems(configs: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     curate = configs.get("curate")
     trace = getattr(curate, "max_tokens", None)
-    evals = [e for _, e in configs.get("eval", [])]
+    # A safety benchmark's answers are open requests read for a refusal in their opening
+    # sentences (run.eval_benchmarks may give them a short max_new_tokens): not MCQ answers.
+    evals = [e for _, e in configs.get("eval", []) if e.benchmark not in SAFETY_BENCHMARKS]
     eval_tokens = min((e.max_new_tokens for e in evals), default=None)
     sft = configs.get("sft")
     sft_length = getattr(sft, "max_length", None)

@@ -19,6 +19,7 @@ from medistill.generate import GenerateConfig
 from medistill.models import model_name
 from medistill.pipeline import launch
 from medistill.pipeline.checks import check_lengths
+from medistill.pipeline.entries import EvalEntry, absent, parse_entries, skip_note
 from medistill.rubrics import RubricsConfig
 from medistill.train.reward_builder import build_rewards
 
@@ -57,9 +58,14 @@ class RunConfig:
             "the on-policy distillation from a local open teacher)"
         },
     )
-    eval_benchmarks: list[str] = field(
+    eval_benchmarks: list[str | dict[str, Any]] = field(
         default_factory=lambda: ["sample_heldout"],
-        metadata={"help": "benchmarks every model is evaluated on: name or name=path"},
+        metadata={
+            "help": "benchmarks every model is evaluated on: name, name=path, or a mapping "
+            "{benchmark, path, per_category, limit, label, max_new_tokens, optional} giving "
+            "that benchmark its own slice (optional: skipped, with a note, when its data is "
+            "not on this machine)"
+        },
     )
     eval_teacher: bool = field(
         default=True, metadata={"help": "evaluate the teacher too (local or HTTP teachers)"}
@@ -128,6 +134,10 @@ class Plan:
     #: rebuilds the same config from); ``eval``: run name (``<model key>-<benchmark>``) ->
     #: that run's section
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``run.eval_benchmarks`` read (optional entries whose data is missing left out)
+    evals: list[EvalEntry] = field(default_factory=list)
+    #: what the run leaves out and why (an optional benchmark not on this machine)
+    notes: list[str] = field(default_factory=list)
 
     def stage_dir(self, stage: str) -> Path:
         """``<root>/<name>/<stage>``."""
@@ -159,6 +169,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
         )
     run.name = run.name or path.stem
     _check_launch(run, path)
+    evals, notes = _read_evals(run, path)
     folder = Path(run.root) / run.name
     stages = [s for s in STAGES if s in run.stages]
     for section in STAGES:
@@ -196,8 +207,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
         names = {b.partition("=")[0] for b in listed} | set(SAFETY_BENCHMARKS)
         values = {
             **sec["curate"],
-            "eval_benchmarks": listed
-            + [b for b in run.eval_benchmarks if b.partition("=")[0] not in names],
+            "eval_benchmarks": listed + [e.text() for e in evals if e.benchmark not in names],
             "store": str(d["generate"] / "traces.db"),
             "out": str(d["curate"] / "dataset"),
         }
@@ -243,13 +253,10 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
         runs = []
         resolved["eval"] = {}  # run name (<model key>-<benchmark>) -> its resolved section
         for key, model_values in models:
-            for bench in run.eval_benchmarks:
-                name, _, bench_path = bench.partition("=")
+            for entry in evals:
+                name = entry.benchmark
                 values = {
-                    **sec["eval"],
-                    **model_values,
-                    "benchmark": name,
-                    "path": bench_path or None,
+                    **entry.eval_values({**sec["eval"], **model_values}),
                     "out": str(d["eval"] / f"{key}-{name}"),
                 }
                 runs.append((key, build(EvalConfig, values, where=f"{path}: eval")))
@@ -262,6 +269,8 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
                 f"set its title with run.title"
             )
         configs["report"] = {"title": run.title or f"medistill run {run.name}"}
+        if notes:  # what the report says the run left out
+            configs["report"]["notes"] = notes
     from medistill.train.cadence import cadence_problem
 
     check_lengths(path, configs)
@@ -271,7 +280,29 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
         problem = c is not None and cadence_problem(stage, c.save_steps, c.max_steps)
         if problem:
             log.warning("%s: %s", path, problem)
-    return Plan(recipe=path, run=run, folder=folder, configs=configs, values=resolved)
+    return Plan(
+        recipe=path,
+        run=run,
+        folder=folder,
+        configs=configs,
+        values=resolved,
+        evals=evals,
+        notes=notes,
+    )
+
+
+def _read_evals(run: RunConfig, path: Path) -> tuple[list[EvalEntry], list[str]]:
+    """``run.eval_benchmarks`` read; an optional entry whose data is not here is left out,
+    with a warning and a note saying where to put it."""
+    evals, notes = [], []
+    for i, entry in enumerate(parse_entries(run.eval_benchmarks, str(path))):
+        why = absent(entry) if entry.optional else None
+        if why is None:
+            evals.append(entry)
+        else:
+            notes.append(skip_note(i, entry, why))
+            log.warning("%s: %s", path, notes[-1])
+    return evals, notes
 
 
 def _check_launch(run: RunConfig, path: Path) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from medistill.data.registry import data_dir, get_spec, hub_offline
-from medistill.data.safety import SAFETY_BENCHMARKS, medsafetybench_root
+from medistill.data.safety import SAFETY_BENCHMARKS, medsafetybench_root, xstest_file
 from medistill.errors import MedistillError
 from medistill.pipeline.launch import SHARDED, TRAINING_STAGES, accelerate_config_type, launch_mode
 from medistill.pipeline.plan import plan
@@ -168,12 +168,13 @@ def split_problem(
     a local file under ``$MEDISTILL_DATA_DIR`` (the registry's candidates) or the Hub. The
     problem names every place looked and how to provide the split."""
     m = m or _Machine()
-    if name in SAFETY_BENCHMARKS:
-        if name == "medsafetybench":
-            try:
-                medsafetybench_root(path)
-            except MedistillError as e:
-                return f"{key}: {e}"
+    if name in SAFETY_BENCHMARKS:  # the others are embedded
+        find = {"medsafetybench": medsafetybench_root, "xstest": xstest_file}.get(name)
+        try:
+            if find is not None:
+                find(path)
+        except MedistillError as e:
+            return f"{key}: {e}"
         return None
     if path:
         return None if Path(path).exists() else f"{key}: {name}={path}: file not found"
@@ -339,7 +340,7 @@ def plan_problems(p: Any, stages: Iterable[str] | None = None) -> list[str]:
             if stage == "generate":
                 out += _source_problems(cfg, m)
         elif stage == "curate":
-            out += _curate_problems(cfg, m, p.run.eval_benchmarks)
+            out += _curate_problems(cfg, m, [e.text() for e in p.evals])
         elif stage in TRAINING_STAGES:
             if not launch_checked and launch_mode(p.run) == "accelerate":
                 out += launch_problems(p.run, m)
@@ -352,7 +353,7 @@ def plan_problems(p: Any, stages: Iterable[str] | None = None) -> list[str]:
                 elif ecfg.backend == "vllm":  # the students' backend: run.eval_backend
                     tp = ecfg.tensor_parallel_size
                     out += _vllm("run.eval_backend", "eval.tensor_parallel_size", tp, m)
-            out += [_entry_problem("run.eval_benchmarks", e, m) for e in p.run.eval_benchmarks]
+            out += [_entry_problem("run.eval_benchmarks", e.text(), m) for e in p.evals]
     return list(dict.fromkeys(x for x in out if x))
 
 

@@ -54,6 +54,7 @@ from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.data.standin import standin_data_dir
 from medistill.models import model_name
 from medistill.pipeline.checks import PROMPT_ALLOWANCE
+from medistill.pipeline.entries import parse_entries
 from medistill.pipeline.launch import SHARDED, accelerate_config_type, launch_mode
 from medistill.pipeline.plan import plan
 from medistill.pipeline.preflight import recipe_problems
@@ -352,10 +353,10 @@ def _questions(data: dict[str, Any], data_dir: Path) -> list[Any]:
         (src.get("benchmark") or "sample", src.get("path"), src.get("split"))
         for src in (gen.get("sources") or ([gen] if gen else []))
     ]
-    for entry in (data.get("run") or {}).get("eval_benchmarks") or ["sample_heldout"]:
-        name, _, path = entry.partition("=")
-        if name not in SAFETY_BENCHMARKS:  # a harmful request is answered, not looked up
-            reads.append((name, path or None, None))
+    listed = (data.get("run") or {}).get("eval_benchmarks") or ["sample_heldout"]
+    for entry in parse_entries(listed, "rehearsal"):
+        if entry.benchmark not in SAFETY_BENCHMARKS:  # a request is answered, not looked up
+            reads.append((entry.benchmark, entry.path, None))
     questions = []
     with _env(MEDISTILL_DATA_DIR=str(data_dir)):
         for name, path, split in reads:

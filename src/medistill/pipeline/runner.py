@@ -102,7 +102,7 @@ def run_pipeline(
         )
     p = plan(recipe, overrides)
     steps = decide(p, from_stage=from_stage, only=only)
-    summary: dict[str, Any] = {"folder": str(p.folder), "stages": {}}
+    summary: dict[str, Any] = {"folder": str(p.folder), "stages": {}, "notes": p.notes}
     for stage, action, reason in steps:
         log.info("%-8s %s (%s)", stage, action, reason)
         summary["stages"][stage] = {"action": action, "reason": reason}
@@ -165,4 +165,6 @@ def run_pipeline(
         recorded[stage] = manifest
         summary["stages"][stage]["seconds"] = manifest["seconds"]
     summary["report"] = str(p.stage_dir("report") / "report.md") if "report" in p.configs else None
+    for note in p.notes:  # said again after the stages' logs: what this run left out
+        log.warning("%s", note)
     return summary
