@@ -1,10 +1,11 @@
 """Reports from ``medistill eval`` run folders: a results table (Markdown, JSON), a chart and
-one self-contained HTML page, with the safety runs' refusal table beside the accuracy table.
+one self-contained HTML page, with the safety runs' table (refusal of harmful requests beside
+over-refusal of benign ones) after the accuracy table.
 
 :mod:`~medistill.report.tables` reads the runs into table data, :mod:`~medistill.report.markdown`,
 :mod:`~medistill.report.html` and :mod:`~medistill.report.plots` draw it,
-:mod:`~medistill.report.safety` is the safety part, and :mod:`~medistill.report.build` writes them
-all (:func:`build_report`).
+:mod:`~medistill.report.safety` and :mod:`~medistill.report.safety_render` are the safety part,
+and :mod:`~medistill.report.build` writes them all (:func:`build_report`).
 """
 
 from medistill.report.build import Report, ReportConfig, build_report

@@ -26,7 +26,8 @@ from medistill.errors import MedistillError
 from medistill.report.html import write_html
 from medistill.report.markdown import render_markdown
 from medistill.report.plots import render_png
-from medistill.report.safety import safety_data, safety_markdown
+from medistill.report.safety import safety_data
+from medistill.report.safety_render import safety_markdown
 from medistill.report.tables import (
     METRICS,
     SCHEMA_VERSION,

@@ -21,7 +21,7 @@ from medistill.data import load_benchmark
 from medistill.data.options import format_options
 from medistill.models import SMOLLM2_ALIASES, resolve_model
 from medistill.report.plots import tokens_plot
-from medistill.report.safety import safety_html
+from medistill.report.safety_render import safety_html
 from medistill.report.tables import pct
 
 log = logging.getLogger(__name__)
