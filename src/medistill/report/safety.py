@@ -126,8 +126,8 @@ def safety_data(runs: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
                 f"{label} on {NAMES.get(bench, bench)}: {run['n_error']} request(s) refused by "
                 "the server (error rows, not scored)"
             )
-    found = {tuple(k.split(":", 1)) for c in cells.values() for k in c}
-    columns = _columns(found)  # type: ignore[arg-type]
+    found = {(b, s) for c in cells.values() for b, _, s in (k.partition(":") for k in c)}
+    columns = _columns(found)
     rows = [_model_row(label, cells[label]) for label in labels]
     for row in rows:
         if row["missing"]:
