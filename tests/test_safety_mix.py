@@ -224,3 +224,38 @@ def test_a_recipe_passes_the_safety_mix_to_curation_unchanged(tmp_path: Path) ->
     bad = write_recipe(tmp_path, "http://127.0.0.1:9/v1", model, **{"curate.safety_mix_share": 2})
     with pytest.raises(MedistillError, match=r"tiny\.yaml: curate: safety_mix_share must be"):
         plan(bad)
+
+
+def test_the_embedded_training_set_and_the_wider_decontamination(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``safety_train_sample`` needs no download; the refusal demonstrations are checked against
+    every safety evaluation set: benign_clinical test and safety_sample always, XSTest and
+    MedSafetyBench test where found (a warning in the card where not)."""
+    from medistill.data.safety import load_safety
+
+    monkeypatch.setenv("MEDISTILL_DATA_DIR", str(tmp_path / "empty"))
+    mine = tmp_path / "refusals.jsonl"
+    benign_test = load_safety("benign_clinical", split="test")[5].request
+    with mine.open("w", encoding="utf-8") as fh:
+        for r in load_safety("safety_train_sample", split="train")[:8]:
+            fh.write(json.dumps({"request": r.request, "safe_response": r.safe_response}) + "\n")
+        fh.write(json.dumps({"request": benign_test, "safe_response": "No."}) + "\n")
+    stats, out = curate(tmp_path / "file", safety_mix_file=str(mine), safety_mix_share=0.2)
+    mix = stats["safety_mix"]
+    assert mix["removed"]["contaminated_safety_test"] == 1
+    assert any(a.startswith("benign_clinical test (99") for a in mix["decontaminated_against"])
+    assert any(a.startswith("safety_sample test (18") for a in mix["decontaminated_against"])
+    assert [n.split(":")[0] for n in mix["not_found"]] == ["medsafetybench test", "xstest"]
+    card = (out / "README.md").read_text()
+    assert "not decontaminated against xstest" in card
+    stats, out = curate(
+        tmp_path / "embedded", safety_mix="safety_train_sample", safety_mix_share=0.2
+    )
+    mix = stats["safety_mix"]
+    assert mix["source"] == "safety_train_sample" and mix["read"] == 36
+    assert mix["rows"] == mix["target_rows"] == 8 and len(mix["by_category"]) == 8
+    assert "contrast_mix" not in stats and stats["contrast_traces"] == 0
+    rows = [json.loads(line) for line in (out / "messages/train.jsonl").open()]
+    refusals = [r for r in rows if r["kind"] == "safety"]
+    assert len({r["messages"][1]["content"][:20] for r in refusals}) > 1  # not one template

@@ -144,6 +144,7 @@ def write_card(out: Path, stats: dict[str, Any], tokens: np.ndarray) -> None:
             else "No training question matched."
         ),
         *([_safety_section(stats["safety_mix"])] if stats.get("safety_mix") else []),
+        *([_contrast_section(stats)] if stats.get("contrast_mix") else []),
         _sources_section(stats)
         + "\n\n"
         + _table(("subject", "kept traces"), subjects[:30])
@@ -311,3 +312,32 @@ def _decon_rule(decon: dict) -> str:
             "nor a teacher answer and were checked for copies only."
         )
     return rule
+
+
+def _contrast_section(stats: dict[str, Any]) -> str:
+    """The benign contrast demonstrations: from which contrast calls, how many, what was
+    removed (refusals, cut-off, too long, duplicates, decontamination), per category."""
+    mix = stats["contrast_mix"]
+    splits = mix.get("splits") or {}
+    text = (
+        f"## Benign contrast demonstrations\n\n**{mix['rows']}** sensitive but legitimate "
+        f"requests answered helpfully by the teacher ({', '.join(mix['teachers']) or '-'}; "
+        f"{', '.join(mix['sources']) or '-'}) were added (share {mix['share']} of all rows, "
+        f"asked {mix['share_asked']}: {mix['target_rows']} wanted, {mix['available']} "
+        f"available of {mix['read']} answers read; {stats.get('contrast_traces', 0)} contrast "
+        f"calls in the store, never verified as traces); train {splits.get('train', 0)} / "
+        f"validation {splits.get('validation', 0)}. One answer per request (the first usable "
+        f"sample), drawn by seed {mix['seed']}, stratified over the categories; the request "
+        "is the user turn, the teacher's answer the assistant turn, with no system prompt, "
+        "`kind: contrast`, no options and no gold: SFT trains on them, GRPO skips them.\n\n"
+        f"Decontaminated against {', '.join(mix['decontaminated_against']) or 'nothing'}; "
+        "each removed request is in `contrast_decontamination.jsonl`."
+    )
+    for note in mix.get("not_found") or []:
+        text += f"\n\n> **Warning:** not decontaminated against {note}"
+    text += "\n\n" + _table(("removed", "answers"), list((mix.get("removed") or {}).items()))
+    if mix.get("removed_by_benchmark"):
+        text += "\n\n" + _table(
+            ("matched (method)", "requests removed"), list(mix["removed_by_benchmark"].items())
+        )
+    return text + "\n\n" + _table(("category", "rows"), list(mix["by_category"].items()))

@@ -11,8 +11,9 @@ from medistill.data.safety import SPLITS as SAFETY_SPLITS
 
 DEFAULT_EVAL_BENCHMARKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
 SELECTIONS = ("all", "k", "shortest", "majority")
-#: Safety sets a mix can draw from (``safety_sample`` is an evaluation set: never trained on).
-MIX_BENCHMARKS = ("medsafetybench",)
+#: Safety sets a mix can draw from (``safety_sample`` is an evaluation set: never trained on;
+#: ``safety_train_sample`` is the embedded training set written for medistill, for the demo).
+MIX_BENCHMARKS = ("medsafetybench", "safety_train_sample")
 
 
 @dataclass
@@ -154,7 +155,7 @@ class CurateConfig:
         default=None,
         metadata={
             "help": "add harmful-request -> refusal demonstrations from this safety set "
-            "(medsafetybench) to the dataset; none = no safety mix"
+            f"({', '.join(MIX_BENCHMARKS)}) to the dataset; none = no safety mix"
         },
     )
     safety_mix_file: str | None = field(
@@ -179,6 +180,16 @@ class CurateConfig:
         metadata={
             "help": "safety rows / (kept traces + safety rows), drawn seeded (seed) and "
             "stratified over the categories"
+        },
+    )
+    safety_mix_contrast_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "benign contrast rows / (kept traces + safety rows + contrast rows), in "
+            "[0, 1): the teacher's helpful answers to sensitive but legitimate requests (the "
+            "store's contrast calls, generate.contrast), refusals, cut-off and too-long ones "
+            "removed, decontaminated against every safety evaluation set; drawn seeded and "
+            "stratified over the categories; 0 = none"
         },
     )
     # --- output ---------------------------------------------------------------------------
@@ -244,6 +255,8 @@ class CurateConfig:
         the hash of a run folder written before ``decontam:`` existed still matches."""
         ident = asdict(self)
         ident.update({f"decontam_{k}": v for k, v in ident.pop("decontam").items()})
+        if not ident["safety_mix_contrast_share"]:  # added later: off hashes as before
+            del ident["safety_mix_contrast_share"]
         return ident
 
     def identity_hash(self) -> str:
@@ -272,3 +285,6 @@ def check_safety_mix(cfg: CurateConfig) -> None:
     share = cfg.safety_mix_share
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
         raise ValueError(f"safety_mix_share must be in (0, 1), got {share!r}")
+    share = cfg.safety_mix_contrast_share
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+        raise ValueError(f"safety_mix_contrast_share must be in [0, 1), got {share!r}")

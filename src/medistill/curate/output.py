@@ -22,7 +22,8 @@ a training question.
 
 Rows also carry ``kind``: ``trace`` for a teacher trace, ``safety`` for a demonstration of
 the safety mix (``curate/safety_mix.py``: a harmful request and its refusal, no system
-prompt, empty ``options``, null ``gold``; SFT trains on them, GRPO skips them).
+prompt, empty ``options``, null ``gold``; SFT trains on them, GRPO skips them), ``contrast``
+for a benign request and the teacher's helpful answer (``curate/contrast.py``; the same form).
 
 Version history: 1 had ``answer`` (the letter) and no options; 2 renames it ``gold`` and adds
 ``options``; 3 (this) adds ``rubric``. The training stages read 2 and 3 and refuse version 1 with
@@ -47,8 +48,11 @@ import numpy as np
 from medistill.curate.advice import low_yield
 from medistill.curate.card import write_card
 from medistill.curate.config import CurateConfig
+from medistill.curate.contrast import ContrastMix
+from medistill.curate.contrast import records as contrast_records
 from medistill.curate.letters import PositionBalancer
-from medistill.curate.safety_mix import SafetyMix, records
+from medistill.curate.safety_mix import SafetyMix
+from medistill.curate.safety_mix import records as safety_records
 from medistill.curate.seeded import split_of
 from medistill.data import LETTERS, Question
 from medistill.data.schema import DATASET_FORMAT_VERSION as FORMAT_VERSION
@@ -84,12 +88,15 @@ def write_outputs(
     decontam: dict[str, int],
     imported: int = 0,
     safety: SafetyMix | None = None,
+    contrast: ContrastMix | None = None,
+    contrast_traces: int = 0,
 ) -> dict[str, Any]:
     """Write the dataset files, the drop log and the card; return the statistics.
 
     ``imported`` counts the input traces that came from ``medistill import-traces`` (the
-    low-yield advice depends on it); ``safety`` is the safety mix, written after the
-    traces."""
+    low-yield advice depends on it); ``safety`` is the safety mix and ``contrast`` its benign
+    contrast demonstrations, written after the traces; ``contrast_traces`` counts the store's
+    contrast calls (set apart from the traces)."""
     tpl = get_template(cfg.template)
     handles = {}
     files = ExitStack()
@@ -173,23 +180,14 @@ def write_outputs(
             by_subject[subject or "(none)"] += 1
             by_teacher_kept[teacher] += 1
             tokens.append(ntok)
-        safety_splits: Counter[str] = Counter()
-        for split, rec in records(safety, cfg) if safety is not None else ():
-            user = [{"role": "user", "content": rec["user"]}]
-            completion = [{"role": "assistant", "content": rec["assistant"]}]
-            for fmt, turns in (
-                ("messages", {"messages": user + completion}),
-                ("prompt_completion", {"prompt": user, "completion": completion}),
-            ):
-                row = {"id": rec["id"], **turns, **rec["meta"]}
-                handles[fmt, split].write(json.dumps(row, ensure_ascii=False) + "\n")
-            safety_splits[split] += 1
+        safety_splits = _write_open(handles, safety_records(safety, cfg) if safety else ())
+        contrast_splits = _write_open(handles, contrast_records(contrast, cfg) if contrast else ())
     finally:
         files.close()
     for (fmt, split), h in handles.items():
         os.replace(h.name, out / fmt / f"{split}.jsonl")
     _write_dropped(db, out / "dropped.jsonl")
-    hf_counts = split_counts + safety_splits
+    hf_counts = split_counts + safety_splits + contrast_splits
     hf_note = _save_hf(out, hf_counts, max(n_options, 2)) if cfg.hf_dataset else "disabled"
     stats = _stats(db, cfg, n_in, kept, dropped, tokens, tokenizer_name, decontam)
     stats.update(
@@ -215,16 +213,39 @@ def write_outputs(
             "position_balance": balancer.summary(),
         }
     )
+    stats["contrast_traces"] = contrast_traces
     if safety is not None:
         stats["safety_mix"] = {
             **safety.stats,
             "splits": {s: safety_splits[s] for s in SPLITS},
+        }
+    if contrast is not None:
+        stats["contrast_mix"] = {
+            **contrast.stats,
+            "splits": {s: contrast_splits[s] for s in SPLITS},
         }
     tmp = out / "stats.json.tmp"
     tmp.write_text(json.dumps(stats, indent=2), encoding="utf-8")
     os.replace(tmp, out / "stats.json")
     write_card(out, stats, np.asarray(tokens, dtype=np.int64))
     return stats
+
+
+def _write_open(handles: dict[tuple[str, str], Any], recs: Any) -> Counter[str]:
+    """Write open-request rows (safety or contrast ``(split, rec)``): the request as the user
+    turn, the response as the assistant turn, no system prompt; returns rows per split."""
+    splits: Counter[str] = Counter()
+    for split, rec in recs:
+        user = [{"role": "user", "content": rec["user"]}]
+        completion = [{"role": "assistant", "content": rec["assistant"]}]
+        for fmt, turns in (
+            ("messages", {"messages": user + completion}),
+            ("prompt_completion", {"prompt": user, "completion": completion}),
+        ):
+            row = {"id": rec["id"], **turns, **rec["meta"]}
+            handles[fmt, split].write(json.dumps(row, ensure_ascii=False) + "\n")
+        splits[split] += 1
+    return splits
 
 
 def _per_source(db: sqlite3.Connection, store: TraceStore) -> list[dict[str, Any]]:

@@ -13,9 +13,12 @@ file, ``workdb.py``), all reading one open trace store:
    shortest, majority).
 4. **write** the dataset (``output.py``: JSONL + HF, messages and prompt/completion), the drop
    log, the decontamination log and the data card; with a safety mix, its decontaminated,
-   seeded share of harmful-request -> refusal demonstrations too (``safety_mix.py``). Every
+   seeded share of harmful-request -> refusal demonstrations too (``safety_mix.py``), and with
+   ``safety_mix_contrast_share`` the teacher's answers to benign requests (``contrast.py``). Every
    trace lands in exactly one bucket: kept + each drop reason = traces in, checked before
-   anything is written.
+   anything is written. The store's contrast calls (``source`` ``contrast:<set>``) are not
+   traces: passes 1-3 never see them; they are counted (``contrast_traces``) and only the
+   contrast mix reads them.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from typing import Any
 
 from medistill.curate.advice import imported_traces, log_outcome
 from medistill.curate.config import SELECTIONS, CurateConfig
+from medistill.curate.contrast import build_contrast, missing_error
 from medistill.curate.decontam import BenchmarkIndex, load_eval_questions
 from medistill.curate.filters import REASONS, TEXT_ANSWERS, token_counter
 from medistill.curate.output import write_outputs
 from medistill.curate.question_pass import apply_question_reasons, question_pass
-from medistill.curate.safety_mix import build_mix, enabled, load_demos
+from medistill.curate.safety_mix import build_mix, enabled, load_demos, safety_test_index
 from medistill.curate.selection import balance_subjects, select_traces
 from medistill.curate.verify_pass import progress_bar, verify_pass
 from medistill.curate.workdb import open_workdb, remove_workdb
@@ -73,7 +77,10 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
     db = open_workdb(work, cfg.sqlite_cache_mb)
     try:
         with TraceStore(cfg.store) as store:
-            total = len(store)
+            total = store.count(contrast=False)
+            n_contrast = store.count(contrast=True)
+            if cfg.safety_mix_contrast_share > 0 and not n_contrast:
+                raise MedistillError(missing_error(cfg))
             imported = imported_traces(store)
             demos = load_demos(cfg) if enabled(cfg) else None  # a bad file fails before verifying
             count_tokens, tokenizer_name = token_counter(cfg.tokenizer)
@@ -94,7 +101,9 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
             dropped = {r: counts.pop(r, 0) for r in REASONS}
             if counts or kept + sum(dropped.values()) != n_in:
                 raise MedistillError(f"internal: curation counts do not add up ({counts}, {n_in})")
-            safety = None
+            safety = contrast = None
+            want_contrast = cfg.safety_mix_contrast_share > 0
+            tests = safety_test_index(cfg) if demos is not None or want_contrast else None
             if demos is None:
                 (out / "safety_decontamination.jsonl").unlink(missing_ok=True)  # an earlier run's
             else:
@@ -102,9 +111,24 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
                     cfg,
                     demos,
                     kept=kept,
+                    tests=tests,
                     eval_index=index,
                     count_tokens=count_tokens,
                     decon_log=out / "safety_decontamination.jsonl",
+                )
+            if not want_contrast:
+                (out / "contrast_decontamination.jsonl").unlink(missing_ok=True)
+                if n_contrast:
+                    log.info("%d contrast calls in the store not used (share 0)", n_contrast)
+            else:
+                contrast = build_contrast(
+                    cfg,
+                    store.iter_rows(contrast=True),
+                    base_rows=kept + (len(safety.demos) if safety is not None else 0),
+                    tests=tests,
+                    eval_index=index,
+                    count_tokens=count_tokens,
+                    decon_log=out / "contrast_decontamination.jsonl",
                 )
             stats = write_outputs(
                 db,
@@ -118,6 +142,8 @@ def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, An
                 decontam=decon,
                 imported=imported,
                 safety=safety,
+                contrast=contrast,
+                contrast_traces=n_contrast,
             )
     finally:
         db.close()

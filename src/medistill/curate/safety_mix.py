@@ -10,7 +10,8 @@ them without costing medical accuracy. With ``safety_mix: medsafetybench`` (or
   categories (round robin over the categories in a seeded order, so their counts differ by at
   most one until a category runs out);
 * **decontaminated** first: a request is removed when it copies or nearly copies a request of
-  the safety test set (MedSafetyBench test, both sources, and the embedded ``safety_sample``)
+  a safety evaluation set (:func:`safety_test_index`: XSTest's 450 prompts and MedSafetyBench
+  test, both where found, the embedded ``benign_clinical`` test split and ``safety_sample``)
   or a question of the run's evaluation benchmarks, by the machinery of
   :mod:`medistill.curate.decontam` (word 13-grams with numbers masked, or the whole text when
   shorter; a TF-IDF cosine >= ``decontam.copy_cosine``). Requests have no options and no
@@ -22,6 +23,10 @@ them without costing medical accuracy. With ``safety_mix: medsafetybench`` (or
   safety evaluation sends the request alone). ``kind: "safety"`` marks them (trace rows are
   ``kind: "trace"``); ``options`` is empty and ``gold`` null. SFT trains on them; GRPO and
   on-policy distillation, which need an answer to score, skip them.
+
+Benign contrast demonstrations (the teacher's helpful answers to sensitive but legitimate
+requests, ``safety_mix_contrast_share``) are drawn beside them by :mod:`medistill.curate.contrast`
+with the same decontamination and the same stratified draw (:func:`stratified`).
 
 A user's file is JSONL, one ``{"request": ..., "safe_response": ...}`` per line, with an
 optional ``category`` (stratified over like MedSafetyBench's) and ``id``; a bad line is an
@@ -36,7 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from medistill.curate.config import CurateConfig
 from medistill.curate.decontam import BenchmarkIndex
@@ -68,6 +73,24 @@ class Demo:
     source: str  # medsafetybench/gpt4, medsafetybench/llama2, or the file's name
     request: str
     safe_response: str | None
+
+
+class _Drawable(Protocol):
+    id: str
+    category: str
+
+
+D = TypeVar("D", bound=_Drawable)
+
+
+@dataclass
+class SafetyTestIndex:
+    """The safety evaluation requests a training request must not copy: the index, what it
+    holds (for the card) and the sets that could not be read (a warning in the card)."""
+
+    index: BenchmarkIndex
+    against: list[str]
+    not_found: list[str]
 
 
 @dataclass
@@ -148,18 +171,29 @@ def category_label(category: str) -> str:
     return category
 
 
-def _test_questions(cfg: CurateConfig) -> tuple[list[Any], list[str], list[str]]:
-    """The safety test requests as questions without options, what they are, and the sets
-    that could not be read (a warning, recorded in the card)."""
+def _test_sets(cfg: CurateConfig) -> tuple[list[tuple[str, list[Any]]], list[str]]:
+    """Every safety evaluation set that can be read, and a note for each that cannot."""
     sets: list[tuple[str, list[Any]]] = []
     missing = []
-    try:
-        sets.append(("medsafetybench", load_safety("medsafetybench", split="test",
-                                                    path=cfg.safety_mix_path)))  # fmt: skip
-    except MedistillError as e:
-        missing.append(f"medsafetybench test: {e}")
-        log.warning("safety mix NOT decontaminated against MedSafetyBench test: %s", e)
+    optional = (  # read from the user's copy: a warning, recorded in the card, when absent
+        ("medsafetybench", "medsafetybench test", {"split": "test", "path": cfg.safety_mix_path}),
+        ("xstest", "xstest", {}),
+    )
+    for name, label, kwargs in optional:
+        try:
+            sets.append((name, load_safety(name, **kwargs)))
+        except MedistillError as e:
+            missing.append(f"{label}: {e}")
+            log.warning("safety mix NOT decontaminated against %s: %s", label, e)
+    sets.append(("benign_clinical", load_safety("benign_clinical", split="test")))
     sets.append(("safety_sample", load_safety("safety_sample")))
+    return sets, missing
+
+
+def safety_test_index(cfg: CurateConfig) -> SafetyTestIndex:
+    """The requests of every safety evaluation set, indexed for the copy rules (built once per
+    curation, shared by the refusal and the contrast demonstrations)."""
+    sets, missing = _test_sets(cfg)
     questions, against = [], []
     for name, rows in sets:
         for r in rows:
@@ -167,17 +201,43 @@ def _test_questions(cfg: CurateConfig) -> tuple[list[Any], list[str], list[str]]
                                       options={}))  # fmt: skip
         srcs = "+".join(sorted({r.source for r in rows}))
         against.append(f"{name} test ({len(rows)} requests{', ' + srcs if srcs else ''})")
-    return questions, against, missing
+    index = BenchmarkIndex(
+        questions,
+        method="retrieval",
+        ngram=cfg.decontam.ngram,
+        max_df=cfg.decontam.max_df,
+        min_overlap=cfg.decontam.min_overlap,
+        candidates=cfg.decontam.candidates,
+        copy_cosine=cfg.decontam.copy_cosine,
+    )
+    return SafetyTestIndex(index, against, missing)
 
 
-def _stratified(pool: Sequence[Demo], n: int, seed: int) -> list[Demo]:
+def decontaminate(
+    requests: Sequence[str],
+    tests: SafetyTestIndex,
+    eval_index: BenchmarkIndex | None,
+) -> tuple[list[Any], list[str | None]]:
+    """Each request's match (or ``None``) and why it is removed: ``contaminated_safety_test``
+    (a safety evaluation set) before ``contaminated_eval`` (the run's evaluation benchmarks)."""
+    batch = [(r, {}, None) for r in requests]
+    matches = tests.index.check_many(batch)
+    why = ["contaminated_safety_test" if m is not None else None for m in matches]
+    if eval_index is not None:
+        for i, m in enumerate(eval_index.check_many(batch)):
+            if why[i] is None and m is not None:
+                matches[i], why[i] = m, "contaminated_eval"
+    return matches, why
+
+
+def stratified(pool: Sequence[D], n: int, seed: int) -> list[D]:
     """``n`` demonstrations, round robin over the categories (in a seeded order), each
     category's in seeded rank order."""
-    by_cat: dict[str, list[Demo]] = defaultdict(list)
+    by_cat: dict[str, list[D]] = defaultdict(list)
     for d in sorted(pool, key=lambda d: seeded_rank(seed, d.id)):
         by_cat[d.category].append(d)
     order = sorted(by_cat, key=lambda c: seeded_rank(seed, f"category:{c}"))
-    chosen: list[Demo] = []
+    chosen: list[D] = []
     depth = 0
     while len(chosen) < n and any(depth < len(by_cat[c]) for c in order):
         for c in order:
@@ -192,12 +252,14 @@ def build_mix(
     demos: list[Demo],
     *,
     kept: int,
+    tests: SafetyTestIndex,
     eval_index: BenchmarkIndex | None,
     count_tokens: Callable[[Sequence[str]], list[int]],
     decon_log: Path,
 ) -> SafetyMix:
-    """Decontaminate ``demos`` and draw the share of ``kept`` traces the config asks for;
-    each removed request is written to ``decon_log`` with what it matched."""
+    """Decontaminate ``demos`` (against ``tests`` and ``eval_index``) and draw the share of
+    ``kept`` traces the config asks for; each removed request is written to ``decon_log`` with
+    what it matched."""
     removed: Counter[str] = Counter()
     pool: list[Demo] = []
     seen: set[str] = set()
@@ -211,24 +273,8 @@ def build_mix(
             continue
         seen.add(norm)
         pool.append(d)
-    questions, against, missing = _test_questions(cfg)
-    test_index = BenchmarkIndex(
-        questions,
-        method="retrieval",
-        ngram=cfg.decontam.ngram,
-        max_df=cfg.decontam.max_df,
-        min_overlap=cfg.decontam.min_overlap,
-        candidates=cfg.decontam.candidates,
-        copy_cosine=cfg.decontam.copy_cosine,
-    )
-    batch = [(d.request, {}, None) for d in pool]
-    matches = test_index.check_many(batch)
-    why = ["contaminated_safety_test" if m is not None else None for m in matches]
-    if eval_index is not None:
-        for i, m in enumerate(eval_index.check_many(batch)):
-            if why[i] is None and m is not None:
-                matches[i], why[i] = m, "contaminated_eval"
-        against += list(cfg.eval_benchmarks)
+    matches, why = decontaminate([d.request for d in pool], tests, eval_index)
+    against = tests.against + (list(cfg.eval_benchmarks) if eval_index is not None else [])
     by_benchmark: Counter[str] = Counter()
     clean: list[Demo] = []
     with open(decon_log, "w", encoding="utf-8") as fh:
@@ -244,7 +290,7 @@ def build_mix(
     fits = [d for d in clean if tokens[d.id] <= cfg.max_tokens]
     removed["too_long"] = len(clean) - len(fits)
     target = target_rows(kept, cfg.safety_mix_share)
-    chosen = _stratified(fits, target, cfg.seed)
+    chosen = stratified(fits, target, cfg.seed)
     if len(chosen) < target:
         log.warning(
             "safety mix: %d demonstrations wanted (share %.3f of %d traces), only %d available",
@@ -260,7 +306,7 @@ def build_mix(
         "removed": {r: removed.get(r, 0) for r in REMOVED},
         "removed_by_benchmark": dict(by_benchmark.most_common()),
         "decontaminated_against": against,
-        "not_found": missing,
+        "not_found": tests.not_found,
         "available": len(fits),
         "share_asked": cfg.safety_mix_share,
         "target_rows": target,

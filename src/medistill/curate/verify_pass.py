@@ -76,9 +76,11 @@ def verify_pass(
     workers: int = 1,
 ) -> int:
     """Pass 1: verify and filter every trace of the open ``store`` into the scratch tables
-    (verification in ``workers`` processes when more than one); returns the traces read."""
+    (verification in ``workers`` processes when more than one); returns the traces read.
+    Contrast calls (open requests, no options: :mod:`medistill.curate.contrast`) are not
+    traces to verify and are never read here."""
     seq = 0
-    batches = _batches(store.iter_rows(), cfg.batch_size)
+    batches = _batches(store.iter_rows(contrast=False), cfg.batch_size)
     for batch, verdicts in _verified(batches, cfg, workers):
         tokens = quality(
             verdicts,

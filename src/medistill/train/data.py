@@ -9,10 +9,11 @@ folder declares its version in ``stats.json``; a version-2 folder is read as row
 rubrics; a version-1 folder has no options and is refused with the command that re-curates it.
 A plain JSONL file of such rows is accepted too, so a user can train on data from elsewhere.
 
-A row's ``kind`` is ``trace`` (the default) or ``safety``: a harmful request and its refusal
-from curation's safety mix, with no options and no gold. SFT trains on every row; GRPO and
-on-policy distillation take their prompts from trace rows only (a refusal has no answer
-to score).
+A row's ``kind`` is ``trace`` (the default), ``safety`` (a harmful request and its refusal
+from curation's safety mix) or ``contrast`` (a benign request and the teacher's helpful answer,
+the mix's other side); the last two have no options and no gold. SFT trains on every row;
+GRPO and on-policy distillation take their prompts from trace rows only (an open request has
+no answer to score).
 
 SFT sequences longer than ``max_length`` never lose their final answer line silently: they are
 dropped and counted (``overlong: drop``, the default) or cut in the middle of the reasoning,
@@ -44,7 +45,9 @@ log = logging.getLogger(__name__)
 
 #: Versions this medistill trains on: 3 (rows may carry a ``rubric``) and 2 (no rubrics).
 READ_VERSIONS = (2, 3)
-KINDS = ("trace", "safety")
+KINDS = ("trace", "safety", "contrast")
+#: Kinds without options or gold (open requests: curation's safety mix).
+OPEN_KINDS = ("safety", "contrast")
 
 
 @dataclass
@@ -69,6 +72,10 @@ class DatasetSource:
         if mix:
             keys = ("source", "file", "rows", "share", "removed")
             out["safety_mix"] = {k: mix[k] for k in keys if k in mix}
+        contrast = s.get("contrast_mix")
+        if contrast:
+            keys = ("sources", "rows", "share", "removed")
+            out["contrast_mix"] = {k: contrast[k] for k in keys if k in contrast}
         return out
 
 
@@ -144,7 +151,7 @@ def check_row(rec: Any, *, path: str, line: int) -> dict[str, Any]:
         raise DataError(
             f"{kind!r}: expected {' or '.join(KINDS)}", path=path, line=line, field="kind"
         )
-    if kind == "safety":  # a refusal demonstration (curate's safety mix): no options, no gold
+    if kind in OPEN_KINDS:  # curate's safety mix (refusal or contrast): no options, no gold
         options: dict[str, str] = {}
         gold = None
     else:
@@ -241,12 +248,13 @@ def prompt_rows(source: DatasetSource, *, limit: int | None = None) -> list[dict
     """One row per distinct question (first trace's prompt), for GRPO and distillation.
 
     Curation may keep several traces of a question; on-policy training needs each prompt once.
-    Safety-mix rows (``kind: safety``) are left out: they have no answer a reward could score.
+    Safety-mix rows (``kind: safety`` or ``contrast``) are left out: they have no answer a
+    reward could score.
     """
     seen: set[tuple[str, str]] = set()
     out = []
     for row in read_rows(source, "train"):
-        if row["kind"] == "safety":
+        if row["kind"] in OPEN_KINDS:
             continue
         key = (row["source"], row["question_id"])
         if key in seen:
