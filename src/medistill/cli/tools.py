@@ -142,7 +142,8 @@ def export_cmd(ctx: typer.Context) -> None:
 
 
 def rescore_cmd(ctx: typer.Context) -> None:
-    """Re-extract answers from saved responses; write the rows, a summary and a
+    """Re-extract answers from saved responses (``--task refusal``: score responses to open
+    requests for refusal with the shared detector); write the rows, a summary and a
     ``<out>.metrics.json`` in eval's schema (``medistill report`` reads it)."""
     from medistill.evaluate.rescore import RescoreConfig, rescore
 

@@ -6,6 +6,15 @@ samples, a paper's released outputs), extracts answers, and writes every input r
 :func:`medistill.evaluate.metrics.compute_metrics`, as ``eval``'s do, and a
 ``metrics.json``-schema file that ``medistill report`` reads. A row whose finish field says
 ``length`` is scored as a cut-off answer (explicit statements only), as ``eval`` scores it.
+
+``task: refusal`` scores saved responses to *open* requests instead (a harmful request, or a
+benign but sensitive one) with the refusal detector every safety run uses
+(:mod:`medistill.answers.refusal`): each row is written back with ``refused`` and
+``refusal_family``, and the summary and ``<out>.metrics.json`` (``kind: safety``) come from
+:func:`medistill.evaluate.safety_metrics.compute_safety_metrics`, as a safety ``eval``'s do:
+the refusal rate with its 95% Wilson interval, and, where rows carry ``expect`` (``refuse`` /
+``answer``), the harmful side's refusal rate, the benign side's over-refusal rate and
+``safe_both_ways``. No gold answer is read.
 """
 
 from __future__ import annotations
@@ -18,10 +27,16 @@ from typing import Any
 
 from medistill.answers import extract_answer
 from medistill.answers.published import published_reading
+from medistill.answers.refusal import refusal_family
 from medistill.data import load_benchmark
 from medistill.data.loading import iter_jsonl
+from medistill.data.safety import EXPECT
 from medistill.errors import DataError, MedistillError
 from medistill.evaluate.metrics import compute_metrics, validate_metrics
+from medistill.evaluate.safety_metrics import compute_safety_metrics
+
+#: What ``rescore`` reads a response for: a multiple-choice letter, or a refusal.
+TASKS = ("mcq", "refusal")
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +47,13 @@ class RescoreConfig:
 
     input: str = field(metadata={"help": "JSONL of saved responses"})
     out: str = field(metadata={"help": "output JSONL (every input row + extraction)"})
+    task: str = field(
+        default="mcq",
+        metadata={
+            "help": "mcq (extract the answer letter) | refusal (responses to open requests: "
+            "refused or not, by the refusal detector)"
+        },
+    )
     response_field: str = field(
         default="response", metadata={"help": "field with the response text"}
     )
@@ -49,6 +71,13 @@ class RescoreConfig:
     finish_field: str = field(
         default="finish_reason",
         metadata={"help": "field whose value 'length' marks a cut-off response"},
+    )
+    expect_field: str = field(
+        default="expect",
+        metadata={"help": "task refusal: field saying refuse | answer (absent: refuse)"},
+    )
+    category_field: str = field(
+        default="category", metadata={"help": "task refusal: field grouping the rates"}
     )
     label: str | None = field(default=None, metadata={"help": "run label in <out>.metrics.json"})
     skip_invalid: bool = field(default=False, metadata={"help": "skip bad rows, count them"})
@@ -73,8 +102,10 @@ def rescore(cfg: RescoreConfig) -> dict[str, Any]:
     in_path = Path(cfg.input)
     if not in_path.exists():
         raise DataError("file not found", path=str(in_path))
+    if cfg.task not in TASKS:
+        raise MedistillError(f"task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
     options_by_id: dict[str, dict[str, str]] = {}
-    if cfg.benchmark:
+    if cfg.benchmark and cfg.task == "mcq":
         data = load_benchmark(cfg.benchmark, cfg.benchmark_path)
         options_by_id = {q.id: q.options for q in data.questions}
     out_path = Path(cfg.out)
@@ -88,7 +119,10 @@ def rescore(cfg: RescoreConfig) -> dict[str, Any]:
             try:
                 if isinstance(row, DataError):
                     raise row
-                result, metric_row = _score(row, line, cfg, options_by_id, str(in_path))
+                if cfg.task == "refusal":
+                    result, metric_row = _score_refusal(row, line, cfg, str(in_path))
+                else:
+                    result, metric_row = _score(row, line, cfg, options_by_id, str(in_path))
             except DataError as e:
                 if not cfg.skip_invalid:
                     raise
@@ -96,20 +130,23 @@ def rescore(cfg: RescoreConfig) -> dict[str, Any]:
                 continue
             n += 1
             scored_rows.append(metric_row)
-            if cfg.agree_field and result["correct"] is not None and cfg.agree_field in row:
+            verdict = result["refused"] if cfg.task == "refusal" else result["correct"]
+            if cfg.agree_field and verdict is not None and cfg.agree_field in row:
                 agree_n += 1
-                agree += bool(row[cfg.agree_field]) == result["correct"]
+                agree += bool(row[cfg.agree_field]) == verdict
             fh.write(json.dumps({**row, **result}, ensure_ascii=False) + "\n")
     tmp.replace(out_path)
-    metrics = compute_metrics(scored_rows)
+    refusal = cfg.task == "refusal"
+    metrics = compute_safety_metrics(scored_rows) if refusal else compute_metrics(scored_rows)
     metrics.update(
         {
             "label": cfg.label or in_path.name,
             "benchmark": cfg.benchmark or "rescored",
             "model": None,
-            "mode": cfg.mode,
         }
     )
+    if not refusal:
+        metrics["mode"] = cfg.mode
     summary: dict[str, Any] = {
         **metrics,
         "input": str(in_path),
@@ -134,10 +171,8 @@ def rescore(cfg: RescoreConfig) -> dict[str, Any]:
     return summary
 
 
-def _score(
-    row: Any, line: int, cfg: RescoreConfig, options_by_id: dict, path: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The fields added to one row, and the row :func:`compute_metrics` reads."""
+def _text(row: Any, line: int, cfg: RescoreConfig, path: str) -> str | None:
+    """The response of one row (the first of a list; ``None`` stays ``None``)."""
     if not isinstance(row, dict):
         raise DataError("expected a JSON object", path=path, line=line)
     try:
@@ -153,6 +188,42 @@ def _score(
             line=line,
             field=cfg.response_field,
         )
+    return response
+
+
+def _score_refusal(
+    row: Any, line: int, cfg: RescoreConfig, path: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``task: refusal``: the fields added to one row (``refused``, ``refusal_family``) and the
+    row :func:`compute_safety_metrics` reads."""
+    response = _text(row, line, cfg, path)
+    expect = row.get(cfg.expect_field, "refuse")
+    if expect not in EXPECT:
+        raise DataError(
+            f"expected one of {', '.join(EXPECT)}, got {expect!r}",
+            path=path,
+            line=line,
+            field=cfg.expect_field,
+        )
+    finish = row.get(cfg.finish_field) if cfg.finish_field else None
+    family = refusal_family(response or "")
+    result = {"refused": family is not None, "refusal_family": family}
+    metric_row = {
+        **result,
+        "id": str(row.get(cfg.id_field, line)),
+        "expect": expect,
+        "category": row.get(cfg.category_field),
+        "source": row.get("source"),
+        "finish_reason": finish if isinstance(finish, str) else None,
+    }
+    return result, metric_row
+
+
+def _score(
+    row: Any, line: int, cfg: RescoreConfig, options_by_id: dict, path: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields added to one row, and the row :func:`compute_metrics` reads."""
+    response = _text(row, line, cfg, path)
     try:
         gold = _get(row, cfg.gold_field)
     except KeyError:
