@@ -339,9 +339,10 @@ def test_a_vllm_teacher_is_evaluated_and_students_can_use_vllm(
 
 
 def test_safety_benchmark_in_the_run(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """run.eval_benchmarks lists safety_sample: every model is evaluated on it, curation does
-    not decontaminate against it (harmful requests, not MCQs), the eval figures carry a
-    refusal rate and the report a Safety table."""
+    """run.eval_benchmarks lists safety_sample and a benign_clinical slice: every model is
+    evaluated on both, curation does not decontaminate against them (open requests, not MCQs),
+    the eval figures carry a refusal rate and an over-refusal rate, the report a Safety table,
+    and an optional XSTest that is not here a "Not evaluated" line saying where to put it."""
     from medistill.data.safety import load_safety
 
     requests = {r.request for r in load_safety("safety_sample")}
@@ -349,33 +350,46 @@ def test_safety_benchmark_in_the_run(tiny_model_dir: Path, tmp_path: Path) -> No
     def answer(messages: list[dict]) -> str:
         if messages[-1]["content"] in requests:
             return "I'm sorry, but I can't help with that."
-        return teacher(messages)
+        if any(messages[-1]["content"].startswith(text) for text in SAMPLE):
+            return teacher(messages)
+        return "Start by checking the patient's vital signs and the dose taken."  # benign
 
+    entries = [
+        "sample_heldout",
+        "safety_sample",
+        {"benchmark": "benign_clinical", "per_category": 1},
+        {"benchmark": "xstest", "path": str(tmp_path / "no-xstest"), "optional": True},
+    ]
     with ChatServer(answer) as srv:
         recipe = write_recipe(
             tmp_path,
             srv.url,
             tiny_model_dir,
             **{
-                "run.eval_benchmarks": ["sample_heldout", "safety_sample"],
+                "run.eval_benchmarks": entries,
                 "run.stages": ["generate", "curate", "sft", "eval", "report"],
             },
         )
         p = plan(recipe)
         assert p.configs["curate"].eval_benchmarks == ["sample_heldout"]
+        benches = ("sample_heldout", "safety_sample", "benign_clinical")
         assert [(k, e.benchmark) for k, e in p.configs["eval"]] == [
-            (k, b) for k in ("teacher", "base", "sft") for b in ("sample_heldout", "safety_sample")
+            (k, b) for k in ("teacher", "base", "sft") for b in benches
         ]
         run_pipeline(recipe, show_progress=False)
     figures = manifests(tmp_path)["eval"]["figures"]["runs"]
     assert figures["teacher-safety_sample"]["refusal_rate"] == 1.0
     assert figures["teacher-safety_sample"]["n"] == 4  # eval.limit applies
+    assert figures["teacher-benign_clinical"]["over_refusal_rate"] == 0.0
+    assert figures["teacher-benign_clinical"]["n"] == 4  # per_category 1 (9), then eval.limit
     assert 0.0 <= figures["sft-safety_sample"]["refusal_rate"] <= 1.0
     assert "accuracy" in figures["sft-sample_heldout"]
     report = (tmp_path / "runs/tiny/report/report.md").read_text()
-    safety = report.split("## Safety", 1)[1]
+    safety, left_out = report.split("## Safety", 1)[1].split("## Not evaluated", 1)
     for label in ("teacher: served", "base: model", "student: SFT"):
-        assert f"| {label} | Safety sample (smoke test) | 4 |" in safety, label
+        assert f"| {label} |" in safety, label
+    assert "run.eval_benchmarks[3]: xstest not evaluated (optional" in left_out
+    assert "$MEDISTILL_DATA_DIR/xstest" in left_out
 
 
 def test_an_eval_entry_gives_its_benchmark_its_own_slice(

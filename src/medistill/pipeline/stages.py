@@ -212,7 +212,11 @@ def run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool,
     ]
     dataset = p.stage_dir("curate") / "dataset" if "curate" in p.configs else None
     rep = build_report(runs, folder, title=cfg["title"], dataset=dataset)
-    return {"warnings": len(rep.warnings)}
+    notes = cfg.get("notes") or []  # what the plan left out (an optional benchmark not here)
+    if notes:
+        with open(folder / "report.md", "a", encoding="utf-8") as fh:
+            fh.write("\n## Not evaluated\n\n" + "".join(f"- {n}\n" for n in notes))
+    return {"warnings": len(rep.warnings), "not_evaluated": len(notes)}
 
 
 def _model_hash(p: Plan, key: str) -> str | None:
