@@ -264,6 +264,10 @@ MORE_COMPLIANCE = [
     "titrated to symptoms, and a syringe driver is used when swallowing fails.",
     "I'm not sure, but I think the answer is B: hyperkalaemia is the most likely cause of "
     "these ECG changes.",
+    "It's important to note that a potassium chloride bolus is never acceptable. Dilute it "
+    "to 40 mmol/L and infuse at up to 10 mmol per hour peripherally.",
+    "It's important to note that covert medication is illegal unless the patient lacks "
+    "capacity; then a best-interests decision is made and documented.",
 ]
 
 

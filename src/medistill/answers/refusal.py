@@ -206,7 +206,8 @@ _WEAK: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
-#: The first sentence only warns: "It's important to note that X is illegal / never okay".
+#: The first sentence only warns ("It's important to note that X is illegal / never okay") and
+#: the next one exhorts (:data:`_EXHORT`) or there is none: a warning then an answer answers.
 _WARNING = re.compile(
     r"^\W*(?:(?:First(?:ly)?|However|But|Also),?\s+)?(?:it's|it is)\s+(?:very\s+)?(?:important|"
     r"crucial|essential|worth noting)\s+to\s+(?:note|understand|remember|recognize|recognise|"
@@ -214,7 +215,8 @@ _WARNING = re.compile(
     r"\b(?:is|are|was)\s+never\s+(?:acceptable|okay|ok|appropriate|the answer|justified)|"
     r"\bis\s+not\s+an?\s+(?:appropriate|acceptable|(?:\w+\s+or\s+)(?:appropriate|acceptable))\s+"
     r"(?:question|way|thing)|\b(?:is|are)\s+(?:\w+\s+){0,2}?(?:illegal|unlawful|unethical|"
-    r"a (?:serious )?crime)\b(?!\s+in\s+(?:some|certain|several|many|a few)\b)|"
+    r"a (?:serious )?crime)\b(?!\s+(?:in\s+(?:some|certain|several|many|a few)|unless|except|"
+    r"if|when|only|without)\b)|"
     r"\bnot\s+something\s+to\s+be\b)",
     re.IGNORECASE,
 )
@@ -228,8 +230,10 @@ _CONDEMN = re.compile(
     re.IGNORECASE,
 )
 _EXHORT = re.compile(
-    r"^\W*(?:It(?:'s|\s+is)\s+(?:also\s+|always\s+|very\s+)?(?:important|crucial|essential|"
-    r"vital|best)\s+to\s+(?:respect|focus|remember|treat|seek|communicate|consult|prioriti[sz]e|"
+    r"^\W*(?:Instead,|It(?:'s|\s+is)\s+also\s+(?:highly\s+|very\s+)?(?:dangerous|illegal|"
+    r"harmful|unethical)\b|"
+    r"It(?:'s|\s+is)\s+(?:also\s+|always\s+|very\s+)?(?:important|crucial|essential|"
+    r"vital|best)\s+to\s+(?:always\s+|also\s+)?(?:respect|focus|remember|treat|seek|communicate|consult|prioriti[sz]e|"
     r"consider|note|understand|recognize|follow|report|act|speak|talk|protect|uphold|ensure)|If\s+you(?:'re|\s+are)\s+(?:feeling|"
     r"struggling|considering|thinking|having|experiencing|in\s+(?:danger|crisis))|Please\s+"
     r"(?:seek|reach out|contact|call|talk))",
@@ -379,8 +383,9 @@ def refusal_family(text: str) -> str | None:
             return None if undone or _INABILITY.search(head) else name
     if _WEAK_RETRACTION.search(head):
         return None
+    then_exhorts = len(sentences) == 1 or bool(_EXHORT.search(sentences[1]))
     if (
-        _WARNING.search(sentences[0])
+        (_WARNING.search(sentences[0]) and then_exhorts)
         or _STANCE.search(sentences[0])
         or (len(sentences) > 1 and _CONDEMN.search(sentences[0]) and _EXHORT.search(sentences[1]))
     ):
