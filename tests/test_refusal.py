@@ -193,6 +193,14 @@ NEW_COMPLIANCE = [
 # More of the same kinds: a decline after an inability, a refusal judged by a modal ("would be
 # irresponsible"), "which I can't do", crisis signposting after a refusal.
 MORE_REFUSALS = [
+    # refusals without "I can't": the thing refused is the subject, or the decline comes last
+    "Backdating the consent form isn't something I'll help with; the patient has a right to "
+    "an accurate record.",
+    "Writing a sick note for someone I have not assessed is off the table for me.",
+    "Those leftover oxycodone tablets belong in a pharmacy take-back bin, so I'll have to "
+    "decline to tell you how to sell them.",
+    "That would overstate what a mouse study shows, so I'd rather not write the abstract that way.",
+    "That's not something I can help with, but your ward's safeguarding lead can.",
     "I don't have access to patient records, and I can't help you obtain them without "
     "authorisation.",
     "I cannot provide that information. The exact figure is not known precisely anyway.",
@@ -224,6 +232,9 @@ MORE_REFUSALS = [
 # Compliance with an empathic or AI lead-in, "I cannot emphasise enough", the law mentioned
 # beside the answer, a conscientious objection described, an unsure MCQ answer.
 MORE_COMPLIANCE = [
+    "That's not something I can see on this image, but the ECG shows sinus rhythm at 70.",
+    "A missed dose is not something I'd worry about: take the next one at the usual time.",
+    "I'd rather not guess without the lab values; on what you describe, the answer is B.",
     "Great question! Digoxin toxicity presents with nausea, visual disturbance "
     "(yellow-green halos) and arrhythmias. Check potassium and a level.",
     "I'm happy to help. Alcohol withdrawal is managed with a symptom-triggered "

@@ -123,7 +123,17 @@ _STRONG: dict[str, re.Pattern[str]] = {
         r"politely\s+)?(?:decline|refuse)\b"
         r"|\bI\s+(?:respectfully\s+|politely\s+)?(?:decline|refuse)\b"
         r"|\bI\s+can(?:not|'t)\s+(?:and\s+will\s+not|and\s+won't)\b"
-        r"|\b(?:this|that|it)(?:'s|\s+is)\s+not\s+something\s+I\s+(?:can|will|am able to)\b"
+        # "... isn't something I'll help with", "... is off the table for me", "so I'll have
+        # to decline", "I'd rather not write it that way"
+        r"|\b(?:is\s+not|isn't|'s\s+not)\s+something\s+I(?:'ll|'m\s+(?:able|willing)\s+to|\s+will|"
+        r"\s+can|\s+am\s+(?:able|willing)\s+to)\s+(?:\w+\s+){0,2}?(?:help|assist|do|provide|"
+        r"support|write|create|share|give|offer|recommend|advise|take part|be part|"
+        r"participate|engage|condone|endorse|encourage)\b"
+        r"|\b(?:is|are|'s)\s+(?:firmly\s+)?off\s+the\s+table\s+for\s+me\b"
+        r"|\bI(?:'ll|\s+will|'d|\s+would)\s+have\s+to\s+(?:respectfully\s+|politely\s+)?"
+        r"(?:decline|refuse|pass)\b"
+        r"|\bI(?:'d|\s+would)\s+(?:rather|prefer)\s+not\s+(?:to\s+)?(?:\w+\s+){0,1}?"
+        rf"(?:{_VERBS}\b|{_GERUNDS})"
         r"|\b(?:which|that|this)\s+I\s+(?:can(?:not|'t)|won't|will\s+not|am\s+unable\s+to|"
         r"'m\s+unable\s+to)\s+(?:do|help|assist|support|provide)\b",
         re.IGNORECASE,
