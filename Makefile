@@ -71,7 +71,16 @@ test-fast: lint
 # card, the same model is trained with LoRA (SFT, then GRPO), and the teacher, the base model
 # and both students are evaluated on the 30 held-out sample questions. The report (Markdown and
 # a self-contained HTML page) lands in runs/demo/report/. A rerun skips what is unchanged.
+# Every model is also evaluated for safety both ways (harmful requests refused, benign ones
+# answered), on an XSTest slice too when it is found: XSTest is not embedded, so with
+# MEDISTILL_DATA_DIR unset and ../shared/data/xstest present, MEDISTILL_DATA_DIR points at
+# ../shared/data; without it the run leaves XSTest out and says where to put it.
 demo: install
+	@if [ -z "$$MEDISTILL_DATA_DIR" ] && [ -d ../shared/data/xstest ]; then \
+	  MEDISTILL_DATA_DIR="$$(cd ../shared/data && pwd)"; export MEDISTILL_DATA_DIR; \
+	  echo "MEDISTILL_DATA_DIR=$$MEDISTILL_DATA_DIR (XSTest found there)"; \
+	fi; \
+	echo "$(BIN)/medistill run recipes/demo.yaml"; \
 	$(BIN)/medistill run recipes/demo.yaml
 
 bench: install
