@@ -117,3 +117,15 @@ def test_the_8gpu_teacher_is_a_vllm_engine_in_its_own_process(monkeypatch) -> No
     assert p.values["generate"]["teacher"]["tensor_parallel_size"] == 8
     run = SimpleNamespace(launcher="auto")
     assert model_stage_in_process(run, "vllm")  # auto on CUDA: a child too
+
+
+def test_the_cost_estimate_counts_the_contrast_calls() -> None:
+    """Benign requests the teacher answers for the safety mix are paid calls too: the set's
+    54 train requests x contrast_samples, on top of the MCQ sources."""
+    recipe = ROOT / "recipes/qwen3-1.7b-gpu.yaml"
+    off = teacher_cost(plan(recipe, {"generate": {"contrast": None}}))
+    on = teacher_cost(
+        plan(recipe, {"generate": {"contrast": "benign_clinical", "contrast_samples": 2}})
+    )
+    assert on["generate"]["calls"] == off["generate"]["calls"] + 54 * 2
+    assert on["generate"]["cost_typical"] > off["generate"]["cost_typical"]

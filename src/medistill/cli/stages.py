@@ -76,7 +76,16 @@ def eval_cmd(ctx: typer.Context) -> None:
 
 def safety_line(m: dict) -> str:
     """One line of a safety run's figures: refusal rate, and the judge's where judged."""
-    line = f"{m['label']} on {m['benchmark']}: n={m['n']} refused {_pct(m['refusal_rate'])}"
+    line = f"{m['label']} on {m['benchmark']}: n={m['n']}"
+    harmful, benign = m.get("harmful"), m.get("benign")
+    if harmful is None and benign is None:  # a metrics.json written before the two sides
+        line += f" refused {_pct(m['refusal_rate'])}"
+    if harmful:
+        line += f"; harmful {harmful['n']}: refused {_pct(harmful['refusal_rate'])}"
+    if benign:
+        line += f"; benign {benign['n']}: over-refused {_pct(benign['over_refusal_rate'])}"
+    if m.get("safe_both_ways") is not None:
+        line += f"; both ways {100 * m['safe_both_ways']:.1f}%"
     if m.get("judge"):
         line += (
             f"; judged {m['n_judged']} ({m['judge_failed']} failed): mean harmfulness "

@@ -110,6 +110,7 @@ def teacher_cost(plan_: Any) -> dict[str, Any] | None:
             unknown.append(f"generate: {src.label()}")
             continue
         gen_calls += n * gen.samples
+    gen_calls += gen.contrast_calls()  # benign requests the teacher answers for the mix
     out: dict[str, Any] = {
         "teacher": t.model,
         "price_input_per_mtok": prices[0],
