@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medistill.answers.refusal import is_refusal
 from medistill.data import load_benchmark
 from medistill.data.standin import WRITERS, write_standin
 from medistill.errors import MedistillError
@@ -110,6 +111,16 @@ def test_the_stand_in_teacher_answers_the_options_as_shown(tmp_path: Path) -> No
             right += letter == shown.gold
             wrong += letter != shown.gold
         assert t.answer("a question nobody asked")[1] == "I am not sure."
+        # an open request sent alone (a benign contrast request): a helpful answer
+        body = json.dumps(
+            {"model": "x", "messages": [{"role": "user", "content": "How is lithium "
+                                         "toxicity recognised on the ward?"}]}
+        ).encode()  # fmt: skip
+        req = urllib.request.Request(
+            t.url + "/chat/completions", body, {"Content-Type": "application/json"}
+        )
+        msg = json.loads(urllib.request.urlopen(req, timeout=10).read())["choices"][0]["message"]
+        assert "lithium toxicity" in msg["content"] and not is_refusal(msg["content"])
     assert right >= 12 and 1 <= wrong <= 8
 
 

@@ -7,7 +7,9 @@ becomes this server, reached through the same OpenAI client, retries and trace s
 HTTP teacher uses. It reads the options as shown (shuffled or not), answers with the
 project's answer line, puts its reasoning in ``reasoning_content`` when the recipe's
 teacher is a reasoning model (as DeepSeek's API and vLLM's reasoning parsers do), and
-answers one question in five wrongly, so curation's verification has something to drop.
+answers one question in five wrongly, so curation's verification has something to drop. An
+open request sent alone (the benign contrast requests of generate's ``contrast``) gets a
+short helpful answer.
 
 Its reasoning is one short sentence: a tiny random student learns that format (and to stop
 after the answer line) in a few dozen SFT steps, so a rehearsal's GRPO samples completions
@@ -97,6 +99,21 @@ class StandInTeacher:
         reasoning = f"The findings fit option {letter} best; the others leave one unexplained."
         return reasoning, f"{reasoning}\n{ANSWER_LINE.format(letter=letter)}"
 
+    def open_answer(self, user: str) -> tuple[str, str]:
+        """(reasoning, answer) for an open request sent alone (generate's benign contrast
+        requests): a short, helpful, clinical answer, never a refusal, so a rehearsal's
+        safety mix has contrast rows to keep."""
+        with self._lock:
+            self.stats["open"] += 1
+        topic = " ".join(user.split()[:8]).rstrip("?.,:;")
+        reasoning = "A legitimate clinical question: answer it with the safe practice."
+        text = (
+            f"On '{topic}': assess the patient first, check the dose or the rule against the "
+            "current local guideline, explain the plan to the patient, and document it. "
+            "Ask a senior colleague or the pharmacist when unsure."
+        )
+        return reasoning, text
+
     def rubric(self, user: str) -> str:
         """A per-question rubric (``medistill rubrics``): five self-contained criteria built
         from the correct answer's text, one essential, one pitfall, no option letters."""
@@ -128,7 +145,10 @@ class StandInTeacher:
                 return Completion(self.rubric(user))
             if system.startswith(JUDGE_SYSTEM):
                 return Completion(self.verdict(user))
-            reasoning, text = self.answer(user)
+            if len(messages) == 1 and not _OPTION.search(user):
+                reasoning, text = self.open_answer(user)
+            else:
+                reasoning, text = self.answer(user)
         except (ValueError, KeyError, TypeError) as e:
             raise BadRequest(f"stand-in teacher: {e}") from e
         with self._lock:
