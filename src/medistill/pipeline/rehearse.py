@@ -297,6 +297,14 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
         cur["max_tokens"] = TRACE_TOKENS
         cur["min_tokens"] = min(int(cur.get("min_tokens") or 4), 4)
         cur.pop("difficulty_eval", None)
+        if cur.get("safety_mix") or cur.get("safety_mix_file"):
+            # Even two natural-language rows (a refusal, an open answer) beside 8 stand-in
+            # traces keep a tiny random student from learning their answer format in
+            # SFT_STEPS: GRPO then samples no reward at all and changes no weight.
+            cur["safety_mix"] = cur["safety_mix_file"] = None
+            cur["safety_mix_contrast_share"] = 0.0
+            _note(notes, "curate: the safety mix is left out (a tiny random student learns "
+                  "the stand-in's answer format only from its traces alone)")  # fmt: skip
     student = original.values.get("sft", {}).get("model") or next(
         (original.values[s].get("model") for s in ("grpo", "distill") if s in original.values),
         None,
