@@ -122,7 +122,7 @@ def test_cli_per_category_slice_of_medsafetybench(shared_data: Path, tmp_path: P
         cmd += ["--out", str(tmp_path / "run")]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "on medsafetybench: n=18 refused 50.0%" in done.stdout
+    assert "on medsafetybench: n=18; harmful 18: refused 50.0% [29.0, 71.0]" in done.stdout
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["per_source"]["gpt4"]["refusal_rate"]["value"] == 1.0
     assert m["per_source"]["llama2"]["refusal_rate"]["value"] == 0.0
