@@ -27,7 +27,6 @@ verification). Here, from the store's contrast calls:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,11 +41,11 @@ from medistill.curate.decontam import BenchmarkIndex
 from medistill.curate.safety_mix import (
     SafetyTestIndex,
     category_label,
-    decontaminate,
+    drop_contaminated,
+    open_row,
     stratified,
     target_rows,
 )
-from medistill.curate.seeded import seeded_rank, split_of
 from medistill.curate.text import words
 from medistill.errors import MedistillError
 from medistill.store import CONTRAST_PREFIX
@@ -170,20 +169,11 @@ def build_contrast(
     removed: Counter[str] = Counter()
     seen_in: dict[str, set[str]] = {"sources": set(), "teachers": set()}
     pool, n_read = _candidates(rows, count_tokens, cfg.max_tokens, removed, seen_in)
-    matches, why = decontaminate([d.request for d, _ in pool], tests, eval_index)
+    tokens = {d.id: n for d, n in pool}
+    clean, by_benchmark = drop_contaminated(
+        [d for d, _ in pool], tests, eval_index, decon_log, removed
+    )
     against = tests.against + (list(cfg.eval_benchmarks) if eval_index is not None else [])
-    by_benchmark: Counter[str] = Counter()
-    clean: list[ContrastDemo] = []
-    tokens: dict[str, int] = {}
-    with open(decon_log, "w", encoding="utf-8") as fh:
-        for (d, n), m, w in zip(pool, matches, why, strict=True):
-            if w is None:
-                clean.append(d)
-                tokens[d.id] = n
-                continue
-            removed[w] += 1
-            by_benchmark[f"{m.benchmark} ({m.method})"] += 1
-            fh.write(json.dumps({"id": d.id, "request": d.request, **m.to_dict()}) + "\n")
     if n_read != len(clean) + sum(removed.values()):
         raise MedistillError(f"internal: contrast counts do not add up ({n_read}, {removed})")
     share = cfg.safety_mix_contrast_share
@@ -222,27 +212,10 @@ def build_contrast(
 
 
 def records(mix: ContrastMix, cfg: CurateConfig) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(split, row)`` of each contrast demonstration, in the safety rows' form (the caller
-    writes both formats); splits seeded by request id."""
+    """``(split, row)`` of each contrast demonstration (:func:`~medistill.curate.safety_mix.
+    open_row`, as the refusal rows); splits seeded by request id."""
     for d, ntok in zip(mix.demos, mix.tokens, strict=True):
-        split = split_of(seeded_rank(cfg.seed, f"contrast:{d.id}"), cfg.validation_fraction)
-        yield (
-            split,
-            {
-                "id": f"contrast-{d.id}"[:64],
-                "user": d.request,
-                "assistant": d.response,
-                "meta": {
-                    "question_id": d.id,
-                    "source": d.source,
-                    "teacher": d.teacher,
-                    "subject": category_label(d.category),
-                    "options": {},
-                    "gold": None,
-                    "teacher_pass_rate": None,
-                    "tokens": ntok,
-                    "verified_by": None,
-                    "kind": KIND,
-                },
-            },
-        )
+        yield open_row(
+            cfg, kind=KIND, id=d.id, user=d.request, assistant=d.response,
+            source=d.source, teacher=d.teacher, category=d.category, tokens=ntok,
+        )  # fmt: skip

@@ -230,6 +230,69 @@ def decontaminate(
     return matches, why
 
 
+def drop_contaminated(
+    pool: Sequence[D],
+    tests: SafetyTestIndex,
+    eval_index: BenchmarkIndex | None,
+    decon_log: Path,
+    removed: Counter[str],
+) -> tuple[list[D], Counter[str]]:
+    """The demonstrations of ``pool`` whose request copies no evaluation request, and the
+    removals by matched benchmark; each removal is counted in ``removed`` (by reason) and
+    written to ``decon_log`` with what it matched. Refusal and contrast demonstrations go
+    through this one step."""
+    matches, why = decontaminate([d.request for d in pool], tests, eval_index)
+    by_benchmark: Counter[str] = Counter()
+    clean: list[D] = []
+    with open(decon_log, "w", encoding="utf-8") as fh:
+        for d, m, w in zip(pool, matches, why, strict=True):
+            if w is None:
+                clean.append(d)
+                continue
+            removed[w] += 1
+            by_benchmark[f"{m.benchmark} ({m.method})"] += 1
+            fh.write(json.dumps({"id": d.id, "request": d.request, **m.to_dict()}) + "\n")
+    return clean, by_benchmark
+
+
+def open_row(
+    cfg: CurateConfig,
+    *,
+    kind: str,
+    id: str,
+    user: str,
+    assistant: str,
+    source: str,
+    teacher: str,
+    category: str,
+    tokens: int,
+) -> tuple[str, dict[str, Any]]:
+    """``(split, row)`` of one open-request demonstration (a refusal or a contrast answer) in
+    the dataset's columns (``messages`` form; the caller writes ``prompt_completion`` from it):
+    no options, no gold, split seeded by ``kind`` and id like questions."""
+    split = split_of(seeded_rank(cfg.seed, f"{kind}:{id}"), cfg.validation_fraction)
+    return (
+        split,
+        {
+            "id": f"{kind}-{id}"[:64],
+            "user": user,
+            "assistant": assistant,
+            "meta": {
+                "question_id": id,
+                "source": source,
+                "teacher": teacher,
+                "subject": category_label(category),
+                "options": {},
+                "gold": None,
+                "teacher_pass_rate": None,
+                "tokens": tokens,
+                "verified_by": None,
+                "kind": kind,
+            },
+        },
+    )
+
+
 def stratified(pool: Sequence[D], n: int, seed: int) -> list[D]:
     """``n`` demonstrations, round robin over the categories (in a seeded order), each
     category's in seeded rank order."""
@@ -273,18 +336,8 @@ def build_mix(
             continue
         seen.add(norm)
         pool.append(d)
-    matches, why = decontaminate([d.request for d in pool], tests, eval_index)
+    clean, by_benchmark = drop_contaminated(pool, tests, eval_index, decon_log, removed)
     against = tests.against + (list(cfg.eval_benchmarks) if eval_index is not None else [])
-    by_benchmark: Counter[str] = Counter()
-    clean: list[Demo] = []
-    with open(decon_log, "w", encoding="utf-8") as fh:
-        for d, m, w in zip(pool, matches, why, strict=True):
-            if w is None:
-                clean.append(d)
-                continue
-            removed[w] += 1
-            by_benchmark[f"{m.benchmark} ({m.method})"] += 1
-            fh.write(json.dumps({"id": d.id, "request": d.request, **m.to_dict()}) + "\n")
     tokens = dict(zip((d.id for d in clean), count_tokens([d.safe_response for d in clean]),
                       strict=True))  # fmt: skip
     fits = [d for d in clean if tokens[d.id] <= cfg.max_tokens]
@@ -327,28 +380,10 @@ def build_mix(
 
 
 def records(mix: SafetyMix, cfg: CurateConfig) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(split, row)`` of each demonstration, the row in the dataset's columns (``messages``
-    form; the caller writes ``prompt_completion`` from it). Splits are seeded by id, like
+    """``(split, row)`` of each demonstration (:func:`open_row`); splits seeded by id, like
     questions."""
     for d, ntok in zip(mix.demos, mix.tokens, strict=True):
-        split = split_of(seeded_rank(cfg.seed, f"safety:{d.id}"), cfg.validation_fraction)
-        yield (
-            split,
-            {
-                "id": f"safety-{d.id}"[:64],
-                "user": d.request,
-                "assistant": d.safe_response,
-                "meta": {
-                    "question_id": d.id,
-                    "source": d.source,
-                    "teacher": d.source.split("/")[0],
-                    "subject": category_label(d.category),
-                    "options": {},
-                    "gold": None,
-                    "teacher_pass_rate": None,
-                    "tokens": ntok,
-                    "verified_by": None,
-                    "kind": KIND,
-                },
-            },
-        )
+        yield open_row(
+            cfg, kind=KIND, id=d.id, user=d.request, assistant=d.safe_response or "",
+            source=d.source, teacher=d.source.split("/")[0], category=d.category, tokens=ntok,
+        )  # fmt: skip
