@@ -49,6 +49,17 @@ def shuffle_question(q: Question, seed: int, sample_index: int) -> tuple[Questio
     return shown.question(q), shown.permutation
 
 
+def sampling(cfg: GenerateConfig, k: int) -> SamplingParams:
+    """The run's sampling for sample ``k`` (seed ``seed + k``): every teacher call of the run,
+    MCQ and contrast alike, is sampled so."""
+    return SamplingParams(
+        max_new_tokens=cfg.max_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        seed=cfg.seed + k,
+    )
+
+
 def build_requests(
     questions: list[Question], cfg: GenerateConfig, *, source_file: str | None = None
 ) -> list[Request]:
@@ -63,12 +74,7 @@ def build_requests(
                 messages = tpl.rationalize(shown)
             else:
                 messages = tpl.messages(shown)
-            params = SamplingParams(
-                max_new_tokens=cfg.max_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                seed=cfg.seed + k,
-            )
+            params = sampling(cfg, k)
             pdict = params.to_dict()
             key = trace_key(cfg.teacher.model, messages, pdict, k)
             out.append(
@@ -160,12 +166,7 @@ def contrast_requests(cfg: GenerateConfig) -> tuple[list[Request], dict[str, Any
                      options={}, subject=str(r.category))  # fmt: skip
         messages = [{"role": "user", "content": r.request}]
         for k in range(cfg.contrast_samples):
-            params = SamplingParams(
-                max_new_tokens=cfg.max_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                seed=cfg.seed + k,
-            )
+            params = sampling(cfg, k)
             pdict = params.to_dict()
             key = trace_key(cfg.teacher.model, messages, pdict, k)
             out.append(
