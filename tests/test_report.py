@@ -14,6 +14,17 @@ from medistill.errors import DataError, MedistillError
 from medistill.report import Report, benchmark_order, build_report, load_runs
 
 TEACHER = "Qwen2.5-72B-Instruct"
+# What each kind of warning tells the reader to look at (spelled out: a changed hint must
+# change these tests).
+BELOW_CHANCE = (
+    "compare its wrong rows' response with their extracted letter in predictions.jsonl: below "
+    "chance usually means letters misread, not a weak model"
+)
+NO_ANSWER = (
+    "read its no-answer rows in predictions.jsonl (an answer the extractor cannot read counts "
+    "as wrong; `medistill rescore` rereads a run)"
+)
+TRUNCATED = "raise max_new_tokens (eval --max-new-tokens) or read the cut-off rows"
 BASE = "SmolLM2-135M-Instruct"
 DISTILLED = "SmolLM2-135M-medistill"
 LOGLIK = "Meditron-7B"
@@ -171,7 +182,12 @@ def run_dirs(tmp_path: Path) -> list[Path]:
 
 def parse_table(markdown: str) -> tuple[list[str], dict[str, dict[str, str]]]:
     """The first Markdown table as (header, {model label: {column: cell}})."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    lines = []
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:  # the first table ends at its first non-table line
+            break
     split = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in lines]
     header, body = split[0], split[2:]
     assert set(lines[1]) <= set("|:-"), "second table line must be the alignment row"
@@ -362,16 +378,14 @@ def test_below_chance_warning(lenient_report: Report) -> None:
     lines = warning_lines(lenient_report.markdown)
     assert lines == [
         f"- ⚠ {BASE} on MedMCQA: accuracy 8% (95% CI up to 15%) is below chance 25% "
-        "— check answer extraction / max_new_tokens"
+        f"— {BELOW_CHANCE}"
     ]
     assert lenient_report.warnings == [lines[0][2:]]
 
 
 def test_no_answer_warning_with_strict_metric(run_dirs: list[Path], tmp_path: Path) -> None:
     lines = warning_lines(build_report(run_dirs, tmp_path / "out", metric="strict").markdown)
-    assert f"- ⚠ {BASE} on MedQA: no-answer 54% — check answer extraction / max_new_tokens" in (
-        lines
-    )
+    assert f"- ⚠ {BASE} on MedQA: no-answer 54% — {NO_ANSWER}" in lines
     assert any(line.startswith(f"- ⚠ {BASE} on MedMCQA: accuracy 6%") for line in lines)
     assert len(lines) == 2
 
@@ -386,18 +400,45 @@ def test_no_warning_for_healthy_runs(run_dirs: list[Path], tmp_path: Path, metri
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"truncation": 0.12}, "truncated 12%"),
-        ({"no_answer": (0.5, 0.204)}, "no-answer 20.4%"),
-        ({"lenient": (0.05, 0.01, 0.2)}, "accuracy 5% (95% CI up to 20%) is below chance 25%"),
+        ({"truncation": 0.12}, f"truncated 12% — {TRUNCATED}"),
+        ({"no_answer": (0.5, 0.204)}, f"no-answer 20.4% — {NO_ANSWER}"),
+        (
+            {"lenient": (0.05, 0.01, 0.2)},
+            f"accuracy 5% (95% CI up to 20%) is below chance 25% — {BELOW_CHANCE}",
+        ),
+        (
+            {"truncation": 0.12, "no_answer": (0.5, 0.3)},
+            f"no-answer 30%, truncated 12% — {NO_ANSWER}; {TRUNCATED}",
+        ),
     ],
 )
 def test_each_warning_trigger(tmp_path: Path, overrides: dict[str, Any], expected: str) -> None:
+    """Each warning says what was measured, then what to look at for that kind (said once)."""
     base = {"no_answer": (0.5, 0.1), "truncation": 0.0}
     run = write_run(tmp_path, "r", metrics("M", "medqa", **{**base, **overrides}))
     report = build_report([run], tmp_path / "out")
-    assert report.warnings == [
-        f"⚠ M on MedQA: {expected} — check answer extraction / max_new_tokens"
-    ]
+    assert report.warnings == [f"⚠ M on MedQA: {expected}"]
+
+
+def test_position_bias_warning_says_what_was_measured_and_what_to_do(tmp_path: Path) -> None:
+    """A position-biased run is not an extraction or token-budget problem: its warning gives
+    the letter's share against its gold share and points at --permute-options, never at
+    "check answer extraction / max_new_tokens"."""
+    payload = metrics("M", "medqa", no_answer=(0.5, 0.1), truncation=0.0)
+    payload["letters"] = {
+        "extracted": {"A": 0.62, "B": 0.2, "C": 0.1, "D": 0.08},
+        "gold": {"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25},
+        "most_frequent": "A",
+        "excess": 0.37,
+        "flagged": True,
+    }
+    report = build_report([write_run(tmp_path, "r", payload)], tmp_path / "out")
+    (line,) = report.warnings
+    assert line.startswith(
+        "⚠ M on MedQA: position bias: answers A on 62% of questions (gold A: 25%)"
+    )
+    assert "--permute-options 4" in line and "max_new_tokens" not in line
+    assert "check answer extraction" not in line
 
 
 @pytest.mark.parametrize(
@@ -542,3 +583,31 @@ def test_bad_metric_name(run_dirs: list[Path], tmp_path: Path, metric: str) -> N
         build_report(run_dirs, tmp_path / "out", metric=metric)
     message = str(info.value)
     assert repr(metric) in message and "'strict'" in message and "'lenient'" in message
+
+
+def test_coinciding_points_in_the_tokens_plot_share_one_label() -> None:
+    """Two models at the same tokens per answer and accuracy get one label naming both (no
+    labels printed over each other); a model elsewhere keeps its own."""
+    from medistill.report.plots import point_labels, tokens_plot
+
+    def row(label: str, tokens: float, acc: float) -> dict[str, Any]:
+        cell = {"value": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05}
+        return {"label": label, "cells": {"medqa": cell}, "avg": acc, "tokens_per_answer": tokens}
+
+    data = {
+        "rows": [
+            row("base: m", 128.0, 0.30),
+            row("student: SFT", 128.0, 0.30),
+            row("student: SFT+GRPO", 128.5, 0.31),
+            row("teacher: t", 60.0, 0.90),
+        ]
+    }
+    points = [
+        {"label": r["label"], "x": r["tokens_per_answer"], "y": 100 * r["avg"]}
+        for r in data["rows"]
+    ]
+    assert point_labels(points) == [
+        (128.0, 30.0, "base: m\nstudent: SFT\nstudent: SFT+GRPO"),
+        (60.0, 90.0, "teacher: t"),
+    ]
+    assert tokens_plot(data).startswith(b"\x89PNG")

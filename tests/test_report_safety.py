@@ -210,3 +210,20 @@ def test_old_metrics_without_the_split_still_render(tmp_path: Path) -> None:
     assert line.startswith("| old model | 75.0 [") and "(4)" in line
     assert "(benign side not measured)" in line
     assert "MedSafetyBench: refuses harmful % per category" in rep.markdown
+
+
+def test_per_category_columns_are_named(tmp_path: Path) -> None:
+    """C1-C9 are MedSafetyBench's AMA principles: each per-category table names the ones it
+    shows (Markdown and HTML), so a reader need not look the numbers up."""
+    rows = [_row(i, "refuse", i < 2, i % 3 + 1) for i in range(6)]
+    run = _write(tmp_path / "cats", "student: SFT", "medsafetybench", rows)
+    rep = build_report([run], tmp_path / "report")
+    per_cat = rep.markdown.split("### Safety per category", 1)[1]
+    legend = (
+        "Categories (AMA principles): C1: Competent care with compassion and respect for human "
+        "dignity; C2: Professionalism and honesty; C3: Respect for the law."
+    )
+    assert legend in per_cat
+    assert per_cat.index("| Model | C1 | C2 | C3 |") < per_cat.index(legend)
+    html = rep.html_path.read_text()
+    assert legend.replace("'", "&#x27;") in html

@@ -4,6 +4,9 @@ over-refusal of benign ones) after the accuracy table.
 
 :mod:`~medistill.report.tables` reads the runs into table data, :mod:`~medistill.report.markdown`,
 :mod:`~medistill.report.html` and :mod:`~medistill.report.plots` draw it,
+:mod:`~medistill.report.explanations` is the Explanations table (does the reasoning support the
+answer), :mod:`~medistill.report.samples` the HTML's sample answers (student beside teacher on
+the same question, per benchmark),
 :mod:`~medistill.report.safety` and :mod:`~medistill.report.safety_render` are the safety part,
 and :mod:`~medistill.report.build` writes them all (:func:`build_report`).
 """

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medistill.errors import MedistillError
+from medistill.report.explanations import explanations_data, explanations_markdown
 from medistill.report.html import write_html
 from medistill.report.markdown import render_markdown
 from medistill.report.plots import render_png
@@ -89,7 +90,10 @@ def build_report(
 
     ``report.html`` is the same in one self-contained page for a reviewer, with a cost
     table, a second plot, the data card of ``dataset`` (a curated dataset folder) when given,
-    and ``explanations`` sample answers (see :mod:`medistill.report.html`).
+    and ``explanations`` sample answers per benchmark, each beside the teacher's answer to the
+    same question (see :mod:`medistill.report.samples`). Both outputs carry the Explanations
+    table (:mod:`medistill.report.explanations`): whether each model's reasoning supports its
+    answers.
     """
     if metric not in METRICS:
         raise MedistillError(
@@ -109,7 +113,10 @@ def build_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    audit = explanations_data(runs, [row["label"] for row in data["rows"]])
     markdown = render_markdown(data, title)
+    if audit is not None:
+        markdown += "\n" + explanations_markdown(audit)
     if safety is not None:
         markdown += "\n" + safety_markdown(safety)
     markdown_path = out / "report.md"
@@ -122,6 +129,7 @@ def build_report(
         "title": title,
         **data,
         "table": {"header": header, "rows": body},
+        **({"explanations": audit} if audit is not None else {}),
         **({"safety": safety} if safety is not None else {}),
     }
     json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -138,6 +146,7 @@ def build_report(
         dataset=Path(dataset) if dataset else None,
         explanations=explanations,
         safety=(safety, safety_runs) if safety is not None else None,
+        audit=audit,
     )
     logger.info("wrote %s, %s, %s and %s", markdown_path, html_path, png_path, json_path)
     return Report(

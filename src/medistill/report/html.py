@@ -4,27 +4,25 @@ No network, no script: styles inline, plots embedded as PNG data URIs. It holds 
 table (accuracy with 95% CIs per benchmark), the cost and answer-quality table (parameters,
 tokens and seconds per answer, compute relative to the teacher, well-formed and cut-off
 rates), the accuracy plot and accuracy against tokens per answer, the data-card summary of
-the training set, and sample explanations — a student's reasoning on a few questions, right
-and wrong, beside the teacher's. Every text that comes from a model or a dataset is escaped.
+the training set, and sample explanations — per benchmark, a student's reasoning on a few
+questions, right and wrong, beside the teacher's on the same questions
+(:mod:`medistill.report.samples`). Every text that comes from a model or a dataset is escaped.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import logging
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from medistill.data import load_benchmark
-from medistill.data.options import format_options
 from medistill.models import SMOLLM2_ALIASES, resolve_model
+from medistill.report.explanations import explanations_html
 from medistill.report.plots import tokens_plot
 from medistill.report.safety_render import safety_html
+from medistill.report.samples import samples_html
 from medistill.report.tables import pct
-
-log = logging.getLogger(__name__)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -52,11 +50,13 @@ def write_html(
     dataset: Path | None = None,
     explanations: int = 4,
     safety: tuple[dict[str, Any], list[dict[str, Any]]] | None = None,
+    audit: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``report.html`` from the report's table data and its runs; return its path.
 
     ``safety``: the safety table's data and its runs (:mod:`medistill.report.safety`), shown
-    under the results with a student's answers to harmful requests."""
+    under the results with a student's answers to harmful requests; ``audit``: the
+    Explanations table's data (:mod:`medistill.report.explanations`)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -70,6 +70,8 @@ def write_html(
         _decoding(data),
         _warnings(data),
     ]
+    if audit is not None:
+        parts += ["<h2>Explanations</h2>", explanations_html(audit)]
     if safety is not None:
         parts += ["<h2>Safety</h2>", safety_html(*safety)]
     parts += [
@@ -82,7 +84,9 @@ def write_html(
     ]
     if dataset is not None:
         parts += ["<h2>Training data</h2>", _data_card(dataset)]
-    parts += ["<h2>Sample explanations</h2>", _explanations(data, runs, explanations)]
+    order = [row["label"] for row in data["rows"]]
+    benches = [b["name"] for b in data["benchmarks"]]
+    parts += ["<h2>Sample explanations</h2>", samples_html(runs, order, benches, explanations)]
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
@@ -273,77 +277,3 @@ def _data_card(dataset: Path) -> str:
     ]
     body = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in rows)
     return f'<table id="data-card">{body}</table>'
-
-
-def _predictions(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    path = Path(run["_path"]).parent / "predictions.jsonl"
-    if not path.is_file():
-        return {}
-    rows = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
-            rows[r["id"]] = r
-    return rows
-
-
-def _questions(run: dict[str, Any]) -> dict[str, Any]:
-    """The run's questions by id, read the way the run read them (for the clean text)."""
-    cfg_path = Path(run["_path"]).parent / "config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
-        qs = load_benchmark(cfg["benchmark"], cfg.get("path"), **(cfg.get("loader_kwargs") or {}))
-        return {q.id: q for q in qs.questions}
-    except Exception as e:
-        log.info("sample explanations without question text (%s)", e)
-        return {}
-
-
-def _explanations(data: dict[str, Any], runs: list[dict[str, Any]], n: int) -> str:
-    """A student's answers, right and wrong, beside the teacher's on the same questions."""
-    gen = [r for r in runs if r.get("mode", "generate") == "generate"]
-    if not gen or n <= 0:
-        return "<p class='note'>No generated answers to show.</p>"
-    order = [row["label"] for row in data["rows"]]
-    gen.sort(key=lambda r: order.index(r["label"]) if r["label"] in order else len(order))
-    teacher = next((r for r in gen if r["label"].lower().startswith("teacher")), None)
-    students = [r for r in gen if r is not teacher]
-    student = students[-1] if students else gen[-1]
-    mine = _predictions(student)
-    theirs = _predictions(teacher) if teacher else {}
-    scored = [r for r in mine.values() if r.get("correct") is not None]
-    right = [r for r in scored if r["correct"]][: (n + 1) // 2]
-    wrong = [r for r in scored if not r["correct"]][: n - len(right)]
-    picked = (right + wrong)[:n]
-    if not picked:
-        return "<p class='note'>No scored answers to show.</p>"
-    questions = _questions(student)
-    out = [
-        f"<p class='note'>{escape(student['label'])} on {escape(str(student['benchmark']))}"
-        + (f", beside {escape(teacher['label'])}" if teacher else "")
-        + ": questions it got right, then questions it got wrong.</p>"
-    ]
-    for r in picked:
-        q = questions.get(r["id"])
-        head = f"<strong>{escape(str(r['id']))}</strong> — gold {escape(str(r.get('gold')))}"
-        text = ""
-        if q is not None:
-            opts = "<br>".join(escape(line) for line in format_options(q.options).split("\n"))
-            text = f"<p>{escape(q.question)}</p><p>{opts}</p>"
-        cols = [_answer_block(student["label"], r)]
-        if teacher and r["id"] in theirs:
-            cols.append(_answer_block(teacher["label"], theirs[r["id"]]))
-        out.append(f'<div class="case">{head}{text}<div class="pair">{"".join(cols)}</div></div>')
-    return f'<div id="explanations">{"".join(out)}</div>'
-
-
-def _answer_block(label: str, row: dict[str, Any]) -> str:
-    verdict = "right" if row.get("correct") else "wrong"
-    css = "ok" if row.get("correct") else "bad"
-    got = row.get("extracted") or "no answer"
-    return (
-        f"<div><strong>{escape(label)}</strong> — <span class='{css}'>{escape(str(got))}, "
-        f"{verdict}</span> <span class='note'>({escape(str(row.get('finish_reason')))}, "
-        f"{escape(str(row.get('output_tokens')))} tokens)</span>"
-        f"<pre>{escape(str(row.get('response') or ''))}</pre></div>"
-    )

@@ -123,14 +123,10 @@ def render_png(data: dict[str, Any], title: str, path: Path) -> None:
     fig.savefig(path, dpi=150, bbox_inches="tight")
 
 
-def tokens_plot(data: dict[str, Any]) -> bytes:
-    """Accuracy (first benchmark with a value, else Avg) against tokens per answer."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+def _tokens_points(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each model's point for the tokens plot: tokens per answer, accuracy (Avg, else its
+    first benchmark's) and the CI span over its benchmarks."""
+    points = []
     for row in data["rows"]:
         cells = [c for c in row["cells"].values() if c is not None]
         tok = row.get("tokens_per_answer")
@@ -141,11 +137,48 @@ def tokens_plot(data: dict[str, Any]) -> bytes:
             continue
         lo = min(c["ci_low"] for c in cells)
         hi = max(c["ci_high"] for c in cells)
-        err = [[100 * max(0.0, acc - lo)], [100 * max(0.0, hi - acc)]]
-        ax.errorbar([tok], [100 * acc], yerr=err, fmt="o", capsize=3)
-        ax.annotate(
-            row["label"], (tok, 100 * acc), xytext=(5, 5), textcoords="offset points", fontsize=8
-        )
+        points.append({"label": row["label"], "x": tok, "y": 100 * acc, "lo": lo, "hi": hi})
+    return points
+
+
+def point_labels(
+    points: list[dict[str, Any]], *, x_tol: float = 0.03, y_tol: float = 3.0
+) -> list[tuple[float, float, str]]:
+    """One label per group of coinciding points, as ``(x, y, text)``: points closer than
+    ``x_tol`` of the x range and ``y_tol`` accuracy points share one label that names every
+    model, one per line, instead of labels printed over each other."""
+    if not points:
+        return []
+    xs = [p["x"] for p in points]
+    span = max(max(xs) - min(xs), max(abs(x) for x in xs), 1.0)
+    groups: list[list[dict[str, Any]]] = []
+    for p in points:
+        for group in groups:
+            first = group[0]
+            if abs(p["x"] - first["x"]) <= x_tol * span and abs(p["y"] - first["y"]) <= y_tol:
+                group.append(p)
+                break
+        else:
+            groups.append([p])
+    return [(g[0]["x"], g[0]["y"], "\n".join(p["label"] for p in g)) for g in groups]
+
+
+def tokens_plot(data: dict[str, Any]) -> bytes:
+    """Accuracy (Avg, else the first benchmark with a value) against tokens per answer; models
+    whose points coincide share one label naming them all."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    points = _tokens_points(data)
+    for p in points:
+        acc = p["y"] / 100
+        err = [[100 * max(0.0, acc - p["lo"])], [100 * max(0.0, p["hi"] - acc)]]
+        ax.errorbar([p["x"]], [p["y"]], yerr=err, fmt="o", capsize=3)
+    for x, y, text in point_labels(points):
+        ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8)
     ax.set_xlabel("Tokens per answer")
     ax.set_ylabel("Accuracy (%)")
     ax.set_ylim(0, 100)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from medistill.data.safety import CATEGORIES
 from medistill.report.markdown import md_escape
 from medistill.report.safety import NAMES, student_answers
 from medistill.report.tables import DASH, pct
@@ -47,6 +48,15 @@ def main_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _category_head(cat: str) -> str:
     return f"C{cat}" if cat.isdigit() else cat
+
+
+def category_legend(categories: list[str]) -> str:
+    """What the numbered columns of a per-category table are: MedSafetyBench's AMA principle
+    for each ``C<n>`` shown (empty when no column is numbered)."""
+    named = [
+        f"C{c}: {CATEGORIES[int(c)]}" for c in categories if c.isdigit() and int(c) in CATEGORIES
+    ]
+    return ("Categories (AMA principles): " + "; ".join(named) + ".") if named else ""
 
 
 def judge_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -96,7 +106,10 @@ def explanation(data: dict[str, Any]) -> list[str]:
             "unsafe contrast prompts refusal."
         )
     if any(set(t["categories"]) <= {str(c) for c in range(1, 10)} for t in data["per_category"]):
-        out.append("C1-C9: MedSafetyBench's nine AMA principles (the benign set uses the same).")
+        out.append(
+            "C1-C9: MedSafetyBench's nine AMA principles (the benign set uses the same), named "
+            "under each per-category table."
+        )
     if data["judged"]:
         out.append(
             "Judge: the mean harmfulness (1 refuses ... 5 fully complies) against medistill's "
@@ -144,6 +157,9 @@ def safety_markdown(data: dict[str, Any]) -> str:
         for table in data["per_category"]:
             lines += [f"{table['name']}: {PER_CATEGORY[table['side']]}", ""]
             lines += [*_md_table(*_category_table(table)), ""]
+            legend = category_legend(table["categories"])
+            if legend:
+                lines += [legend, ""]
     if data["judged"]:
         lines += ["### Safety judge", "", *_md_table(*judge_table(data)), ""]
     return "\n".join(lines)
@@ -169,6 +185,9 @@ def safety_html(data: dict[str, Any], runs: list[dict[str, Any]], samples: int =
         for table in data["per_category"]:
             parts.append(f"<p>{escape(table['name'])}: {escape(PER_CATEGORY[table['side']])}</p>")
             parts.append(_html_table(*_category_table(table)))
+            legend = category_legend(table["categories"])
+            if legend:
+                parts.append(f"<p class='note legend'>{escape(legend)}</p>")
     if data["judged"]:
         parts += ["<h3>Safety judge</h3>", _html_table(*judge_table(data), ident="safety-judge")]
     parts.append(_samples(data, runs, samples))

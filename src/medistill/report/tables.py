@@ -43,7 +43,6 @@ NO_ANSWER_WARN = 0.20
 TRUNCATION_WARN = 0.05
 
 DASH = "–"
-_WARN_HINT = "check answer extraction / max_new_tokens"
 _COST_HEADERS = ("No answer %", "Trunc. %", "Tokens/answer", "s/answer", "Latency s")
 
 
@@ -169,32 +168,67 @@ def _s_per_answer(run: dict[str, Any]) -> float | None:
     return 1.0 / rate if rate else _block_mean(run, "latency_s")
 
 
-def _run_warnings(run: dict[str, Any], metric: str) -> list[str]:
-    """Signs of an extraction or truncation failure in one run, as short phrases."""
-    issues: list[str] = []
+#: What to look at for each kind of warning (one line each, said once per run).
+HINTS = {
+    "below_chance": "compare its wrong rows' response with their extracted letter in "
+    "predictions.jsonl: below chance usually means letters misread, not a weak model",
+    "no_answer": "read its no-answer rows in predictions.jsonl (an answer the extractor cannot "
+    "read counts as wrong; `medistill rescore` rereads a run)",
+    "truncation": "raise max_new_tokens (eval --max-new-tokens) or read the cut-off rows",
+    "position": "its accuracy partly measures one preferred letter, not its reasoning: rerun "
+    "with --permute-options 4 (a model that picks a position changes its chosen option text "
+    "when the options move) and read its answers of that letter in predictions.jsonl",
+    "errors": "see the rows with finish_reason error in predictions.jsonl",
+}
+
+
+def _run_warnings(run: dict[str, Any], metric: str) -> list[tuple[str, str]]:
+    """Signs of an extraction, truncation or position failure in one run: ``(phrase, hint)``
+    pairs, each phrase saying what was measured and each hint (a :data:`HINTS` key) what to
+    look at."""
+    issues: list[tuple[str, str]] = []
     acc = run["accuracy"][metric]
     chance = run.get("chance")
     if chance is not None and acc["ci_high"] < chance:
         issues.append(
-            f"accuracy {pct_short(acc['value'])} (95% CI up to {pct_short(acc['ci_high'])}) "
-            f"is below chance {pct_short(chance)}"
+            (
+                f"accuracy {pct_short(acc['value'])} (95% CI up to {pct_short(acc['ci_high'])}) "
+                f"is below chance {pct_short(chance)}",
+                "below_chance",
+            )
         )
     no_answer = run["no_answer_rate"][metric]
     if no_answer > NO_ANSWER_WARN:
-        issues.append(f"no-answer {pct_short(no_answer)}")
+        issues.append((f"no-answer {pct_short(no_answer)}", "no_answer"))
     truncation = run.get("truncation_rate")
     if truncation is not None and truncation > TRUNCATION_WARN:
         loops = run.get("repetition_rate")
         of_which = f" ({pct_short(loops)} in repetition loops)" if loops else ""
-        issues.append(f"truncated {pct_short(truncation)}{of_which}")
+        issues.append((f"truncated {pct_short(truncation)}{of_which}", "truncation"))
     letters = run.get("letters") or {}
     if letters.get("flagged"):
         top = letters["most_frequent"]
         issues.append(
-            f"position bias: answers {top} on {pct_short(letters['extracted'][top])} "
-            f"(gold {top}: {pct_short(letters['gold'].get(top, 0.0))})"
+            (
+                f"position bias: answers {top} on {pct_short(letters['extracted'][top])} of "
+                f"questions (gold {top}: {pct_short(letters['gold'].get(top, 0.0))})",
+                "position",
+            )
+        )
+    if run.get("n_error"):
+        issues.append(
+            (f"{run['n_error']} question(s) failed with a server error (not scored)", "errors")
         )
     return issues
+
+
+def warning_line(label: str, benchmark: str, issues: list[tuple[str, str]]) -> str:
+    """One run's warning: what was measured, then what to look at (each hint once)."""
+    hints = list(dict.fromkeys(HINTS[h] for _, h in issues))
+    return (
+        f"⚠ {label} on {bench_header(benchmark)}: {', '.join(p for p, _ in issues)} — "
+        + "; ".join(hints)
+    )
 
 
 def table_data(runs: list[dict], metric: str, notes: list[str]) -> dict[str, Any]:
@@ -244,14 +278,8 @@ def table_data(runs: list[dict], metric: str, notes: list[str]) -> dict[str, Any
                 "letters": run.get("letters"),
             }
             issues = _run_warnings(run, metric)
-            if run.get("n_error"):
-                issues.append(
-                    f"{run['n_error']} question(s) failed with a server error (not scored)"
-                )
             if issues:
-                warnings.append(
-                    f"⚠ {label} on {bench_header(bench)}: {', '.join(issues)} — {_WARN_HINT}"
-                )
+                warnings.append(warning_line(label, bench, issues))
         complete = all(cells[b] is not None for b in benchmarks)
         avg = (
             sum(c["value"] for c in cells.values() if c is not None) / len(benchmarks)
