@@ -98,6 +98,58 @@ def test_explain_api_reads_the_answer_with_the_shared_extractor() -> None:
 
 
 @pytest.mark.parametrize(
+    ("response", "verdict", "concluded", "mark"),
+    [
+        (
+            "Barking cough with stridor is croup, most often caused by parainfluenza virus, so "
+            "the answer is A.\n\nFinal answer: B",
+            "argues_other",
+            "A",
+            "The reasoning argues for <strong>A</strong>, the answer line says <strong>B</strong>",
+        ),
+        (
+            "Croup is viral, and none of the options is correct.\nThe answer is B.",
+            "argues_none",
+            None,
+            "The reasoning argues for none of the options, the answer line says <strong>B</strong>",
+        ),
+        (
+            "Barking cough with stridor is croup.\nCroup is viral.\nThe answer is A.",
+            None,
+            None,
+            None,
+        ),
+    ],
+)
+def test_explain_marks_reasoning_that_argues_for_another_answer(
+    response: str, verdict: str | None, concluded: str | None, mark: str | None
+) -> None:
+    """The API gives the audit's verdict (reasoning_verdict) beside the answer, and the page
+    marks an answer whose reasoning argues for another option, or for none."""
+    with (
+        ChatServer(lambda messages: response) as chat,
+        AppServer(create_app(Explainer(chat.url, "served"))) as ui,
+    ):
+        status, out = _json(f"{ui.url}/api/explain", {"question": QUESTION, "options": OPTIONS})
+        assert status == 200, out
+        if verdict is None:  # consistent, or nothing to compare: no mark
+            assert out["verdict"] in ("consistent", "no_conclusion")
+        else:
+            assert (out["verdict"], out["concluded"], out["answer_line"]) == (
+                verdict,
+                concluded,
+                "B",
+            )
+        form = urllib.parse.urlencode({"question": QUESTION, "options": OPTIONS})
+        status, page = _post(ui.url + "/", form.encode(), "application/x-www-form-urlencoded")
+        assert status == 200
+        if mark is None:
+            assert 'id="inconsistent"' not in page
+        else:
+            assert 'id="inconsistent"' in page and mark in page
+
+
+@pytest.mark.parametrize(
     ("body", "status", "message"),
     [
         ({"question": "  ", "options": OPTIONS}, 400, "Enter the question"),

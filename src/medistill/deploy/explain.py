@@ -3,10 +3,12 @@ reasoning and final answer (``medistill serve --ui``).
 
 A small FastAPI app in front of a local OpenAI-compatible server (the one ``medistill serve``
 starts). The prompt is eval's (``prompts``), the answer is read by the shared extractor, so
-the page shows what an evaluation would have scored. The page is rendered on the server with
-every input and output escaped, carries no script at all, and its Content-Security-Policy
-forbids scripts and any request to another origin: nothing leaves the machine, and a pasted
-``<script>`` is shown as text.
+the page shows what an evaluation would have scored; the reasoning is read against the answer
+line as the evaluation's audit reads it (:func:`~medistill.answers.reasoning.reasoning_verdict`),
+and an answer whose reasoning argues for another option, or for none, is marked. The page is
+rendered on the server with every input and output escaped, carries no script at all, and its
+Content-Security-Policy forbids scripts and any request to another origin: nothing leaves the
+machine, and a pasted ``<script>`` is shown as text.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime.
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from medistill.answers import extract_answer
+from medistill.answers.reasoning import reasoning_verdict
 from medistill.backends import SamplingParams
 from medistill.backends.openai_http import OpenAIBackend
 from medistill.data.options import format_options
@@ -106,6 +109,13 @@ class Explained:
     output_tokens: int | None
     prompt_tokens: int | None
     seconds: float
+    #: does the reasoning support the answer line: ``consistent``, ``argues_other``,
+    #: ``argues_none``, ``no_conclusion`` or ``no_answer`` (reasoning_verdict's verdicts)
+    verdict: str = "no_answer"
+    #: the option the reasoning before the final answer statement argues for, if any
+    concluded: str | None = None
+    #: the answer line's letter (strict reading), compared with ``concluded``
+    answer_line: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (``POST /api/explain``)."""
@@ -152,9 +162,11 @@ class Explainer:
         except MedistillError as e:
             raise MedistillError(f"The model server at {self.base_url} failed: {e}") from None
         seconds = time.perf_counter() - started
-        found = extract_answer(gen.full_text(), options, truncated=gen.truncated)
+        text = gen.full_text()
+        found = extract_answer(text, options, truncated=gen.truncated, question=stem)
+        audit = reasoning_verdict(text, options, question=stem)
         return Explained(
-            reasoning=gen.full_text(),
+            reasoning=text,
             letter=found.letter,
             option=options.get(found.letter) if found.letter else None,
             rule=found.rule,
@@ -163,6 +175,9 @@ class Explainer:
             output_tokens=gen.output_tokens,
             prompt_tokens=gen.prompt_tokens,
             seconds=round(seconds, 2),
+            verdict=audit.verdict,
+            concluded=audit.concluded,
+            answer_line=audit.answer,
         )
 
 
@@ -312,6 +327,7 @@ def _result(r: Explained) -> str:
         [
             "<h2>Result</h2>",
             answer,
+            _mismatch(r),
             cut,
             f'<p class="figures" id="figures">{escape(tokens)} tokens in {r.seconds:.1f} s '
             f"(answer read by rule <code>{escape(r.rule)}</code>)</p>",
@@ -319,3 +335,21 @@ def _result(r: Explained) -> str:
             f'<pre id="reasoning">{escape(r.reasoning)}</pre>',
         ]
     )
+
+
+def _mismatch(r: Explained) -> str:
+    """A warning when the reasoning does not support the answer line (empty otherwise)."""
+    said = escape(r.answer_line or r.letter or "?")
+    if r.verdict == "argues_other":
+        return (
+            '<p class="error" id="inconsistent" role="alert">The reasoning argues for '
+            f"<strong>{escape(r.concluded or '?')}</strong>, the answer line says "
+            f"<strong>{said}</strong>: the explanation does not support the answer.</p>"
+        )
+    if r.verdict == "argues_none":
+        return (
+            '<p class="error" id="inconsistent" role="alert">The reasoning argues for none of '
+            f"the options, the answer line says <strong>{said}</strong>: the explanation does "
+            "not support the answer.</p>"
+        )
+    return ""
