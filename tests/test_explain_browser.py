@@ -1,6 +1,7 @@
 """The explain page in a real headless browser (Debian's chromium driven by Playwright): a
 clinician's question is submitted, the reasoning and the answer appear, a pasted ``<script>``
-is shown as text and never runs, bad input gets a message. Screenshots are taken."""
+is shown as text and never runs, an answer whose reasoning argues for another option is marked,
+bad input gets a message. Screenshots are taken."""
 
 from __future__ import annotations
 
@@ -56,6 +57,19 @@ def test_explain_page_in_chromium(watched_page, tmp_path: Path) -> None:
         assert page.locator("img").count() == 0  # the pasted <img onerror> is text too
         shot = tmp_path / "explain.png"
         page.screenshot(path=str(shot), full_page=True)
+
+        assert page.locator("#inconsistent").count() == 0  # the reasoning supports A
+
+        # reasoning that argues for A under an answer line that says B: marked on the page
+        chat.responder = lambda messages: (
+            "Croup is most often caused by parainfluenza virus, so the answer is A.\n\n"
+            "Final answer: B"
+        )
+        page.click("#ask")
+        page.wait_for_selector("#inconsistent", timeout=30_000)
+        mark = page.locator("#inconsistent").inner_text()
+        assert "argues for A, the answer line says B" in mark
+        page.screenshot(path=str(tmp_path / "explain-inconsistent.png"), full_page=True)
 
         assert problems == []
         # bad input: one option only -> a message on the page (HTTP 400), the model is not asked
