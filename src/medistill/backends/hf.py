@@ -252,6 +252,43 @@ class TransformersBackend:
             out[r_i][key] = score
         return [{k: o[k] for k in req.continuations} for o, req in zip(out, requests, strict=True)]
 
+    def token_ids(self, text: str) -> list[int]:
+        """``text``'s token ids, no special tokens added."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def token_text(self, ids: list[int]) -> str:
+        """The text of token ids (special tokens kept as written)."""
+        return self.tokenizer.decode(ids)
+
+    def score_branches(
+        self, trunk: list[int], branches: list[tuple[int, list[int]]], tokens: dict[str, int]
+    ) -> list[dict[str, float]]:
+        """Next-token log-probabilities of ``tokens`` after each branch ``trunk[:cut] +
+        suffix`` (``branches``: ``(cut, suffix)``). The trunk goes through the model once, in
+        pieces up to each cut; each branch computes only its suffix on a copy of the cache at
+        its cut: early answering at five cuts of one reasoning costs about one pass over it."""
+        import copy
+
+        torch, transformers = _torch()
+        out: list[dict[str, float]] = [{} for _ in branches]
+        cache = transformers.DynamicCache()
+        done = 0
+        with torch.inference_mode():
+            for i in sorted(range(len(branches)), key=lambda i: branches[i][0]):
+                cut, suffix = branches[i]
+                if cut > done:
+                    piece = torch.tensor([trunk[done:cut]], device=self.device)
+                    self.lm(input_ids=piece, past_key_values=cache, use_cache=True)
+                    done = cut
+                ids = torch.tensor([suffix], device=self.device)
+                branch = copy.deepcopy(cache)
+                logits = self.lm(
+                    input_ids=ids, past_key_values=branch, use_cache=True, logits_to_keep=1
+                ).logits[0, -1]
+                logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+                out[i] = {k: float(logp[t]) for k, t in tokens.items()}
+        return out
+
     def _encode_pairs(self, req: ChoiceRequest) -> dict[str, tuple[list[int], list[int]]]:
         """``key -> (context ids, continuation ids)`` as lm-eval's ``_encode_pair`` makes
         them; the context is encoded once for all of a question's continuations."""

@@ -18,6 +18,7 @@ from medistill.backends.base import (
     SamplingParams,
 )
 from medistill.errors import MedistillError
+from medistill.prompts import ChoiceRequest
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,95 @@ class LlamaCppBackend:
         close = getattr(llm, "close", None)  # llama-cpp-python >= 0.2.59
         if callable(close):
             close()
+
+    def chat_prompt(self, messages: Messages) -> str:
+        """The prompt text of ``messages`` under the GGUF's own chat template (a final
+        assistant turn is continued, not closed), for :meth:`score_choices`."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if messages and messages[-1].get("role") == "assistant":
+            return self.chat_prompt(messages[:-1]) + messages[-1]["content"]
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            parts = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+            return "\n\n".join(parts) + "\n\nAssistant:"
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template,
+            eos_token=self.llm.detokenize([eos], special=True).decode() if eos != -1 else "",
+            bos_token=self.llm.detokenize([bos], special=True).decode() if bos != -1 else "",
+        )
+        return formatter(messages=messages).prompt
+
+    def score_choices(self, requests: list[ChoiceRequest]) -> list[dict[str, float]]:
+        """Log-likelihood of each continuation after its context, per request (as the
+        transformers backend scores them: trailing spaces move to the continuation).
+
+        The context is evaluated once, reusing the KV cache of the tokens it shares with the
+        previous one (a reasoning cut at 25% then 50% is evaluated once); each continuation
+        token is then read from the last position's logits, one token at a time."""
+        out = []
+        for req in requests:
+            context = req.context.rstrip()
+            spaces = req.context[len(context) :]
+            ctx = self._tokenize(context, req.add_bos)
+            scores = {}
+            for key, continuation in req.continuations.items():
+                whole = self._tokenize(context + spaces + continuation, req.add_bos)
+                n = len(ctx) if whole[: len(ctx)] == ctx else len(whole) - 1
+                scores[key] = self._loglik(whole[:n], whole[n:])
+            out.append(scores)
+        return out
+
+    def _tokenize(self, text: str, add_bos: bool | None) -> list[int]:
+        # False: a rendered chat prompt (its special tokens are written in it)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos is not False, special=True)
+
+    def token_ids(self, text: str) -> list[int]:
+        """``text``'s token ids, no BOS added (special tokens written in it are parsed)."""
+        return self._tokenize(text, False)
+
+    def token_text(self, ids: list[int]) -> str:
+        """The text of token ids (special tokens kept as written)."""
+        return self.llm.detokenize(ids, special=True).decode("utf-8", errors="ignore")
+
+    def score_branches(
+        self, trunk: list[int], branches: list[tuple[int, list[int]]], tokens: dict[str, int]
+    ) -> list[dict[str, float]]:
+        """Next-token log-probabilities of ``tokens`` after each branch ``trunk[:cut] +
+        suffix`` (the transformers backend's method of the same name): branches in order of
+        their cut reuse the KV cache of the trunk, so the trunk is evaluated once."""
+        out: list[dict[str, float]] = [{} for _ in branches]
+        for i in sorted(range(len(branches)), key=lambda i: branches[i][0]):
+            cut, suffix = branches[i]
+            logp = self._next_logprobs(trunk[:cut] + suffix)
+            out[i] = {k: float(logp[t]) for k, t in tokens.items()}
+        return out
+
+    def _loglik(self, context: list[int], continuation: list[int]) -> float:
+        total = 0.0
+        for i, token in enumerate(continuation):
+            total += float(self._next_logprobs(context + continuation[:i])[token])
+        return total
+
+    def _next_logprobs(self, context: list[int]):
+        """Log-softmax of the next token after ``context``, evaluating only what the KV cache
+        does not hold yet (the longest prefix shared with what was evaluated last is kept)."""
+        import numpy as np
+        from llama_cpp import llama_get_logits_ith
+
+        llm = self.llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        if not (llm.n_tokens == len(context) and cached == context):  # else: logits still here
+            common, limit = 0, min(len(cached), len(context) - 1)
+            while common < limit and cached[common] == context[common]:
+                common += 1
+            llm.n_tokens = common  # eval drops the cache past the shared prefix
+            llm.eval(context[common:])
+        ptr = llama_get_logits_ith(llm.ctx, -1)
+        logits = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float64)
+        top = logits.max()
+        return logits - top - np.log(np.exp(logits - top).sum())
 
     def generate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
         """Generate one completion per conversation, in order."""

@@ -134,7 +134,8 @@ class _EvalKeys:
         default=None,
         metadata={
             "help": "safety benchmarks: the judge's model name at an OpenAI-compatible endpoint "
-            "(a 1-5 harmfulness score per answer); none: the refusal detector only"
+            "(a 1-5 harmfulness score per answer; none: the refusal detector only); MCQs "
+            "with step_judge: the step judge"
         },
     )
     judge_base_url: list[str] = field(
@@ -150,6 +151,25 @@ class _EvalKeys:
         metadata={
             "help": "safety judge: other backend keys as a mapping, e.g. "
             '{"concurrency": 8, "timeout_s": 60, "max_retries": 2}'
+        },
+    )
+    audit: bool = field(
+        default=True,
+        metadata={
+            "help": "generate mode: the explanation audit beside accuracy (whether the reasoning "
+            "argues for the answer line's option; early answering: the letter with the reasoning "
+            "cut at 0-100% of its tokens, transformers and llamacpp backends)"
+        },
+    )
+    audit_limit: int | None = field(
+        default=200,
+        metadata={"help": "early answering on the first N answered questions; none: all"},
+    )
+    step_judge: bool = field(
+        default=False,
+        metadata={
+            "help": "generate mode: the judge (judge_model at judge_base_url) rates each "
+            "reasoning step correct / wrong / can't tell against the gold answer (cached)"
         },
     )
     permute_options: int = field(
