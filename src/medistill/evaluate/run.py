@@ -18,6 +18,7 @@ from typing import Any
 
 from medistill.answers import extract_answer
 from medistill.answers.published import published_reading
+from medistill.answers.reasoning import reasoning_verdict
 from medistill.backends import (
     BACKENDS,
     FINISH_ERROR,
@@ -29,6 +30,7 @@ from medistill.backends.loops import mark_loop
 from medistill.data import Question, get_spec, load_benchmark
 from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.errors import MedistillError
+from medistill.evaluate.audit import explanations, run_audit
 from medistill.evaluate.budget import check as check_budget
 from medistill.evaluate.budget import generate_budgeted
 from medistill.evaluate.config import EvalConfig
@@ -100,6 +102,8 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
     else:
         _run_questions(cfg, run, questions, show_progress)
         wanted = [q.id for q in questions]
+    if cfg.mode == "generate":  # the explanation audit, after the answers (its own backend)
+        run_audit(cfg, run, questions)
     return write_metrics(
         run.path,
         label=cfg.run_label(),
@@ -210,6 +214,9 @@ def generation_row(q: Question, prompt: Any, g: Generation) -> dict[str, Any]:
         scored.update(correct=None, correct_strict=None, error=g.error)
     else:
         scored = score_row(q, g.full_text(), g.finish_reason != "stop")
+        # the explanation audit's consistency: does the reasoning argue for the answer line?
+        verdict = reasoning_verdict(g.full_text(), q.options, question=q.question)
+        scored.update(reasoning_verdict=verdict.verdict, concluded=verdict.concluded)
     return {
         **_base_row(q),
         "prompt": prompt,
@@ -288,4 +295,6 @@ def write_metrics(
     metrics.update({"label": label, "model": model, "benchmark": benchmark, "mode": mode})
     if mode == "loglik":
         metrics["truncation_rate"] = 0.0
+    else:  # consistency, load-bearing, step errors (:mod:`.audit`), from the rows and files
+        metrics["explanations"] = explanations(out, run.rows(wanted_ids))
     return run.save_metrics(metrics)
