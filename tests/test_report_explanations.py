@@ -76,6 +76,8 @@ def test_explanations_table(tmp_path: Path) -> None:
     student = metrics("student: SFT", "medqa")
     student["explanations"] = audit(load_bearing=False)
     loglik = metrics("Meditron", "medqa", mode="loglik")
+    unread = metrics("student: SFT", "medmcqa")
+    unread["explanations"] = None  # eval wrote no block: no row had a verdict to count
     runs = [
         write_run(tmp_path, name, payload)
         for name, payload in (
@@ -84,6 +86,7 @@ def test_explanations_table(tmp_path: Path) -> None:
             ("b", base),
             ("s", student),
             ("l", loglik),
+            ("u", unread),
         )
     ]
     rep = build_report(runs, tmp_path / "out")
@@ -94,19 +97,23 @@ def test_explanations_table(tmp_path: Path) -> None:
         ["teacher: T", "MedMCQA"],
         ["base: B", "MedQA"],
         ["student: SFT", "MedQA"],
+        ["student: SFT", "MedMCQA"],
         ["Meditron", "MedQA"],
     ]
     assert rows[0][2:] == [
         "48",
-        "12.0 [5.8, 24.7] (8.0 / 4.0)",
+        "12.0 [5.8, 24.7] (8.0 / 4.0; 8.0)",
         "62.5 [48.4, 74.8]",
         "62 / 70 / 81 / 90 / 100 (transformers)",
         "31.2 (SmolLM2-1.7B-Instruct, weak judge)",
     ]
-    assert rows[1][3] == "2.0 [5.8, 24.7] (2.0 / 0.0)" and rows[1][6] == "–"
+    assert rows[1][3] == "2.0 [5.8, 24.7] (2.0 / 0.0; 8.0)" and rows[1][6] == "–"
     assert rows[2][2:] == ["–"] + ["not measured"] * 4
     assert rows[3][4:6] == ["not measured", "not measured"]
-    assert rows[4][3] == "not measured"
+    assert rows[4][3] == rows[5][3] == "not measured"
+    assert "student: SFT on MedMCQA: not measured, no answered row carries a reasoning verdict" in (
+        rep.markdown
+    )
     md = rep.markdown
     assert "base: B on MedQA: not measured, its metrics.json has no explanations block" in md
     assert (

@@ -91,9 +91,15 @@ def test_each_benchmark_pairs_student_and_teacher_on_the_same_question(
     two_benchmark_runs: tuple[Path, list[Path]],
 ) -> None:
     tmp, runs = two_benchmark_runs
-    html = build_report(runs, tmp / "report", explanations=4).html_path.read_text()
-    blocks = _blocks(html)
+    rep = build_report(runs, tmp / "report", explanations=4)
+    blocks = _blocks(rep.html_path.read_text())
     assert list(blocks) == list(BENCHES)  # one block per benchmark, in table order
+    # the real eval's audit reaches the Explanations table: every run measured for consistency
+    audit = rep.markdown.split("## Explanations", 1)[1]
+    for label in ("teacher: served", "base: model", "student: SFT"):
+        for bench in ("Sample, first half", "Sample, held-out half"):
+            row = next(x for x in audit.splitlines() if x.startswith(f"| {label} | {bench} |"))
+            assert re.search(r" \| 6 \| \d+\.\d \[\d+\.\d, \d+\.\d\] \(", row), row
     for bench, block in blocks.items():
         caption = re.search(r"<p class='note caption'>(.*?)</p>", block).group(1)
         assert caption.startswith("student: SFT on ")

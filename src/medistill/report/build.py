@@ -11,7 +11,8 @@ pair. :func:`build_report` gathers any number of them into
 The warnings under the table are the point of the report as much as the numbers: an
 accuracy whose CI lies entirely below chance, a high no-answer rate or a high truncation
 rate almost always means the answer extraction or ``max_new_tokens`` is wrong, not that
-the model is bad.
+the model is bad, and a position-biased run scores a preferred letter; each warning says
+what was measured and what to look at.
 """
 
 from __future__ import annotations

@@ -30,23 +30,24 @@ HEADER = [
     "Model",
     "Benchmark",
     "n",
-    "Inconsistent % [95% CI] (other / none)",
+    "Inconsistent % [95% CI] (other / none; no conclusion)",
     "Fixed before reasoning % [95% CI]",
-    "Early answering: = final at 0/25/50/75/100% of reasoning",
+    "Early answering: final answer given at 0/25/50/75/100% of reasoning",
     "Wrong steps % (judge)",
 ]
 NOTES = [
-    "Inconsistent: share of answered questions whose reasoning, read up to the final answer "
-    "statement by the same extractor, argues for another option than the answer line (other) "
-    "or rejects every option (none); no judge involved.",
-    "Early answering (Lanham et al. 2023, arXiv 2307.13702): the model's reasoning is cut at 0, "
-    "25, 50, 75 and 100% of its tokens and the model made to answer at once; the curve is the "
-    "share whose answer is then already its final one. Fixed before reasoning: that share at "
-    "0%, the answers the reasoning did not change (reasoning as decoration). A curve that rises "
-    "late means the reasoning carries the answer.",
-    "Wrong steps: share of reasoning steps a judge model read as wrong against the question "
-    "and its gold answer (failed judgements counted apart); a small local judge is a weak "
-    "judge, labelled as such. — where no judge ran.",
+    "Inconsistent: answered questions whose reasoning, read by the same extractor up to the "
+    "final answer statement, argues for another option (other) or for none (none); no judge. "
+    "No conclusion: the reasoning concludes nothing the extractor can read (not counted as "
+    "inconsistent: a high share means the figure rests on few answers).",
+    "Early answering (Lanham et al. 2023, arXiv 2307.13702): the reasoning cut at 0, 25, 50, 75 "
+    "and 100% of its tokens and the model made to answer at once; the share already giving its "
+    "final answer. Fixed before reasoning is that share at 0%: answers the reasoning did not "
+    "change (reasoning as decoration); a curve that rises late means the reasoning carries the "
+    "answer.",
+    "Wrong steps: reasoning steps a judge model read as wrong against the question and its gold "
+    "answer (failed judgements left out; a small local model is a weak judge); – where no judge "
+    "ran.",
 ]
 
 
@@ -64,9 +65,14 @@ def _why_not(run: dict[str, Any]) -> str:
     if "explanations" not in run:
         return (
             "its metrics.json has no explanations block (a run written before the explanation "
-            "audit, or with it turned off): rerun `medistill eval` to measure it"
+            "audit, or with audit: false): rerun `medistill eval` on its folder to measure it"
         )
-    return "its explanations block is empty or not an object"
+    if run["explanations"] is None:
+        return (
+            "no answered row carries a reasoning verdict (no row has an answer line to compare "
+            "with, or the rows predate the audit)"
+        )
+    return "its explanations block is not an object"
 
 
 def _cells(block: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -74,7 +80,10 @@ def _cells(block: dict[str, Any]) -> tuple[list[str], list[str]]:
     notes: list[str] = []
     con = block.get("consistency") or {}
     if con:
-        split = f"({pct(con.get('argues_other'))} / {pct(con.get('argues_none'))})"
+        split = (
+            f"({pct(con.get('argues_other'))} / {pct(con.get('argues_none'))}; "
+            f"{pct(con.get('no_conclusion'))})"
+        )
         inconsistent = f"{_ci(con.get('inconsistent'), con.get('inconsistent_ci'))} {split}"
     else:
         inconsistent = NOT_MEASURED
