@@ -103,7 +103,10 @@ def test_each_benchmark_pairs_student_and_teacher_on_the_same_question(
     for bench, block in blocks.items():
         caption = re.search(r"<p class='note caption'>(.*?)</p>", block).group(1)
         assert caption.startswith("student: SFT on ")
-        assert "each beside teacher: served&#x27;s answer to the same question" in caption
+        assert (
+            "each beside teacher: served&#x27;s answer to the same question: 2 the student got "
+            "right, then 2 it got wrong." in caption
+        )
         cases = _cases(block)
         assert len(cases) == 4
         assert any("right</span>" in body for _, body in cases)

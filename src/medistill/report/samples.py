@@ -82,6 +82,7 @@ def pick_pairs(
         if len(picked) < n:  # fewer wrong (or right) answers than half: fill from the others
             rest = [r for r in scored if r not in picked]
             picked += rest[: n - len(picked)]
+            picked.sort(key=lambda r: not r["correct"])  # right, then wrong
         cases = [(r, theirs.get(str(r["id"]))) for r in picked]
         out.append({"benchmark": bench, "student": student, "teacher": teacher, "cases": cases})
     return out
@@ -96,10 +97,11 @@ def caption(pair: dict[str, Any]) -> str:
     if teacher is None:
         return f"{head}: no teacher run on {bench}, so the student's answers are shown alone."
     missing = sum(1 for _, t in cases if t is None)
+    right = sum(1 for r, _ in cases if r["correct"])
     if missing == 0:
         return (
-            f"{head}, each beside {teacher['label']}'s answer to the same question: questions "
-            "the student got right, then questions it got wrong."
+            f"{head}, each beside {teacher['label']}'s answer to the same question: "
+            f"{right} the student got right, then {len(cases) - right} it got wrong."
         )
     if missing == len(cases):
         return (
