@@ -618,15 +618,17 @@ CASES += [
     ('The low MCV and ferritin fit iron deficiency. answer_choice": "B"}', MED, "B"),
     ('so the deficiency is of cobalamin. answer_choice": "C"}', MED, "C"),
     ('... which makes hypothyroidism the cause. "answer": "A"', MED, "A"),
-    # ---------------------------------------------------------------- no option is correct, then a hedged "closest"
+    # ---------------------------------------------------------------- no option is correct, then a commitment
+    # A careful labeller reads a pick made after rejecting every option as the answer; a
+    # denial that is the response's last word on the answer is no answer.
     (
         "None of the options is correct. The closest answer would be C, but I am not sure.",
         MED,
-        None,
+        "C",
     ),
-    ("The correct diagnosis is not listed. If I had to choose, I would pick B.", MED, None),
-    ("None of the given options are entirely accurate; the closest is probably D.", MED, None),
-    ("The true answer, sarcoidosis, is not among the options. Best guess: A.", MED, None),
+    ("The correct diagnosis is not listed. If I had to choose, I would pick B.", MED, "B"),
+    ("None of the given options are entirely accurate; the closest is probably D.", MED, "D"),
+    ("The true answer, sarcoidosis, is not among the options. Best guess: A.", MED, "A"),
     ("None of the above is correct here, so the answer is E.", NOTA, "E"),
     # ---------------------------------------------------------------- the conclusion names option text only, emphasised
     (
@@ -650,3 +652,163 @@ CASES += [
     ("The best next step is *Intravenous antibiotics*, not surgical drainage.", MGMT, "B"),
     ("Metformin and glipizide are less suitable here.\n\nSo we are left with insulin.", DRUG, None),
 ]
+
+EARLY = (
+    "Step 1: option B seems plausible at first; the answer could be B.\nStep 2: but the MCV "
+    "is 112.\nStep 3: so this is macrocytosis.\nStep 4: with a new neuropathy.\n\n"
+)
+
+# Issue 28's four families, fresh cases written for medistill in the spirit of the held-out
+# misses (benchmarks/extraction_agreement.py reports agreement per family).
+FAMILIES: dict[str, list] = {
+    # a final answer, then degenerate blocks (code fences, tables, assignments)
+    "degenerate_tail": [
+        ("**Final Answer:** The final answer is $\\boxed{C}$\n" + "```\n\n```\n" * 300, MED, "C"),
+        ("Answer: B\n" + "```tool_code\n```\n" * 120, MED, "B"),
+        ("The answer is D.\n\n" + "```python\nanswer = 'A'\nchoice = \"B\"\n```\n" * 80, MED, "D"),
+        ("Final answer: (A)\n" + "``` ```\n" * 200, MED, "A"),
+        (
+            "The correct answer is C.\n"
+            + "\n".join(["```", "", "```", "", "```json", "{}", "```"] * 60),
+            MED,
+            "C",
+        ),
+        ("Answer: B\r\n" + "```\r\n```\r\n" * 100, MED, "B"),
+        ("The answer is B.\n" + "```\nThe answer is: \n```\n" * 100, MED, "B"),
+        ("Final answer: D\n\n" + "| | |\n|---|---|\n" * 100, MED, "D"),
+        ("So the answer is A.\n\n" + "$$\n$$\n" * 150 + "```\n```\n" * 50, MED, "A"),
+        # the held-out shape: a tentative early pick, the final answer, then pages of junk
+        (
+            EARLY + "### Final Answer: C\n" + "```python\n# The answer is A\nprint(1)\n```\n" * 300,
+            MED,
+            "C",
+        ),
+        (EARLY + "**Final Answer:** C\n" + "```\n```\n" * 400, MED, "C"),
+        (EARLY + "Final answer: (C)\n\n" + '```json\n{"answer": "A"}\n```\n' * 150, MED, "C"),
+        (EARLY + "The answer is C.\n" + "answer = 'A'\n" * 300, MED, "C"),
+        (EARLY + "Answer: C\n" + "I hope this helps!\n" * 250, MED, "C"),
+        (EARLY + "Answer: C\n" + "```tool_code\nprint(search(query='B'))\n```\n" * 120, MED, "C"),
+    ],
+    # a hedge, then a commitment
+    "hedge_then_commit": [
+        (
+            "None of the options fits this picture exactly. Still, the macrocytosis and the "
+            "neuropathy overlap most with a cobalamin problem, so I will choose C.",
+            MED,
+            "C",
+        ),
+        (
+            "No option is a perfect match, but the closest match is B, iron deficiency anemia.",
+            MED,
+            "B",
+        ),
+        (
+            "Strictly speaking none of the choices is entirely correct. The nearest option is D.",
+            MED,
+            "D",
+        ),
+        (
+            "None of these options perfectly describes the lesion; option A comes closest, and "
+            "I'll go with A.",
+            MED,
+            "A",
+        ),
+        ("I am not fully convinced by any option here. The best fit is C.", MED, "C"),
+        (
+            "None of the options perfectly fit, but the closest one would be vitamin B12 "
+            "deficiency, given the MCV of 112.",
+            MED,
+            "C",
+        ),
+        (
+            "The most likely diagnosis is not listed among the options, but the closest match "
+            "would be Hypothyroidism.",
+            MED,
+            "A",
+        ),
+    ],
+    # "none is correct", then an explicit answer; or a rejection as the last word
+    "none_then_commit": [
+        (
+            "None of the options is correct as written.\n\nOn reflection, the stem asks for the "
+            "most likely cause of the fatigue, and the TSH is 14.\n\nAnswer: A",
+            MED,
+            "A",
+        ),
+        (
+            "At first glance none of the answers seem right. Re-reading the stem, the MCV is 112 "
+            "and the neuropathy is new.\n\nFinal answer: C",
+            MED,
+            "C",
+        ),
+        (
+            "The true diagnosis, autoimmune hepatitis, is not listed among the options. Of what "
+            "is offered, the ALT pattern still follows the viral serology.\n\n**Answer: D**",
+            MED,
+            "D",
+        ),
+        # ... and a rejection that is the last word: no answer, whatever the analysis named
+        (
+            "A is unlikely because the TSH is normal. Iron deficiency anemia fits the low "
+            "ferritin. C needs a high MCV. D is unrelated.\n\nTherefore, the correct answer is "
+            "not among the options provided.",
+            MED,
+            None,
+        ),
+        (
+            "Iron deficiency anemia explains the microcytosis, but the ferritin is high, so it is "
+            "not that either. None of the listed options is correct.",
+            MED,
+            None,
+        ),
+        (
+            "The answer is B.\n\nOn second thought, none of the options is correct: the ferritin "
+            "of 300 rules out iron deficiency.",
+            MED,
+            None,
+        ),
+        ("Therefore, among A through D, the answer is none of the above.", MED, None),
+    ],
+    # answers to questions it invented (no answer to the question asked)
+    "invented_question": [
+        (
+            "Follow-up question: What would be the next step in management?\n"
+            "Answer: C. Surgical drainage",
+            MGMT,
+            None,
+        ),
+        (
+            "Here is a related question to test your understanding:\n\nWhich vitamin deficiency "
+            "causes night blindness?\nA. Vitamin A\nB. Vitamin C\nC. Vitamin D\nD. Vitamin K\n\n"
+            "Answer: A",
+            VIT,
+            None,
+        ),
+        (
+            "Sure! Let's practice with another case. A 45-year-old man presents with crushing "
+            "chest pain.\nThe answer is C.",
+            MED,
+            None,
+        ),
+        ("Next question: Which drug lowers HbA1c the most? Answer: B", DRUG, None),
+        (
+            "Q: What is the first-line drug for type 2 diabetes?\nA: Metformin.\n\n"
+            "Q: What is its main side effect?\nA: Lactic acidosis.",
+            DRUG,
+            None,
+        ),
+        # ... and the asked question answered first, then invented follow-ups: the answer stands
+        (
+            "The low ferritin points to iron deficiency. The answer is B.\n\n"
+            "Follow-up question: what is the first-line treatment?\nAnswer: A. Oral iron",
+            MED,
+            "B",
+        ),
+        (
+            "Question: a 45-year-old woman with fatigue and a ferritin of 5.\n\nThe answer is B.",
+            MED,
+            "B",
+        ),
+    ],
+}
+CASES += [case for cases in FAMILIES.values() for case in cases]

@@ -21,7 +21,6 @@ KNOWN = {
     124: POLICY,
     146: "shortened option text ('hepatitis C' for 'Hepatitis C infection') is not matched",
     148: "'Answer: A 45-year-old ... iron deficiency': the conclusion in prose is not matched",
-    205: "negation is checked per sentence, not per clause",
     209: "a change of mind without an answer statement ('actually no, C') is not read",
     211: POLICY,
     217: "shortened option text is not matched",

@@ -137,12 +137,17 @@ def test_verify_table(text, kw, reason, letter):
         assert v.assistant.rstrip().endswith("The answer is " + (kw.get("gold") or "D") + ".")
 
 
-def test_lenient_mode_accepts_option_text_and_appends_the_answer_line():
-    r = row(rec("q1", REASONING + "\n\nSo the best choice here is alteplase.", gold="D"))
+def test_lenient_mode_accepts_a_fallback_and_appends_the_answer_line():
+    r = row(rec("q1", REASONING + "\n\nSo, D.", gold="D"))
     assert verify(r, mode="strict").reason == "no_answer"
     v = verify(r, mode="lenient")
     assert v.reason is None and v.letter == "D"
-    assert v.assistant.endswith("alteplase.\n\nThe answer is D.")
+    assert v.assistant.endswith("So, D.\n\nThe answer is D.")
+    # A prose answer naming one option is read in both modes (the extractor's stated_text)
+    prose = row(rec("q1", REASONING + "\n\nSo the best choice here is alteplase.", gold="D"))
+    for mode in ("strict", "lenient"):
+        v = verify(prose, mode=mode)
+        assert (v.reason, v.letter, v.verified_by) == (None, "D", "option_text")
 
 
 def test_separate_reasoning_goes_first_and_think_tags_are_optional():

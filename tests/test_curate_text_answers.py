@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from medistill.answers import asks_for_exception, stated_answer
+from medistill.answers import asks_for_exception, extract_answer, stated_answer
 from medistill.curate import CurateConfig, run_curate
 from medistill.curate.filters import verify
+from medistill.errors import MedistillError
 from medistill.store import TraceRecord, TraceStore
 from medistill.store.import_mapping import parse_mapping
 from medistill.store.importer import import_traces
@@ -213,24 +214,46 @@ def _row(r: TraceRecord) -> dict:
     return {**vars(r), "truncated": r.truncated}
 
 
-def test_text_verification_is_for_imports_unless_asked_and_is_recorded():
+def test_text_verification_reads_what_evaluation_reads_and_is_recorded():
+    """One reading: every trace (imported or the project's own) is read by the extractor's
+    stated_text rule, as the reward and evaluation read it; the verdict records how."""
     prose = "The treatment that restores perfusion here is alteplase."
-    own = verify(_row(_record(prose, endpoint=None)))
-    assert (own.reason, own.verified_by) == ("no_answer", None)
-    assert "no option text" not in own.detail
-    on = verify(_row(_record(prose, endpoint=None)), text_answers="on")
-    assert (on.reason, on.verified_by, on.letter) == (None, "option_text", "D")
-    imported = verify(_row(_record(prose, endpoint="import:x.json")))
-    assert (imported.reason, imported.verified_by) == (None, "option_text")
-    assert imported.assistant.endswith("The answer is D.")
-    off = verify(_row(_record(prose, endpoint="import:x.json")), text_answers="off")
-    assert off.reason == "no_answer"
+    opts = _record(prose, endpoint=None).options
+    for endpoint in (None, "import:x.json"):
+        v = verify(_row(_record(prose, endpoint=endpoint)))
+        assert (v.reason, v.verified_by, v.letter) == (None, "option_text", "D")
+        assert v.assistant.endswith("The answer is D.")
+        assert extract_answer(prose, opts, mode="strict").rule == "stated_text"
     wrong = verify(_row(_record("Heparin is the drug to give.", endpoint="import:x.json")))
     assert (wrong.reason, wrong.detail) == ("incorrect", "answered B, gold D (by option_text)")
     both = verify(_row(_record("Give heparin. Give alteplase.", endpoint="import:x.json")))
     assert both.reason == "conflicting_answers"
     letter = verify(_row(_record("The answer is D.", endpoint="import:x.json")))
     assert (letter.reason, letter.verified_by) == (None, "letter")
+    # A trace that weighs every option and concludes none is listed is never kept, though
+    # its analysis named the gold option's text affirmatively.
+    rejects = (
+        "Alteplase restores perfusion. Heparin prevents extension. However the patient "
+        "arrived after the window. Therefore, the correct answer is not among the options."
+    )
+    v = verify(_row(_record(rejects, endpoint="import:x.json")))
+    assert (v.reason, v.detail) == ("no_answer", "rule=no_option")
+
+
+def test_text_answers_off_is_refused_and_on_is_deprecated(tmp_path, caplog):
+    store = tmp_path / "own.db"
+    with TraceStore(store) as s:
+        s.put_many([_record("The answer is D.", endpoint=None)])
+    cfg = CurateConfig(
+        store=str(store), out=str(tmp_path / "o"), eval_benchmarks=[], hf_dataset=False,
+        text_answers="off",
+    )  # fmt: skip
+    with pytest.raises(MedistillError, match="text_answers: off is no longer possible"):
+        run_curate(cfg, show_progress=False)
+    cfg.text_answers = "on"
+    with caplog.at_level(logging.WARNING, logger="medistill"):
+        run_curate(cfg, show_progress=False)
+    assert any("text_answers is deprecated" in r.getMessage() for r in caplog.records)
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -257,17 +280,17 @@ def test_huatuogpt_demo_is_kept_by_stated_text(shared_data, tmp_path):
         figures[mode] = stats["kept_traces"]
         by = stats["kept_by_verification"]
         assert sum(by.values()) == stats["kept_traces"]
-        assert by.get("option_text", 0) > 0 and by.get("ground_truth", 0) > 0
+        assert by.get("option_text", 0) > 0 and "ground_truth" not in by
         rows = [r for s in ("train", "validation") for r in _jsonl(out / "messages" / f"{s}.jsonl")]
         assert len(rows) == stats["kept_traces"]
-        assert {r["verified_by"] for r in rows} <= {"letter", "option_text", "ground_truth"}
+        assert {r["verified_by"] for r in rows} <= {"letter", "option_text"}
         assert all(
             r["messages"][-1]["content"].endswith(f"The answer is {r['gold']}.") for r in rows
         )
         card = (out / "README.md").read_text()
         assert "## How kept answers were verified" in card
         assert f"| option_text | {by['option_text']} |" in card
-        assert f"| ground_truth | {by['ground_truth']} |" in card
+        assert "| ground_truth |" not in card
         assert stats["low_yield"] is None and "low yield" not in card
         assert json.loads((out / "stats.json").read_text())["kept_by_verification"] == by
     # Main: strict 0, lenient 35. The rule misses rather than misreads: most responses
@@ -280,7 +303,7 @@ def test_low_yield_names_the_top_reason_and_the_setting(tmp_path, caplog):
     """A curation keeping under 10% says which reason dropped most and what would change it:
     in stats.json, as a warning in the card, and in the log (the CLI's output)."""
     store = tmp_path / "own.db"
-    prose = "The treatment that restores perfusion here is alteplase."
+    prose = "Thrombolysis restores perfusion.\n\nHence, D."  # only lenient reads it
     records = [
         _record(prose, endpoint=None, qid=f"q{i} drug {i * 31} dose {i * 7}") for i in range(19)
     ]
@@ -298,14 +321,13 @@ def test_low_yield_names_the_top_reason_and_the_setting(tmp_path, caplog):
     warning = stats["low_yield"]
     assert warning["top_reason"] == "no_answer" and warning["top_reason_traces"] == 19
     assert "--extract-mode lenient" in warning["setting"]
-    assert "--text-answers on" in warning["setting"]
     assert json.loads((out / "stats.json").read_text())["low_yield"] == warning
     card = (out / "README.md").read_text()
     assert "**Warning: low yield.**" in card and "no_answer (19, 95.0%)" in card
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("kept 1 of 20 traces" in m and "--text-answers on" in m for m in logged)
+    assert any("kept 1 of 20 traces" in m and "--extract-mode lenient" in m for m in logged)
     # The setting it names does change it.
-    cfg.text_answers, cfg.out = "on", str(tmp_path / "on")
+    cfg.extract_mode, cfg.out = "lenient", str(tmp_path / "lenient")
     again = run_curate(cfg, show_progress=False)
     assert again["kept_traces"] == 20 and again["low_yield"] is None
-    assert again["kept_by_verification"] == {"option_text": 19, "letter": 1}
+    assert again["kept_by_verification"] == {"letter": 20}

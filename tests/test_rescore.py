@@ -138,14 +138,14 @@ def test_rescore_bad_rows(tmp_path: Path) -> None:
 def test_rescore_options_field_and_strict(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     rows = [
-        {"r": "I think it is Hypothyroidism.", "g": "A", "o": {"A": "Hypothyroidism", "B": "x"}},
+        {"r": "Hence, A.", "g": "A", "o": {"A": "Hypothyroidism", "B": "x"}},
         {"r": "The answer is (B)", "g": "A", "o": {"A": "Hypothyroidism", "B": "x"}},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = ["--response-field", "r", "--gold-field", "g", "--options-field", "o"]
     lenient = _cli(str(path), "--out", str(tmp_path / "l.jsonl"), *args)
     strict = _cli(str(path), "--out", str(tmp_path / "s.jsonl"), *args, "--mode", "strict")
-    assert lenient["accuracy"]["lenient"]["correct"] == 1 and lenient["rules"]["option_text"] == 1
+    assert lenient["accuracy"]["lenient"]["correct"] == 1 and lenient["rules"]["last_line"] == 1
     assert strict["accuracy"]["strict"]["correct"] == 0
     assert strict["no_answer_rate"]["strict"] == 0.5 and strict["rules"]["none"] == 1
 

@@ -7,9 +7,11 @@ always agree on what a response answered.
 Two modes:
 
 * ``strict`` accepts only an explicit commitment: ``The answer is (B)``, ``Answer: B``,
-  ``\\boxed{B}``, ``"answer_choice": "B"``, ``Option B is correct``, ``I would choose B``, a
-  response that is nothing but ``B`` / ``B. <option B text>``, or ``the answer is <option
-  text>``.
+  ``\\boxed{B}``, ``"answer_choice": "B"``, ``Option B is correct``, ``I would choose B``,
+  ``the closest match is B``, a response that is nothing but ``B`` / ``B. <option B text>``,
+  ``the answer is <option text>``, or a prose answer whose every affirmative sentence states
+  the same one option's text (``stated_text``; not for a question asking for the exception,
+  when the caller passes ``question``, and never on a cut-off response).
 * ``lenient`` falls back, in order, to a leading letter (``B. 4000 mcg ...``), a last line
   holding only a letter, the one option text named in the final paragraph, and the one option
   letter mentioned in the final paragraph.
@@ -19,7 +21,14 @@ opening tag; the answer is read after the last ``</think>``, and a block that ne
 has committed to nothing), markdown emphasis and LaTeX ``\\text{}``, JSON answer fields in
 broken JSON, runaway generations that start a new question or chat turn after answering (the
 continuation is ignored), several commitments (the last one wins), hedges between two letters
-(``B or C``: not a commitment), refusals and empty or cut-off responses (``None``).
+(``B or C``: not a commitment), refusals and empty or cut-off responses (``None``), a response
+that rejects every option and commits to none afterwards (``no_option``, both modes), and
+one that answers questions it invented instead of the one asked (``None``).
+
+Curation's verification, the correctness reward and evaluation (``eval``, ``rescore``) call
+:func:`extract_answer` with the same mode and the question, so they read the same letter and
+rule (``tests/test_extraction_agreement.py`` runs one table through all three). Each step's
+class (strict or lenient) is declared once, in :data:`CASCADE`.
 
 The function is pure: same text and options, same result; no I/O, no state.
 

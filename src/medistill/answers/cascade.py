@@ -25,6 +25,7 @@ from medistill.answers.patterns import (
     statement_hits_exist,
 )
 from medistill.answers.result import Extraction
+from medistill.answers.textmatch import stated_option
 
 #: Clause boundaries inside a sentence: punctuation and the words that introduce a contrast.
 _CLAUSE = re.compile(
@@ -41,6 +42,13 @@ _CONCLUDES = re.compile(
     re.I,
 )
 
+#: An answer statement ("the answer is ...", "Answer: ..."), whatever follows it.
+_UNREAD_STATEMENT = re.compile(
+    r"\b(?:final\s+|correct\s+|best\s+|right\s+)?answer(?:\s+(?:to\s+this\s+question\s+)?"
+    r"(?:is|would\s+be|must\s+be)\b|\s*:)",
+    re.I,
+)
+
 # ----------------------------------------------------------------------------- the cascade
 
 
@@ -53,6 +61,8 @@ class Context:
     opts: dict[str, str]
     pats: dict[str, re.Pattern[str]]
     fallbacks: bool  # lenient mode on a response that was not cut off
+    complete: bool = True  # the response was not cut off at its token limit
+    question: str | None = None  # the question asked (an EXCEPT question is not read by text)
 
     @cached_property
     def last_paragraph(self) -> str:
@@ -68,11 +78,24 @@ class Step:
     apply: Callable[[Context], Extraction | None]
     fallback: bool = False  # lenient only, and never on a cut-off response
     doc: str = ""
+    complete_only: bool = False  # never on a cut-off response, in either mode
+
+    @property
+    def mode(self) -> str:
+        """The class of the step, declared once: ``strict`` steps run in both modes,
+        ``lenient`` ones (fallbacks) only in lenient mode."""
+        return "lenient" if self.fallback else "strict"
 
 
 def _step_no_option(ctx: Context) -> Extraction | None:
-    # "None of the options is correct; the closest is C": the model itself commits to none.
-    return Extraction(None, "no_option") if denies_every_option(ctx.region, ctx.opts) else None
+    # "... Therefore, the correct answer is not listed among the options." with no commitment
+    # after it: the model itself answers none, whatever option texts its analysis named.
+    # "None fits exactly; I will choose C" commits after the denial: the next steps read C.
+    commits = [h[0] for h in statement_hits(ctx.region, ctx.pats, ctx.opts)]
+    commits += [m.start() for m in JSON_FIELD.finditer(ctx.region)]
+    if denies_every_option(ctx.region, ctx.opts, commits):
+        return Extraction(None, "no_option")
+    return None
 
 
 def _step_json(ctx: Context) -> Extraction | None:
@@ -97,6 +120,23 @@ def _step_statements(ctx: Context) -> Extraction | None:
 
 def _step_bare(ctx: Context) -> Extraction | None:
     return _bare_letter(ctx.region, ctx.letters, ctx.opts)
+
+
+def _step_stated_text(ctx: Context) -> Extraction | None:
+    # "The most likely diagnosis is caustic ingestion.": no letter, but every affirmative
+    # sentence states the same one option (textmatch.py's conservative rule).
+    # A response that made an answer statement the statements step could not read ("the
+    # answer is none of the above", "the answer is E", "the answer is not A") said what it
+    # answers in its own words: its prose is not second-guessed for an option.
+    if not ctx.opts or _UNREAD_STATEMENT.search(ctx.region):
+        return None
+    found = stated_option(ctx.region, ctx.opts, question=ctx.question)
+    if found.letter:
+        return Extraction(found.letter, "stated_text")
+    # Two options stated affirmatively: strict says ambiguous; lenient tries its fallbacks.
+    return (
+        Extraction(None, "ambiguous") if found.rule == "ambiguous" and not ctx.fallbacks else None
+    )
 
 
 def _step_leading_letter(ctx: Context) -> Extraction | None:
@@ -169,13 +209,20 @@ def _step_last_mention(ctx: Context) -> Extraction | None:
 #: the first step that returns an :class:`Extraction` decides. Steps marked ``fallback`` run
 #: only in lenient mode on a response that was not cut off; when no step decides, the result
 #: is a reasoned None (``refusal`` or ``none``). The rule names recorded in predictions are
-#: the Extraction's.
+#: the Extraction's. A step's class (strict or lenient: :attr:`Step.mode`) is declared here
+#: once; curation, the rewards and evaluation all read through this one cascade.
 CASCADE: tuple[Step, ...] = (
     # A JSON answer field is the response's formal commitment, even beside a denial.
     Step("json_field", _step_json, doc="an answer_choice-style JSON field, parsed or broken"),
     Step("no_option", _step_no_option, doc="no option is correct, the closest named: none"),
     Step("statements", _step_statements, doc="explicit statements, the last one wins"),
     Step("bare_letter", _step_bare, doc="a response that is only a letter (and its text)"),
+    Step(
+        "stated_text",
+        _step_stated_text,
+        doc="every affirmative sentence states one option's text (a prose answer)",
+        complete_only=True,
+    ),
     Step("leading_letter", _step_leading_letter, True, "a response opening with a letter"),
     Step("leading_option_text", _step_leading_option_text, True, "opening with option text"),
     Step("last_line", _step_last_line, True, "a last line holding only a letter"),

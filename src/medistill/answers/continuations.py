@@ -11,13 +11,18 @@ preparation can cut it, as it cuts a runaway next question.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
-#: A line that carries no prose: a code fence, a placeholder, a bracket, an ellipsis.
+#: A line that carries no prose: a code fence, a placeholder, a bracket, an ellipsis, an
+#: assignment or a call (a comment counts only inside a fence: outside, ``#`` is a header).
 _CODE_LINE = re.compile(
     r"^\s*(?:```[\w+-]*|~~~\w*|def\s+\w+\s*\([^)]*\)\s*(?:->\s*[\w\[\], ]+)?:|class\s+\w+.*:"
-    r"|pass|return\b.*|#.*|//.*|import\s+[\w.]+.*|from\s+[\w.]+\s+import\b.*|print\(.*\)"
-    r"|\.\.\.|…|[{}()\[\]<>;,]+|</?\w+[^>]*>|[-=*_~`]{3,})\s*$"
+    r"|pass|return\b.*|import\s+[\w.]+.*|from\s+[\w.]+\s+import\b.*|print\(.*\)"
+    r"|\.\.\.|…|[{}()\[\]<>;,]+|</?\w+[^>]*>|[-=*_~`]{3,}|[`\s]+|\$\$|\|[\s|:-]*\|"
+    r"|[A-Za-z_]\w*(?:\.\w+)*(?:\[[^\]]*\])?\s*=\s*\S.*|[A-Za-z_][\w.]*\(.*\)\s*)\s*$"
 )
+#: A line written this many times is junk wherever it stands (its first time included).
+_REPEATED = 3
 #: The smallest tail called degenerate: fewer lines are left alone.
 MIN_LINES = 6
 
@@ -26,10 +31,12 @@ def degenerate_start(text: str, after: int) -> int | None:
     """The offset where a degenerate tail starts, searching after offset ``after`` (the
     first commitment), or ``None``.
 
-    A tail is degenerate when it holds at least :data:`MIN_LINES` non-empty lines and either
-    nearly all of them are non-prose (:data:`_CODE_LINE`: fences, placeholders, brackets) or
-    they repeat: at most a quarter of them distinct. The earliest such start wins, so the
-    whole junk goes, never the answer before it. Linear in the text's length.
+    The tail is the run of junk lines that ends the text: non-empty lines inside a code
+    fence, non-prose lines (:data:`_CODE_LINE`: placeholders, brackets, assignments) and
+    lines written again and again (:data:`_REPEATED` times or more). The run stops at the
+    first line, read backwards, that is prose written once, so a final answer line before
+    pages of junk is never part of the tail, however long the junk. A run of fewer than
+    :data:`MIN_LINES` lines is left alone. Linear in the text's length.
     """
     line_end = text.find("\n", after)
     if line_end == -1:
@@ -42,14 +49,19 @@ def degenerate_start(text: str, after: int) -> int | None:
         pos += len(raw) + 1
     if len(lines) < MIN_LINES:
         return None
-    seen: set[str] = set()
-    code = 0
-    start = None
+    counts = Counter(line for _, line in lines)
+    fenced: list[bool] = []  # inside a code fence (or the fence line itself): code
+    inside = False
+    for _, line in lines:
+        fence = line.startswith(("```", "~~~"))
+        fenced.append(inside or fence)
+        inside = inside != fence
+    start = len(lines)
     for i in range(len(lines) - 1, -1, -1):
-        offset, line = lines[i]
-        seen.add(line)
-        code += bool(_CODE_LINE.match(line))
-        n = len(lines) - i
-        if n >= MIN_LINES and (code >= 0.9 * n or len(seen) <= n // 4):
-            start = offset
-    return start
+        line = lines[i][1]
+        if not (fenced[i] or _CODE_LINE.match(line) or counts[line] >= _REPEATED):
+            break
+        start = i
+    if len(lines) - start < MIN_LINES:
+        return None
+    return lines[start][0]

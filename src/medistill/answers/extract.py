@@ -22,11 +22,21 @@ from medistill.answers.result import MODES, Extraction, Mode
 from medistill.answers.textmatch import stated_option
 
 # A response that opens on questions of its own ("Question 2:", "Here are some practice
-# questions") before answering the one asked: what it "answers" are its inventions.
+# questions", "Follow-up question:", "Let's practice with another case", "Q: ...? A: ...")
+# before answering the one asked: what it "answers" are its inventions.
+_KINDS = r"(?:questions?|MCQs?|cases?|scenarios?|problems?|vignettes?|examples?)"
+_NEW = (
+    r"(?:more|similar|practice|additional|sample|related|another|follow[- ]?up|new|next|"
+    r"bonus|further|extra|different)"
+)
 _INVENTED = re.compile(
-    r"\A\s*(?:(?:#{1,4}\s*)?(?:Question|Q)\s*(?:[2-9]|\d{2,})\s*[:.)]"
-    r"|(?:Here\s+are|Below\s+are|The\s+following\s+are)\s+(?:some\s+|a\s+few\s+|\w+\s+)?"
-    r"(?:more\s+|similar\s+|practice\s+|additional\s+|sample\s+)*(?:questions|MCQs|cases))",
+    r"\A\s*(?:(?:Sure|Okay|OK|Great|Certainly|Of\s+course|Absolutely)\b[!.,]?\s*)?"
+    r"(?:(?:#{1,4}\s*)?(?:Question|Q)\s*(?:[2-9]|\d{2,})\s*[:.)]"
+    r"|(?:#{1,4}\s*)?Q\s*[:.]\s+\S[^\n]*\?\s*\n\s*A\s*[:.]"
+    rf"|(?:#{{1,4}}\s*)?{_NEW}\s+{_KINDS}\s*(?:\d+\s*)?[:.)\n]"
+    r"|(?:Here\s+(?:is|are|'s)|Below\s+(?:is|are)|The\s+following\s+(?:is|are)|"
+    r"Let(?:'s|\s+us)\s+(?:practice|try|consider|look\s+at|do|move\s+on\s+to))\s+"
+    rf"(?:with\s+)?(?:an?\s+|some\s+|a\s+few\s+|one\s+|\w+\s+)?(?:{_NEW}\s+)*{_KINDS})",
     re.I,
 )
 
@@ -69,6 +79,7 @@ def extract_answer(
     mode: Mode = "lenient",
     letters: str | None = None,
     truncated: bool = False,
+    question: str | None = None,
 ) -> Extraction:
     """Extract the option letter a model response commits to.
 
@@ -80,6 +91,9 @@ def extract_answer(
         letters: the valid letters, when ``options`` is not given (default ``ABCDE``).
         truncated: the generation hit its token limit; only an explicit statement counts,
             because a fallback on a cut-off text would read a letter the model never chose.
+        question: the question asked, when the caller has it: a response stating its answer
+            as option text is not read by text when the question asks for the exception
+            ("all of the following EXCEPT"). Curation, rewards and evaluation pass it alike.
 
     Returns:
         An :class:`Extraction` with the letter (or ``None``) and the rule that decided it.
@@ -92,10 +106,20 @@ def extract_answer(
     if isinstance(prepared, Extraction):
         return prepared
     region, letters, opts, pats = prepared
-    ctx = Context(region, letters, opts, pats, fallbacks=mode == "lenient" and not truncated)
+    ctx = Context(
+        region,
+        letters,
+        opts,
+        pats,
+        fallbacks=mode == "lenient" and not truncated,
+        complete=not truncated,
+        question=question,
+    )
     for step in CASCADE:
         if step.fallback and not ctx.fallbacks:
             break
+        if step.complete_only and not ctx.complete:
+            continue
         found = step.apply(ctx)
         if found is not None:
             return found

@@ -23,7 +23,8 @@ _THINK_OPEN = re.compile(r"<think(?:ing)?>", re.I)
 _RUNAWAY = re.compile(
     r"(?:<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|user\|>|<\|assistant\|>"
     r"|</s>|<end_of_turn>|<start_of_turn>"
-    r"|\[INST\]|\n[ \t]*(?:#{1,4}[ \t]*)?\[?(?:Next\s+question|Question|Q|Problem|Exercise"
+    r"|\[INST\]|\n[ \t]*(?:#{1,4}[ \t]*)?\[?(?:(?:Next|Follow[- ]?up|Related|Another|Practice|"
+    r"Bonus|Additional|Similar)\s+(?:question|case)|Question|Q|Problem|Exercise"
     r"|Instruction|Input|Human|User|USER|Patient|Case|Vignette|Context)\]?[ \t]*\d*[ \t]*"
     r"(?:[:.)#]|(?<=\d)[ \t]*\n)"
     r"|\n[ \t]*An?[ \t]+\d+[- ](?:year|month|week|day)[- ]old"
@@ -67,7 +68,8 @@ def letter_patterns(letters: str) -> dict[str, re.Pattern[str]]:
         r"(?:final\s+answer|correct\s+answer|best\s+answer|right\s+answer|true\s+answer|"
         r"most\s+(?:likely|appropriate|accurate)\s+answer|answer\s+choice|answer\s+option|"
         r"correct\s+(?:option|choice|response)|best\s+(?:option|choice|response)|"
-        r"right\s+(?:option|choice)|answer|ans\b\.?)"
+        r"right\s+(?:option|choice)|(?:closest|nearest)(?:\s+(?:match|answer|option|choice|fit|"
+        r"one))?|best\s+(?:guess|match|fit)|answer|ans\b\.?)"
     )
     connector = (
         r"(?:\s+(?:to\s+(?:this|the)\s+question|here|for\s+this\s+question))?"
@@ -141,7 +143,8 @@ JSON_FIELD = re.compile(
     re.I,
 )
 _ANSWER_TEXT = re.compile(
-    r"\b(?:correct\s+|best\s+|final\s+)?answer(?:\s+(?:is|would\s+be)|\s*[=:])\s*:?\s*(?P<t>[^\n]+)",
+    r"\b(?:(?:correct\s+|best\s+|final\s+)?answer|(?:closest|nearest)(?:\s+(?:match|one|option|"
+    r"choice|fit|answer))?)(?:\s+(?:is|would\s+be)|\s*[=:])\s*:?\s*(?P<t>[^\n]+)",
     re.I,
 )
 NEGATED = re.compile(
@@ -150,7 +153,7 @@ NEGATED = re.compile(
     re.I,
 )
 _CONJUNCTIONS = frozenset({"and", "or", "through", "to", "is", "as", "because", "since", "with"})
-_MD = re.compile(r"\*\*|__|`|\\\(|\\\)|\$")
+_MD = re.compile(r"\*\*|__|(?<!`)`{1,2}(?!`)|\\\(|\\\)|\$")  # code fences (```) are kept
 _LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation + "’‘“”–—"})
 

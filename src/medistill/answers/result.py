@@ -17,6 +17,7 @@ STRICT_RULES = (
     "choose",
     "bare_letter",
     "answer_text",
+    "stated_text",
 )
 LENIENT_RULES = ("first_of_several", "leading_letter", "last_line", "option_text", "last_mention")
 #: Rules that explain a ``None``.

@@ -54,6 +54,7 @@ _ASKS_EXCEPTION = re.compile(
 )
 _CONTRACTED_NOT = re.compile(r"\w+n t\b")  # "isn't", "doesn't" once normalised
 _ALIAS = re.compile(r" (?:also (?:known|called|termed|referred to) as|aka|i e) ")
+_OPTION_LIST = re.compile(r"\n[ \t]*[\(\[]?A[\)\].:][ \t]")
 _RANGE_BEFORE = re.compile(r"\d\s*(?:to|or|and|-|–)\s*$")
 
 
@@ -68,11 +69,18 @@ def matchable(text: str) -> bool:
 
 
 def asks_for_exception(question: str | None) -> bool:
-    """True when the question's ask (its last sentence) wants the exception or a falsehood."""
+    """True when the question's ask wants the exception or a falsehood.
+
+    The ask is the question's last sentence; given a whole prompt (the question, its option
+    list and an instruction, as a reward sees the user turn), the text before the option list
+    is the question and its last sentence ending in "?" (if any) the ask."""
     if not question:
         return False
+    question = _OPTION_LIST.split(question, maxsplit=1)[0]
     parts = [p for p in _SENTENCE.split(question.strip()) if p.strip()]
-    return bool(parts) and _ASKS_EXCEPTION.search(parts[-1]) is not None
+    asks = [p for p in parts if p.rstrip().endswith("?")]
+    ask = asks[-1] if asks else (parts[-1] if parts else "")
+    return _ASKS_EXCEPTION.search(ask) is not None
 
 
 def _named(sentence: str, refs: list[tuple[str, str, str]]) -> list[tuple[str, str, str]] | None:

@@ -26,15 +26,10 @@ def _setting(reason: str, cfg: CurateConfig, imported: bool) -> str:
             )
         else:
             hint = "the responses name no option the extractor can read"
-        if cfg.text_answers == "off" or (cfg.text_answers == "auto" and not imported):
+        if imported:
             hint += (
-                "; --text-answers on (curate.text_answers: on) verifies responses by the "
-                "option text they state"
-            )
-        elif imported:
-            hint += (
-                "; an imported set that has its own answer text can map it at import "
-                "(--map ground_truth=FIELD) so a response stating it is verified"
+                "; a response stating an answer that is no option's text (or two options) "
+                "is not read: check the import mapping's options"
             )
         return hint
     if reason == "conflicting_answers" and cfg.extract_mode == "strict":

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 VERIFIED_HELP = {
     "letter": "the option letter the response commits to (the shared extractor)",
     "option_text": "the one option whose text the response states, no other option affirmed",
-    "ground_truth": "the set's own ground-truth answer text, stated by the response",
+    "ground_truth": "the set's own answer text (curations before one reading only)",
 }
 
 REASON_HELP = {
@@ -276,21 +276,19 @@ def _verification_section(stats: dict[str, Any]) -> str:
     """How each kept trace's answer was verified, counted per rule (each dataset row names
     its own in ``verified_by``)."""
     counts = stats.get("kept_by_verification") or {}
-    mode = stats["config"].get("text_answers", "auto")
-    rows = [(k, counts.get(k, 0), VERIFIED_HELP[k]) for k in VERIFIED_HELP]
-    scope = {
-        "auto": "imported traces",
-        "on": "every trace",
-        "off": "no trace",
-    }.get(mode, mode)
+    rows = [(k, counts.get(k, 0), VERIFIED_HELP[k]) for k in VERIFIED_HELP if counts.get(k)]
     return (
-        "## How kept answers were verified\n\nA response naming no option letter is verified, "
-        f"for {scope} (`text_answers: {mode}`), by the option text it states: every affirmative "
-        "sentence naming an option (or the set's ground-truth answer) must name the same one; "
+        "## How kept answers were verified\n\nEvery answer is read by the one extractor, in "
+        f"`{stats['config'].get('extract_mode', 'strict')}` mode, as evaluation and the "
+        "correctness reward read it. A response naming no option letter is read by the option "
+        "text it states: every affirmative sentence naming an option must name the same one; "
         'negated or hedged mentions ("not X", "while X is common") do not count, two '
         "options stated is a conflict, and questions asking for the exception are read by "
-        "letter only. Each row of the dataset names its rule in `verified_by`.\n\n"
-        + _table(("verified by", "kept traces", "rule"), rows)
+        "letter only. A response that rejects every option and commits to none afterwards is "
+        "no answer. Each row of the dataset names its rule in `verified_by`.\n\n"
+        + _table(
+            ("verified by", "kept traces", "rule"), rows or [("letter", 0, VERIFIED_HELP["letter"])]
+        )
     )
 
 

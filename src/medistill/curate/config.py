@@ -83,9 +83,9 @@ class CurateConfig:
     text_answers: str = field(
         default="auto",
         metadata={
-            "help": "verify a response that names no letter by the option text it states "
-            "(and an imported set's ground-truth answer): auto = imported traces only, on = "
-            "every trace, off = never"
+            "help": "deprecated, no effect: a response stating one option's text is read by "
+            "the extractor itself (rule stated_text), as evaluation and the rewards read it; "
+            "'off' is refused"
         },
     )
     # --- filters --------------------------------------------------------------------------

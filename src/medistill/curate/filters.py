@@ -3,10 +3,10 @@
 Each trace gets at most one drop reason, the first that applies in :data:`REASONS` order, so
 the data card's counts add up: kept + every reason = traces in. Verification reads the answer
 with the one shared extractor (:mod:`medistill.answers`), after mapping the shown letters back
-through the option shuffle the teacher saw. A response that names no letter may be verified by
-the option text it states (:func:`medistill.answers.stated_answer`; imported trace sets, or
-every trace with ``text_answers="on"``), against the options and the set's own ground-truth
-answer when the import recorded one; each verdict records how: :data:`VERIFIED_BY`.
+through the option shuffle the teacher saw, in the mode the recipe names, with the question
+(as the rewards and evaluation call it: one reading). A response that names no letter but
+states one option's text (the extractor's ``stated_text`` rule) is verified by that text; each
+verdict records how: :data:`VERIFIED_BY`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medistill.answers import answer_statements, extract_answer, stated_answer
+from medistill.answers import answer_statements, extract_answer
 from medistill.backends.base import CUT_OFF
 from medistill.curate.text import ngram_hashes, word_hashes
 from medistill.data.options import unpermute
@@ -50,12 +50,13 @@ QUESTION_REASONS = (
     "not_selected",
 )
 REASONS = TRACE_REASONS + QUESTION_REASONS
-#: How a kept trace's answer was read: an option letter, an option's text (the extractor's
-#: lenient option-text rules or the text rule of stated_answer), or the set's ground truth.
+#: How a kept trace's answer was read: an option letter or an option's text (the extractor's
+#: text rules). ``ground_truth`` (a set's own answer text) is no longer read: evaluation has
+#: no such text, and curation reads what evaluation reads; older stats may still name it.
 VERIFIED_BY = ("letter", "option_text", "ground_truth")
-#: Which traces may be verified by the text they state: imported ones (auto), all, none.
+#: Accepted for old recipes only (a deprecation line): the text rule is the extractor's now.
 TEXT_ANSWERS = ("auto", "on", "off")
-_TEXT_RULES = ("option_text", "answer_text")
+_TEXT_RULES = ("option_text", "answer_text", "stated_text")
 
 # The reasoning cites an answer key instead of reasoning towards an answer.
 _LEAK = re.compile(
@@ -172,34 +173,18 @@ def assistant_turn(row: dict[str, Any], letter: str, *, think_tags: bool = False
     return f"{body.rstrip()}\n\n{final}"
 
 
-def reads_text(row: dict[str, Any], text_answers: str = "auto") -> bool:
-    """True when ``row`` may be verified by the option text it states: with ``auto``, an
-    imported trace (public sets answer in prose; our teacher is held to the answer line)."""
-    if text_answers == "auto":
-        params = row.get("params") if isinstance(row.get("params"), dict) else {}
-        return str(row.get("endpoint") or "").startswith("import:") or "imported_from" in params
-    return text_answers == "on"
-
-
-def _references(row: dict[str, Any]) -> dict[str, str]:
-    """The set's own ground-truth answer text, as a reference for the gold option."""
-    params = row.get("params") if isinstance(row.get("params"), dict) else {}
-    truth = params.get("ground_truth")
-    return {row["gold"]: truth} if isinstance(truth, str) and truth.strip() else {}
-
-
 def verify(
     row: dict[str, Any],
     *,
     mode: str = "strict",
     think_tags: bool = False,
-    text_answers: str = "auto",
 ) -> Verdict:
     """Verify one stored trace: structure, truncation, the extracted answer against gold.
 
-    When the extractor finds no answer and :func:`reads_text` allows it, the option text the
-    response states is read instead (:func:`medistill.answers.stated_answer`, conservative:
-    negated or hedged mentions do not count, two options stated is a conflict).
+    The answer is read by :func:`medistill.answers.extract_answer` alone, with ``mode`` and
+    the question, exactly as the correctness reward and evaluation read it: a response
+    stating one option's text is read by the extractor's ``stated_text`` rule; one that
+    rejects every option and never commits afterwards is no answer.
     """
     why = _malformed(row)
     if why:
@@ -209,14 +194,14 @@ def verify(
     _, gold = unpermute(None, row["gold"], perm)
     text = row.get("text") or ""
     truncated = bool(row.get("truncated")) or row.get("finish_reason") in CUT_OFF
-    e = extract_answer(text, opts, mode=mode, truncated=truncated)  # type: ignore[arg-type]
+    e = extract_answer(
+        text,
+        opts,
+        mode=mode,  # type: ignore[arg-type]
+        truncated=truncated,
+        question=str(row["question"]),
+    )
     by = "option_text" if e.rule in _TEXT_RULES else "letter"
-    if e.letter is None and e.rule == "none" and not truncated and reads_text(row, text_answers):
-        stated = stated_answer(text, opts, references=_references(row), question=row["question"])
-        if stated.letter is not None:
-            e, by = stated, stated.rule
-        elif stated.rule == "ambiguous":
-            return Verdict("conflicting_answers", "rule=ambiguous (two option texts stated)")
     letter = unpermute(None, e.letter, perm)[1] if e.letter in opts else None
     correct = letter is not None and letter == gold
     if truncated:
@@ -226,8 +211,7 @@ def verify(
     if e.rule in ("ambiguous", "first_of_several"):
         return Verdict("conflicting_answers", f"rule={e.rule}", letter, False)
     if e.letter is None:
-        tried = e.rule == "none" and not truncated and reads_text(row, text_answers)
-        return Verdict("no_answer", f"rule={e.rule}" + ", no option text stated" * tried)
+        return Verdict("no_answer", f"rule={e.rule}")
     named = dict.fromkeys(answer_statements(text, opts))
     if len(named) > 1:
         return Verdict("conflicting_answers", "statements " + ",".join(named), letter, correct)

@@ -51,7 +51,18 @@ def _check(cfg: CurateConfig) -> None:
     if cfg.extract_mode not in ("strict", "lenient"):
         raise MedistillError(f"extract_mode {cfg.extract_mode!r}; choose strict or lenient")
     if cfg.text_answers not in TEXT_ANSWERS:
-        raise MedistillError(f"text_answers {cfg.text_answers!r}; choose auto, on or off")
+        raise MedistillError(f"text_answers {cfg.text_answers!r}; remove the key (deprecated)")
+    if cfg.text_answers == "off":
+        raise MedistillError(
+            "curate.text_answers: off is no longer possible: curation reads each answer exactly "
+            "as evaluation and the correctness reward do (one extractor, rule stated_text for "
+            "a response stating one option's text); remove the key"
+        )
+    if cfg.text_answers == "on":
+        log.warning(
+            "curate.text_answers is deprecated and has no effect: the extractor reads a "
+            "response stating one option's text for every trace; remove the key"
+        )
     if not 0 <= cfg.validation_fraction < 1:
         raise MedistillError("validation_fraction must be in [0, 1)")
     if cfg.selection == "k" and cfg.k < 1:

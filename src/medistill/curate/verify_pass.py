@@ -36,11 +36,9 @@ def _batches(it: Iterator[dict[str, Any]], n: int) -> Iterator[list[dict[str, An
         yield batch
 
 
-def _verify_batch(
-    rows: list[dict[str, Any]], mode: str, think_tags: bool, text_answers: str = "auto"
-) -> list[Verdict]:
+def _verify_batch(rows: list[dict[str, Any]], mode: str, think_tags: bool) -> list[Verdict]:
     """Verify one batch (a top-level function, so worker processes can run it)."""
-    return [verify(r, mode=mode, think_tags=think_tags, text_answers=text_answers) for r in rows]
+    return [verify(r, mode=mode, think_tags=think_tags) for r in rows]
 
 
 def _verified(
@@ -49,7 +47,7 @@ def _verified(
     """``(batch, verdicts)`` in store order. With several workers the extractor runs in a
     process pool (it is CPU-bound Python) with at most two batches per worker in flight, so
     memory stays bounded."""
-    args = (cfg.extract_mode, cfg.think_tags, cfg.text_answers)
+    args = (cfg.extract_mode, cfg.think_tags)
     if workers <= 1:
         for batch in batches:
             yield batch, _verify_batch(batch, *args)

@@ -59,6 +59,13 @@ class RescoreConfig:
     )
     gold_field: str = field(default="gold", metadata={"help": "field with the gold letter"})
     options_field: str | None = field(default=None, metadata={"help": "field with the options"})
+    question_field: str | None = field(
+        default="question",
+        metadata={
+            "help": "field with the question text, when rows have one (read as curation and "
+            "eval read it: an EXCEPT question is not read by option text)"
+        },
+    )
     benchmark: str | None = field(
         default=None, metadata={"help": "take options from this benchmark"}
     )
@@ -104,10 +111,11 @@ def rescore(cfg: RescoreConfig) -> dict[str, Any]:
         raise DataError("file not found", path=str(in_path))
     if cfg.task not in TASKS:
         raise MedistillError(f"task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
-    options_by_id: dict[str, dict[str, str]] = {}
+    # id -> (options, question): the extractor reads with the question, as eval does
+    options_by_id: dict[str, tuple[dict[str, str], str]] = {}
     if cfg.benchmark and cfg.task == "mcq":
         data = load_benchmark(cfg.benchmark, cfg.benchmark_path)
-        options_by_id = {q.id: q.options for q in data.questions}
+        options_by_id = {q.id: (q.options, q.question) for q in data.questions}
     out_path = Path(cfg.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     n = agree = agree_n = 0
@@ -228,7 +236,9 @@ def _score(
         gold = _get(row, cfg.gold_field)
     except KeyError:
         raise DataError("missing field", path=path, line=line, field=cfg.gold_field) from None
-    options = None
+    options = question = None
+    if cfg.question_field and isinstance(row, dict) and row.get(cfg.question_field):
+        question = str(row[cfg.question_field])
     if cfg.options_field:
         try:
             options = _get(row, cfg.options_field)
@@ -248,13 +258,14 @@ def _score(
                 line=line,
                 field=cfg.id_field,
             )
-        options = options_by_id[qid]
+        options, question = options_by_id[qid][0], question or options_by_id[qid][1]
     if cfg.mode not in ("strict", "lenient"):
         raise MedistillError(f"mode must be strict or lenient, got {cfg.mode!r}")
     finish = row.get(cfg.finish_field) if cfg.finish_field else None
     truncated = finish == "length"
-    strict = extract_answer(response, options, mode="strict", truncated=truncated)
-    lenient = extract_answer(response, options, mode="lenient", truncated=truncated)
+    ask = {"truncated": truncated, "question": question}  # as curation and rewards read
+    strict = extract_answer(response, options, mode="strict", **ask)
+    lenient = extract_answer(response, options, mode="lenient", **ask)
     e = strict if cfg.mode == "strict" else lenient
     gold_letter = str(gold).strip().upper() if gold not in (None, "") else None
     result = {

@@ -71,9 +71,16 @@ def _flags(truncated: Sequence[bool | None] | None, n: int) -> list[bool]:
 
 
 def _correct(
-    completions: Sequence[Any], gold: Any, options: Any, truncated: Any, qid: Any
+    completions: Sequence[Any],
+    gold: Any,
+    options: Any,
+    truncated: Any,
+    qid: Any,
+    prompts: Sequence[Any] | None = None,
 ) -> list[bool]:
-    """Per completion: does the strict extractor read the gold letter (and is it complete)?"""
+    """Per completion: does the strict extractor read the gold letter (and is it complete)?
+    The extractor gets the question the model saw (the prompt's user turn), as curation and
+    evaluation pass theirs: one reading."""
     if gold is None:
         raise MedistillError(
             "correctness needs a 'gold' column in the dataset (the correct letter)"
@@ -92,7 +99,13 @@ def _correct(
             out.append(False)
             continue
         text = completion_text(completion)
-        ext = extract_answer(text, opts, mode="strict", letters=None if opts else letters)
+        ext = extract_answer(
+            text,
+            opts,
+            mode="strict",
+            letters=None if opts else letters,
+            question=prompt_text(_at(prompts, i)),
+        )
         out.append(ext.letter == g.strip().upper())
     return out
 
@@ -124,7 +137,8 @@ def correctness(
     >>> correctness(["B or maybe A"], gold=["B"], options=[{"A": "x", "B": "y"}])
     [0.0]
     """
-    return [float(c) for c in _correct(completions, gold, options, truncated, question_id)]
+    prompts = kwargs.get("prompts")
+    return [float(c) for c in _correct(completions, gold, options, truncated, question_id, prompts)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -249,7 +263,7 @@ def conciseness(
     scores = [overlong_penalty(length, budget, buffer) for length in lengths]
     if gold is None or not bonus:
         return list(scores)
-    correct = _correct(completions, gold, options, truncated, question_id)
+    correct = _correct(completions, gold, options, truncated, question_id, prompts)
     for start, end in _groups(n, prompts, question_id):
         lo, hi = min(lengths[start:end]), max(lengths[start:end])
         if hi == lo:
