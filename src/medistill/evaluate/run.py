@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 
 def score_row(q: Question, response: str, truncated: bool) -> dict[str, Any]:
     """The letters extracted from ``response`` (lenient and strict) and whether each is right."""
-    lenient = extract_answer(response, q.options, mode="lenient", truncated=truncated)
-    strict = extract_answer(response, q.options, mode="strict", truncated=truncated)
+    ask = {"truncated": truncated, "question": q.question}  # as curation and rewards read
+    lenient = extract_answer(response, q.options, mode="lenient", **ask)
+    strict = extract_answer(response, q.options, mode="strict", **ask)
     return {
         "extracted": lenient.letter,
         "rule": lenient.rule,
