@@ -38,8 +38,9 @@ region, cleaning, runaway cut) shared by :func:`extract_answer` and :func:`answe
 :data:`~medistill.answers.cascade.CASCADE`, a declared, ordered tuple of named steps (as
 lm-evaluation-harness declares its filters) in ``cascade.py``; the patterns and the statement
 scan live in ``patterns.py``, the result type and rule names in ``result.py``.
-:func:`stated_answer` reads a response that states its answer as option text and no letter
-(public trace sets), through the same preparation; its rule is in ``textmatch.py``.
+The prose-answer rule (``stated_text``: a response that states its answer as option text and
+no letter, as public trace sets do) is one step of the cascade; its rule is in
+``textmatch.py``.
 """
 
 from medistill.answers.cascade import CASCADE, Step
@@ -47,7 +48,6 @@ from medistill.answers.extract import (
     answer_statements,
     extract_answer,
     extract_letter,
-    stated_answer,
 )
 from medistill.answers.patterns import match_option_text, normalise_text
 from medistill.answers.result import (
@@ -76,5 +76,4 @@ __all__ = [
     "extract_letter",
     "match_option_text",
     "normalise_text",
-    "stated_answer",
 ]

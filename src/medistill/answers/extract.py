@@ -1,5 +1,5 @@
-"""The extractor's entry points (:func:`extract_answer`, :func:`answer_statements`,
-:func:`stated_answer`) over one preparation step (:func:`prepare`); see the package docstring."""
+"""The extractor's entry points (:func:`extract_answer`, :func:`answer_statements`)
+over one preparation step (:func:`prepare`); see the package docstring."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from medistill.answers.patterns import (
     statement_hits,
 )
 from medistill.answers.result import MODES, Extraction, Mode
-from medistill.answers.textmatch import stated_option
 
 # A response that opens on questions of its own ("Question 2:", "Here are some practice
 # questions", "Follow-up question:", "Let's practice with another case", "Q: ...? A: ...")
@@ -151,28 +150,3 @@ def answer_statements(
     region, _, opts, pats = prepared
     hits = statement_hits(region, pats, opts)
     return [letter for _, _, letter, _ in sorted(hits)]
-
-
-def stated_answer(
-    text: str | None,
-    options: Mapping[str, str] | Sequence[str] | None,
-    *,
-    references: Mapping[str, str] | None = None,
-    question: str | None = None,
-) -> Extraction:
-    """The one option a response states as text, for responses that name no letter.
-
-    The text is prepared as :func:`extract_answer` prepares it (:func:`prepare`), then read
-    by :func:`medistill.answers.textmatch.stated_option`: every affirmative sentence naming
-    an option's text (or a ``references`` text: a set's ground-truth answer) must name the
-    same one; negated or hedged mentions ("not X", "while X is common") do not count, two
-    options stated is ``ambiguous``. Rules: ``option_text``, ``ground_truth``; or no letter
-    with ``ambiguous``, ``none`` or the preparation's reason (``empty``, ``refusal``...).
-    """
-    if text is None or not str(text).strip():
-        return Extraction(None, "empty")
-    prepared = prepare(str(text), options, None)
-    if isinstance(prepared, Extraction):
-        return prepared
-    region, _, opts, _ = prepared
-    return stated_option(region, opts, references=references, question=question)

@@ -2,14 +2,13 @@
 
 Public trace sets such as HuatuoGPT-o1's answer in prose, often to an open-ended rewrite of
 the question: "The most likely diagnosis is cavernous sinus thrombosis." No letter is named,
-so :func:`medistill.answers.extract_answer` finds nothing in strict mode. Curation may then
-verify such a response by the option text it states (and a set's own ground-truth answer
-text), with :func:`medistill.answers.stated_answer`, which prepares the text exactly as the
-extractor does and calls :func:`stated_option` here.
+so no letter rule reads it. The extractor's ``stated_text`` step (a strict-class step of
+:data:`medistill.answers.CASCADE`, never on a cut-off response) calls :func:`stated_option`
+here on the prepared answer region, for curation, rewards and evaluation alike.
 
 The rule is built to miss rather than to misread:
 
-* an option text (or reference text) counts only as whole words, ``'s`` and punctuation
+* an option text counts only as whole words, ``'s`` and punctuation
   ignored ("Hoigne's syndrome" names "Hoigne syndrome"); texts that are words of every
   sentence or codes ("All", "None", "ab", "2 & 3") never count;
 * a sentence that names an option counts only when it is *affirmative*: no negation ("not",
@@ -31,7 +30,7 @@ from medistill.answers.patterns import NEGATED, normalise_text
 from medistill.answers.result import Extraction
 
 #: Rules :func:`stated_option` reports: the option's own text, or the set's reference text.
-TEXT_RULES = ("option_text", "ground_truth")
+TEXT_RULES = ("option_text",)
 
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _POSSESSIVE = re.compile(r"(?<=\w)['’]s\b", re.I)
@@ -110,7 +109,6 @@ def stated_option(
     region: str,
     options: Mapping[str, str],
     *,
-    references: Mapping[str, str] | None = None,
     question: str | None = None,
 ) -> Extraction:
     """The one option a prepared answer region states as text (see the module's rule).
@@ -118,19 +116,15 @@ def stated_option(
     Args:
         region: the answer region, already prepared (``</think>`` split off, markdown removed).
         options: letter -> option text.
-        references: letter -> another text that names that option (a set's ground-truth
-            answer: "Hypertension" where the option reads "Hypeension"); a match on it alone
-            has the rule ``ground_truth``.
         question: the question; one asking for the exception is not read by text.
 
     Returns:
-        An :class:`Extraction` with rule ``option_text`` or ``ground_truth``; or no letter
+        An :class:`Extraction` with rule ``option_text``; or no letter
         with ``ambiguous`` (two options stated) or ``none``.
     """
     if asks_for_exception(question):
         return Extraction(None, "none")
     refs = [(k, _norm(v), "option_text") for k, v in options.items() if matchable(v)]
-    refs += [(k, _norm(v), "ground_truth") for k, v in (references or {}).items() if matchable(v)]
     if not refs:
         return Extraction(None, "none")
     stated: dict[str, set[str]] = {}
@@ -145,5 +139,5 @@ def stated_option(
         return Extraction(None, "ambiguous")
     if not stated:
         return Extraction(None, "none")
-    ((letter, hows),) = stated.items()
-    return Extraction(letter, "option_text" if "option_text" in hows else "ground_truth")
+    ((letter, _),) = stated.items()
+    return Extraction(letter, "option_text")
