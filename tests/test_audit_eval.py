@@ -34,12 +34,13 @@ def _responses(questions) -> dict[str, str]:
         if i == 1:
             other = next(k for k in q.options if k != gold)
             out[q.id] = (
-                f"The findings are typical of {q.options[other]}, so {other} fits best here.\n\n"
+                f"The findings are typical of {q.options[other]}, so option {other} is correct."
+                "\n\n"
                 f"Answer: {gold}"
             )
         else:
             out[q.id] = (
-                f"{q.meta.get('explanation', '')[:160]}\nThe most likely answer is "
+                f"{q.meta.get('explanation', '')[:160]}\nTherefore, the answer is "
                 f"{q.options[gold]}.\n\nThe answer is {gold}."
             )
     return out

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_audit_eval import N, _seeded
 
 from medistill.data import load_benchmark
 from medistill.evaluate import run_eval
@@ -15,15 +14,15 @@ from medistill.evaluate.config import EvalConfig
 from medistill.evaluate.early_answer import FILE, branches, letter_tokens
 from medistill.evaluate.run_folder import read_predictions
 from medistill.prompts import get_template, loglik_requests
+from test_audit_eval import N, _seeded
 
 
 @pytest.fixture(scope="module")
 def tiny_pair(llama_cpp: None, tmp_path_factory) -> tuple[Path, Path]:
     """A tiny Llama with SmolLM2's tokenizer, and its q8_0 GGUF."""
     pytest.importorskip("sentencepiece", reason="the serve extra's converter dependency")
-    from test_gguf_offline import tiny_llama_with_smollm2_tokenizer
-
     from medistill.deploy.gguf import to_gguf
+    from test_gguf_offline import tiny_llama_with_smollm2_tokenizer
 
     tmp = tmp_path_factory.mktemp("gguf")
     model = tiny_llama_with_smollm2_tokenizer(tmp / "tiny")

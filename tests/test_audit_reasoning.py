@@ -30,7 +30,7 @@ OPTIONS = {
 CASES = [
     (  # reasoning and answer line agree, the conclusion stated as option text
         "Pain relieved by leaning forward and diffuse ST elevation with PR depression are "
-        "classic for inflammation of the pericardium. The most likely diagnosis is acute "
+        "classic for inflammation of the pericardium. Therefore, the answer is acute "
         "pericarditis.\n\nThe answer is B.",
         "consistent",
         "B",
@@ -44,19 +44,25 @@ CASES = [
     ),
     (  # the reasoning argues C, the answer line says B
         "Tearing pain radiating to the back with unequal arm pressures points to aortic "
-        "dissection, so C fits best here.\n\nAnswer: B",
+        "dissection, so option C is correct.\n\nAnswer: B",
         "argues_other",
         "C",
     ),
+    (  # a conclusion in prose only (option text named, no statement): not read, on purpose
+        "Tearing pain radiating to the back points to aortic dissection; pericarditis would "
+        "give a rub.\n\nAnswer: B",
+        "no_conclusion",
+        None,
+    ),
     (  # think block concludes D, the final line says A
         "<think>\nSudden dyspnoea after a long flight, tachycardia and pleuritic pain: "
-        "the most likely diagnosis is pulmonary embolism.\n</think>\n\nThe answer is A.",
+        "I would choose D.\n</think>\n\nThe answer is A.",
         "argues_other",
         "D",
     ),
     (  # think block agrees with a bold answer line
-        "<think>\nDiffuse ST elevation with PR depression: the most likely diagnosis is acute "
-        "pericarditis.\n</think>\n\n**Answer: B**",
+        "<think>\nDiffuse ST elevation with PR depression: the answer is (B).\n</think>\n\n"
+        "**Answer: B**",
         "consistent",
         "B",
     ),
@@ -94,6 +100,26 @@ CASES = [
         None,
     ),
 ]
+
+
+EXCEPT_Q = "All of the following drugs can cause hyperkalaemia EXCEPT:"
+EXCEPT_OPTIONS = {"A": "Spironolactone", "B": "Lisinopril", "C": "Furosemide", "D": "Trimethoprim"}
+
+
+def test_exception_question_reads_only_an_answer_statement() -> None:
+    """On an EXCEPT question, "option A is correct" judges a statement, not the answer."""
+    text = (
+        "Option A is correct: spironolactone spares potassium. Option B is correct too. "
+        "Furosemide wastes potassium.\n\nThe answer is C."
+    )
+    v = reasoning_verdict(text, EXCEPT_OPTIONS, question=EXCEPT_Q)
+    assert (v.verdict, v.concluded) == ("no_conclusion", None)
+    v = reasoning_verdict(
+        "Furosemide lowers potassium, so the answer is C.\n\nAnswer: C",
+        EXCEPT_OPTIONS,
+        question=EXCEPT_Q,
+    )
+    assert (v.verdict, v.concluded) == ("consistent", "C")
 
 
 @pytest.mark.parametrize(("text", "verdict", "concluded"), CASES)

@@ -32,12 +32,29 @@ from typing import Any
 from medistill.answers.extract import extract_answer, prepare
 from medistill.answers.patterns import answer_region, clean_markup
 from medistill.answers.result import Extraction
+from medistill.answers.textmatch import asks_for_exception
 
 VERDICTS = ("consistent", "argues_other", "argues_none", "no_conclusion", "no_answer")
 #: Verdicts of a reasoning that does not support its answer line.
 INCONSISTENT = ("argues_other", "argues_none")
 #: Extractor rules that, read from the reasoning alone, mean it argues for no option.
 _NONE_RULES = ("no_option", "refusal")
+#: The extractor's rules that read a conclusion from reasoning: explicit statements ("the answer
+#: is C", "option C is correct", "I would choose C", "the answer is <option C's text>"). A
+#: reasoning that only names options in prose (one by one, as explanations do) concludes nothing
+#: the audit can trust: on GPT-4's MedQA/MedMCQA explanations, 12 of 12 sampled "argues for
+#: another option" read from option text alone were misreadings (BENCHMARKS.md, Explanations).
+CONCLUSION_RULES = (
+    "answer_is",
+    "option_is_correct",
+    "choose",
+    "answer_text",
+    "boxed",
+    "json_field",
+)
+#: On a question asking for the exception ("all of the following EXCEPT"), "option C is correct"
+#: judges a statement: only these rules read a conclusion there.
+_EXCEPTION_RULES = ("answer_is", "choose", "boxed", "json_field")
 
 # The think tags themselves (not answer patterns): removed so the extractor reads the reasoning
 # inside a block as reasoning (a "## Final Response" heading closes a block too).
@@ -147,7 +164,10 @@ def reasoning_verdict(
     if not plain:
         verdict = "no_answer" if answer is None else "no_conclusion"
         return ReasoningVerdict(answer, None, verdict, "empty")
-    read = _extract(plain, options, "lenient", question)
+    read = _extract(plain, options, "strict", question)
+    trusted = _EXCEPTION_RULES if asks_for_exception(question) else CONCLUSION_RULES
+    if read.letter is not None and read.rule not in trusted:
+        return ReasoningVerdict(answer, None, "no_conclusion", read.rule)
     if read.letter is None:
         verdict = "argues_none" if read.rule in _NONE_RULES else "no_conclusion"
         return ReasoningVerdict(answer, None, verdict, read.rule)

@@ -278,13 +278,12 @@ class TransformersBackend:
                 cut, suffix = branches[i]
                 if cut > done:
                     piece = torch.tensor([trunk[done:cut]], device=self.device)
-                    self.lm(input_ids=piece, past_key_values=cache, use_cache=True)
+                    self.lm(input_ids=piece, past_key_values=cache, logits_to_keep=1)
                     done = cut
                 ids = torch.tensor([suffix], device=self.device)
                 branch = copy.deepcopy(cache)
-                logits = self.lm(
-                    input_ids=ids, past_key_values=branch, use_cache=True, logits_to_keep=1
-                ).logits[0, -1]
+                logits = self.lm(input_ids=ids, past_key_values=branch, logits_to_keep=1)
+                logits = logits.logits[0, -1]
                 logp = torch.log_softmax(logits.float(), dim=-1).cpu()
                 out[i] = {k: float(logp[t]) for k, t in tokens.items()}
         return out
