@@ -12,10 +12,12 @@ import pytest
 
 from medistill.backends import Generation
 from medistill.data import load_benchmark
+from medistill.errors import DataError
 from medistill.evaluate import run_eval
 from medistill.evaluate.budget import answer_cue
 from medistill.evaluate.config import EvalConfig
 from medistill.evaluate.early_answer import FILE, FRACTIONS
+from medistill.evaluate.metrics import validate_metrics
 from medistill.evaluate.run import generation_row
 from medistill.evaluate.run_folder import RunFolder, read_predictions
 from medistill.prompts import get_template
@@ -140,6 +142,13 @@ def test_audit_off_is_recorded(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert ex["load_bearing"] is None and "audit is off" in ex["load_bearing_skipped"]
     assert ex["consistency"]["n"] == N
     assert not (tmp_path / "run" / FILE).exists()
+    # metrics.json's one schema checks the block: a share outside [0, 1] names its field
+    path = tmp_path / "run" / "metrics.json"
+    bad = json.loads(path.read_text())
+    validate_metrics(bad, path)
+    bad["explanations"]["consistency"]["inconsistent"] = 1.5
+    with pytest.raises(DataError, match=r"explanations\.consistency\.inconsistent"):
+        validate_metrics(bad, path)
 
 
 def test_loglik_run_has_no_explanations(tiny_model_dir: Path, tmp_path: Path) -> None:

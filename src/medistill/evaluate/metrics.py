@@ -218,8 +218,68 @@ class Spread(_Model):
     total: NonNegative | None = None
 
 
+Share = Annotated[list[Fraction], Field(min_length=2)]
+
+
+class Consistency(_Model):
+    """Does the reasoning argue for the answer line's option? Shares of the answered rows
+    (``n``) by verdict (:func:`medistill.answers.reasoning.reasoning_verdict`); ``inconsistent``
+    is ``argues_other`` + ``argues_none``, with its 95% Wilson interval."""
+
+    n: Annotated[int, Field(gt=0)]
+    consistent: Fraction
+    argues_other: Fraction
+    argues_none: Fraction
+    no_conclusion: Fraction
+    inconsistent: Fraction
+    inconsistent_ci: Share
+
+
+class LoadBearing(_Model):
+    """Early answering (:mod:`medistill.evaluate.early_answer`): over ``n`` answers, per cut
+    of the reasoning (``fractions`` of its tokens), the share whose likeliest letter is the
+    final answer and the final letter's mean probability (normalised over the letters);
+    ``fixed_before_reasoning``: the share already answered with no reasoning (0%)."""
+
+    n: Annotated[int, Field(gt=0)]
+    fractions: Share
+    match_final: Share
+    mean_prob_final: Share
+    fixed_before_reasoning: Fraction
+    fixed_ci: Share
+    backend: str
+
+
+class StepErrors(_Model):
+    """The step judge (:mod:`medistill.evaluate.step_judge`): steps judged, the share wrong
+    (over steps, and the mean over answers), the share it could not tell, failed judgements
+    (not in any share), the judge's model and whether it is a weak (< 7B) judge."""
+
+    n_answers: Annotated[int, Field(ge=0)]
+    n_steps: Annotated[int, Field(ge=0)]
+    wrong_share: Fraction | None
+    wrong_per_answer: Fraction | None
+    cant_tell_share: Fraction | None
+    failed: Annotated[int, Field(ge=0)]
+    judge: str
+    weak_judge: bool
+
+
+class Explanations(_Model):
+    """The explanation audit of a generate-mode run (:mod:`medistill.evaluate.audit`):
+    ``load_bearing`` is ``None`` with ``load_bearing_skipped`` saying why (a backend without
+    letter log-probabilities, ``audit: false``, option orders); ``step_errors`` only with
+    ``step_judge``."""
+
+    consistency: Consistency
+    load_bearing: LoadBearing | None = None
+    load_bearing_skipped: str | None = None
+    step_errors: StepErrors | None = None
+
+
 class RunMetrics(_Model):
-    """``metrics.json`` of one (model, benchmark) run, schema_version 1."""
+    """``metrics.json`` of one (model, benchmark) run, schema_version 1 (``explanations``:
+    generate mode, when any row has an answer line)."""
 
     schema_version: Literal[1]
     label: Annotated[str, Field(min_length=1, pattern=r"\S")]
@@ -233,6 +293,7 @@ class RunMetrics(_Model):
     latency_s: Spread | None = None
     seconds_per_answer: NonNegative | None = None
     n_error: Annotated[int, Field(ge=0)] = 0
+    explanations: Explanations | None = None
 
 
 class HarmfulSide(_Model):
