@@ -136,11 +136,18 @@ def test_early_answering_resumes(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_audit_off_is_recorded(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Audit off: no early answering, and why; consistency still, also for rows written
+    before the audit existed (no verdict in the row: read from its response)."""
     cfg = _cfg(tiny_model_dir, tmp_path / "run", audit=False)
     _seeded(cfg)
+    preds = tmp_path / "run" / "predictions.jsonl"
+    old = [
+        {k: v for k, v in r.items() if k != "reasoning_verdict"} for r in read_predictions(preds)
+    ]
+    preds.write_text("".join(json.dumps(r) + "\n" for r in old))
     ex = run_eval(cfg, show_progress=False)["explanations"]
     assert ex["load_bearing"] is None and "audit is off" in ex["load_bearing_skipped"]
-    assert ex["consistency"]["n"] == N
+    assert ex["consistency"]["n"] == N and ex["consistency"]["argues_other"] == 1 / N
     assert not (tmp_path / "run" / FILE).exists()
     # metrics.json's one schema checks the block: a share outside [0, 1] names its field
     path = tmp_path / "run" / "metrics.json"

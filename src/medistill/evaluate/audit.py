@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medistill.answers.reasoning import INCONSISTENT
+from medistill.answers.reasoning import INCONSISTENT, reasoning_verdict
 from medistill.data import Question
 from medistill.evaluate.config import EvalConfig
 from medistill.evaluate.early_answer import (
@@ -86,11 +86,30 @@ def consistency(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def explanations(path: str | Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def with_verdicts(
+    rows: Sequence[dict[str, Any]], questions: Sequence[Question] = ()
+) -> list[dict[str, Any]]:
+    """``rows``, each with its ``reasoning_verdict``: rows written before the audit existed get
+    theirs from their response and options (the row's own, else ``questions``')."""
+    known = {q.id: q for q in questions}
+    out = []
+    for r in rows:
+        q = known.get(r.get("id"))
+        options = r.get("options") or (q.options if q else None)
+        if "reasoning_verdict" not in r and r.get("response") is not None and options:
+            v = reasoning_verdict(r["response"], options, question=q.question if q else None)
+            r = {**r, "reasoning_verdict": v.verdict, "concluded": v.concluded}
+        out.append(r)
+    return out
+
+
+def explanations(
+    path: str | Path, rows: Sequence[dict[str, Any]], questions: Sequence[Question] = ()
+) -> dict[str, Any] | None:
     """The ``explanations`` block of ``metrics.json`` from a run folder's prediction ``rows``
     and its audit files (``None`` for a run whose rows carry no verdicts: log-likelihood)."""
     run = RunFolder(path)
-    block = consistency(rows)
+    block = consistency(with_verdicts(rows, questions))
     if block is None:
         return None
     note = run.config_record().get(NOTE) or {}

@@ -113,6 +113,7 @@ def run_eval(cfg: EvalConfig, *, overwrite: bool = False, show_progress: bool = 
         mode=cfg.mode,
         chance=spec.chance,
         wanted_ids=wanted,
+        questions=questions,
     )
 
 
@@ -266,9 +267,10 @@ def write_metrics(
     mode: str,
     chance: float | None,
     wanted_ids: list[str] | None = None,
+    questions: list[Question] | None = None,
 ) -> dict:
     """Recompute an MCQ run's ``metrics.json`` from ``predictions.jsonl`` (also used after a
-    resume)."""
+    resume; ``questions`` give the options of rows written before the explanation audit)."""
     run = RunFolder(out)
     rows = run.rows(wanted_ids)
     sampling = run.config_record().get("sampling_used")
@@ -297,5 +299,5 @@ def write_metrics(
     if mode == "loglik":
         metrics["truncation_rate"] = 0.0
     else:  # consistency, load-bearing, step errors (:mod:`.audit`), from the rows and files
-        metrics["explanations"] = explanations(out, run.rows(wanted_ids))
+        metrics["explanations"] = explanations(out, run.rows(wanted_ids), questions or ())
     return run.save_metrics(metrics)
