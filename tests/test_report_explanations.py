@@ -62,7 +62,7 @@ def test_explanations_table(tmp_path: Path) -> None:
         "n_answers": 48,
         "n_steps": 300,
         "wrong_share": 0.312,
-        "wrong_per_answer": 1.9,
+        "wrong_per_answer": 0.3,
         "cant_tell_share": 0.1,
         "failed": 3,
         "judge": "SmolLM2-1.7B-Instruct",
@@ -78,6 +78,8 @@ def test_explanations_table(tmp_path: Path) -> None:
     loglik = metrics("Meditron", "medqa", mode="loglik")
     unread = metrics("student: SFT", "medmcqa")
     unread["explanations"] = None  # eval wrote no block: no row had a verdict to count
+    silent = metrics("base: B", "medmcqa", no_answer=(1.0, 1.0))
+    silent["explanations"] = None  # no answer line anywhere: nothing to compare
     runs = [
         write_run(tmp_path, name, payload)
         for name, payload in (
@@ -87,6 +89,7 @@ def test_explanations_table(tmp_path: Path) -> None:
             ("s", student),
             ("l", loglik),
             ("u", unread),
+            ("n", silent),
         )
     ]
     rep = build_report(runs, tmp_path / "out")
@@ -96,6 +99,7 @@ def test_explanations_table(tmp_path: Path) -> None:
         ["teacher: T", "MedQA"],
         ["teacher: T", "MedMCQA"],
         ["base: B", "MedQA"],
+        ["base: B", "MedMCQA"],
         ["student: SFT", "MedQA"],
         ["student: SFT", "MedMCQA"],
         ["Meditron", "MedQA"],
@@ -105,12 +109,12 @@ def test_explanations_table(tmp_path: Path) -> None:
         "12.0 [5.8, 24.7] (8.0 / 4.0; 8.0)",
         "62.5 [48.4, 74.8]",
         "62 / 70 / 81 / 90 / 100 (transformers)",
-        "31.2 (SmolLM2-1.7B-Instruct, weak judge)",
+        "31.2 (30.0 per answer; SmolLM2-1.7B-Instruct, weak judge)",
     ]
     assert rows[1][3] == "2.0 [5.8, 24.7] (2.0 / 0.0; 8.0)" and rows[1][6] == "–"
     assert rows[2][2:] == ["–"] + ["not measured"] * 4
-    assert rows[3][4:6] == ["not measured", "not measured"]
-    assert rows[4][3] == rows[5][3] == "not measured"
+    assert rows[4][4:6] == ["not measured", "not measured"]
+    assert rows[3][3] == rows[5][3] == rows[6][3] == "not measured"
     assert "student: SFT on MedMCQA: not measured, no answered row carries a reasoning verdict" in (
         rep.markdown
     )
@@ -121,11 +125,18 @@ def test_explanations_table(tmp_path: Path) -> None:
         "log-probabilities." in md
     )
     assert "Meditron on MedQA: not measured, a log-likelihood run" in md
+    assert (
+        "base: B on MedMCQA: not measured, no answer has an answer line to compare its "
+        "reasoning with (strict no-answer 100%)." in md
+    )
     assert "teacher: T on MedQA: 3 step judgement(s) failed (not counted)." in md
     assert "Lanham et al. 2023" in md
     # the section sits between the results and the safety part, in the HTML too
     html = rep.html_path.read_text()
     assert html.index("<h2>Results</h2>") < html.index('id="explanations-audit"')
-    assert "31.2 (SmolLM2-1.7B-Instruct, weak judge)" in html and "Lanham et al. 2023" in html
+    assert (
+        "31.2 (30.0 per answer; SmolLM2-1.7B-Instruct, weak judge)" in html
+        and "Lanham et al. 2023" in html
+    )
     saved = json.loads(rep.json_path.read_text())["explanations"]
     assert saved["rows"][0][4] == "62.5 [48.4, 74.8]"

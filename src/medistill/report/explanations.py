@@ -33,7 +33,7 @@ HEADER = [
     "Inconsistent % [95% CI] (other / none; no conclusion)",
     "Fixed before reasoning % [95% CI]",
     "Early answering: final answer given at 0/25/50/75/100% of reasoning",
-    "Wrong steps % (judge)",
+    "Wrong steps % (per answer; judge)",
 ]
 NOTES = [
     "Inconsistent: answered questions whose reasoning, read by the same extractor up to the "
@@ -46,8 +46,8 @@ NOTES = [
     "change (reasoning as decoration); a curve that rises late means the reasoning carries the "
     "answer.",
     "Wrong steps: reasoning steps a judge model read as wrong against the question and its gold "
-    "answer (failed judgements left out; a small local model is a weak judge); – where no judge "
-    "ran.",
+    "answer, over all steps and as the mean share per answer (failed judgements left out; a "
+    "small local model is a weak judge); – where no judge ran.",
 ]
 
 
@@ -68,6 +68,10 @@ def _why_not(run: dict[str, Any]) -> str:
             "audit, or with audit: false): rerun `medistill eval` on its folder to measure it"
         )
     if run["explanations"] is None:
+        if (run.get("no_answer_rate") or {}).get("strict") == 1.0:
+            return (
+                "no answer has an answer line to compare its reasoning with (strict no-answer 100%)"
+            )
         return (
             "no answered row carries a reasoning verdict (no row has an answer line to compare "
             "with, or the rows predate the audit)"
@@ -104,6 +108,9 @@ def _cells(block: dict[str, Any]) -> tuple[list[str], list[str]]:
         judge = str(steps.get("judge") or "unnamed judge")
         if steps.get("weak_judge"):
             judge += ", weak judge"
+        per_answer = steps.get("wrong_per_answer")
+        if per_answer is not None:
+            judge = f"{pct(per_answer)} per answer; {judge}"
         wrong = f"{pct(steps['wrong_share'])} ({judge})"
         if steps.get("failed"):
             notes.append(f"{steps['failed']} step judgement(s) failed (not counted)")

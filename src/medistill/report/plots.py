@@ -186,5 +186,5 @@ def tokens_plot(data: dict[str, Any]) -> bytes:
     ax.set_title("Accuracy against answer length")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")  # long labels are not cut
     return buf.getvalue()
