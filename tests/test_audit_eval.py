@@ -212,7 +212,7 @@ def test_http_backend_skips_load_bearing_and_step_judge(tmp_path: Path) -> None:
         assert steps["wrong_share"] == pytest.approx(1 / 3)
         assert steps["wrong_per_answer"] == pytest.approx(1 / 3)
         assert steps["cant_tell_share"] == pytest.approx(1 / 3)
-        assert steps["judge"] == "judge-1" and steps["weak_judge"] is False
+        assert steps["judge"] == "judge-1" and steps["weak_judge"] is None
         asked = judge.stats["requests"]
         assert asked == 12
         again = run_eval(cfg, show_progress=False)["explanations"]["step_errors"]

@@ -149,9 +149,17 @@ def test_steps_and_verdict_words() -> None:
         "1. PR depression suggests pericarditis.",
         "2. Leaning forward relieves pericardial pain. So B.",
     ]
+    long = " ".join(
+        f"Finding {i} is explained by inflammation of the pericardium, as the ECG shows."
+        for i in range(6)
+    )
+    assert len(split_steps(long)) == 6  # a long paragraph is judged sentence by sentence
     assert parse_verdict("The step is incorrect: WRONG") == "wrong"
     assert parse_verdict("CANT_TELL") == "cant_tell"
     assert parse_verdict("Correct.") == "correct"
     assert parse_verdict("no idea") is None
+    # a verdict word inside a sentence is no verdict (a small judge writes these)
+    assert parse_verdict("The correct step is to examine the left coronary artery.") is None
+    assert parse_verdict('{"verdict": "WRONG"}') == "wrong"
     assert weak_judge("SmolLM2-135M-Instruct") and weak_judge("qwen2.5-1.5b")
-    assert not weak_judge("Llama-3.1-70B") and not weak_judge("gpt-4o")
+    assert weak_judge("Llama-3.1-70B") is False and weak_judge("gpt-4o") is None

@@ -253,7 +253,8 @@ class LoadBearing(_Model):
 class StepErrors(_Model):
     """The step judge (:mod:`medistill.evaluate.step_judge`): steps judged, the share wrong
     (over steps, and the mean over answers), the share it could not tell, failed judgements
-    (not in any share), the judge's model and whether it is a weak (< 7B) judge."""
+    (not in any share), the judge's model and whether it is a weak (< 7B) judge (``None``:
+    its name gives no size)."""
 
     n_answers: Annotated[int, Field(ge=0)]
     n_steps: Annotated[int, Field(ge=0)]
@@ -262,7 +263,7 @@ class StepErrors(_Model):
     cant_tell_share: Fraction | None
     failed: Annotated[int, Field(ge=0)]
     judge: str
-    weak_judge: bool
+    weak_judge: bool | None
 
 
 class Explanations(_Model):

@@ -54,20 +54,39 @@ STEP_SYSTEM = (
     "Judge only that step: is what it states medically and logically correct? Answer with "
     "one word: CORRECT, WRONG or CANT_TELL (the step states nothing you can check)."
 )
-_WORD = re.compile(
-    r"\b(incorrect|correct|wrong|cant[ _]?tell|can't[ _]tell|cannot[ _]tell)\b", re.I
-)
+_VERDICT = r"INCORRECT|CORRECT|WRONG|CANT[ _]?TELL|CAN'T[ _]TELL|CANNOT[ _]TELL"
+_WORD = re.compile(rf"\b({_VERDICT})\b")  # in capitals, as asked
+_WORD_I = re.compile(_VERDICT, re.I)  # a line that is only the word
 _ITEM = re.compile(r"\n(?=[ \t]*(?:\d+[.)]|[-*•]|Step\s+\d+)[ \t])")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+#: Paragraphs longer than this are judged sentence by sentence.
+LONG = 300
+#: The structured verdict a schema-constrained judge writes (llama.cpp's and vLLM's servers
+#: constrain output to it through ``judge_options``' ``extra_body.response_format``).
+STEP_VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"verdict": {"type": "string", "enum": ["CORRECT", "WRONG", "CANT_TELL"]}},
+    "required": ["verdict"],
+}
 _SIZE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([MB])(?![a-z])", re.I)
 
 
+def _sentences(text: str) -> list[str]:
+    """A long paragraph (over :data:`LONG` characters) as its sentences; a short one whole."""
+    if len(text) <= LONG:
+        return [text]
+    return [s for s in _SENTENCE.split(text) if s.strip()]
+
+
 def split_steps(reasoning: str) -> list[str]:
-    """The steps of a reasoning: its paragraphs, a paragraph listing items split into them;
-    fragments under 15 characters (headings, "Step 1:") are joined to the next step."""
+    """The steps of a reasoning: its paragraphs, a paragraph listing items split into them, a
+    long one into its sentences; fragments under 15 characters (headings, "Step 1:") are
+    joined to the next step."""
     steps: list[str] = []
     carry = ""
     for para in re.split(r"\n\s*\n", reasoning_text(reasoning)):
-        for part in _ITEM.split(para):
+        parts = [p for item in _ITEM.split(para) for p in _sentences(item)]
+        for part in parts:
             text = " ".join(f"{carry} {part}".split())
             if len(text) < 15:
                 carry = text
@@ -80,24 +99,33 @@ def split_steps(reasoning: str) -> list[str]:
 
 
 def parse_verdict(reply: str) -> str | None:
-    """The judge's verdict word (the last one it wrote), or ``None``.
+    """The judge's verdict, or ``None``: the last verdict word written in capitals
+    (``CORRECT``, ``WRONG``, ``CANT_TELL``; a JSON ``"verdict"`` field is one), else a line that
+    is nothing but the word. A word inside a sentence ("the correct step is...") is no verdict.
 
     >>> parse_verdict("The dose is right.\\nCORRECT"), parse_verdict("**Incorrect**")
     ('correct', 'wrong')
+    >>> parse_verdict("The correct step is to examine the artery.") is None
+    True
     """
-    words = _WORD.findall(reply or "")
+    text = (reply or "").replace("*", "")
+    words = _WORD.findall(text)
+    if not words:
+        lines = [ln.strip(" .!:`\"'") for ln in text.splitlines() if ln.strip()]
+        words = [ln for ln in lines[-1:] if _WORD_I.fullmatch(ln)]
     if not words:
         return None
-    last = words[-1].lower()
+    last = words[-1].lower().replace("'", "").replace(" ", "_").replace("cannot", "cant")
     if last in ("incorrect", "wrong"):
         return "wrong"
     return "correct" if last == "correct" else "cant_tell"
 
 
-def weak_judge(model: str) -> bool:
-    """True when the judge's name gives a size under 7B parameters (``SmolLM2-135M``)."""
+def weak_judge(model: str) -> bool | None:
+    """Whether the judge's name gives a size under 7B parameters (``SmolLM2-135M``: True);
+    ``None`` when it gives none (``gpt-4o``, a served alias): unknown, not strong."""
     sizes = [float(n) * (1e-3 if u.upper() == "M" else 1.0) for n, u in _SIZE.findall(model)]
-    return bool(sizes) and max(sizes) < 7
+    return max(sizes) < 7 if sizes else None
 
 
 def step_messages(q: Question, step: str) -> list[dict[str, str]]:
@@ -126,7 +154,11 @@ def run_step_judge(
         if r.get("id") in by_id and by_id[r["id"]].gold and r.get("extracted_strict")
     ]
     rows = rows[: cfg.audit_limit] if cfg.audit_limit is not None else rows
-    done = {r["id"] for r in judged_rows(path, rows) if not r["failed"]}
+    done = {  # judged by this judge, nothing failed
+        r["id"]
+        for r in judged_rows(path, rows)
+        if not r["failed"] and r["judge"] == cfg.judge_model
+    }
     todo = [r for r in rows if r["id"] not in done]
     if not todo:
         return 0
@@ -144,7 +176,7 @@ def run_step_judge(
         backend,
         JudgeCache(path / CACHE_FILE, CACHE_LAYOUT),
         name="step judge",
-        max_tokens=16,
+        max_tokens=24,
         build_kwargs={"neutral_penalties": False},
     )
     items: list[tuple[int, Question, str]] = []
