@@ -27,6 +27,7 @@ from typing import Any
 
 from medistill.answers.reasoning import INCONSISTENT, reasoning_verdict
 from medistill.data import Question
+from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalConfig
 from medistill.evaluate.early_answer import (
     audited_rows,
@@ -52,7 +53,11 @@ def run_audit(cfg: EvalConfig, run: RunFolder, questions: Sequence[Question]) ->
     rows = [r for r in run.rows([q.id for q in questions]) if r.get("finish_reason") != "error"]
     reason = skip_reason(cfg)
     if reason is None:
-        run_early_answering(cfg, run.path, questions, rows)
+        try:
+            run_early_answering(cfg, run.path, questions, rows)
+        except MedistillError as e:  # e.g. letters that are several tokens: said, not fatal
+            reason = str(e)
+            log.warning("%s: load-bearing audit skipped: %s", run.path, reason)
     else:
         log.info("%s: load-bearing audit skipped: %s", run.path, reason)
     if cfg.step_judge:
