@@ -89,10 +89,9 @@ CASES = [
     ("The answer is aspirin and clopidogrel.", "D", "D"),
     ("Therefore, among A through D, the answer is chloroform (C).", "C", "C"),
     # -- lenient fallbacks
-    # A prose answer stating one option's text is read in both modes (rule stated_text)
-    ("B. 4000 mcg, because the neural tube defect history requires high-dose folate.", "B", "B"),
+    ("B. 4000 mcg, because the neural tube defect history requires high-dose folate.", None, "B"),
     ("Reasoning about the thyroid...\n\nC", None, "C"),
-    ("The patient most likely has Chlamydia trachomatis infection.", "C", "C"),
+    ("The patient most likely has Chlamydia trachomatis infection.", None, "C"),
     ("After weighing everything, (D) fits best.", None, "D"),
     # -- nothing to extract
     ("", None, None),

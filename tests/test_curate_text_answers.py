@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from medistill.answers import asks_for_exception, extract_answer
+from medistill.answers.extract import prepare
+from medistill.answers.textmatch import stated_option
 from medistill.curate import CurateConfig, run_curate
 from medistill.curate.filters import verify
 from medistill.errors import MedistillError
@@ -178,13 +180,18 @@ CASES = [
 
 @pytest.mark.parametrize(("text", "options", "refs", "question", "letter", "rule"), CASES)
 def test_stated_text_cases(text, options, refs, question, letter, rule):
-    """The extractor's stated_text rule, strict (a set's own answer text is not read: eval
-    has none, and curation reads what eval reads)."""
-    e = extract_answer(text, options, mode="strict", question=question)
+    """The prose-answer rule on the prepared answer region, and the extractor's lenient
+    reading through it (a set's own answer text is not read: eval has none, and curation
+    reads what eval reads)."""
     if rule == "ground_truth":  # a misspelt option named only by the set's reference
         letter, rule = None, "none"
-    want = {"option_text": "stated_text"}.get(rule, rule)
-    assert (e.letter, e.rule) == (letter, want)
+    region = prepare(text, options, None)[0]
+    e = stated_option(region, options, question=question)
+    assert (e.letter, e.rule) == (letter, rule)
+    if letter is not None:
+        read = extract_answer(text, options, mode="lenient", question=question)
+        assert (read.letter, read.rule) == (letter, "stated_text")
+        assert extract_answer(text, options, mode="strict", question=question).letter is None
 
 
 def test_asks_for_exception_reads_the_ask_not_the_stem():
@@ -221,18 +228,21 @@ def _row(r: TraceRecord) -> dict:
 
 def test_text_verification_reads_what_evaluation_reads_and_is_recorded():
     """One reading: every trace (imported or the project's own) is read by the extractor's
-    stated_text rule, as the reward and evaluation read it; the verdict records how."""
+    stated_text rule in lenient mode, as evaluation reads it; strict reads no prose answer,
+    as the correctness reward does not; the verdict records how."""
     prose = "The treatment that restores perfusion here is alteplase."
     opts = _record(prose, endpoint=None).options
     for endpoint in (None, "import:x.json"):
-        v = verify(_row(_record(prose, endpoint=endpoint)))
+        v = verify(_row(_record(prose, endpoint=endpoint)), mode="lenient")
         assert (v.reason, v.verified_by, v.letter) == (None, "option_text", "D")
         assert v.assistant.endswith("The answer is D.")
-        assert extract_answer(prose, opts, mode="strict").rule == "stated_text"
-    wrong = verify(_row(_record("Heparin is the drug to give.", endpoint="import:x.json")))
+        assert extract_answer(prose, opts, mode="lenient").rule == "stated_text"
+        assert verify(_row(_record(prose, endpoint=endpoint))).reason == "no_answer"
+    heparin = _row(_record("Heparin is the drug to give.", endpoint="import:x.json"))
+    wrong = verify(heparin, mode="lenient")
     assert (wrong.reason, wrong.detail) == ("incorrect", "answered B, gold D (by option_text)")
     both = verify(_row(_record("Give heparin. Give alteplase.", endpoint="import:x.json")))
-    assert both.reason == "conflicting_answers"
+    assert both.reason == "no_answer"
     letter = verify(_row(_record("The answer is D.", endpoint="import:x.json")))
     assert (letter.reason, letter.verified_by) == (None, "letter")
     # A trace that weighs every option and concludes none is listed is never kept, though
@@ -241,8 +251,9 @@ def test_text_verification_reads_what_evaluation_reads_and_is_recorded():
         "Alteplase restores perfusion. Heparin prevents extension. However the patient "
         "arrived after the window. Therefore, the correct answer is not among the options."
     )
-    v = verify(_row(_record(rejects, endpoint="import:x.json")))
-    assert (v.reason, v.detail) == ("no_answer", "rule=no_option")
+    for mode in ("strict", "lenient"):
+        v = verify(_row(_record(rejects, endpoint="import:x.json")), mode=mode)
+        assert (v.reason, v.detail) == ("no_answer", "rule=no_option")
 
 
 def test_text_answers_off_is_refused_and_on_is_deprecated(tmp_path, caplog):
@@ -266,42 +277,35 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def test_huatuogpt_demo_is_kept_by_stated_text(shared_data, tmp_path):
-    """Main kept 0 of the 198 demo traces in strict mode (35 lenient): the responses state
-    the option's text. Now a substantial share is kept, each row saying how it was verified."""
+    """HuatuoGPT-o1's demo responses state the option's text, never a letter: strict mode
+    (explicit commitments only, as the correctness reward reads) keeps none and says which
+    setting would; lenient mode reads the stated text, each row saying how it was verified."""
     store = tmp_path / "traces.db"
     mapping = parse_mapping(None, "huatuogpt-o1")
     import_traces(shared_data / HUATUO, store, origin="huatuogpt-o1", mapping=mapping)
     with TraceStore(store) as s:
         truths = [r["params"].get("ground_truth") for r in s.iter_rows()]
     assert all(truths) and "Parvovirus B19 infection" in truths
-    figures = {}
-    for mode in ("strict", "lenient"):
-        out = tmp_path / mode
-        cfg = CurateConfig(
-            store=str(store), out=str(out), extract_mode=mode, eval_benchmarks=[],
-            hf_dataset=False,
-        )  # fmt: skip
-        stats = run_curate(cfg, show_progress=False)
-        figures[mode] = stats["kept_traces"]
-        by = stats["kept_by_verification"]
-        assert sum(by.values()) == stats["kept_traces"]
-        assert by.get("option_text", 0) > 0 and "ground_truth" not in by
-        rows = [r for s in ("train", "validation") for r in _jsonl(out / "messages" / f"{s}.jsonl")]
-        assert len(rows) == stats["kept_traces"]
-        assert {r["verified_by"] for r in rows} <= {"letter", "option_text"}
-        assert all(
-            r["messages"][-1]["content"].endswith(f"The answer is {r['gold']}.") for r in rows
-        )
-        card = (out / "README.md").read_text()
-        assert "## How kept answers were verified" in card
-        assert f"| option_text | {by['option_text']} |" in card
-        assert "| ground_truth |" not in card
-        assert stats["low_yield"] is None and "low yield" not in card
-        assert json.loads((out / "stats.json").read_text())["kept_by_verification"] == by
-    # Main: strict 0, lenient 35. The rule misses rather than misreads: most responses
-    # answer something that is not an option (or the exception, by negation).
-    assert figures["strict"] >= 30
-    assert figures["lenient"] >= 40
+    base = {"store": str(store), "eval_benchmarks": [], "hf_dataset": False}
+    strict = run_curate(CurateConfig(**base, out=str(tmp_path / "strict")), show_progress=False)
+    assert strict["kept_traces"] == 0
+    assert "--extract-mode lenient" in strict["low_yield"]["setting"]
+    out = tmp_path / "lenient"
+    cfg = CurateConfig(**base, out=str(out), extract_mode="lenient")
+    stats = run_curate(cfg, show_progress=False)
+    by = stats["kept_by_verification"]
+    assert sum(by.values()) == stats["kept_traces"] >= 40
+    assert by.get("option_text", 0) > 0 and "ground_truth" not in by
+    rows = [r for s in ("train", "validation") for r in _jsonl(out / "messages" / f"{s}.jsonl")]
+    assert len(rows) == stats["kept_traces"]
+    assert {r["verified_by"] for r in rows} <= {"letter", "option_text"}
+    assert all(r["messages"][-1]["content"].endswith(f"The answer is {r['gold']}.") for r in rows)
+    card = (out / "README.md").read_text()
+    assert "## How kept answers were verified" in card
+    assert f"| option_text | {by['option_text']} |" in card
+    assert "| ground_truth |" not in card
+    assert stats["low_yield"] is None and "low yield" not in card
+    assert json.loads((out / "stats.json").read_text())["kept_by_verification"] == by
 
 
 def test_low_yield_names_the_top_reason_and_the_setting(tmp_path, caplog):

@@ -83,25 +83,28 @@ def test_curation_reward_and_rescore_read_one_letter(i: int, rescored) -> None:
 def test_the_table_covers_rejections_and_prose_answers() -> None:
     """The table holds what made the readings part: responses rejecting every option and
     responses stating an option's text (the extractor's stated_text rule)."""
-    rules = {extract_answer(t, o, mode="strict", question=QUESTION).rule for t, o in ROWS}
+    rules = {
+        extract_answer(t, o, mode=mode, question=QUESTION).rule for t, o in ROWS for mode in MODES
+    }
     assert {"no_option", "stated_text", "answer_is", "none"} <= rules
 
 
 def test_rescore_reads_the_question_field(tmp_path: Path) -> None:
-    """An EXCEPT question is not read by option text (strict), in rescore as in curation."""
+    """An EXCEPT question is not read by stated option text, in rescore as in curation."""
     src = tmp_path / "x.jsonl"
     opts = {"A": "Fever", "B": "Rash", "C": "Arthritis"}
+    prose = "Arthritis is typical here.\n\nThe other findings are seen in it too."
     rows = [
-        {"response": "Arthritis is typical here.", "gold": "C", "options": opts, "question": q}
+        {"response": prose, "gold": "C", "options": opts, "question": q}
         for q in ("Which is typical?", "All of the following are typical EXCEPT:")
     ]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = RescoreConfig(
-        input=str(src), out=str(tmp_path / "o.jsonl"), options_field="options", mode="strict"
+        input=str(src), out=str(tmp_path / "o.jsonl"), options_field="options", mode="lenient"
     )
     rescore(cfg)
     got = [json.loads(x)["extracted"] for x in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert got == ["C", None]
     for r, letter in zip(rows, got, strict=True):
         row = {"question": r["question"], "options": opts, "gold": "C", "text": r["response"]}
-        assert verify(row).letter == letter
+        assert verify(row, mode="lenient").letter == letter

@@ -129,8 +129,8 @@ def test_truncated_is_derived_from_completion_ids_by_build_rewards():
         ("The answer is Enoxaparin.", 1.0),  # option text stated: the answer_text rule
         ("The answer is enoxaparin.", 1.0),
         ("B. Enoxaparin", 1.0),  # bare letter with its option text
-        ("Enoxaparin seems best here.", 1.0),  # one option stated: the stated_text rule
-        ("So, B.", 0.0),  # lenient would read it; strict does not
+        ("Enoxaparin seems best here.", 0.0),  # lenient reads it (stated_text); strict does not
+        ("So, B.", 0.0),  # nor this
         ("The answer is B or C.", 0.0),  # a hedge is not a commitment
         ("<think>The answer is A.</think>\nThe answer is B.", 1.0),
         ("<think>Warfarin? Heparin? Still thinking", 0.0),

@@ -9,10 +9,10 @@ Two modes:
 * ``strict`` accepts only an explicit commitment: ``The answer is (B)``, ``Answer: B``,
   ``\\boxed{B}``, ``"answer_choice": "B"``, ``Option B is correct``, ``I would choose B``,
   ``the closest match is B``, a response that is nothing but ``B`` / ``B. <option B text>``,
-  ``the answer is <option text>``, or a prose answer whose every affirmative sentence states
+  or ``the answer is <option text>``.
+* ``lenient`` falls back, in order, to a prose answer whose every affirmative sentence states
   the same one option's text (``stated_text``; not for a question asking for the exception,
-  when the caller passes ``question``, and never on a cut-off response).
-* ``lenient`` falls back, in order, to a leading letter (``B. 4000 mcg ...``), a last line
+  when the caller passes ``question``), a leading letter (``B. 4000 mcg ...``), a last line
   holding only a letter, the one option text named in the final paragraph, and the one option
   letter mentioned in the final paragraph.
 

@@ -17,9 +17,15 @@ STRICT_RULES = (
     "choose",
     "bare_letter",
     "answer_text",
-    "stated_text",
 )
-LENIENT_RULES = ("first_of_several", "leading_letter", "last_line", "option_text", "last_mention")
+LENIENT_RULES = (
+    "first_of_several",
+    "stated_text",
+    "leading_letter",
+    "last_line",
+    "option_text",
+    "last_mention",
+)
 #: Rules that explain a ``None``.
 NONE_RULES = ("empty", "unfinished_think", "refusal", "ambiguous", "no_option", "none")
 

@@ -2,7 +2,7 @@
 
 Public trace sets such as HuatuoGPT-o1's answer in prose, often to an open-ended rewrite of
 the question: "The most likely diagnosis is cavernous sinus thrombosis." No letter is named,
-so no letter rule reads it. The extractor's ``stated_text`` step (a strict-class step of
+so no letter rule reads it. The extractor's ``stated_text`` step (the first lenient step of
 :data:`medistill.answers.CASCADE`, never on a cut-off response) calls :func:`stated_option`
 here on the prepared answer region, for curation, rewards and evaluation alike.
 
