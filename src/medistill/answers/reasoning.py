@@ -23,7 +23,6 @@ audit (:mod:`medistill.evaluate.early_answer`), which feeds the model its own re
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,9 +63,6 @@ _TAGS = re.compile(
 )
 _SENTENCE_END = ".!?\n"
 
-# The integrator adds ``question=`` to extract_answer; pass it only where it is accepted.
-_TAKES_QUESTION = "question" in inspect.signature(extract_answer).parameters
-
 
 @dataclass(frozen=True)
 class ReasoningVerdict:
@@ -92,10 +88,7 @@ class ReasoningVerdict:
 
 
 def _extract(text: str, options: Any, mode: str, question: str | None) -> Extraction:
-    kw: dict[str, Any] = {"mode": mode}
-    if _TAKES_QUESTION and question is not None:
-        kw["question"] = question
-    return extract_answer(text, options, **kw)
+    return extract_answer(text, options, mode=mode, question=question)  # type: ignore[arg-type]
 
 
 def _final_statement_start(text: str, options: Any, question: str | None) -> int | None:
