@@ -97,6 +97,8 @@ bench: install
 	$(PY) benchmarks/sft_efficiency.py memory
 	$(PY) benchmarks/sft_efficiency.py padding
 	$(PY) benchmarks/safety_rules_firing.py
+	$(PY) benchmarks/extraction_agreement.py --base-rev 197e33f
+	$(PY) benchmarks/explanations.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -7,12 +7,16 @@ Per mode (strict, lenient): agreement (the extractor's letter equals the label, 
 included), false answers (the extractor names a letter the label does not: a wrong letter, or
 a letter where the label says no answer) and missed answers; overall and for each of issue 28's
 four families (``FAMILIES``: a final answer then degenerate blocks, a hedge then a commitment,
-"none is correct" then an answer or as the last word, answers to invented questions). With
+"none is correct" then an answer or as the last word, answers to invented questions); then the
+same on ``tests/extraction_cases_blind.py`` (``FAMILIES_BLIND``: the four families and general
+cases, written by someone who had not seen the extractor's rules, measured before any rule was
+changed for them). With
 ``--base-rev`` the same cases are also read by the extractor of that git revision (checked out
 into a temporary folder), so a change is measured against its baseline in the same run.
 
-The set is written for medistill (not a public benchmark): it measures the rules against the
-families they were built for, not a model population. Held-out real outputs are the real test.
+Both sets are written for medistill (not a public benchmark): the first measures the rules
+against the families they were built for; the blind set is the fairer figure. Neither is a
+model population: held-out real outputs are the real test.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+from extraction_cases_blind import FAMILIES_BLIND  # noqa: E402
 
 from extraction_cases import CASES, FAMILIES  # noqa: E402
 
@@ -80,8 +86,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base-rev", help="also read the cases with this revision's extractor")
     args = ap.parse_args()
-    cases = [c for c in CASES if c[0]]
-    groups = {"all": cases, **FAMILIES}
+    blind = [c for cases in FAMILIES_BLIND.values() for c in cases]
+    cases = [c for c in CASES if c[0]] + blind
+    groups = {
+        "all (tuned)": [c for c in CASES if c[0]],
+        **FAMILIES,
+        "all (blind)": blind,
+        **{f"blind: {k}": v for k, v in FAMILIES_BLIND.items()},
+    }
     runs = {"this tree": {m: _read_here(cases, m) for m in MODES}}
     if args.base_rev:
         runs[args.base_rev] = _read_at(args.base_rev, cases)

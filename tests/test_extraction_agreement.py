@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from extraction_cases_blind import FAMILIES_BLIND
 from medistill.answers import answer_statements, extract_answer
 from medistill.curate.filters import verify
 from medistill.data.options import lettered
@@ -20,8 +21,9 @@ from test_answers import CASES, OPTS
 from extraction_cases import CASES as LABELLED
 
 QUESTION = "A patient presents with the findings described. Which option is the answer?"
+BLIND = [case for cases in FAMILIES_BLIND.values() for case in cases]
 ROWS = [(text, OPTS) for text, _, _ in CASES] + [
-    (text, dict(lettered(opts))) for text, opts, _ in LABELLED if text
+    (text, dict(lettered(opts))) for text, opts, _ in LABELLED + BLIND if text
 ]
 MODES = ("strict", "lenient")
 

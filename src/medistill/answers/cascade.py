@@ -122,6 +122,12 @@ def _step_bare(ctx: Context) -> Extraction | None:
     return _bare_letter(ctx.region, ctx.letters, ctx.opts)
 
 
+def _step_declined(ctx: Context) -> Extraction | None:
+    # "... so I cannot determine a single best answer": a conclusion that declines to choose
+    # is not searched for an option by the fallbacks.
+    return Extraction(None, "refusal") if REFUSAL.search(ctx.last_paragraph) else None
+
+
 def _step_stated_text(ctx: Context) -> Extraction | None:
     # "The most likely diagnosis is caustic ingestion.": no letter, but every affirmative
     # sentence states the same one option (textmatch.py's conservative rule).
@@ -220,6 +226,7 @@ CASCADE: tuple[Step, ...] = (
     # A prose answer is read in lenient mode only: on GPT-3.5/GPT-4's option-by-option
     # explanations (no answer line) it fired on 26% and disagreed with the model's own answer
     # on 8% of those: too many wrong letters for strict's explicit commitments.
+    Step("declined", _step_declined, True, "a conclusion that declines to choose: none"),
     Step(
         "stated_text",
         _step_stated_text,

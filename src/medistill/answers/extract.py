@@ -15,6 +15,7 @@ from medistill.answers.patterns import (
     first_commitment,
     letter_patterns,
     letters_for,
+    normalise_text,
     option_map,
     statement_hits,
 )
@@ -33,11 +34,70 @@ _INVENTED = re.compile(
     r"(?:(?:#{1,4}\s*)?(?:Question|Q)\s*(?:[2-9]|\d{2,})\s*[:.)]"
     r"|(?:#{1,4}\s*)?Q\s*[:.]\s+\S[^\n]*\?\s*\n\s*A\s*[:.]"
     rf"|(?:#{{1,4}}\s*)?{_NEW}\s+{_KINDS}\s*(?:\d+\s*)?[:.)\n]"
-    r"|(?:Here\s+(?:is|are|'s)|Below\s+(?:is|are)|The\s+following\s+(?:is|are)|"
+    r"|(?:Here(?:\s+is|\s+are|['’]s)|Below\s+(?:is|are)|The\s+following\s+(?:is|are)|"
     r"Let(?:'s|\s+us)\s+(?:practice|try|consider|look\s+at|do|move\s+on\s+to))\s+"
     rf"(?:with\s+)?(?:an?\s+|some\s+|a\s+few\s+|one\s+|\w+\s+)?(?:{_NEW}\s+)*{_KINDS})",
     re.I,
 )
+
+
+# One option of a list the response writes: "A. text", "(B) text", "- C) text".
+_OPTION_LINE = re.compile(r"^[ \t]*(?:[-*•][ \t]*)?[\(\[]?([A-J])[\)\].:][ \t]+(\S.*)$")
+# Options written on one line: "Options: A) Vitamin A B) Vitamin C C) Vitamin D".
+_INLINE_OPTION = re.compile(r"(?:^|\s)\(?([A-J])\)\s*(.+?)(?=\s+\(?[A-J]\)\s|$)")
+_ASKS = re.compile(r"\?\s*$|\b(?:question|quiz|case|vignette|practice|scenario)\b", re.I)
+
+
+def _listed(line: str) -> list[tuple[str, str]]:
+    """The options a line lists inline (three or more), else none."""
+    found = _INLINE_OPTION.findall(line)
+    return found if len({k for k, _ in found}) >= 3 else []
+
+
+def _invented_block(region: str, opts: dict[str, str]) -> int | None:
+    """Where a question the response invented starts: a list of options that are not the
+    question's (fewer than half of the listed texts name the option of their letter) right
+    after a line that asks ("...?", "Quiz:", "Follow-up question") — the start of that
+    paragraph. What follows answers the invention, not the question asked."""
+    if not opts:
+        return None
+    lines = region.split("\n")
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    i = 0
+    while i < len(lines):
+        group = _listed(lines[i])
+        end = i + 1
+        if not group:
+            end = i
+            while end < len(lines) and (m := _OPTION_LINE.match(lines[end])):
+                group.append((m.group(1), m.group(2)))
+                end += 1
+            end = max(end, i + 1)
+        if len({k for k, _ in group}) >= 2:
+            matched = sum(
+                1
+                for k, text in group
+                if k in opts
+                and (norm := normalise_text(opts[k]))
+                and (norm in normalise_text(text) or normalise_text(text) in norm)
+            )
+            before = [ln for ln in lines[:i] if ln.strip()][-2:]
+            inline_ask = bool(_listed(lines[i])) and _ASKS.search(lines[i].split("(")[0] or "")
+            if matched * 2 < len(group) and (any(_ASKS.search(b) for b in before) or inline_ask):
+                k = i
+                while k > 0 and lines[k - 1].strip():
+                    k -= 1
+                if k == i and k > 0:  # the asking line is a paragraph of its own
+                    k -= 1
+                    while k > 0 and not lines[k].strip():
+                        k -= 1
+                    while k > 0 and lines[k - 1].strip():
+                        k -= 1
+                return starts[k]
+        i = end
+    return None
 
 
 def prepare(
@@ -57,6 +117,11 @@ def prepare(
         return Extraction(None, "empty")
     if _INVENTED.match(region):
         return Extraction(None, "none")
+    invented = _invented_block(region, opts)
+    if invented is not None:
+        region = region[:invented]
+        if not region.strip():
+            return Extraction(None, "none")
     pats = letter_patterns(letters)
     # A runaway continuation (a new question, chat turn or option list after the model has
     # committed) is not part of the answer: cut it after the first commitment of any kind.

@@ -72,8 +72,8 @@ def letter_patterns(letters: str) -> dict[str, re.Pattern[str]]:
         r"one))?|best\s+(?:guess|match|fit)|answer|ans\b\.?)"
     )
     connector = (
-        r"(?:\s+(?:to\s+(?:this|the)\s+question|here|for\s+this\s+question))?"
-        r"(?:\s*(?:is|was|would\s+be|will\s+be|should\s+be|must\s+be|has\s+to\s+be|"
+        r"(?:\s+(?:to\s+(?:this|the|your)\s+question|here|for\s+this\s+question))?"
+        r"(?:\s*,?\s*(?:is|was|would\s+be|will\s+be|should\s+be|must\s+be|has\s+to\s+be|"
         r"might\s+be|could\s+be|may\s+be|seems\s+to\s+be|appears\s+to\s+be|remains)\b"
         r"|\s*[:=]|\s+[-–—]|\s*\bis\s*:|(?<=[Aa]ns\.))"
     )
@@ -86,13 +86,16 @@ def letter_patterns(letters: str) -> dict[str, re.Pattern[str]]:
         "boxed": re.compile(rf"\\boxed\s*\{{\s*(?:\\?\(?\s*)?(?P<L>[{L}])(?![A-Za-z0-9])", re.I),
         "option_is_correct": re.compile(
             rf"(?<![A-Za-z])(?:(?:option|choice|answer)\s+)?{mark}\s*(?:\([^)]*\)\s*)?"
-            rf"(?:is|would\s+be|seems)\s+(?:the\s+)?(?:most\s+)?(?:correct|right|best|answer)\b"
+            rf"(?:is|would\s+be|seems)\s+(?:the\s+)?(?:most\s+)?(?:correct|right|best|answer|"
+            rf"what\s+is\s+expected|expected\s+answer)\b"
             rf"(?!\s+(?:treatment|management|describ|explan|diagnos))",
             re.I,
         ),
         "choose": re.compile(
             rf"\b(?:I(?:\s+(?:would|will)\s+|'d\s+|'ll\s+|\s+)(?:choose|select|pick|go\s+with|recommend|lean\s+(?:towards?|to))|I\s+think\s+it(?:'s|\s+is)|"
-            rf"I'd\s+(?:choose|select|pick|go\s+with)|my\s+(?:final\s+)?(?:answer|choice|"
+            rf"I'd\s+(?:choose|select|pick|go\s+with)|if\s+(?:I|we)\s+(?:must|have\s+to|had\s+to)\s+"
+            rf"(?:pick|choose|select|answer)\s*,?\s*(?:I(?:'d|\s+would)\s+(?:pick|choose|say|go\s+with)"
+            rf"\s+|it(?:'s|\s+is|\s+would\s+be)\s+)?|my\s+(?:final\s+)?(?:answer|choice|"
             rf"pick)\s+(?:is|would\s+be)\s*:?)\s*(?:the\s+)?(?:option|choice|answer)?\s*{mark}",
             re.I,
         ),

@@ -38,7 +38,8 @@ _POSSESSIVE = re.compile(r"(?<=\w)['’]s\b", re.I)
 _HEDGE = re.compile(
     r"\b(?:while|whereas|although|though|unlike|such as|like|includ\w*|other|others|another|"
     r"alternative\w*|versus|vs|compared|comparison|differential|distinguish\w*|avoid\w*|"
-    r"least|neither|nor|without|except|besides|apart from|also|additionally|however|if)\b"
+    r"least|neither|nor|without|except|besides|apart from|also|additionally|however|if|"
+    r"otherwise|unless|depend\w*|whether)\b"
 )
 # Option texts that are ordinary words or codes of combinations ("ab", "1, 2 & 3", "a and
 # c"): never matched as text.
