@@ -8,6 +8,7 @@ and OpenAI-compatible servers apply theirs. Templates are plain data: load your 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,24 @@ class ChoiceRequest:
     context: str
     continuations: dict[str, str]
     add_bos: bool | None = None
+
+    def token_pairs(
+        self, encode: Callable[[str], list[int]]
+    ) -> dict[str, tuple[list[int], list[int]]]:
+        """``key -> (context ids, continuation ids)`` as lm-evaluation-harness's
+        ``_encode_pair`` makes them, for any backend's ``encode`` (text -> ids): trailing
+        spaces of the context move to the continuation, the whole text is encoded and the
+        continuation is what follows the context's own tokens (a continuation merged into the
+        context's last token takes that token). The context is encoded once."""
+        context = self.context.rstrip()
+        spaces = self.context[len(context) :]
+        ctx = encode(context)
+        out = {}
+        for key, continuation in self.continuations.items():
+            whole = encode(context + spaces + continuation)
+            cont = whole[len(ctx) :]
+            out[key] = (ctx, cont) if cont else (whole[:-1], whole[-1:])
+        return out
 
 
 def _lm_eval_context(q: Question, benchmark: str) -> tuple[str, dict[str, str]]:

@@ -238,7 +238,7 @@ class TransformersBackend:
         singles: list[tuple[int, list[int], dict[str, int]]] = []
         multis: list[tuple[int, str, list[int], list[int]]] = []
         for r_i, req in enumerate(requests):
-            pairs = self._encode_pairs(req)
+            pairs = req.token_pairs(lambda text, r=req: self._encode(text, r.add_bos))
             contexts = {tuple(ctx) for ctx, _ in pairs.values()}
             if len(contexts) == 1 and all(len(cont) == 1 for _, cont in pairs.values()):
                 ctx = list(next(iter(contexts)))
@@ -286,22 +286,6 @@ class TransformersBackend:
                 logits = logits.logits[0, -1]
                 logp = torch.log_softmax(logits.float(), dim=-1).cpu()
                 out[i] = {k: float(logp[t]) for k, t in tokens.items()}
-        return out
-
-    def _encode_pairs(self, req: ChoiceRequest) -> dict[str, tuple[list[int], list[int]]]:
-        """``key -> (context ids, continuation ids)`` as lm-eval's ``_encode_pair`` makes
-        them; the context is encoded once for all of a question's continuations."""
-        context = req.context.rstrip()
-        spaces = req.context[len(context) :]
-        ctx = self._encode(context, req.add_bos)
-        out = {}
-        for key, continuation in req.continuations.items():
-            whole = self._encode(context + spaces + continuation, req.add_bos)
-            cont = whole[len(ctx) :]
-            if cont:
-                out[key] = (ctx, cont)
-            else:  # the continuation merged into the context's last token
-                out[key] = (whole[:-1], whole[-1:])
         return out
 
     def _batches(self, lengths: list[int], max_tokens: int = 8192):

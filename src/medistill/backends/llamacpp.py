@@ -99,15 +99,8 @@ class LlamaCppBackend:
         token is then read from the last position's logits, one token at a time."""
         out = []
         for req in requests:
-            context = req.context.rstrip()
-            spaces = req.context[len(context) :]
-            ctx = self._tokenize(context, req.add_bos)
-            scores = {}
-            for key, continuation in req.continuations.items():
-                whole = self._tokenize(context + spaces + continuation, req.add_bos)
-                n = len(ctx) if whole[: len(ctx)] == ctx else len(whole) - 1
-                scores[key] = self._loglik(whole[:n], whole[n:])
-            out.append(scores)
+            pairs = req.token_pairs(lambda text, r=req: self._tokenize(text, r.add_bos))
+            out.append({key: self._loglik(ctx, cont) for key, (ctx, cont) in pairs.items()})
         return out
 
     def _tokenize(self, text: str, add_bos: bool | None) -> list[int]:
