@@ -94,3 +94,25 @@ def test_real_denials_read_as_their_last_word(shared_data: Path) -> None:
     # response formally commits, and parsed JSON answers are never second-guessed.
     wrapped = json.dumps({"step_by_step_thinking": rejected[0], "answer_choice": "B"})
     assert extract_answer(wrapped, MED, mode="strict").letter == "B"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # an acronym spelt out letter by letter after a line naming "the question"
+        "Given the medical nature of the question, recall the score.\nThe acronym stands "
+        "for:\n\nC: Congestive heart failure\nH: Hypertension\nA: Age\nD: Diabetes\n\n"
+        "Therefore, among A through D, the answer is B.",
+        # options cited in prose on one line, in a case discussion
+        "In this case (A) may help, (B) is safer and (C) is not indicated; (D) waits. "
+        "The answer is B.",
+        # the question's own options restated before answering
+        "Which is the most likely diagnosis?\nA. Hypothyroidism\nB. Iron deficiency anemia\n"
+        "C. Vitamin B12 deficiency\nD. Hepatitis C infection\n\nThe answer is B.",
+    ],
+)
+def test_lists_that_are_not_invented_questions_are_read(text: str) -> None:
+    """Only an option list that is not the question's, after a line that asks, starts an
+    invented question: an acronym, letters cited in prose and a restated list do not."""
+    for mode in ("strict", "lenient"):
+        assert extract_answer(text, MED, mode=mode).letter == "B"

@@ -42,14 +42,27 @@ _INVENTED = re.compile(
 
 
 # One option of a list the response writes: "A. text", "(B) text", "- C) text".
-_OPTION_LINE = re.compile(r"^[ \t]*(?:[-*•][ \t]*)?[\(\[]?([A-J])[\)\].:][ \t]+(\S.*)$")
+_OPTION_LINE = re.compile(r"^[ \t]*(?:[-*•][ \t]*)?[\(\[]?([A-J])[\)\].][ \t]+(\S.*)$")
 # Options written on one line: "Options: A) Vitamin A B) Vitamin C C) Vitamin D".
 _INLINE_OPTION = re.compile(r"(?:^|\s)\(?([A-J])\)\s*(.+?)(?=\s+\(?[A-J]\)\s|$)")
-_ASKS = re.compile(r"\?\s*$|\b(?:question|quiz|case|vignette|practice|scenario)\b", re.I)
+# A line that asks a question: ends with "?", is a "Question:" / "Quiz:" header, or announces
+# a new one ("a related question", "another case").
+_ASKS = re.compile(
+    r"\?\s*$|^\s*(?:question|quiz|q|problem|case)\s*\d*\s*[:.]|\b(?:question|quiz)\s*\d*\s*:\s*$|"
+    r"\b(?:similar|related|follow[- ]?up|practice|another|new|next|bonus|additional)\s+"
+    r"(?:question|case|quiz|problem|scenario)",
+    re.I,
+)
+
+
+_INLINE_START = re.compile(r"^\s*(?:(?:Options?|Choices?)\s*:\s*)?\(?A\)\s*\S", re.I)
 
 
 def _listed(line: str) -> list[tuple[str, str]]:
-    """The options a line lists inline (three or more), else none."""
+    """The options a line lists inline ("Options: A) x B) y C) z", three or more, starting
+    with A), else none: letters cited in prose ("(choice D) may be considered") are not."""
+    if not _INLINE_START.match(line):
+        return []
     found = _INLINE_OPTION.findall(line)
     return found if len({k for k, _ in found}) >= 3 else []
 
@@ -75,7 +88,8 @@ def _invented_block(region: str, opts: dict[str, str]) -> int | None:
                 group.append((m.group(1), m.group(2)))
                 end += 1
             end = max(end, i + 1)
-        if len({k for k, _ in group}) >= 2:
+        letters = "".join(k for k, _ in group)
+        if len(group) >= 2 and "ABCDEFGHIJ".startswith(letters):  # A, B, C... in order
             matched = sum(
                 1
                 for k, text in group
@@ -84,8 +98,7 @@ def _invented_block(region: str, opts: dict[str, str]) -> int | None:
                 and (norm in normalise_text(text) or normalise_text(text) in norm)
             )
             before = [ln for ln in lines[:i] if ln.strip()][-2:]
-            inline_ask = bool(_listed(lines[i])) and _ASKS.search(lines[i].split("(")[0] or "")
-            if matched * 2 < len(group) and (any(_ASKS.search(b) for b in before) or inline_ask):
+            if matched * 2 < len(group) and any(_ASKS.search(b) for b in before):
                 k = i
                 while k > 0 and lines[k - 1].strip():
                     k -= 1
