@@ -61,7 +61,6 @@ class Context:
     opts: dict[str, str]
     pats: dict[str, re.Pattern[str]]
     fallbacks: bool  # lenient mode on a response that was not cut off
-    complete: bool = True  # the response was not cut off at its token limit
     question: str | None = None  # the question asked (an EXCEPT question is not read by text)
 
     @cached_property
@@ -78,7 +77,6 @@ class Step:
     apply: Callable[[Context], Extraction | None]
     fallback: bool = False  # lenient only, and never on a cut-off response
     doc: str = ""
-    complete_only: bool = False  # never on a cut-off response, in either mode
 
     @property
     def mode(self) -> str:
@@ -232,7 +230,6 @@ CASCADE: tuple[Step, ...] = (
         _step_stated_text,
         True,
         "every affirmative sentence states one option's text (a prose answer)",
-        complete_only=True,
     ),
     Step("leading_letter", _step_leading_letter, True, "a response opening with a letter"),
     Step("leading_option_text", _step_leading_option_text, True, "opening with option text"),

@@ -67,6 +67,19 @@ def _listed(line: str) -> list[tuple[str, str]]:
     return found if len({k for k, _ in found}) >= 3 else []
 
 
+def _names(option: str | None, listed: str) -> bool:
+    """Whether a listed option's text names the question's option of that letter."""
+    norm, text = normalise_text(option or ""), normalise_text(listed)
+    return bool(norm) and (norm in text or text in norm)
+
+
+def _paragraph_start(lines: list[str], k: int) -> int:
+    """The index of the first line of the paragraph holding line ``k``."""
+    while k > 0 and lines[k - 1].strip():
+        k -= 1
+    return k
+
+
 def _invented_block(region: str, opts: dict[str, str]) -> int | None:
     """Where a question the response invented starts: a list of options that are not the
     question's (fewer than half of the listed texts name the option of their letter) right
@@ -90,24 +103,15 @@ def _invented_block(region: str, opts: dict[str, str]) -> int | None:
             end = max(end, i + 1)
         letters = "".join(k for k, _ in group)
         if len(group) >= 2 and "ABCDEFGHIJ".startswith(letters):  # A, B, C... in order
-            matched = sum(
-                1
-                for k, text in group
-                if k in opts
-                and (norm := normalise_text(opts[k]))
-                and (norm in normalise_text(text) or normalise_text(text) in norm)
-            )
+            matched = sum(_names(opts.get(k), text) for k, text in group)
             before = [ln for ln in lines[:i] if ln.strip()][-2:]
             if matched * 2 < len(group) and any(_ASKS.search(b) for b in before):
-                k = i
-                while k > 0 and lines[k - 1].strip():
-                    k -= 1
-                if k == i and k > 0:  # the asking line is a paragraph of its own
+                k = _paragraph_start(lines, i)
+                if k == i and k > 0:  # the options open a paragraph: the asking one before
                     k -= 1
                     while k > 0 and not lines[k].strip():
                         k -= 1
-                    while k > 0 and lines[k - 1].strip():
-                        k -= 1
+                    k = _paragraph_start(lines, k)
                 return starts[k]
         i = end
     return None
@@ -189,14 +193,11 @@ def extract_answer(
         opts,
         pats,
         fallbacks=mode == "lenient" and not truncated,
-        complete=not truncated,
         question=question,
     )
     for step in CASCADE:
         if step.fallback and not ctx.fallbacks:
             break
-        if step.complete_only and not ctx.complete:
-            continue
         found = step.apply(ctx)
         if found is not None:
             return found
