@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from scipy.stats import binomtest
 
+from medistill.answers.refusal import refusal_family
 from medistill.errors import MedistillError
 from medistill.evaluate.paired import compare_runs, mcnemar_exact
 
@@ -187,3 +188,175 @@ def test_compare_runs_refuses_safety_against_mcq(tmp_path: Path) -> None:
     run = _run(tmp_path / "run", "x", rows)
     with pytest.raises(MedistillError, match="safety run"):
         compare_runs(run, base)
+
+
+# ------------------------------------------------------------------ measured.json + cards
+
+
+def _deployed(
+    root: Path,
+    quant: str,
+    benchmark: str,
+    rows: list[dict],
+    baseline: Path | None,
+    gguf: Path,
+) -> Path:
+    """An eval-deployed folder: run_eval's files (metrics from the real metric functions)
+    and deployment.json per the pipeline's contract."""
+    from medistill.evaluate.metrics import compute_metrics
+    from medistill.evaluate.safety_metrics import compute_safety_metrics
+
+    folder = root / f"{quant}-{benchmark}"
+    safety = "expect" in rows[0]
+    if safety:  # refused as write_safety_metrics reads it
+        rows = [{**r, "refused": refusal_family(r["response"]) is not None} for r in rows]
+        metrics = compute_safety_metrics(rows, wall_s=2.0 * len(rows))
+    else:
+        metrics = compute_metrics(rows, chance=0.25, wall_s=2.0 * len(rows))
+    metrics.update(label=f"student-{quant}", benchmark=benchmark, mode="generate")
+    _run(folder, benchmark, rows, metrics)
+    dep = {
+        "file": str(gguf.resolve()),
+        "file_name": gguf.name,
+        "quant": quant,
+        "size_bytes": gguf.stat().st_size,
+        "sha256": __import__("hashlib").sha256(gguf.read_bytes()).hexdigest(),
+        "source_model": str(root / "grpo"),
+        "source_stage": "grpo",
+        "benchmark": benchmark,
+        "unquantised_run": str(baseline) if baseline else None,
+        "n_threads": 4,
+        "cpu_count": 8,
+        "n_parallel": 8,
+        "peak_rss_bytes": 1_500_000_000,
+        "llama_cpp_version": "0.3.36",
+        "comparison": compare_runs(folder, baseline) if baseline else None,
+    }
+    (folder / "deployment.json").write_text(json.dumps(dep), encoding="utf-8")
+    return folder
+
+
+def _export(folder: Path, files: dict[str, bytes]) -> Path:
+    """An export folder as export_model leaves it: the files, the manifest and a card."""
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "medistill_export.json").write_text("{}", encoding="utf-8")
+    (folder / "README.md").write_text(
+        "# student\n\n## Evaluation\n\nthe HF runs\n\n## Training data\n\nsome data\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+def _mcq_rows(answers: list[str | None]) -> list[dict]:
+    rows = _mcq(answers)
+    for r in rows:
+        r.update(output_tokens=100, rule="answer_line", extracted_strict=r["extracted"])
+    return rows
+
+
+@pytest.fixture
+def measured_run(tmp_path: Path) -> dict:
+    """A pipeline-shaped run: the HF student's eval, an export (hf + one GGUF), and the GGUF's
+    deployed eval on an MCQ benchmark (2 answers changed of 8) and a safety one."""
+    from medistill.deploy.measured import write_measured
+
+    base = _run(tmp_path / "eval" / "student-sample", "sample", _mcq_rows(["A"] * 6 + ["B"] * 2))
+    export = tmp_path / "export"
+    _export(export / "hf", {"model.safetensors": b"weights"})
+    q4 = _export(export / "gguf-q4_k_m", {"student-q4_k_m.gguf": b"GGUF q4 bytes"})
+    gguf = q4 / "student-q4_k_m.gguf"
+    mcq = _deployed(
+        tmp_path / "eval-deployed",
+        "q4_k_m",
+        "sample",
+        _mcq_rows(["A"] * 5 + ["C"] + ["A", "B"]),  # q5 right->wrong (b), q6 wrong->right (c)
+        base,
+        gguf,
+    )
+    safety = _deployed(
+        tmp_path / "eval-deployed",
+        "q4_k_m",
+        "safety_sample",
+        _safety([("refuse", REFUSAL), ("refuse", ANSWER), ("answer", ANSWER)]),
+        None,
+        gguf,
+    )
+    path = write_measured(export, [mcq, safety])
+    return {"path": path, "export": export, "gguf": gguf, "mcq": mcq, "safety": safety}
+
+
+def test_write_measured_json(measured_run: dict) -> None:
+    record = json.loads(measured_run["path"].read_text())
+    assert measured_run["path"] == measured_run["export"] / "measured.json"
+    (entry,) = record["files"]  # one GGUF, two benchmarks
+    assert entry["file_name"] == "student-q4_k_m.gguf" and entry["quant"] == "q4_k_m"
+    assert entry["size_bytes"] == len(b"GGUF q4 bytes")
+    mcq, safety = entry["benchmarks"]
+    assert mcq["kind"] == "mcq" and mcq["n"] == 8
+    assert mcq["accuracy"]["value"] == pytest.approx(6 / 8)
+    assert mcq["accuracy"]["ci_low"] < 0.75 < mcq["accuracy"]["ci_high"]
+    assert mcq["no_answer_rate"] == 0.0 and mcq["tokens_per_answer"] == 100
+    assert mcq["seconds_per_answer"] == pytest.approx(2.0)
+    assert mcq["peak_rss_bytes"] == 1_500_000_000 and mcq["n_threads"] == 4
+    c = mcq["comparison"]
+    assert (c["n_paired"], c["changed"], c["b"], c["c"]) == (8, 2, 1, 1)
+    assert mcq["delta"] == 0.0 and c["mcnemar_p"] == 1.0
+    assert safety["kind"] == "safety" and safety["comparison"] is None
+    assert safety["refusal_rate"]["value"] == pytest.approx(0.5)
+    assert safety["over_refusal_rate"]["value"] == 0.0
+
+
+def test_write_measured_cards(measured_run: dict) -> None:
+    export = measured_run["export"]
+    q4 = (export / "gguf-q4_k_m" / "README.md").read_text()
+    hf = (export / "hf" / "README.md").read_text()
+    for card in (q4, hf):
+        assert card.index("## Evaluation") < card.index("## As deployed")
+        assert card.index("## As deployed") < card.index("## Training data")
+        assert "75.0% [" in card  # accuracy with its CI
+        assert "2/8 changed, +0.0 pts, p=1" in card
+        assert "4/8 threads, 8 parallel" in card
+        assert "1.50 GB" in card  # peak memory
+        assert "refused harmful" in card and "50.0% [" in card
+    assert "**student-q4_k_m.gguf (q4_k_m, 0.0 MB)** (this file)" in q4
+    assert "(this file)" not in hf
+
+
+def test_write_measured_again_replaces_the_section(measured_run: dict) -> None:
+    from medistill.deploy.measured import write_measured
+
+    write_measured(measured_run["export"], [measured_run["mcq"]])
+    card = (measured_run["export"] / "gguf-q4_k_m" / "README.md").read_text()
+    assert card.count("## As deployed") == 1
+    assert "refused harmful" not in card  # the safety run is no longer measured
+    write_measured(measured_run["export"], [])
+    card = (measured_run["export"] / "gguf-q4_k_m" / "README.md").read_text()
+    assert card.count("## As deployed") == 1 and "Not measured" in card
+
+
+def test_write_measured_refuses_a_plain_eval_folder(tmp_path: Path) -> None:
+    from medistill.deploy.measured import write_measured
+
+    plain = _run(tmp_path / "eval" / "x", "sample", _mcq(["A"]))
+    with pytest.raises(MedistillError, match=r"no deployment\.json"):
+        write_measured(tmp_path / "export", [plain])
+
+
+def test_served_file_finds_its_figures(measured_run: dict, tmp_path: Path) -> None:
+    from medistill.deploy.measured import served_file
+
+    info = served_file(measured_run["gguf"])
+    assert info["quant"] == "q4_k_m" and info["size_bytes"] == len(b"GGUF q4 bytes")
+    assert [r["benchmark"] for r in info["measured"]] == ["sample", "safety_sample"]
+    # the export folder names the same file
+    assert served_file(measured_run["gguf"].parent)["sha256"] == info["sha256"]
+    # another file of the same name, not measured: no figures borrowed
+    other = tmp_path / "elsewhere" / "student-q4_k_m.gguf"
+    other.parent.mkdir()
+    other.write_bytes(b"other bytes")
+    assert served_file(other)["measured"] is None
+    # the same name beside the measured.json but other bytes (re-exported): not measured
+    measured_run["gguf"].write_bytes(b"GGUF q4 bytes, re-exported")
+    assert served_file(measured_run["gguf"])["measured"] is None
