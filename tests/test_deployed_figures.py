@@ -261,8 +261,12 @@ def measured_run(tmp_path: Path) -> dict:
     """A pipeline-shaped run: the HF student's eval, an export (hf + one GGUF), and the GGUF's
     deployed eval on an MCQ benchmark (2 answers changed of 8) and a safety one."""
     from medistill.deploy.measured import write_measured
+    from medistill.evaluate.metrics import compute_metrics
 
-    base = _run(tmp_path / "eval" / "student-sample", "sample", _mcq_rows(["A"] * 6 + ["B"] * 2))
+    base_rows = _mcq_rows(["A"] * 6 + ["B"] * 2)
+    base_metrics = compute_metrics(base_rows, chance=0.25, wall_s=8.0)
+    base_metrics.update(label="student", mode="generate")
+    base = _run(tmp_path / "eval" / "student-sample", "sample", base_rows, base_metrics)
     export = tmp_path / "export"
     _export(export / "hf", {"model.safetensors": b"weights"})
     q4 = _export(export / "gguf-q4_k_m", {"student-q4_k_m.gguf": b"GGUF q4 bytes"})
@@ -284,7 +288,14 @@ def measured_run(tmp_path: Path) -> dict:
         gguf,
     )
     path = write_measured(export, [mcq, safety])
-    return {"path": path, "export": export, "gguf": gguf, "mcq": mcq, "safety": safety}
+    return {
+        "path": path,
+        "export": export,
+        "gguf": gguf,
+        "mcq": mcq,
+        "safety": safety,
+        "base": base,
+    }
 
 
 def test_write_measured_json(measured_run: dict) -> None:
@@ -360,3 +371,40 @@ def test_served_file_finds_its_figures(measured_run: dict, tmp_path: Path) -> No
     # the same name beside the measured.json but other bytes (re-exported): not measured
     measured_run["gguf"].write_bytes(b"GGUF q4 bytes, re-exported")
     assert served_file(measured_run["gguf"])["measured"] is None
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+def test_report_as_deployed_rows(measured_run: dict, tmp_path: Path) -> None:
+    from medistill.report import build_report
+
+    # the safety folder given among the runs (detected by its deployment.json), the MCQ one
+    # through deployed=: both become "As deployed" rows, neither a model of the results table
+    rep = build_report(
+        [measured_run["base"], measured_run["safety"] / "metrics.json"],
+        tmp_path / "report",
+        deployed=[measured_run["mcq"]],
+        explanations=0,
+    )
+    md = rep.markdown
+    assert "student-q4_k_m" not in md.split("## As deployed")[0]  # not a results-table row
+    section = md.split("## As deployed")[1]
+    assert "| student-q4_k_m.gguf (q4_k_m, 0.0 MB) | sample | 8 | 75.0% [" in section
+    assert "2/8 changed, +0.0 pts, p=1" in section
+    assert "| student-q4_k_m.gguf (q4_k_m, 0.0 MB) | safety_sample | 3 | 50.0% [" in section
+    assert "McNemar" in section
+    data = json.loads(rep.json_path.read_text())
+    assert [r["benchmark"] for r in data["deployed"]] == ["sample", "safety_sample"]
+    html = rep.html_path.read_text()
+    assert '<h2 id="as-deployed">As deployed</h2>' in html
+    assert '<table id="deployed-mcq">' in html and '<table id="deployed-safety">' in html
+    assert "1.50 GB" in html
+
+
+def test_report_without_deployed_folders_has_no_section(measured_run: dict, tmp_path) -> None:
+    from medistill.report import build_report
+
+    rep = build_report([measured_run["base"]], tmp_path / "report", explanations=0)
+    assert "As deployed" not in rep.markdown
+    assert "deployed" not in json.loads(rep.json_path.read_text())

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medistill.errors import MedistillError
+from medistill.report.deployed import deployed_data, deployed_markdown, split_deployed
 from medistill.report.explanations import explanations_data, explanations_markdown
 from medistill.report.html import write_html
 from medistill.report.markdown import render_markdown
@@ -80,6 +81,7 @@ def build_report(
     title: str | None = None,
     dataset: str | Path | None = None,
     explanations: int = 4,
+    deployed: Sequence[str | Path] = (),
 ) -> Report:
     """Compare eval runs in one results table (``report.md``), chart and JSON under ``out_dir``.
 
@@ -95,11 +97,18 @@ def build_report(
     same question (see :mod:`medistill.report.samples`). Both outputs carry the Explanations
     table (:mod:`medistill.report.explanations`): whether each model's reasoning supports its
     answers.
+
+    ``deployed``: eval folders of exported GGUF files (``medistill run``'s eval-deployed
+    stage; any entry of ``run_dirs`` holding a ``deployment.json`` counts too): an "As
+    deployed" table of their figures (:mod:`medistill.report.deployed`), not rows of the
+    results table.
     """
     if metric not in METRICS:
         raise MedistillError(
             f"unknown metric {metric!r}: choose one of {', '.join(repr(m) for m in METRICS)}"
         )
+    run_dirs, found = split_deployed(run_dirs)
+    as_deployed = deployed_data([*found, *deployed])
     loaded = [dict(r) for r in load_runs(run_dirs)]
     # Safety runs (refusal rates, not accuracies) get their own table beside this one.
     safety_runs = [r for r in loaded if r.get("kind") == "safety"]
@@ -120,6 +129,8 @@ def build_report(
         markdown += "\n" + explanations_markdown(audit)
     if safety is not None:
         markdown += "\n" + safety_markdown(safety)
+    if as_deployed is not None:
+        markdown += "\n" + deployed_markdown(as_deployed)
     markdown_path = out / "report.md"
     markdown_path.write_text(markdown, encoding="utf-8")
 
@@ -132,6 +143,7 @@ def build_report(
         "table": {"header": header, "rows": body},
         **({"explanations": audit} if audit is not None else {}),
         **({"safety": safety} if safety is not None else {}),
+        **({"deployed": as_deployed["rows"]} if as_deployed is not None else {}),
     }
     json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -148,6 +160,7 @@ def build_report(
         explanations=explanations,
         safety=(safety, safety_runs) if safety is not None else None,
         audit=audit,
+        deployed=as_deployed,
     )
     logger.info("wrote %s, %s, %s and %s", markdown_path, html_path, png_path, json_path)
     return Report(

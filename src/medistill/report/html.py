@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medistill.models import SMOLLM2_ALIASES, resolve_model
+from medistill.report.deployed import deployed_html
 from medistill.report.explanations import explanations_html
 from medistill.report.plots import tokens_plot
 from medistill.report.safety_render import safety_html
@@ -51,12 +52,14 @@ def write_html(
     explanations: int = 4,
     safety: tuple[dict[str, Any], list[dict[str, Any]]] | None = None,
     audit: dict[str, Any] | None = None,
+    deployed: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``report.html`` from the report's table data and its runs; return its path.
 
     ``safety``: the safety table's data and its runs (:mod:`medistill.report.safety`), shown
     under the results with a student's answers to harmful requests; ``audit``: the
-    Explanations table's data (:mod:`medistill.report.explanations`)."""
+    Explanations table's data (:mod:`medistill.report.explanations`); ``deployed``: the "As
+    deployed" table's data (:mod:`medistill.report.deployed`)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -74,6 +77,8 @@ def write_html(
         parts += ["<h2>Explanations</h2>", explanations_html(audit)]
     if safety is not None:
         parts += ["<h2>Safety</h2>", safety_html(*safety)]
+    if deployed is not None:
+        parts += ['<h2 id="as-deployed">As deployed</h2>', deployed_html(deployed)]
     parts += [
         "<h2>Cost and answer quality</h2>",
         _cost_table(data, runs),
