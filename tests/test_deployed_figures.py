@@ -408,3 +408,56 @@ def test_report_without_deployed_folders_has_no_section(measured_run: dict, tmp_
     rep = build_report([measured_run["base"]], tmp_path / "report", explanations=0)
     assert "As deployed" not in rep.markdown
     assert "deployed" not in json.loads(rep.json_path.read_text())
+
+
+# ------------------------------------------------------------------------ the explain page
+
+
+def test_explain_page_states_the_served_file_and_its_figures(measured_run: dict) -> None:
+    from medistill.deploy.explain import render_page
+    from medistill.deploy.measured import served_file
+
+    info = served_file(measured_run["gguf"])
+    page = render_page("student", served=info)
+    assert "Served file: <code>student-q4_k_m.gguf</code>, q4_k_m" in page
+    assert f"sha256 <code>{info['sha256'][:16]}</code>" in page
+    assert '<table id="measured">' in page
+    assert "accuracy 75.0% [" in page and "refused harmful 50.0% [" in page
+    assert "4/8 threads, 8 parallel" in page and "1.50 GB" in page
+    assert "not measured" not in page
+
+
+def test_explain_page_says_not_measured(tmp_path: Path) -> None:
+    from medistill.deploy.explain import render_page
+    from medistill.deploy.measured import served_file
+
+    gguf = tmp_path / "mine-q8_0.gguf"
+    gguf.write_bytes(b"<b>not measured</b>")
+    page = render_page("mine", served=served_file(gguf))
+    assert "<code>mine-q8_0.gguf</code>, q8_0" in page
+    assert "As deployed: <strong>not measured</strong>" in page
+    assert '<table id="measured">' not in page
+    # a page in front of a server it did not start: it says it does not know the file
+    assert "Served file: not known" in render_page("remote")
+
+
+def test_serve_ui_hands_the_named_file_to_the_page(
+    measured_run: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``medistill serve --ui --base-url URL --model FILE``: the page started states FILE's
+    figures (uvicorn.run is replaced to catch the app instead of serving forever)."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from medistill.deploy.serve import ServeConfig, serve
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    cfg = ServeConfig(model=str(measured_run["gguf"]), ui=True, base_url="http://127.0.0.1:9/v1")
+    serve(cfg, announce=lambda _: None)
+    (app,) = apps
+    client = TestClient(app)
+    page = client.get("/").text
+    assert "student-q4_k_m.gguf" in page and "accuracy 75.0% [" in page
+    health = client.get("/healthz").json()
+    assert health["file"] == "student-q4_k_m.gguf" and health["measured"] is True

@@ -27,6 +27,7 @@ from medistill.backends import SamplingParams
 from medistill.backends.openai_http import OpenAIBackend
 from medistill.data.options import format_options
 from medistill.data.schema import Question
+from medistill.deploy.measured import pct, seconds_text, size_text, tokens_text, with_ci
 from medistill.errors import MedistillError
 from medistill.notice import NOT_FOR_CLINICAL_USE_TEXT
 from medistill.prompts import get_template
@@ -133,8 +134,12 @@ class Explainer:
         max_new_tokens: int = 1024,
         template: str = "cot",
         api_key_env: str = "OPENAI_API_KEY",
+        served: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
+        #: the file served and its measured figures
+        #: (:func:`medistill.deploy.measured.served_file`); ``None``: not known
+        self.served = served
         self.base_url = base_url
         self.template = get_template(template)
         self.max_new_tokens = max_new_tokens
@@ -199,25 +204,32 @@ def create_app(explainer: Explainer) -> Any:
 
     @app.get("/", response_class=HTMLResponse)
     async def form() -> HTMLResponse:
-        return HTMLResponse(render_page(explainer.model))
+        return HTMLResponse(render_page(explainer.model, served=explainer.served))
 
     @app.post("/", response_class=HTMLResponse)
     async def answer(request: Request) -> HTMLResponse:
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             msg = f"The text is too long ({len(body)} bytes; at most {MAX_BODY_BYTES})."
-            return HTMLResponse(render_page(explainer.model, error=msg), status_code=413)
+            page = render_page(explainer.model, error=msg, served=explainer.served)
+            return HTMLResponse(page, status_code=413)
         fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         question, options = fields.get("question", ""), fields.get("options", "")
         try:
             result = await explainer.explain(question, options)
         except BadInput as e:
-            page = render_page(explainer.model, question, options, error=str(e))
+            page = render_page(
+                explainer.model, question, options, error=str(e), served=explainer.served
+            )
             return HTMLResponse(page, status_code=400)
         except MedistillError as e:
-            page = render_page(explainer.model, question, options, error=str(e))
+            page = render_page(
+                explainer.model, question, options, error=str(e), served=explainer.served
+            )
             return HTMLResponse(page, status_code=502)
-        return HTMLResponse(render_page(explainer.model, question, options, result=result))
+        return HTMLResponse(
+            render_page(explainer.model, question, options, result=result, served=explainer.served)
+        )
 
     @app.post("/api/explain")
     async def api(request: Request) -> JSONResponse:
@@ -244,8 +256,15 @@ def create_app(explainer: Explainer) -> Any:
         return JSONResponse(result.to_dict())
 
     @app.get("/healthz")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "model": explainer.model}
+    async def health() -> dict[str, Any]:
+        served = explainer.served or {}
+        return {
+            "status": "ok",
+            "model": explainer.model,
+            "file": served.get("file_name"),
+            "sha256": served.get("sha256"),
+            "measured": served.get("measured") is not None,
+        }
 
     return app
 
@@ -264,6 +283,9 @@ button{margin-top:1rem;font:inherit;padding:.4rem 1.2rem}
 pre{white-space:pre-wrap;word-wrap:break-word;background:#f7f8fa;padding:.8rem;
 border:1px solid #dde1e6}
 .figures{color:#5a6572} .hint{color:#5a6572;font-size:.9rem}
+.served{border:1px solid #dde1e6;padding:.4rem .9rem;font-size:.92rem}
+.served table{border-collapse:collapse} .served td,.served th{padding:.15rem .5rem;
+text-align:left;border-bottom:1px solid #eef0f2}
 """
 
 
@@ -274,8 +296,10 @@ def render_page(
     *,
     result: Explained | None = None,
     error: str | None = None,
+    served: dict[str, Any] | None = None,
 ) -> str:
-    """The whole page; every piece of text in it is escaped."""
+    """The whole page; every piece of text in it is escaped. ``served``: the file served and
+    its measured figures (:func:`medistill.deploy.measured.served_file`)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -284,6 +308,7 @@ def render_page(
         "<h1>Explain a medical multiple-choice answer</h1>",
         f'<p class="model">Model: <code>{escape(model)}</code>, on this machine</p>',
         f'<p class="notice" id="notice"><strong>{escape(NOT_FOR_CLINICAL_USE_TEXT)}</strong></p>',
+        served_html(served),
     ]
     if error:
         parts.append(f'<p class="error" id="error" role="alert">{escape(error)}</p>')
@@ -353,3 +378,58 @@ def _mismatch(r: Explained) -> str:
             "not support the answer.</p>"
         )
     return ""
+
+
+def served_html(served: dict[str, Any] | None) -> str:
+    """Which file the page serves (name, quant, sha256 prefix, size) and that file's figures
+    as measured on this kind of machine, or "not measured"."""
+    if not served:
+        return (
+            '<div class="served" id="served"><p>Served file: not known (the page is in front '
+            "of a server it did not start). As deployed: <strong>not measured</strong>.</p></div>"
+        )
+    what = [f"<code>{escape(str(served.get('file_name')))}</code>"]
+    if served.get("quant"):
+        what.append(escape(str(served["quant"])))
+    if served.get("size_bytes") is not None:
+        what.append(size_text(served["size_bytes"]))
+    if served.get("sha256"):
+        what.append(f"sha256 <code>{escape(str(served['sha256'])[:16])}</code>")
+    head = f'<p id="served-file">Served file: {", ".join(what)}</p>'
+    rows = served.get("measured")
+    if not rows:
+        body = (
+            '<p id="measured">As deployed: <strong>not measured</strong>. This file was not '
+            "evaluated as deployed (<code>medistill run</code>'s export and eval-deployed "
+            "stages measure the GGUF files they export); its accuracy on this machine is "
+            "unknown.</p>"
+        )
+        return f'<div class="served" id="served">{head}{body}</div>'
+    lines = [
+        '<table id="measured"><tr><th>benchmark</th><th>n</th><th>score [95% CI]</th>'
+        "<th>cut off</th><th>tokens/answer</th><th>s/answer</th><th>peak memory</th></tr>"
+    ]
+    for r in rows:
+        if r.get("kind") == "safety":
+            score = f"refused harmful {with_ci(r.get('refusal_rate'))}"
+            if r.get("over_refusal_rate"):
+                score += f"; over-refused benign {with_ci(r.get('over_refusal_rate'))}"
+        else:
+            score = f"accuracy {with_ci(r.get('accuracy'))}"
+        cells = [
+            str(r.get("benchmark")),
+            str(r.get("n")),
+            score,
+            pct(r.get("cut_off")),
+            tokens_text(r.get("tokens_per_answer")),
+            seconds_text(r),
+            size_text(r.get("peak_rss_bytes")),
+        ]
+        lines.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    lines.append("</table>")
+    note = (
+        '<p class="hint">As deployed: this file, evaluated through llama.cpp on a CPU with '
+        "the same prompts and answer reading as this page. Exam accuracy is not clinical "
+        "validity.</p>"
+    )
+    return f'<div class="served" id="served">{head}{"".join(lines)}{note}</div>'

@@ -29,6 +29,7 @@ from typing import Literal
 
 from medistill.deploy.explain import Explainer, create_app
 from medistill.deploy.gguf import llama_cpp_version, to_gguf
+from medistill.deploy.measured import served_file
 from medistill.errors import MedistillError
 from medistill.models import default_cache_dir, model_name, resolve_model
 
@@ -106,6 +107,8 @@ class Engine:
     base_url: str
     name: str
     log_tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=40))
+    #: the file (or folder) the engine loaded: a folder served by llama.cpp is its GGUF
+    model_path: Path | None = None
 
     def drain_log(self) -> None:
         """Read the engine's stderr in a thread (debug log + a tail for error messages), so
@@ -209,7 +212,7 @@ def start_engine(cfg: ServeConfig) -> Engine:
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
     base_url = f"http://{host}:{cfg.port}/v1"
-    started = Engine(process, base_url, cfg.served_name())
+    started = Engine(process, base_url, cfg.served_name(), model_path=model)
     started.drain_log()
     try:
         _wait_ready(started, cfg.startup_timeout_s)
@@ -250,7 +253,8 @@ def serve(cfg: ServeConfig, *, announce: Callable[[str], None] = log.info) -> No
         if engine:
             announce(f"serving {name} at {engine.base_url} (OpenAI API; model name {name!r})")
         if cfg.ui:
-            run_explain_page(cfg, base_url, name, announce=announce)
+            served = engine.model_path if engine else _named_model(cfg)
+            run_explain_page(cfg, base_url, name, announce=announce, served=served)
         else:
             engine.process.wait()
     except KeyboardInterrupt:
@@ -264,10 +268,26 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _named_model(cfg: ServeConfig) -> Path | None:
+    """With ``--base-url``, the file ``--model`` names (the page then states its figures),
+    when it is a local file or folder."""
+    if not cfg.model:
+        return None
+    path = Path(resolve_model(cfg.model))
+    return path if path.exists() else None
+
+
 def run_explain_page(
-    cfg: ServeConfig, base_url: str, model: str, *, announce: Callable[[str], None] = log.info
+    cfg: ServeConfig,
+    base_url: str,
+    model: str,
+    *,
+    announce: Callable[[str], None] = log.info,
+    served: Path | None = None,
 ) -> None:
-    """Run the explain page in this process until interrupted."""
+    """Run the explain page in this process until interrupted. ``served``: the file the
+    engine loaded; the page states it (name, quant, sha256, size) and its as-deployed
+    figures from the nearest ``measured.json`` (:func:`medistill.deploy.measured.served_file`)."""
     try:
         import uvicorn
     except ImportError as e:
@@ -278,7 +298,10 @@ def run_explain_page(
         max_new_tokens=cfg.max_new_tokens,
         template=cfg.template,
         api_key_env=cfg.api_key_env,
+        served=served_file(served) if served is not None else None,
     )
+    if served is not None and explainer.served and not explainer.served.get("measured"):
+        announce(f"{served}: not measured as deployed (no measured.json names this file)")
     announce(f"explain page at http://{_display(cfg.host)}:{cfg.ui_port}/")
     uvicorn.run(create_app(explainer), host=cfg.host, port=cfg.ui_port, log_level="warning")
 
