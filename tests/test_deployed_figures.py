@@ -12,6 +12,7 @@ from scipy.stats import binomtest
 from medistill.answers.refusal import refusal_family
 from medistill.errors import MedistillError
 from medistill.evaluate.paired import compare_runs, mcnemar_exact
+from test_audit_llamacpp import tiny_pair  # noqa: F401  (a fixture: a tiny model and its GGUF)
 
 
 def _run(folder: Path, benchmark: str, rows: list[dict], metrics: dict | None = None) -> Path:
@@ -461,3 +462,83 @@ def test_serve_ui_hands_the_named_file_to_the_page(
     assert "student-q4_k_m.gguf" in page and "accuracy 75.0% [" in page
     health = client.get("/healthz").json()
     assert health["file"] == "student-q4_k_m.gguf" and health["measured"] is True
+
+
+# ------------------------------------------------- end to end: a real GGUF against its source
+
+
+def test_real_gguf_against_its_hf_source(
+    tiny_pair: tuple[Path, Path],  # noqa: F811 (the imported fixture)
+    tmp_path: Path,
+) -> None:
+    """A tiny student and its q8_0 GGUF answer the same questions through run_eval (HF, then
+    llama.cpp): the pairing, measured.json, the card section and the report rows come from
+    real run folders."""
+    import hashlib
+    import os
+    import resource
+
+    from medistill.deploy.gguf import llama_cpp_version
+    from medistill.deploy.measured import served_file, write_measured
+    from medistill.evaluate import run_eval
+    from medistill.evaluate.config import EvalConfig
+    from medistill.report import build_report
+
+    model, gguf = tiny_pair
+    runs = {}
+    for bench, limit in (("sample", 4), ("safety_sample", 3)):
+        for name, backend, path in (("hf", "transformers", model), ("q8_0", "llamacpp", gguf)):
+            out = tmp_path / ("eval" if name == "hf" else "eval-deployed") / f"{name}-{bench}"
+            cfg = EvalConfig(
+                model=str(path),
+                backend=backend,
+                benchmark=bench,
+                limit=limit,
+                max_new_tokens=6,
+                audit=False,
+                out=str(out),
+            )
+            run_eval(cfg, show_progress=False)
+            runs[name, bench] = out
+    export = tmp_path / "export" / "gguf-q8_0"
+    export.mkdir(parents=True)
+    (export / "medistill_export.json").write_text("{}", encoding="utf-8")
+    (export / "README.md").write_text("# s\n\n## Evaluation\n\nx\n", encoding="utf-8")
+    os.link(gguf, export / gguf.name)
+    deployed = []
+    for bench in ("sample", "safety_sample"):
+        folder, base = runs["q8_0", bench], runs["hf", bench]
+        dep = {
+            "file": str((export / gguf.name).resolve()),
+            "file_name": gguf.name,
+            "quant": "q8_0",
+            "size_bytes": gguf.stat().st_size,
+            "sha256": hashlib.sha256(gguf.read_bytes()).hexdigest(),
+            "source_model": str(model),
+            "source_stage": "sft",
+            "benchmark": bench,
+            "unquantised_run": str(base),
+            "n_threads": os.cpu_count(),
+            "cpu_count": os.cpu_count(),
+            "n_parallel": 1,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "llama_cpp_version": llama_cpp_version("the test"),
+            "comparison": compare_runs(folder, base),
+        }
+        assert dep["comparison"]["n_paired"] == (4 if bench == "sample" else 3)
+        assert dep["comparison"]["metric"] == ("correct" if bench == "sample" else "refused")
+        (folder / "deployment.json").write_text(json.dumps(dep), encoding="utf-8")
+        deployed.append(folder)
+    record = json.loads(write_measured(tmp_path / "export", deployed).read_text())
+    (entry,) = record["files"]
+    assert [r["n"] for r in entry["benchmarks"]] == [4, 3]
+    assert all(r["seconds_per_answer"] > 0 for r in entry["benchmarks"])
+    assert "## As deployed" in (export / "README.md").read_text()
+    assert served_file(export / gguf.name)["measured"][0]["benchmark"] == "sample"
+    rep = build_report(
+        [runs["hf", "sample"], runs["hf", "safety_sample"], *deployed],
+        tmp_path / "report",
+        explanations=0,
+    )
+    section = rep.markdown.split("## As deployed")[1]
+    assert f"| {gguf.name} (q8_0," in section and "/4 changed" in section
