@@ -155,8 +155,9 @@ def _eval_section(runs: list[Path], source: Path, export: dict[str, Any]) -> str
     )
     weights = (
         " These runs measured the Hugging Face weights before conversion; a GGUF "
-        f"{export['quant']} file can differ (`medistill eval --backend openai` against "
-        "`medistill serve` measures it)."
+        f"{export['quant']} file can differ: the *As deployed* section, where there is one, "
+        "measured this file itself (`medistill run`'s eval-deployed stage; by hand, "
+        "`medistill eval --backend llamacpp --model <file>.gguf`)."
         if export["format"] == "gguf"
         else ""
     )
