@@ -48,6 +48,10 @@ def run_child(config_file: Path) -> dict[str, Any]:
         cfg = build(EvalConfig, section, where=where)
         check_stage("eval", cfg)
         result = run_eval(cfg, overwrite=overwrite, show_progress=progress)
+    elif stage == "eval-deployed":  # one GGUF's benchmarks, and this process's peak memory
+        from medistill.pipeline.deploy_stage import run_deployed_child
+
+        result = run_deployed_child(section, where)
     else:
         raise MedistillError(f"{config_file}: stage {stage!r} does not run as a model child")
     record = {"stage": stage, "pid": os.getpid(), "result": result}

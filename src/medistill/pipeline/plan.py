@@ -17,7 +17,7 @@ from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalConfig
 from medistill.generate import GenerateConfig
 from medistill.models import model_name
-from medistill.pipeline import launch
+from medistill.pipeline import deploy_stage, launch
 from medistill.pipeline.checks import check_lengths
 from medistill.pipeline.entries import EvalEntry, absent, parse_entries, skip_note
 from medistill.rubrics import RubricsConfig
@@ -25,11 +25,32 @@ from medistill.train.reward_builder import build_rewards
 
 log = logging.getLogger(__name__)
 
-STAGES = ("generate", "rubrics", "curate", "sft", "grpo", "distill", "eval", "report")
+STAGES = (
+    "generate",
+    "rubrics",
+    "curate",
+    "sft",
+    "grpo",
+    "distill",
+    "eval",
+    "export",
+    "eval-deployed",
+    "report",
+)
 #: What a run includes unless ``run.stages`` says otherwise (``distill`` is opt-in: it needs
 #: a local open-weight teacher; ``rubrics``, per-question grading rubrics written by the
-#: teacher for the GRPO ``rubric`` reward, is opt-in too: it costs a teacher call per question).
-DEFAULT_STAGES = ("generate", "curate", "sft", "grpo", "eval", "report")
+#: teacher for the GRPO ``rubric`` reward, is opt-in too: it costs a teacher call per question;
+#: ``export`` and ``eval-deployed`` run where llama.cpp is installed: see ``deploy:``).
+DEFAULT_STAGES = (
+    "generate",
+    "curate",
+    "sft",
+    "grpo",
+    "eval",
+    "export",
+    "eval-deployed",
+    "report",
+)
 MANIFEST = "pipeline.json"  # train.output.PIPELINE_MANIFEST keeps it beside a training run
 #: Keys the pipeline sets itself: each stage's output location and the files it reads.
 _OWNED = {
@@ -154,7 +175,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
     data = load_recipe(path)
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update(values)
-    known = ("run", *STAGES)
+    known = ("run", "deploy", *STAGES)
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise MedistillError(unknown_message(f"{path}", unknown, list(known)))
@@ -170,6 +191,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
     run.name = run.name or path.stem
     _check_launch(run, path)
     evals, notes = _read_evals(run, path)
+    deploy = deploy_stage.read_deploy(path, data, run, notes)  # run.stages: deploy resolved
     folder = Path(run.root) / run.name
     stages = [s for s in STAGES if s in run.stages]
     for section in STAGES:
@@ -262,6 +284,9 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
                 runs.append((key, build(EvalConfig, values, where=f"{path}: eval")))
                 resolved["eval"][f"{key}-{name}"] = values
         configs["eval"] = runs
+    deploy_stage.plan_stages(
+        path, deploy, run, stages, configs, resolved, sec["eval"], evals, folder
+    )
     if "report" in stages:
         if sec["report"]:
             raise MedistillError(

@@ -54,6 +54,7 @@ from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.data.standin import standin_data_dir
 from medistill.models import model_name
 from medistill.pipeline.checks import PROMPT_ALLOWANCE
+from medistill.pipeline.deploy_stage import DEPLOY_STAGES
 from medistill.pipeline.entries import parse_entries
 from medistill.pipeline.launch import SHARDED, accelerate_config_type, launch_mode
 from medistill.pipeline.plan import plan
@@ -278,6 +279,17 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
         run["eval_backend"] = "transformers"
         _note(notes, "eval: the run's models are evaluated with transformers (vLLM needs CUDA)")
     data["run"] = run
+    if any(s in original.configs for s in DEPLOY_STAGES):
+        # Said, never a silent pass: these two stages do not run in the rehearsal.
+        if run.get("stages"):
+            run["stages"] = [s for s in run["stages"] if s not in DEPLOY_STAGES]
+        data["deploy"] = {**(data.get("deploy") or {}), "enabled": False}
+        _note(
+            notes,
+            "deploy: export and eval-deployed are NOT rehearsed (the tiny stand-in student's "
+            "tokenizer, trained here, is not one llama.cpp's GGUF converter knows); they are "
+            "tested on a tiny Llama with a real tokenizer (tests/test_pipeline_deploy.py)",
+        )
     models: dict[str, str] = {}
     reasoning = bool((data.get("curate") or {}).get("think_tags"))
     if "generate" in original.configs:
@@ -420,5 +432,9 @@ def rehearse(recipe: str | Path, **run_kwargs: Any) -> dict[str, Any]:
         "checks": checks,
         "weights_changed": weights,
         "teacher": dict(teacher.stats),
+        # stages of the recipe this rehearsal did not run (named in "swapped" with the reason)
+        "not_rehearsed": [s for s in r.stages if s in DEPLOY_STAGES],
     }
+    for stage in summary["rehearsal"]["not_rehearsed"]:
+        log.warning("rehearsal: stage %s of the recipe was not rehearsed", stage)
     return summary

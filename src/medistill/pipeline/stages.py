@@ -15,6 +15,7 @@ from medistill.errors import MedistillError
 from medistill.evaluate import run_eval
 from medistill.evaluate.run_folder import changed_settings
 from medistill.generate import run_generate
+from medistill.pipeline import deploy_stage
 from medistill.pipeline.launch import (
     launch_mode,
     model_stage_in_process,
@@ -73,6 +74,10 @@ def output_hash(stage: str, out: Path, cfg: Any) -> str:
         return _hash_files([out / TRAIN_MANIFEST])
     if stage == "eval":
         return _hash_files(list(out.glob("*/metrics.json")))
+    if stage == "export":
+        return digest(deploy_stage.export_hash(cfg))
+    if stage == "eval-deployed":
+        return _hash_files(list(out.glob("*/metrics.json")) + list(out.glob("*/deployment.json")))
     return _hash_files([out / "report.md"])
 
 
@@ -86,7 +91,10 @@ def stage_inputs(stage: str, plan_: Plan, done: dict[str, dict]) -> dict[str, st
         "grpo": ("sft", "curate"),
         "distill": ("sft", "curate"),
         "eval": ("sft", "grpo", "distill"),
-        "report": ("eval",),
+        "export": ("sft", "grpo", "distill"),
+        # the unquantised student's answers are what each deployed file is compared with
+        "eval-deployed": ("export", "eval"),
+        "report": ("eval", "eval-deployed"),
     }[stage]
     return {r: (done.get(r) or {}).get("output_hash") for r in reads if r in plan_.configs}
 
@@ -204,6 +212,10 @@ def run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool,
             } | ({"launcher": "process", "pid": pid} if pid is not None else {})
         figures["models"] = models
         return figures
+    if stage == "export":
+        return deploy_stage.run_export(cfg, folder)
+    if stage == "eval-deployed":
+        return deploy_stage.run_eval_deployed(cfg, folder, fresh=fresh, previous=previous)
     # In the plan's order: teacher, base student, SFT, SFT+GRPO, SFT+distillation.
     runs = [
         Path(e.out)
@@ -211,7 +223,13 @@ def run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool,
         if (Path(e.out) / "metrics.json").is_file()
     ]
     dataset = p.stage_dir("curate") / "dataset" if "curate" in p.configs else None
-    rep = build_report(runs, folder, title=cfg["title"], dataset=dataset)
+    deployed = [
+        Path(values["out"])
+        for spec in getattr(p.configs.get("eval-deployed"), "quants", {}).values()
+        for values in spec["runs"].values()
+        if (Path(values["out"]) / deploy_stage.DEPLOYMENT).is_file()
+    ]
+    rep = build_report(runs, folder, title=cfg["title"], dataset=dataset, deployed=deployed)
     notes = cfg.get("notes") or []  # what the plan left out (an optional benchmark not here)
     if notes:
         with open(folder / "report.md", "a", encoding="utf-8") as fh:
