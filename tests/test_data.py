@@ -135,6 +135,7 @@ def test_sample_halves_are_disjoint_and_complete() -> None:
 
 def test_registry_names_and_typo() -> None:
     assert set(BENCHMARKS) == {
+        "mcq",
         "medqa",
         "medqa5",
         "medmcqa",

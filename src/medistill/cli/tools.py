@@ -12,9 +12,11 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from medistill.data.mcq_file import COLUMNS_HELP, HOLDOUT_HELP, HOLDOUT_SEED_HELP
 from medistill.errors import MedistillError
 from medistill.flags import parse_stage
 
@@ -25,21 +27,31 @@ from medistill.flags import parse_stage
 class InspectOptions:
     """Load a benchmark, validate every row, and print what was loaded and skipped."""
 
-    benchmark: str = field(metadata={"help": "registered benchmark name"})
+    benchmark: str = field(metadata={"help": "registered benchmark name (mcq: your own file)"})
     path: str | None = field(default=None, metadata={"help": "local file or folder"})
+    split: str | None = field(
+        default=None, metadata={"help": "split to read; none: the benchmark's (mcq: test)"}
+    )
     skip_invalid: bool = field(default=False, metadata={"help": "skip bad rows, count them"})
     cop_base: int | None = field(default=None, metadata={"help": "MedMCQA: 0- or 1-based cop"})
+    columns: dict[str, Any] | None = field(default=None, metadata={"help": COLUMNS_HELP})
+    holdout: float | None = field(default=None, metadata={"help": HOLDOUT_HELP})
+    holdout_seed: int = field(default=0, metadata={"help": HOLDOUT_SEED_HELP})
 
 
 def inspect_cmd(ctx: typer.Context) -> None:
     """Load a benchmark, validate every row, and print what was loaded and skipped."""
     from medistill.data import load_benchmark
+    from medistill.data.registry import mcq_kwargs
 
     opts = parse_stage(
         InspectOptions, ctx.args, section="inspect", prog="medistill inspect",
         positional=("benchmark",),
     )  # fmt: skip
     kwargs = {"cop_base": opts.cop_base} if opts.cop_base is not None else {}
+    kwargs |= mcq_kwargs(opts.columns, opts.holdout, opts.holdout_seed)
+    if opts.split:
+        kwargs["split"] = opts.split
     path = Path(opts.path) if opts.path else None
     data = load_benchmark(opts.benchmark, path, skip_invalid=opts.skip_invalid, **kwargs)
     rep = data.report

@@ -7,7 +7,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
+from medistill.data.mcq_file import check_options
+from medistill.data.registry import MCQ_KEYS
 from medistill.data.safety import SPLITS as SAFETY_SPLITS
+from medistill.errors import MedistillError
 
 DEFAULT_EVAL_BENCHMARKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_medical"]
 SELECTIONS = ("all", "k", "shortest", "majority")
@@ -141,6 +144,14 @@ class CurateConfig:
             "line also comma-separated, and 'none' for none"
         },
     )
+    eval_mcq: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "the mcq entries of eval_benchmarks (your own file): its columns and "
+            "holdout rule as a mapping, e.g. {holdout: 0.2, holdout_seed: 0}: decontaminate "
+            "against the questions evaluation reads (a run sets it from run.eval_benchmarks)"
+        },
+    )
     decontam: DecontamConfig = field(
         default_factory=DecontamConfig,
         metadata={
@@ -238,6 +249,15 @@ class CurateConfig:
         # The safety mix's keys are checked when the config is built, so a recipe's mistake
         # is reported by the plan, before any stage runs.
         check_safety_mix(self)
+        if self.eval_mcq:
+            unknown = sorted(set(self.eval_mcq) - set(MCQ_KEYS))
+            if unknown:
+                valid = ", ".join(MCQ_KEYS)
+                raise ValueError(f"eval_mcq.{unknown[0]}: unknown key; valid: {valid}")
+            try:
+                check_options(**self.eval_mcq, where="eval_mcq")
+            except MedistillError as e:
+                raise ValueError(str(e)) from None
 
     def record(self) -> dict[str, Any]:
         """The settings as stats.json records them: every field, the decontamination settings
@@ -257,6 +277,8 @@ class CurateConfig:
         ident.update({f"decontam_{k}": v for k, v in ident.pop("decontam").items()})
         if not ident["safety_mix_contrast_share"]:  # added later: off hashes as before
             del ident["safety_mix_contrast_share"]
+        if not ident["eval_mcq"]:  # added later: unset hashes as before
+            del ident["eval_mcq"]
         return ident
 
     def identity_hash(self) -> str:

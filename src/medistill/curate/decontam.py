@@ -96,9 +96,11 @@ class Match:
         }
 
 
-def load_eval_questions(specs: Sequence[str]) -> list[Question]:
+def load_eval_questions(specs: Sequence[str], mcq: dict[str, Any] | None = None) -> list[Question]:
     """Questions of every benchmark named: ``name`` (registry: ``$MEDISTILL_DATA_DIR`` or the
-    Hub) or ``name=path`` (a local file in that benchmark's format)."""
+    Hub) or ``name=path`` (a local file in that benchmark's format). ``mcq`` (columns, holdout,
+    holdout_seed) is how your own file (``mcq=path``) is read: with a holdout rule only its
+    held-out questions, the ones evaluation reads."""
     out: list[Question] = []
     for spec in specs:
         name, _, path = spec.partition("=")
@@ -107,7 +109,8 @@ def load_eval_questions(specs: Sequence[str]) -> list[Question]:
             raise MedistillError(
                 f"unknown evaluation benchmark {name!r}; choose from: {', '.join(BENCHMARKS)}"
             )
-        qs = load_benchmark(name, path.strip() or None, skip_invalid=True).questions
+        kwargs = dict(mcq or {}) if BENCHMARKS[name].needs_path else {}
+        qs = load_benchmark(name, path.strip() or None, skip_invalid=True, **kwargs).questions
         for q in qs:
             q.source = name
         out.extend(qs)

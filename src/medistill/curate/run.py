@@ -76,7 +76,7 @@ def _eval_index(cfg: CurateConfig) -> BenchmarkIndex | None:
     if not cfg.eval_benchmarks:
         log.warning("no evaluation benchmarks named: the dataset is NOT decontaminated")
         return None
-    return BenchmarkIndex(load_eval_questions(cfg.eval_benchmarks), cfg.decontam)
+    return BenchmarkIndex(load_eval_questions(cfg.eval_benchmarks, cfg.eval_mcq), cfg.decontam)
 
 
 def run_curate(cfg: CurateConfig, *, show_progress: bool = True) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class LoadReport:
     #: by its dataset id and split); set by ``load_benchmark``, recorded by the trace store.
     split: str | None = None
     source_file: str | None = None
+    #: Your own questions file split by a holdout rule (:mod:`medistill.data.mcq_file`): the
+    #: share, seed, rule, the part read and both parts' counts; ``None`` otherwise.
+    holdout: dict[str, Any] | None = None
 
     def summary(self) -> str:
         """One line for the log / CLI: loaded, skipped and missing-gold counts."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medistill.data import formats
+from medistill.data import formats, mcq_file
 from medistill.data.loading import LoadResult
 from medistill.errors import DataError, MedistillError
 
@@ -44,6 +44,8 @@ class BenchmarkSpec:
     split_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: split -> the Hub copy's split name (the default split maps to ``hub_split``).
     hub_splits: dict[str, str] = field(default_factory=dict)
+    #: Read only from a file the user names (``path``): the ``mcq`` benchmark, your own questions.
+    needs_path: bool = False
 
     def local_candidates(self, split: str) -> tuple[str, ...]:
         """The files (relative to ``$MEDISTILL_DATA_DIR``) that may hold ``split``."""
@@ -128,6 +130,13 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             hub_splits={"dev": "dev", "val": "validation"},
         ),
         BenchmarkSpec(
+            "mcq",
+            "your own multiple-choice questions: --path FILE (.jsonl, .json or .csv; "
+            "columns maps other field names)",
+            mcq_file.load_mcq_file,
+            needs_path=True,
+        ),
+        BenchmarkSpec(
             "sample",
             "embedded smoke-test sample: 60 original USMLE-style MCQs "
             "written for medistill (not a benchmark)",
@@ -175,6 +184,32 @@ def get_spec(name: str) -> BenchmarkSpec:
         ) from None
 
 
+#: The loader options of your own questions file (columns mapping and holdout rule).
+MCQ_KEYS = ("columns", "holdout", "holdout_seed")
+
+
+def needs_path_message(name: str, key: str = "--path") -> str:
+    """The one line for a benchmark that reads only a file the user names, given none."""
+    return (
+        f"benchmark {name!r} is your own questions file: give it with {key} FILE (.jsonl, "
+        ".json or .csv; question, options, answer)"
+    )
+
+
+def mcq_kwargs(
+    columns: Any = None, holdout: float | None = None, holdout_seed: int = 0
+) -> dict[str, Any]:
+    """The loader options for your own questions file, only those set (so a run without them
+    records nothing new)."""
+    out: dict[str, Any] = {}
+    if columns:
+        out["columns"] = dict(columns)
+    if holdout is not None:
+        out["holdout"] = holdout
+        out["holdout_seed"] = holdout_seed
+    return out
+
+
 def sample_path() -> Path:
     """Path of the embedded sample file inside the installed package."""
     return Path(str(importlib.resources.files("medistill.data") / "sample.jsonl"))
@@ -201,6 +236,13 @@ def load_benchmark(
     spec = get_spec(name)
     kw = {"source": name, "split": spec.split, **spec.loader_kwargs, **kwargs}
     split = kw["split"] = kw.get("split") or spec.split
+    if spec.needs_path and path is None:
+        raise MedistillError(needs_path_message(name))
+    options = sorted(set(kwargs) & set(MCQ_KEYS))
+    if options and not spec.needs_path:
+        raise MedistillError(
+            f"{options[0]} is for the mcq benchmark (your own file), not {name!r}; remove it"
+        )
     if name.startswith("sample") and path is None:
         path = sample_path()
     looked: list[str] = []

@@ -7,9 +7,17 @@ command-line options are derived from its fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from medistill.backends.config import TeacherConfig
 from medistill.data import get_spec
+from medistill.data.mcq_file import (
+    COLUMNS_HELP,
+    HOLDOUT_HELP,
+    HOLDOUT_SEED_HELP,
+    check_options,
+)
+from medistill.data.registry import mcq_kwargs
 from medistill.data.safety import load_safety
 from medistill.data.sampling import STRATA
 from medistill.errors import MedistillError
@@ -42,27 +50,66 @@ class SampleConfig:
 class SourceConfig:
     """One benchmark's questions for the teacher: which split, from where, how many."""
 
-    benchmark: str = field(metadata={"help": "registered benchmark, e.g. medqa or medmcqa"})
+    benchmark: str = field(
+        metadata={"help": "registered benchmark, e.g. medqa or medmcqa (mcq: your own file)"}
+    )
     split: str | None = field(default=None, metadata={"help": "split, e.g. train"})
     path: str | None = field(default=None, metadata={"help": "that split's local file"})
     limit: int | None = field(default=None, metadata={"help": "first N questions read"})
     sample: SampleConfig | None = field(
         default=None, metadata={"help": "a seeded sample of the questions read (after limit)"}
     )
+    columns: dict[str, Any] | None = field(default=None, metadata={"help": COLUMNS_HELP})
+    holdout: float | None = field(default=None, metadata={"help": HOLDOUT_HELP})
+    holdout_seed: int = field(default=0, metadata={"help": HOLDOUT_SEED_HELP})
 
     def __post_init__(self) -> None:
         try:
-            get_spec(self.benchmark)
+            spec = get_spec(self.benchmark)
         except MedistillError as e:
             raise ValueError(str(e)) from None
+        self.split = mcq_split(
+            spec.needs_path, self.split, self.columns, self.holdout, self.holdout_seed
+        )
+
+    def loader_options(self) -> dict[str, Any]:
+        """What the loader reads besides the path: the split, and your own file's
+        ``columns`` and holdout rule where set."""
+        out = mcq_kwargs(self.columns, self.holdout, self.holdout_seed)
+        return {**out, "split": self.split} if self.split else out
 
     def label(self) -> str:
         """``medmcqa train`` (the benchmark's own split when none is named)."""
         return f"{self.benchmark} {self.split or get_spec(self.benchmark).split}"
 
 
+def mcq_split(
+    own_file: bool, split: str | None, columns: Any, holdout: float | None, seed: int
+) -> str | None:
+    """The split a source reads. Your own file (``own_file``) with a holdout rule reads its
+    train part (the teacher never sees the held-out questions: split test is refused);
+    ``columns`` or a holdout rule for another benchmark is refused."""
+    given = mcq_kwargs(columns, holdout, seed)
+    if given and not own_file:
+        raise ValueError(f"{next(iter(given))} is for benchmark mcq (your own file); remove it")
+    if not given:
+        return split
+    try:
+        check_options(columns, holdout, seed, where="mcq")
+    except MedistillError as e:
+        raise ValueError(str(e).removeprefix("mcq: ")) from None
+    if holdout is None:
+        return split
+    if split not in (None, "train"):
+        raise ValueError(
+            f"split {split!r} with holdout {holdout}: the teacher reads the train part of your "
+            "file (the held-out questions are for evaluation); remove split"
+        )
+    return "train"
+
+
 #: The single-source keys ``sources`` replaces (a recipe gives one or the other).
-SINGLE_SOURCE_KEYS = ("benchmark", "split", "path", "limit")
+SINGLE_SOURCE_KEYS = ("benchmark", "split", "path", "limit", "columns", "holdout")
 #: Open-request sets (:mod:`medistill.data.safety`) whose ``train`` split the teacher may answer
 #: as contrast calls: benign requests a safe model must answer (their ``test`` split is an
 #: evaluation set and is never generated from).
@@ -91,12 +138,15 @@ class GenerateConfig:
         metadata={"help": "split to load/label, e.g. train; none: the benchmark's"},
     )
     limit: int | None = field(default=None, metadata={"help": "first N questions"})
+    columns: dict[str, Any] | None = field(default=None, metadata={"help": COLUMNS_HELP})
+    holdout: float | None = field(default=None, metadata={"help": HOLDOUT_HELP})
+    holdout_seed: int = field(default=0, metadata={"help": HOLDOUT_SEED_HELP})
     sources: list[SourceConfig] | None = field(
         default=None,
         metadata={
             "help": "several benchmarks into one store (recipe only): a list of {benchmark, "
-            "split, path, limit, sample: {n, seed, stratify}}; replaces benchmark/split/path/"
-            "limit"
+            "split, path, limit, sample: {n, seed, stratify}, columns, holdout, holdout_seed}; "
+            "replaces benchmark/split/path/limit/columns/holdout"
         },
     )
     skip_invalid: bool = field(
@@ -140,6 +190,7 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         self._check_contrast()
         if self.sources is None:
+            self.resolved_sources()  # the single source's checks (mcq's columns, holdout)
             return
         given = [k for k in SINGLE_SOURCE_KEYS if getattr(self, k) is not None]
         if given:
@@ -183,7 +234,17 @@ class GenerateConfig:
         ``limit`` name (the embedded sample when nothing is named)."""
         if self.sources is not None:
             return list(self.sources)
-        return [SourceConfig(self.benchmark or "sample", self.split, self.path, self.limit)]
+        return [
+            SourceConfig(
+                self.benchmark or "sample",
+                self.split,
+                self.path,
+                self.limit,
+                columns=self.columns,
+                holdout=self.holdout,
+                holdout_seed=self.holdout_seed,
+            )
+        ]
 
 
 __all__ = [

@@ -105,9 +105,12 @@ def source_requests(cfg: GenerateConfig) -> tuple[list[Request], list[dict[str, 
     several = cfg.sources is not None
     for i, src in enumerate(cfg.resolved_sources()):
         where = f"sources[{i}] ({src.label()})" if several else src.label()
-        extra = {"split": src.split} if src.split else {}
         data = load_benchmark(
-            src.benchmark, src.path, skip_invalid=cfg.skip_invalid, limit=src.limit, **extra
+            src.benchmark,
+            src.path,
+            skip_invalid=cfg.skip_invalid,
+            limit=src.limit,
+            **src.loader_options(),
         )
         questions = data.questions
         if src.sample is not None:
@@ -135,6 +138,7 @@ def source_requests(cfg: GenerateConfig) -> tuple[list[Request], list[dict[str, 
                 "split": data.report.split or (questions[0].split if questions else None),
                 "file": file,
                 "questions_read": len(data.questions),
+                **({"holdout": data.report.holdout} if data.report.holdout else {}),
                 "questions": len(questions),
                 "sample": asdict(src.sample) if src.sample is not None else None,
                 "calls_shared_with_an_earlier_source": shared,

@@ -19,7 +19,7 @@ from medistill.generate import GenerateConfig
 from medistill.models import model_name
 from medistill.pipeline import deploy_stage, launch
 from medistill.pipeline.checks import check_lengths
-from medistill.pipeline.entries import EvalEntry, absent, parse_entries, skip_note
+from medistill.pipeline.entries import EvalEntry, absent, own_file_rule, parse_entries, skip_note
 from medistill.rubrics import RubricsConfig
 from medistill.train.reward_builder import build_rewards
 
@@ -220,6 +220,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
             raise MedistillError(f"{path}: rubrics.teacher (or generate.teacher) is required")
         values = {**sec["rubrics"], "teacher": teacher, "store": str(d["generate"] / "traces.db")}
         configs["rubrics"] = build(RubricsConfig, values, where=f"{path}: rubrics")
+    own_mcq = own_file_rule(path, configs.get("generate"), evals)  # your own file, split
     if "curate" in stages:
         # Decontamination covers every benchmark the run evaluates on, whatever else the
         # recipe's curate.eval_benchmarks adds: a model is never scored on what it trained on.
@@ -230,6 +231,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
         values = {
             **sec["curate"],
             "eval_benchmarks": listed + [e.text() for e in evals if e.benchmark not in names],
+            **({"eval_mcq": own_mcq} if own_mcq and "eval_mcq" not in sec["curate"] else {}),
             "store": str(d["generate"] / "traces.db"),
             "out": str(d["curate"] / "dataset"),
         }
