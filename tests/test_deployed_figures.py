@@ -542,3 +542,36 @@ def test_real_gguf_against_its_hf_source(
     )
     section = rep.markdown.split("## As deployed")[1]
     assert f"| {gguf.name} (q8_0," in section and "/4 changed" in section
+
+
+# ------------------------------------------------------------------------------ in chromium
+
+
+def test_as_deployed_in_chromium(watched_page, measured_run: dict, tmp_path: Path) -> None:
+    """The explain page's served-file box and the report's As deployed tables, as a browser
+    shows them: visible, carrying the figures, without console errors."""
+    from medistill.deploy.explain import Explainer, create_app
+    from medistill.deploy.measured import served_file
+    from medistill.report import build_report
+
+    from chat_server import AppServer
+
+    page, problems = watched_page
+    served = served_file(measured_run["gguf"])
+    explainer = Explainer("http://127.0.0.1:9/v1", "student", served=served)
+    with AppServer(create_app(explainer)) as ui:
+        page.goto(ui.url + "/")
+        assert "student-q4_k_m.gguf" in page.locator("#served-file").inner_text()
+        table = page.locator("#measured")
+        assert table.is_visible() and "75.0%" in table.inner_text()
+        page.screenshot(path=str(tmp_path / "explain-served.png"), full_page=True)
+    rep = build_report(
+        [measured_run["base"], measured_run["mcq"], measured_run["safety"]],
+        tmp_path / "report",
+        explanations=0,
+    )
+    page.goto(rep.html_path.as_uri())
+    for table in ("#deployed-mcq", "#deployed-safety"):
+        assert page.locator(table).is_visible()
+    assert "2/8 changed" in page.locator("#deployed-mcq").inner_text()
+    assert problems == []
