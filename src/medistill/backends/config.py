@@ -196,6 +196,13 @@ class _BackendKeys:
     max_retries: int = field(default=8, metadata={"help": "retries on 429/5xx/network"})
     backoff_base_s: float = field(default=1.0, metadata={"help": "first retry delay"})
     batch_size: int = field(default=8, metadata={"help": "local backends: batch size"})
+    n_parallel: int | None = field(
+        default=None,
+        metadata={
+            "help": "llamacpp: conversations decoded at once on one context (a finished "
+            "answer's slot takes the next); none: 8"
+        },
+    )
     price_input_per_mtok: float = field(
         default=0.0, metadata={"help": "$ per 1M prompt tokens", "aliases": ["--price-in"]}
     )
@@ -252,6 +259,8 @@ class BackendConfig(VLLMEngineConfig, _BackendKeys):
             )
         if isinstance(self.base_url, str):
             self.base_url = [self.base_url]
+        if self.n_parallel is not None and self.n_parallel < 1:
+            raise ConfigValueError(f"n_parallel must be at least 1, not {self.n_parallel}")
         self.check_engine()
         problem = (
             provider_model_problem(self.base_url, self.model) if self.backend == "openai" else None
@@ -299,7 +308,9 @@ class BackendConfig(VLLMEngineConfig, _BackendKeys):
                 **backend_kwargs,
             )
         if self.backend == "llamacpp":
-            return make_backend("llamacpp", self.model, **backend_kwargs)
+            return make_backend(
+                "llamacpp", self.model, n_parallel=self.n_parallel, **backend_kwargs
+            )
         return make_backend(
             "vllm",
             self.model,

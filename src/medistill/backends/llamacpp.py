@@ -5,28 +5,30 @@ from __future__ import annotations
 
 import logging
 import os
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medistill.backends.base import (
-    FINISH_ERROR,
-    FINISH_LENGTH,
-    FINISH_STOP,
-    Generation,
-    Messages,
-    SamplingParams,
-)
+from medistill.backends.base import Generation, Messages, SamplingParams
+from medistill.backends.llamacpp_batch import CTX_STEP, ParallelDecoder
 from medistill.errors import MedistillError
 from medistill.prompts import ChoiceRequest
 
 log = logging.getLogger(__name__)
 
 
+#: Conversations decoded at once when ``n_parallel`` is not set (measured in
+#: benchmarks/gguf_throughput.py).
+DEFAULT_N_PARALLEL = 8
+
+
 class LlamaCppBackend:
-    """``Llama.create_chat_completion`` with the GGUF's own chat template, one conversation
-    at a time (llama.cpp decodes one sequence per context). Penalties are neutral
-    (``repeat_penalty`` 1.0), so greedy means greedy."""
+    """A GGUF under llama.cpp with its own chat template. Generation decodes ``n_parallel``
+    conversations at once on one context (:mod:`medistill.backends.llamacpp_batch`:
+    continuous, a finished answer's slot takes the next conversation); greedy answers are the
+    tokens of ``create_chat_completion`` one at a time. Penalties are neutral, so greedy means
+    greedy. Scoring (:meth:`score_choices`, :meth:`score_branches`) runs on the model's own
+    one-sequence context."""
 
     name = "llamacpp"
 
@@ -36,6 +38,7 @@ class LlamaCppBackend:
         *,
         n_ctx: int = 8192,
         n_threads: int | None = None,
+        n_parallel: int | None = None,
         **_: Any,
     ) -> None:
         path = Path(model)
@@ -46,6 +49,11 @@ class LlamaCppBackend:
             )
         if not path.is_file():
             raise MedistillError(f"backend llamacpp: no such file {model}")
+        n_parallel = DEFAULT_N_PARALLEL if n_parallel is None else n_parallel
+        if n_parallel < 1:
+            raise MedistillError(
+                f"backend llamacpp: n_parallel must be at least 1, not {n_parallel}"
+            )
         try:
             from llama_cpp import Llama
         except ImportError as e:
@@ -53,19 +61,26 @@ class LlamaCppBackend:
                 "backend llamacpp needs llama-cpp-python: pip install 'medistill[serve]'"
             ) from e
         self.model = str(path)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_parallel = n_parallel
+        self._decoder: ParallelDecoder | None = None
         self.llm = Llama(
             model_path=self.model,
             n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count() or 1,
+            n_threads=self.n_threads,
             verbose=False,
         )
 
     def preferred_batch_size(self) -> int:
-        """One conversation at a time: answers are saved as each one ends."""
-        return 1
+        """``n_parallel``: the conversations decoded together."""
+        return self.n_parallel
 
     def close(self) -> None:
-        """Free the llama.cpp model and context (idempotent)."""
+        """Free the llama.cpp model and contexts (idempotent)."""
+        decoder, self._decoder = getattr(self, "_decoder", None), None
+        if decoder is not None:
+            decoder.close()
         llm, self.llm = getattr(self, "llm", None), None
         close = getattr(llm, "close", None)  # llama-cpp-python >= 0.2.59
         if callable(close):
@@ -154,33 +169,64 @@ class LlamaCppBackend:
         return logits - top - np.log(np.exp(logits - top).sum())
 
     def generate(self, batch: list[Messages], params: SamplingParams) -> list[Generation]:
-        """Generate one completion per conversation, in order."""
-        return [self._one(messages, params) for messages in batch]
+        """Generate one completion per conversation, in order (:meth:`generate_each`)."""
+        out: list[Generation | None] = [None] * len(batch)
 
-    def _one(self, messages: Messages, params: SamplingParams) -> Generation:
-        started = time.perf_counter()
-        try:
-            out = self.llm.create_chat_completion(
-                messages,
-                max_tokens=params.max_new_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                seed=params.seed,
-                # unset: no top-k cut (llama-cpp-python's own default is 40)
-                top_k=params.top_k or 0,
-                repeat_penalty=1.0,
-                frequency_penalty=0.0,
-                presence_penalty=0.0,
+        def keep(i: int, g: Generation) -> None:
+            out[i] = g
+
+        self.generate_each(batch, params, keep)
+        return out  # type: ignore[return-value]
+
+    def generate_each(
+        self,
+        batch: list[Messages],
+        params: SamplingParams,
+        on_result: Callable[[int, Generation], None],
+    ) -> None:
+        """Generate for every conversation, calling ``on_result(index, generation)`` as each
+        one ends: ``n_parallel`` decode together and a finished one's slot takes the next
+        (:class:`~medistill.backends.llamacpp_batch.ParallelDecoder`). A final assistant turn
+        is continued. A prompt longer than ``n_ctx`` is an error row for that conversation;
+        the answer's budget is ``max_new_tokens`` or what ``n_ctx`` leaves (``length``)."""
+        prompts = [self._tokenize(self.chat_prompt(m), False) for m in batch]
+        if not prompts:
+            return
+        eos = self.llm.token_eos()
+        # create_chat_completion's stop string: the EOS token's text
+        stop = [self.llm._model.token_get_text(eos).encode("utf-8")] if eos != -1 else []
+        fits = [len(p) for p in prompts if len(p) < self.n_ctx]
+        decoder = self._decoder_for(min(self.n_ctx, max(fits, default=1) + params.max_new_tokens))
+        for f in decoder.run(prompts, params, n_ctx=self.n_ctx, stop=[s for s in stop if s]):
+            on_result(
+                f.index,
+                Generation(
+                    text=f.text,
+                    finish_reason=f.finish_reason,
+                    output_tokens=None if f.error else len(f.tokens),
+                    prompt_tokens=f.prompt_tokens,
+                    latency_s=f.seconds,
+                    error=f.error,
+                ),
             )
-        except ValueError as e:  # e.g. the prompt does not fit the context
-            return Generation(text="", finish_reason=FINISH_ERROR, error=str(e))
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
-        reason = choice.get("finish_reason") or FINISH_STOP
-        return Generation(
-            text=choice["message"].get("content") or "",
-            finish_reason=FINISH_LENGTH if reason == "length" else FINISH_STOP,
-            output_tokens=usage.get("completion_tokens"),
-            prompt_tokens=usage.get("prompt_tokens"),
-            latency_s=time.perf_counter() - started,
+
+    def _decoder_for(self, positions: int) -> ParallelDecoder:
+        """A parallel context whose sequences hold ``positions`` tokens (kept and reused; made
+        again, larger, when a later call needs more): the KV cache is sized to what the
+        prompts and the budget need, not to ``n_ctx`` times ``n_parallel``."""
+        if self._decoder is not None and self._decoder.n_ctx_seq >= positions:
+            return self._decoder
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
+        size = min(-(-positions // CTX_STEP) * CTX_STEP, self.n_ctx)
+        log.info(
+            "llama.cpp: %d parallel sequences of %d tokens, %d threads",
+            self.n_parallel,
+            size,
+            self.n_threads,
         )
+        self._decoder = ParallelDecoder(
+            self.llm, n_parallel=self.n_parallel, n_ctx_seq=size, n_threads=self.n_threads
+        )
+        return self._decoder

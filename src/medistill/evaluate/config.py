@@ -76,6 +76,13 @@ class _EvalKeys:
             "LLM.chat call (vllm); none: 8 (transformers), 256 (vllm)"
         },
     )
+    n_parallel: int | None = field(
+        default=None,
+        metadata={
+            "help": "llamacpp: conversations decoded at once on one context (a finished "
+            "answer's slot takes the next); none: 8"
+        },
+    )
     max_new_tokens: int = field(default=2048, metadata={"help": "token budget per answer"})
     temperature: float | None = field(
         default=None,
