@@ -575,3 +575,10 @@ def test_as_deployed_in_chromium(watched_page, measured_run: dict, tmp_path: Pat
         assert page.locator(table).is_visible()
     assert "2/8 changed" in page.locator("#deployed-mcq").inner_text()
     assert problems == []
+
+
+def test_report_of_deployed_folders_alone_is_refused(measured_run: dict, tmp_path) -> None:
+    from medistill.report import build_report
+
+    with pytest.raises(MedistillError, match="add at least one plain eval run folder"):
+        build_report([measured_run["mcq"]], tmp_path / "report")

@@ -109,6 +109,11 @@ def build_report(
         )
     run_dirs, found = split_deployed(run_dirs)
     as_deployed = deployed_data([*found, *deployed])
+    if not run_dirs and as_deployed is not None:
+        raise MedistillError(
+            "every run folder given holds deployment.json (an eval-deployed run): add at "
+            "least one plain eval run folder, e.g. the unquantised student's"
+        )
     loaded = [dict(r) for r in load_runs(run_dirs)]
     # Safety runs (refusal rates, not accuracies) get their own table beside this one.
     safety_runs = [r for r in loaded if r.get("kind") == "safety"]
