@@ -332,7 +332,7 @@ def test_write_measured_cards(measured_run: dict) -> None:
         assert "4/8 threads, 8 parallel" in card
         assert "1.50 GB" in card  # peak memory
         assert "refused harmful" in card and "50.0% [" in card
-    assert "**student-q4_k_m.gguf (q4_k_m, 0.0 MB)** (this file)" in q4
+    assert "**student-q4_k_m.gguf (q4_k_m, 0.0 kB)** (this file)" in q4
     assert "(this file)" not in hf
 
 
@@ -391,9 +391,9 @@ def test_report_as_deployed_rows(measured_run: dict, tmp_path: Path) -> None:
     md = rep.markdown
     assert "student-q4_k_m" not in md.split("## As deployed")[0]  # not a results-table row
     section = md.split("## As deployed")[1]
-    assert "| student-q4_k_m.gguf (q4_k_m, 0.0 MB) | sample | 8 | 75.0% [" in section
+    assert "| student-q4_k_m.gguf (q4_k_m, 0.0 kB) | sample | 8 | 75.0% [" in section
     assert "2/8 changed, +0.0 pts, p=1" in section
-    assert "| student-q4_k_m.gguf (q4_k_m, 0.0 MB) | safety_sample | 3 | 50.0% [" in section
+    assert "| student-q4_k_m.gguf (q4_k_m, 0.0 kB) | safety_sample | 3 | 50.0% [" in section
     assert "McNemar" in section
     data = json.loads(rep.json_path.read_text())
     assert [r["benchmark"] for r in data["deployed"]] == ["sample", "safety_sample"]

@@ -269,11 +269,13 @@ def with_ci(p: Any) -> str:
 
 
 def size_text(n: Any) -> str:
-    """Bytes as MB / GB."""
+    """Bytes as kB / MB / GB."""
     if n is None:
         return "n/a"
     n = float(n)
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 def seconds_text(row: dict[str, Any]) -> str:
