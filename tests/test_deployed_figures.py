@@ -318,6 +318,8 @@ def test_write_measured_json(measured_run: dict) -> None:
     assert safety["kind"] == "safety" and safety["comparison"] is None
     assert safety["refusal_rate"]["value"] == pytest.approx(0.5)
     assert safety["over_refusal_rate"]["value"] == 0.0
+    for sub in ("hf", "gguf-q4_k_m"):  # a copy in each export folder
+        assert json.loads((measured_run["export"] / sub / "measured.json").read_text()) == record
 
 
 def test_write_measured_cards(measured_run: dict) -> None:
@@ -364,6 +366,10 @@ def test_served_file_finds_its_figures(measured_run: dict, tmp_path: Path) -> No
     assert [r["benchmark"] for r in info["measured"]] == ["sample", "safety_sample"]
     # the export folder names the same file
     assert served_file(measured_run["gguf"].parent)["sha256"] == info["sha256"]
+    # the GGUF's export folder copied alone to another machine keeps its figures
+    copied = tmp_path / "ward" / "student-q4_k_m"
+    __import__("shutil").copytree(measured_run["gguf"].parent, copied)
+    assert served_file(copied / "student-q4_k_m.gguf")["measured"] == info["measured"]
     # another file of the same name, not measured: no figures borrowed
     other = tmp_path / "elsewhere" / "student-q4_k_m.gguf"
     other.parent.mkdir()

@@ -152,7 +152,9 @@ def export_folders(export_dir: Path, rows: Sequence[dict[str, Any]] = ()) -> lis
 def write_measured(export_dir: str | Path, deployed_folders: Sequence[str | Path]) -> Path:
     """Write ``<export_dir>/measured.json`` (per GGUF file: its fields and per benchmark its
     figures, :func:`deployed_figures`) and put an "As deployed" section with the same figures
-    in every export card (``README.md``) under ``export_dir``; return the JSON's path.
+    in every export card (``README.md``) under ``export_dir``, with a copy of the JSON in
+    each export folder (it travels with the folder copied to a ward's machine); return the
+    JSON's path.
 
     An empty ``deployed_folders`` writes an empty ``files`` list and a card section saying
     the file was not measured; a folder without ``deployment.json`` is refused by name."""
@@ -168,15 +170,22 @@ def write_measured(export_dir: str | Path, deployed_folders: Sequence[str | Path
         rows.append(deployed_figures(folder))
     record = {"schema_version": SCHEMA_VERSION, "files": group_by_file(rows)}
     path = export_dir / MEASURED
-    tmp = path.with_name(MEASURED + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    _write_json(path, record)
     for folder in export_folders(export_dir, rows):
+        if folder.resolve() != export_dir.resolve():
+            # a copy travels with the folder a hospital copies to its machine
+            _write_json(folder / MEASURED, record)
         readme = folder / "README.md"
         if readme.is_file():
             add_as_deployed(readme, record, own=_own_files(folder))
     log.info("%s: %d file(s), %d deployed run(s)", path, len(record["files"]), len(rows))
     return path
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _own_files(folder: Path) -> set[str]:
