@@ -499,3 +499,42 @@ def test_plan_reads_mcq_entries_as_strings_and_mappings(
                 {"benchmark": "sample_heldout", "holdout": 0.2},
             )
         )
+
+
+def test_generate_without_a_path_is_refused_when_built(tmp_path: Path) -> None:
+    teacher = {"model": "t", "backend": "openai", "base_url": ["http://127.0.0.1:9/v1"]}
+    with pytest.raises(MedistillError, match="generate: benchmark 'mcq' is your own questions"):
+        build(GenerateConfig, {"teacher": teacher, "benchmark": "mcq"}, where="generate")
+
+
+def test_rehearsal_reads_your_own_file_as_is(tmp_path: Path) -> None:
+    """A rehearsal makes stand-ins for missing splits; your own file is read from its path."""
+    from medistill.data.standin import standin_data_dir
+
+    bank = str(csv_bank(tmp_path))
+    data = {
+        "generate": {"benchmark": "mcq", "path": bank},
+        "run": {"eval_benchmarks": [{"benchmark": "mcq", "path": bank}]},
+    }
+    notes: list[str] = []
+    standin_data_dir(data, tmp_path / "work", notes, [])
+    assert not [n for n in notes if "mcq" in n]
+
+
+def test_chance_is_the_files_own(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Chance of a file of 3, 2, 5 and 4 options: the mean of 1/k, not a fixed 0.25."""
+    from medistill.evaluate import run_eval
+
+    cfg = build(
+        EvalConfig,
+        {
+            "model": str(tiny_model_dir),
+            "benchmark": "mcq",
+            "path": str(jsonl_bank(tmp_path)),
+            "max_new_tokens": 2,
+            "out": str(tmp_path / "run"),
+        },
+        where="eval",
+    )
+    metrics = run_eval(cfg)
+    assert metrics["chance"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 5 + 1 / 4) / 4)

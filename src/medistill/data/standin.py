@@ -144,8 +144,8 @@ def standin_data_dir(data: dict[str, Any], work: Path, notes: list[str], kept: l
             needed.append((name, BENCHMARKS[name].split, "eval"))
     roles: dict[str, list[tuple[str, str]]] = {"train": [], "eval": []}
     for bench, split, role in dict.fromkeys(needed):
-        if bench.startswith("sample"):
-            continue  # embedded: always there
+        if bench.startswith("sample") or get_spec(bench).needs_path:
+            continue  # embedded, or your own file (read from its path as a real run reads it)
         roles[role].append((bench, split))
     for pairs in roles.values():
         for slot, (bench, split) in enumerate(pairs):

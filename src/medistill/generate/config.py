@@ -17,7 +17,7 @@ from medistill.data.mcq_file import (
     HOLDOUT_SEED_HELP,
     check_options,
 )
-from medistill.data.registry import mcq_kwargs
+from medistill.data.registry import mcq_kwargs, needs_path_message
 from medistill.data.safety import load_safety
 from medistill.data.sampling import STRATA
 from medistill.errors import MedistillError
@@ -68,6 +68,8 @@ class SourceConfig:
             spec = get_spec(self.benchmark)
         except MedistillError as e:
             raise ValueError(str(e)) from None
+        if spec.needs_path and not self.path:
+            raise ValueError(needs_path_message(self.benchmark, "path"))
         self.split = mcq_split(
             spec.needs_path, self.split, self.columns, self.holdout, self.holdout_seed
         )
