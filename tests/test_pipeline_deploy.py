@@ -204,3 +204,28 @@ def test_the_deployed_evaluation_is_the_students_on_llama_cpp(
     changes["deploy.model"] = "sft"
     sft = plan(write_recipe(tmp_path, URL, tmp_path / "model", **changes))
     assert sft.configs["export"].source_stage == "sft"
+
+
+def test_a_sampled_student_is_sampled_as_deployed_too(tmp_path: Path) -> None:
+    """A GGUF carries no generation_config.json: the deployed run takes the sampling the
+    student's own HF eval decided (its config.json), for the keys the recipe leaves unset."""
+    from medistill.pipeline.deploy_stage import DeployedEvalPlan, _student_sampling
+
+    hf = tmp_path / "eval" / "grpo-sample_heldout"
+    hf.mkdir(parents=True)
+    decided = {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "samples": 4, "vote": "mean"}
+    (hf / "config.json").write_text(json.dumps({"config": {**decided, "model": "x"}}))
+    cfg = DeployedEvalPlan(
+        export_dir=str(tmp_path / "export"),
+        source_stage="grpo",
+        source=str(tmp_path / "grpo"),
+        n_threads=None,
+        quants={},
+        unquantised={"sample_heldout": str(hf)},
+    )
+    assert _student_sampling(cfg, "sample_heldout", {"top_k": None}) == decided
+    assert _student_sampling(cfg, "sample_heldout", {"temperature": 0.0, "samples": 1}) == {
+        "top_p": 0.95,
+        "top_k": 20,
+        "vote": "mean",
+    }

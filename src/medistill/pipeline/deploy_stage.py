@@ -401,7 +401,10 @@ def run_eval_deployed(
         sha = _export_sha(gguf)
         # A re-exported file keeps its path: its old answers must not be resumed.
         overwrite = fresh and used.get(quant, {}).get("sha256") != sha
-        sections = [{**values, "overwrite": overwrite} for values in spec["runs"].values()]
+        sections = [
+            {**values, **_student_sampling(cfg, benchmark, values), "overwrite": overwrite}
+            for benchmark, values in spec["runs"].items()
+        ]
         section = {"runs": sections, "n_threads": cfg.n_threads}
         rec = run_model_stage("eval-deployed", section, folder / f"launch-{quant}.yaml")
         result = rec["result"]
@@ -425,6 +428,33 @@ def run_eval_deployed(
     _write_measured(Path(cfg.export_dir), deployed)
     figures["deployed"] = [str(p) for p in deployed]
     return figures
+
+
+def _student_sampling(
+    cfg: DeployedEvalPlan, benchmark: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """The unquantised student's decided sampling (temperature, top_p, top_k, samples, vote)
+    for the keys the recipe leaves unset: a GGUF carries no ``generation_config.json``, so
+    without this a student its own settings make sample would be answered greedily. Read from
+    the student's HF eval of the same benchmark (``config.json``), else decided from the
+    trained folder as that eval would."""
+    from medistill.evaluate.sampling import RESOLVED_KEYS
+
+    unset = [k for k in RESOLVED_KEYS if values.get(k) is None]
+    if not unset:
+        return {}
+    baseline = cfg.unquantised.get(benchmark)
+    recorded = Path(baseline) / "config.json" if baseline else None
+    if recorded is not None and recorded.is_file():
+        decided = json.loads(recorded.read_text(encoding="utf-8")).get("config") or {}
+    else:
+        from medistill.evaluate import EvalConfig
+
+        hf = {**values, "model": cfg.source, "backend": "transformers"}
+        hf.pop("n_parallel", None)
+        resolved = EvalConfig(**hf).resolved()
+        decided = {k: getattr(resolved, k) for k in RESOLVED_KEYS}
+    return {k: decided[k] for k in unset if decided.get(k) is not None}
 
 
 def _write_measured(export_dir: Path, deployed: list[Path]) -> None:
