@@ -538,3 +538,28 @@ def test_chance_is_the_files_own(tiny_model_dir: Path, tmp_path: Path) -> None:
     )
     metrics = run_eval(cfg)
     assert metrics["chance"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 5 + 1 / 4) / 4)
+
+
+def test_run_command_adds_your_benchmark_to_the_runs_evaluations(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """``medistill run RECIPE --benchmark mcq --path FILE``: every model is also evaluated on
+    the file (an entry added to run.eval_benchmarks, so curation decontaminates against it)."""
+    from medistill.cli.tools import RunOptions, _added_benchmark
+
+    bank = str(csv_bank(tmp_path))
+    path = recipe(tmp_path, tiny_model_dir, {"benchmark": "sample_train"}, "sample_heldout")
+    r = runner.invoke(app, ["run", str(path), "--benchmark", "mcq", "--path",
+                            str(tmp_path / "nothere.csv"), "--dry-run"])  # fmt: skip
+    assert r.exit_code == 2 and "mcq=" in r.output and "nothere.csv: file not found" in r.output
+    r = runner.invoke(app, ["run", str(path), "--benchmark", "mcq", "--dry-run"])
+    assert r.exit_code == 2 and "eval_benchmarks[1]: benchmark 'mcq' is your own" in r.output
+    r = runner.invoke(app, ["run", str(path), "--holdout", "0.2", "--dry-run"])
+    assert r.exit_code == 2 and "go with --benchmark NAME" in r.output
+    opts = RunOptions(recipe=str(path), benchmark="mcq", path=bank, holdout=0.25)
+    p = plan(path, _added_benchmark(opts, path))
+    assert [e.benchmark for e in p.evals] == ["sample_heldout", "mcq"]
+    assert p.configs["curate"].eval_benchmarks == ["sample_heldout", f"mcq={bank}"]
+    assert p.configs["curate"].eval_mcq == {"holdout": 0.25, "holdout_seed": 0}
+    mcq_runs = [c for _, c in p.configs["eval"] if c.benchmark == "mcq"]
+    assert mcq_runs and all(c.path == bank for c in mcq_runs)

@@ -7,6 +7,7 @@ the library's own where it has one (``RescoreConfig``, ``ReportConfig``), else o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections import Counter
@@ -199,6 +200,18 @@ class RunOptions:
             "this machine cannot run the stages planned"
         },
     )
+    benchmark: str | None = field(
+        default=None,
+        metadata={
+            "help": "also evaluate every model of the run on this benchmark, e.g. --benchmark "
+            "mcq --path bank.csv (added to run.eval_benchmarks, so curation decontaminates "
+            "against it too)"
+        },
+    )
+    path: str | None = field(default=None, metadata={"help": "that benchmark's file"})
+    columns: dict[str, Any] | None = field(default=None, metadata={"help": COLUMNS_HELP})
+    holdout: float | None = field(default=None, metadata={"help": HOLDOUT_HELP})
+    holdout_seed: int = field(default=0, metadata={"help": HOLDOUT_SEED_HELP})
     rehearse: bool = field(
         default=False,
         metadata={
@@ -231,6 +244,14 @@ def run_cmd(ctx: typer.Context) -> None:
         "dry_run": opts.dry_run,
         "show_progress": sys.stderr.isatty(),
     }
+    overrides = _added_benchmark(opts, recipe)
+    if overrides and opts.rehearse:
+        raise MedistillError(
+            "--rehearse with --benchmark: list the benchmark in the recipe's run.eval_benchmarks "
+            "to rehearse it"
+        )
+    if overrides:
+        kwargs["overrides"] = overrides
     if opts.rehearse:
         summary = rehearse_recipe(recipe, **kwargs)
         typer.echo(f"rehearsal of {recipe} (recipe as run: {summary['rehearsal']['recipe']})")
@@ -251,6 +272,27 @@ def run_cmd(ctx: typer.Context) -> None:
     if report and not opts.dry_run and Path(report).is_file():
         typer.echo("\n" + Path(report).read_text(encoding="utf-8"))
         typer.echo(f"report: {report}")
+
+
+def _added_benchmark(opts: RunOptions, recipe: Path) -> dict[str, Any] | None:
+    """``--benchmark`` (with ``--path``, ``--columns``, ``--holdout``) as the recipe's
+    ``run.eval_benchmarks`` plus that entry (``None`` when not given)."""
+    from medistill.config import load_recipe
+    from medistill.data.registry import mcq_kwargs
+    from medistill.pipeline.plan import RunConfig
+
+    extra = mcq_kwargs(opts.columns, opts.holdout, opts.holdout_seed)
+    if opts.benchmark is None:
+        if opts.path or extra:
+            raise MedistillError("--path, --columns and --holdout go with --benchmark NAME")
+        return None
+    run = load_recipe(recipe).get("run") or {}
+    listed = run.get("eval_benchmarks")
+    if listed is None:
+        default = next(f for f in dataclasses.fields(RunConfig) if f.name == "eval_benchmarks")
+        listed = default.default_factory()
+    entry = {"benchmark": opts.benchmark, **({"path": opts.path} if opts.path else {}), **extra}
+    return {"run": {"eval_benchmarks": [*listed, entry]}}
 
 
 @dataclass
