@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from medistill.errors import MedistillError
+from medistill.evaluate import EvalConfig
 from medistill.pipeline import decide, plan, run_pipeline
 from medistill.pipeline.deploy_stage import DEPLOY_STAGES
 from test_pipeline import manifests, teacher, write_recipe
@@ -181,6 +182,7 @@ def test_the_deployed_evaluation_is_the_students_on_llama_cpp(
         "deploy.quantizations": ["q4_k_m", "q8_0"],
         "deploy.limit": 3,
         "deploy.n_parallel": 2,
+        "deploy.n_threads": 1,
         "run.eval_benchmarks": [
             "sample_heldout",
             {"benchmark": "safety_sample", "limit": 2, "max_new_tokens": 16},
@@ -199,6 +201,8 @@ def test_the_deployed_evaluation_is_the_students_on_llama_cpp(
         assert mcq["limit"] == 3 and safety["limit"] == 2  # the entry's own slice is smaller
         assert mcq["max_new_tokens"] == student["max_new_tokens"] and safety["max_new_tokens"] == 16
         assert mcq["n_parallel"] == 2 and mcq["audit"] is False
+        # what the llama.cpp backend is built with
+        assert EvalConfig(**mcq).backend_options() == {"n_threads": 1}
         assert mcq["label"] == f"{student['label']}, GGUF {quant.upper()}"
     assert dep.unquantised["sample_heldout"] == str(p.stage_dir("eval") / "grpo-sample_heldout")
     changes["deploy.model"] = "sft"

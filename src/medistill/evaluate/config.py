@@ -83,6 +83,9 @@ class _EvalKeys:
             "answer's slot takes the next); none: 8"
         },
     )
+    n_threads: int | None = field(
+        default=None, metadata={"help": "llamacpp: CPU threads; none: every core"}
+    )
     max_new_tokens: int = field(default=2048, metadata={"help": "token budget per answer"})
     temperature: float | None = field(
         default=None,
@@ -251,6 +254,8 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be at least 1 (or none), got {self.n_threads}")
         self._fold_mcq_options()
 
     def _fold_mcq_options(self) -> None:
@@ -300,6 +305,8 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
         if self.backend == "vllm":
             batch = self.batch_size if self.batch_size is not None else VLLM_BATCH_SIZE
             return {"stop_loops": self.stop_loops, "batch_size": batch}
+        if self.backend == "llamacpp" and self.n_threads:
+            return {"n_threads": self.n_threads}
         return {}
 
     def resolved(self) -> EvalConfig:

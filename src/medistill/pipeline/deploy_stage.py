@@ -26,7 +26,6 @@ left out with a "Not evaluated" note saying what to install.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import logging
@@ -270,7 +269,6 @@ def plan_stages(
     configs["export"] = exp
     if "eval-deployed" not in stages:
         return
-    eval_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.init}
     from medistill.backends.config import ENGINE_KEYS
 
     first = f"{source_stage}-{evals[0].benchmark}" if evals else ""
@@ -298,7 +296,7 @@ def plan_stages(
                 values["limit"] = min(values.get("limit") or deploy.limit, deploy.limit)
             if deploy.n_parallel is not None:
                 values["n_parallel"] = deploy.n_parallel
-            if deploy.n_threads is not None and "n_threads" in eval_fields:
+            if deploy.n_threads is not None:
                 values["n_threads"] = deploy.n_threads
             name = f"{quant}-{entry.benchmark}"
             build(EvalConfig, dict(values), where=f"{path}: eval (deployed {name})")
