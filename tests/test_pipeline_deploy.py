@@ -233,3 +233,19 @@ def test_a_sampled_student_is_sampled_as_deployed_too(tmp_path: Path) -> None:
         "top_k": 20,
         "vote": "mean",
     }
+
+
+def test_the_rehearsal_says_it_does_not_rehearse_the_deploy_stages(
+    llama_cpp: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU recipe's export and eval-deployed stages are named as not rehearsed (its tiny
+    student's tokenizer does not convert), never passed over in silence."""
+    from medistill.pipeline.rehearse import prepare
+
+    monkeypatch.delenv("MEDISTILL_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    r = prepare(Path(__file__).parents[1] / "recipes" / "qwen3-1.7b-gpu.yaml")
+    assert {"export", "eval-deployed"} <= set(r.stages)  # the recipe as written has them
+    assert any("export and eval-deployed are NOT rehearsed" in n for n in r.notes)
+    rehearsed = plan(r.recipe)
+    assert not set(DEPLOY_STAGES) & set(rehearsed.configs) and not rehearsed.notes
