@@ -179,3 +179,34 @@ def test_n_parallel_is_a_backend_and_eval_key(gguf: Path, tmp_path: Path) -> Non
     assert all(r["output_tokens"] and r["prompt_tokens"] for r in rows)
     with pytest.raises(MedistillError, match="n_parallel must be at least 1"):
         BackendConfig(model=str(gguf), backend="llamacpp", n_parallel=0)
+
+
+def test_stop_strings_cut_like_create_completion(gguf: Path) -> None:
+    """A stop string ends the answer where it begins (finish ``stop``), counting the tokens
+    generated up to it, as llama-cpp-python's ``create_completion`` does."""
+    from medistill.backends.llamacpp import LlamaCppBackend
+    from medistill.backends.llamacpp_batch import ParallelDecoder
+
+    backend = LlamaCppBackend(str(gguf), n_ctx=512, n_parallel=2, n_threads=2)
+    decoder = ParallelDecoder(backend.llm, n_parallel=2, n_ctx_seq=512, n_threads=2)
+    try:
+        convs = _conversations(3)
+        prompts = [backend.token_ids(backend.chat_prompt(m)) for m in convs]
+        params = SamplingParams(max_new_tokens=32)
+        full = {f.index: f for f in decoder.run(prompts, params, n_ctx=512)}
+        stop = full[1].text[25:31]  # inside the second answer only
+        assert stop and all(stop not in full[i].text for i in (0, 2))
+        cut = {f.index: f for f in decoder.run(prompts, params, n_ctx=512, stop=[stop.encode()])}
+        assert cut[1].finish_reason == "stop" and cut[1].text == full[1].text[:25]
+        assert (cut[0].text, cut[2].text) == (full[0].text, full[2].text)
+        for i, p in enumerate(prompts):
+            want = backend.llm.create_completion(
+                p, max_tokens=32, temperature=0.0, top_k=0, min_p=0.0, repeat_penalty=1.0,
+                stop=[stop],
+            )  # fmt: skip
+            assert cut[i].text == want["choices"][0]["text"]
+            assert cut[i].finish_reason == want["choices"][0]["finish_reason"]
+            assert len(cut[i].tokens) == want["usage"]["completion_tokens"]
+    finally:
+        decoder.close()
+        backend.close()

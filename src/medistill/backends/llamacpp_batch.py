@@ -216,9 +216,10 @@ class ParallelDecoder:
         if llama_cpp.llama_vocab_is_eog(self.vocab, token):
             return self._finished(seq, FINISH_STOP)
         seq.tokens.append(token)
-        seq.text += self.llm.detokenize([token])
-        for s in stop:
-            if s in seq.text[-(len(s) + 64) :]:
+        piece = self.llm.detokenize([token])
+        seq.text += piece
+        for s in stop:  # only a stop string that this piece completes is new
+            if s in seq.text[-(len(s) + len(piece)) :]:
                 return self._finished(seq, FINISH_STOP, cut=s)
         if len(seq.tokens) >= seq.limit:
             return self._finished(seq, FINISH_LENGTH)
