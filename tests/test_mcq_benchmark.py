@@ -17,7 +17,7 @@ from medistill.cli import app
 from medistill.config import build
 from medistill.curate.decontam import load_eval_questions
 from medistill.data import load_benchmark
-from medistill.data.mcq_file import held_out
+from medistill.data.mcq_options import held_out
 from medistill.errors import DataError, MedistillError
 from medistill.evaluate import EvalConfig
 from medistill.generate import GenerateConfig

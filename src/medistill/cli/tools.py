@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from medistill.data.mcq_file import COLUMNS_HELP, HOLDOUT_HELP, HOLDOUT_SEED_HELP
+from medistill.data.mcq_options import COLUMNS_HELP, HOLDOUT_HELP, HOLDOUT_SEED_HELP
 from medistill.errors import MedistillError
 from medistill.flags import parse_stage
 
@@ -43,7 +43,7 @@ class InspectOptions:
 def inspect_cmd(ctx: typer.Context) -> None:
     """Load a benchmark, validate every row, and print what was loaded and skipped."""
     from medistill.data import load_benchmark
-    from medistill.data.registry import mcq_kwargs
+    from medistill.data.mcq_options import mcq_kwargs
 
     opts = parse_stage(
         InspectOptions, ctx.args, section="inspect", prog="medistill inspect",
@@ -278,7 +278,7 @@ def _added_benchmark(opts: RunOptions, recipe: Path) -> dict[str, Any] | None:
     """``--benchmark`` (with ``--path``, ``--columns``, ``--holdout``) as the recipe's
     ``run.eval_benchmarks`` plus that entry (``None`` when not given)."""
     from medistill.config import load_recipe
-    from medistill.data.registry import mcq_kwargs
+    from medistill.data.mcq_options import mcq_kwargs
     from medistill.pipeline.plan import RunConfig
 
     extra = mcq_kwargs(opts.columns, opts.holdout, opts.holdout_seed)

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-from medistill.data.mcq_file import check_options
+from medistill.data.mcq_options import check_options
 from medistill.data.registry import MCQ_KEYS
 from medistill.data.safety import SPLITS as SAFETY_SPLITS
 from medistill.errors import MedistillError

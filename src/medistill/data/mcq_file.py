@@ -31,7 +31,6 @@ in the log.
 from __future__ import annotations
 
 import csv
-import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -45,72 +44,16 @@ from medistill.data.loading import (
     open_text,
     require_str,
 )
+from medistill.data.mcq_options import MAX_OPTIONS, MIN_OPTIONS, check_options, held_out
 from medistill.data.schema import LETTERS, Question
-from medistill.errors import DataError, MedistillError
+from medistill.errors import DataError
 
-#: The fields a ``columns`` mapping may rename (ours -> the file's).
-COLUMN_KEYS = ("question", "options", "answer", "id", "subject", "explanation")
-#: Fewest and most options a question may have.
-MIN_OPTIONS, MAX_OPTIONS = 2, 10
 #: File suffixes read (a ``.gz`` on top is decompressed).
 SUFFIXES = (".jsonl", ".json", ".csv")
 #: The splits a holdout rule defines: ``test`` (held out, evaluated on) and ``train``.
 HOLDOUT_SPLITS = ("train", "test")
 
-COLUMNS_HELP = (
-    "mcq (your own file): your field / column names, e.g. {question: stem, answer: correct, "
-    "options: [opa, opb, opc, opd], id: qid} (keys: question, options, answer, id, subject, "
-    "explanation; options: a list of columns, one per option, or in JSON the one field "
-    "holding them)"
-)
-HOLDOUT_HELP = (
-    "mcq (your own file): share of its questions held out for evaluation (e.g. 0.2), chosen "
-    "by a seeded hash of each id: split test reads them, split train the rest (needed when a "
-    "run trains and evaluates on the same file)"
-)
-HOLDOUT_SEED_HELP = "mcq: seed of the holdout rule (same seed, same questions held out)"
-
 _OPTION_HEADER = re.compile(r"^(?:option[\s_-]*|op)?([a-j])$", re.IGNORECASE)
-
-
-def check_options(
-    columns: Any = None, holdout: Any = None, holdout_seed: Any = 0, *, where: str = "mcq"
-) -> None:
-    """Refuse a ``columns`` mapping with unknown keys or bad values and a holdout share
-    outside (0, 1), before any file is read (``where`` names the recipe key or command)."""
-    if columns is not None:
-        if not isinstance(columns, Mapping):
-            raise MedistillError(f"{where}: columns must be a mapping, e.g. {{question: stem}}")
-        unknown = sorted(set(columns) - set(COLUMN_KEYS))
-        if unknown:
-            raise MedistillError(
-                f"{where}: columns.{unknown[0]}: unknown key; valid: {', '.join(COLUMN_KEYS)}"
-            )
-        for key, value in columns.items():
-            if key == "options" and isinstance(value, list):
-                if not MIN_OPTIONS <= len(value) <= MAX_OPTIONS or not all(
-                    isinstance(v, str) and v.strip() for v in value
-                ):
-                    raise MedistillError(
-                        f"{where}: columns.options: list {MIN_OPTIONS} to {MAX_OPTIONS} column "
-                        f"names, got {value!r}"
-                    )
-            elif not isinstance(value, str) or not value.strip():
-                raise MedistillError(f"{where}: columns.{key}: expected a name, got {value!r}")
-    if holdout is not None:
-        if isinstance(holdout, bool) or not isinstance(holdout, (int, float)):
-            raise MedistillError(f"{where}: holdout must be a share like 0.2, got {holdout!r}")
-        if not 0 < holdout < 1:
-            raise MedistillError(f"{where}: holdout must be between 0 and 1, got {holdout}")
-    if isinstance(holdout_seed, bool) or not isinstance(holdout_seed, int):
-        raise MedistillError(f"{where}: holdout_seed must be an integer, got {holdout_seed!r}")
-
-
-def held_out(key: str, holdout: float, seed: int) -> bool:
-    """Whether the question with ``key`` (its id, or its text) is in the held-out share:
-    the first 8 bytes of ``sha256("<seed>:<key>")`` as a fraction below ``holdout``."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < holdout
 
 
 def load_mcq_file(

@@ -196,20 +196,6 @@ def needs_path_message(name: str, key: str = "--path") -> str:
     )
 
 
-def mcq_kwargs(
-    columns: Any = None, holdout: float | None = None, holdout_seed: int = 0
-) -> dict[str, Any]:
-    """The loader options for your own questions file, only those set (so a run without them
-    records nothing new)."""
-    out: dict[str, Any] = {}
-    if columns:
-        out["columns"] = dict(columns)
-    if holdout is not None:
-        out["holdout"] = holdout
-        out["holdout_seed"] = holdout_seed
-    return out
-
-
 def sample_path() -> Path:
     """Path of the embedded sample file inside the installed package."""
     return Path(str(importlib.resources.files("medistill.data") / "sample.jsonl"))

@@ -14,13 +14,7 @@ from typing import Any, Literal
 from medistill.backends import SamplingParams
 from medistill.backends.config import BackendConfig, VLLMEngineConfig
 from medistill.backends.openai_http import OpenAIBackend
-from medistill.data.mcq_file import (
-    COLUMNS_HELP,
-    HOLDOUT_HELP,
-    HOLDOUT_SEED_HELP,
-    check_options,
-)
-from medistill.data.registry import mcq_kwargs
+from medistill.data.mcq_options import COLUMNS_HELP, HOLDOUT_HELP, HOLDOUT_SEED_HELP, with_options
 from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.errors import MedistillError
 from medistill.evaluate.sampling import is_resolved, resolve
@@ -52,9 +46,7 @@ class _EvalKeys:
 
     model: str = field(metadata={"help": "hub id, local folder, or 'smollm2' (packaged)"})
     benchmark: str = field(default="sample", metadata={"help": "registered benchmark name"})
-    path: str | None = field(
-        default=None, metadata={"help": "local benchmark file/folder (mcq: your own file)"}
-    )
+    path: str | None = field(default=None, metadata={"help": "local benchmark file/folder"})
     columns: dict[str, Any] | None = field(default=None, metadata={"help": COLUMNS_HELP})
     holdout: float | None = field(default=None, metadata={"help": HOLDOUT_HELP})
     holdout_seed: int = field(default=0, metadata={"help": HOLDOUT_SEED_HELP})
@@ -256,27 +248,10 @@ class EvalConfig(VLLMEngineConfig, _EvalKeys):
         super().__post_init__()
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError(f"n_threads must be at least 1 (or none), got {self.n_threads}")
-        self._fold_mcq_options()
-
-    def _fold_mcq_options(self) -> None:
-        """Your own file's ``columns`` / ``holdout`` join ``loader_kwargs`` (what the loader
-        reads and a resumed run must share); given for another benchmark, or differing from
-        a ``loader_kwargs`` value, they are refused."""
-        given = mcq_kwargs(self.columns, self.holdout, self.holdout_seed)
-        if not given:
-            return
-        if self.benchmark != "mcq":
-            raise ValueError(
-                f"{next(iter(given))} is for benchmark mcq (your own file), not "
-                f"{self.benchmark!r}; remove it"
-            )
-        check_options(self.columns, self.holdout, self.holdout_seed, where="eval")
-        clash = [k for k, v in given.items() if self.loader_kwargs.get(k, v) != v]
-        if clash:
-            raise ValueError(
-                f"{clash[0]} and loader_kwargs.{clash[0]} differ: give it once (as {clash[0]})"
-            )
-        self.loader_kwargs = {**self.loader_kwargs, **given}
+        # Your own file's columns / holdout rule join loader_kwargs: what the loader reads and
+        # a resumed run must share (refused for another benchmark, or given twice differently).
+        self.loader_kwargs = with_options(self.benchmark, self.loader_kwargs, self.columns,
+                                          self.holdout, self.holdout_seed)  # fmt: skip
 
     @classmethod
     def values_from_backend(cls, backend: BackendConfig) -> dict[str, Any]:

@@ -11,13 +11,14 @@ from typing import Any
 
 from medistill.backends.config import TeacherConfig
 from medistill.data import get_spec
-from medistill.data.mcq_file import (
+from medistill.data.mcq_options import (
     COLUMNS_HELP,
     HOLDOUT_HELP,
     HOLDOUT_SEED_HELP,
     check_options,
+    mcq_kwargs,
 )
-from medistill.data.registry import mcq_kwargs, needs_path_message
+from medistill.data.registry import needs_path_message
 from medistill.data.safety import load_safety
 from medistill.data.sampling import STRATA
 from medistill.errors import MedistillError

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from medistill.config import build
-from medistill.data.mcq_file import check_options
-from medistill.data.registry import data_dir, get_spec, hub_offline, mcq_kwargs, needs_path_message
+from medistill.data.mcq_options import check_options, mcq_kwargs
+from medistill.data.registry import data_dir, get_spec, hub_offline, needs_path_message
 from medistill.data.safety import SAFETY_BENCHMARKS, load_safety
 from medistill.errors import MedistillError
 
