@@ -563,3 +563,47 @@ def test_run_command_adds_your_benchmark_to_the_runs_evaluations(
     assert p.configs["curate"].eval_mcq == {"holdout": 0.25, "holdout_seed": 0}
     mcq_runs = [c for _, c in p.configs["eval"] if c.benchmark == "mcq"]
     assert mcq_runs and all(c.path == bank for c in mcq_runs)
+
+
+def test_a_run_trains_on_the_rest_and_decontaminates_against_the_held_out_share(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """generate + curate through ``medistill run`` on one CSV with a holdout rule: the teacher
+    is asked the train part only, curation keeps it (decontaminated against the held-out
+    share, which evaluation reads), and no held-out question reaches the dataset."""
+    from medistill.pipeline import run_pipeline
+
+    from chat_server import ChatServer
+
+    sample = load_benchmark("sample").questions
+    rows = [[q.id, q.question, *q.options.values(), *[""] * (5 - len(q.options)), q.gold]
+            for q in sample]  # fmt: skip
+    bank = write_csv(tmp_path / "own.csv", ["qid", "stem", "A", "B", "C", "D", "E", "key"], rows)
+    by_text = {q.question: q for q in sample}
+
+    def teacher(messages: list[dict]) -> str:
+        q = next(q for text, q in by_text.items() if messages[-1]["content"].startswith(text))
+        return f"Option {q.gold} fits the findings best.\nThe answer is {q.gold}."
+
+    columns = {"id": "qid", "question": "stem", "answer": "key"}
+    rule = {"holdout": 0.25, "holdout_seed": 7, "columns": columns}
+    held = {q.id for q in sample if held_out(q.id, 0.25, 7)}
+    with ChatServer(teacher) as srv:
+        path = recipe(tmp_path, tiny_model_dir,
+                      {"benchmark": "mcq", "path": str(bank), **rule},
+                      {"benchmark": "mcq", "path": str(bank), **rule})  # fmt: skip
+        data = yaml.safe_load(path.read_text())
+        data["generate"]["teacher"]["base_url"] = [srv.url]
+        data["run"]["stages"] = ["generate", "curate"]
+        data["curate"] |= {"min_tokens": 4, "validation_fraction": 0.0, "hf_dataset": False}
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        summary = run_pipeline(path, show_progress=False)
+        asked = srv.stats["requests"]
+    assert {v["action"] for v in summary["stages"].values()} == {"run"}
+    assert asked == len(sample) - len(held) and 0 < len(held) < len(sample)
+    out = tmp_path / "runs" / "own" / "curate" / "dataset"
+    trained = {json.loads(line)["question_id"]
+               for line in (out / "messages" / "train.jsonl").read_text().splitlines()}  # fmt: skip
+    assert trained and trained <= {q.id for q in sample} and not trained & held
+    removed = (out / "decontamination.jsonl").read_text().strip()
+    assert removed == ""  # the train part is not the held-out part: nothing to remove
