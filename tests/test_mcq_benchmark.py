@@ -607,3 +607,12 @@ def test_a_run_trains_on_the_rest_and_decontaminates_against_the_held_out_share(
     assert trained and trained <= {q.id for q in sample} and not trained & held
     removed = (out / "decontamination.jsonl").read_text().strip()
     assert removed == ""  # the train part is not the held-out part: nothing to remove
+
+
+def test_a_spreadsheets_csv_export_is_read_as_saved(tmp_path: Path) -> None:
+    """Excel writes a byte-order mark (UTF-8) and, in many locales, ';' between cells."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffquestion;A;B;answer\r\nWhich, of these?;x, y;z;B\r\n".encode())
+    (q,) = load_benchmark("mcq", path).questions
+    assert q.question == "Which, of these?" and q.options == {"A": "x, y", "B": "z"}
+    assert q.gold == "B"

@@ -165,13 +165,18 @@ def _json_records(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _csv_records(path: Path, cols: dict[str, Any]) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line, row)`` of a CSV with a header row; a header without the question, answer or
-    option columns is a DataError naming line 1."""
+    option columns is a DataError naming line 1. A spreadsheet's export is read as saved:
+    a byte-order mark is dropped, and the header's commonest of ``,`` ``;`` and tab is the
+    delimiter."""
     with open_text(path) as fh:
-        reader = csv.reader(fh)
+        first = fh.readline()
+    delimiter = max((",", ";", "\t"), key=first.count)  # a tie: the comma
+    with open_text(path) as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
             raise DataError("empty file: expected a header row", path=str(path), line=1)
-        names = [h.strip() for h in header]
+        names = [h.strip().lstrip("\ufeff").strip() for h in header]
         lowered = {n.lower(): n for n in names}
         for key in ("question", "answer"):
             wanted = cols.get(key, key)
