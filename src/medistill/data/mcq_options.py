@@ -20,10 +20,10 @@ COLUMN_KEYS = ("question", "options", "answer", "id", "subject", "explanation")
 MIN_OPTIONS, MAX_OPTIONS = 2, 10
 
 COLUMNS_HELP = (
-    "mcq (your own file): your field / column names, e.g. {question: stem, answer: correct, "
-    "options: [opa, opb, opc, opd], id: qid} (keys: question, options, answer, id, subject, "
-    "explanation; options: a list of columns, one per option, or in JSON the one field "
-    "holding them)"
+    'mcq (your own file): your field / column names as a mapping, e.g. {"question": "stem", '
+    '"answer": "correct", "options": ["opa", "opb", "opc"], "id": "qid"} (keys: question, '
+    "options, answer, id, subject, explanation; options: a list of columns, one per option, "
+    "or in JSON the one field holding them)"
 )
 HOLDOUT_HELP = (
     "mcq (your own file): share of its questions held out for evaluation (e.g. 0.2), chosen "
