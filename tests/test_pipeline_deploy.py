@@ -15,7 +15,7 @@ import pytest
 from medistill.errors import MedistillError
 from medistill.evaluate import EvalConfig
 from medistill.pipeline import decide, plan, run_pipeline
-from medistill.pipeline.deploy_stage import DEPLOY_STAGES
+from medistill.pipeline.deploy_plan import DEPLOY_STAGES
 from test_pipeline import manifests, teacher, write_recipe
 
 from chat_server import ChatServer
@@ -213,7 +213,8 @@ def test_the_deployed_evaluation_is_the_students_on_llama_cpp(
 def test_a_sampled_student_is_sampled_as_deployed_too(tmp_path: Path) -> None:
     """A GGUF carries no generation_config.json: the deployed run takes the sampling the
     student's own HF eval decided (its config.json), for the keys the recipe leaves unset."""
-    from medistill.pipeline.deploy_stage import DeployedEvalPlan, _student_sampling
+    from medistill.pipeline.deploy_plan import DeployedEvalPlan
+    from medistill.pipeline.deploy_run import _student_sampling
 
     hf = tmp_path / "eval" / "grpo-sample_heldout"
     hf.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """``medistill run recipe.yaml``: generate -> curate -> sft -> grpo -> eval -> export ->
 eval-deployed -> report (the last trained student as an HF folder and GGUF files, each GGUF
-evaluated with llama.cpp on the CPU: :mod:`medistill.pipeline.deploy_stage`).
+evaluated with llama.cpp on the CPU: :mod:`medistill.pipeline.deploy_plan`,
+:mod:`medistill.pipeline.deploy_run`).
 
 The pipeline composes the stages' own functions through the files they write (stages never
 import each other). Every stage writes into ``<root>/<name>/<stage>/`` and leaves a

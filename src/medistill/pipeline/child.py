@@ -23,6 +23,7 @@ from medistill.config import build
 from medistill.errors import MedistillError
 from medistill.evaluate import EvalConfig, run_eval
 from medistill.generate import GenerateConfig, run_generate
+from medistill.pipeline.deploy_run import run_deployed_child
 from medistill.pipeline.launch import RESULT_SUFFIX, watch_parent
 from medistill.pipeline.preflight import check_stage
 
@@ -49,8 +50,6 @@ def run_child(config_file: Path) -> dict[str, Any]:
         check_stage("eval", cfg)
         result = run_eval(cfg, overwrite=overwrite, show_progress=progress)
     elif stage == "eval-deployed":  # one GGUF's benchmarks, and this process's peak memory
-        from medistill.pipeline.deploy_stage import run_deployed_child
-
         result = run_deployed_child(section, where)
     else:
         raise MedistillError(f"{config_file}: stage {stage!r} does not run as a model child")

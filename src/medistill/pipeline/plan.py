@@ -17,7 +17,7 @@ from medistill.errors import MedistillError
 from medistill.evaluate.config import EvalConfig
 from medistill.generate import GenerateConfig
 from medistill.models import model_name
-from medistill.pipeline import deploy_stage, launch
+from medistill.pipeline import deploy_plan, launch
 from medistill.pipeline.checks import check_lengths
 from medistill.pipeline.entries import EvalEntry, absent, own_file_rule, parse_entries, skip_note
 from medistill.rubrics import RubricsConfig
@@ -191,7 +191,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
     run.name = run.name or path.stem
     _check_launch(run, path)
     evals, notes = _read_evals(run, path)
-    deploy = deploy_stage.read_deploy(path, data, run, notes)  # run.stages: deploy resolved
+    deploy = deploy_plan.read_deploy(path, data, run, notes)  # run.stages: deploy resolved
     folder = Path(run.root) / run.name
     stages = [s for s in STAGES if s in run.stages]
     for section in STAGES:
@@ -286,7 +286,7 @@ def plan(recipe: str | Path, overrides: dict[str, dict[str, Any]] | None = None)
                 runs.append((key, build(EvalConfig, values, where=f"{path}: eval")))
                 resolved["eval"][f"{key}-{name}"] = values
         configs["eval"] = runs
-    deploy_stage.plan_stages(
+    deploy_plan.plan_stages(
         path, deploy, run, stages, configs, resolved, sec["eval"], evals, folder
     )
     if "report" in stages:

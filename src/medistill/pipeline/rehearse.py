@@ -54,7 +54,7 @@ from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.data.standin import standin_data_dir
 from medistill.models import model_name
 from medistill.pipeline.checks import PROMPT_ALLOWANCE
-from medistill.pipeline.deploy_stage import DEPLOY_STAGES
+from medistill.pipeline.deploy_plan import DEPLOY_STAGES
 from medistill.pipeline.entries import parse_entries
 from medistill.pipeline.launch import SHARDED, accelerate_config_type, launch_mode
 from medistill.pipeline.plan import plan

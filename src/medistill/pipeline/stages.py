@@ -15,7 +15,7 @@ from medistill.errors import MedistillError
 from medistill.evaluate import run_eval
 from medistill.evaluate.run_folder import changed_settings
 from medistill.generate import run_generate
-from medistill.pipeline import deploy_stage
+from medistill.pipeline import deploy_plan, deploy_run
 from medistill.pipeline.launch import (
     launch_mode,
     model_stage_in_process,
@@ -75,7 +75,7 @@ def output_hash(stage: str, out: Path, cfg: Any) -> str:
     if stage == "eval":
         return _hash_files(list(out.glob("*/metrics.json")))
     if stage == "export":
-        return digest(deploy_stage.export_hash(cfg))
+        return digest(deploy_run.export_hash(cfg))
     if stage == "eval-deployed":
         return _hash_files(list(out.glob("*/metrics.json")) + list(out.glob("*/deployment.json")))
     return _hash_files([out / "report.md"])
@@ -213,9 +213,9 @@ def run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool,
         figures["models"] = models
         return figures
     if stage == "export":
-        return deploy_stage.run_export(cfg, folder)
+        return deploy_run.run_export(cfg, folder)
     if stage == "eval-deployed":
-        return deploy_stage.run_eval_deployed(cfg, folder, fresh=fresh, previous=previous)
+        return deploy_run.run_eval_deployed(cfg, folder, fresh=fresh, previous=previous)
     # In the plan's order: teacher, base student, SFT, SFT+GRPO, SFT+distillation.
     runs = [
         Path(e.out)
@@ -227,7 +227,7 @@ def run_stage(stage, cfg, p: Plan, folder: Path, *, fresh: bool, progress: bool,
         Path(values["out"])
         for spec in getattr(p.configs.get("eval-deployed"), "quants", {}).values()
         for values in spec["runs"].values()
-        if (Path(values["out"]) / deploy_stage.DEPLOYMENT).is_file()
+        if (Path(values["out"]) / deploy_plan.DEPLOYMENT).is_file()
     ]
     rep = build_report(runs, folder, title=cfg["title"], dataset=dataset, deployed=deployed)
     notes = cfg.get("notes") or []  # what the plan left out (an optional benchmark not here)
