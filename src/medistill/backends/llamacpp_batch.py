@@ -8,8 +8,10 @@ waiting prompts as fits in the batch, so the weights are read once for up to ``n
 answers. Continuous: a sequence that ends leaves at once and the next conversation takes its
 slot. Each sequence samples with its own sampler chain (greedy, or top-k / top-p /
 temperature with the request's seed), so an answer does not depend on which others it was
-decoded with, and greedy answers are the tokens of ``Llama.create_chat_completion`` one
-conversation at a time (tested).
+decoded with. Greedy answers are the tokens of ``Llama.create_chat_completion`` one
+conversation at a time at ``n_parallel`` 1, and on the tiny test model at any ``n_parallel``
+(tests/test_llamacpp_batch.py); on a real model several sequences at once read the weights in
+batched matrix products whose rounding can flip a near-tie.
 
 The stop rules are ``create_completion``'s: an end-of-generation token (EOS, end of turn) ends
 the answer without being counted, the stop strings (the chat format's, the EOS token's text)
