@@ -154,10 +154,11 @@ def test_sampling_is_seeded_per_conversation(gguf: Path) -> None:
 
 
 def test_n_parallel_is_a_backend_and_eval_key(gguf: Path, tmp_path: Path) -> None:
-    """``n_parallel`` reaches the backend from a recipe's eval keys; a bad value is refused."""
+    """``n_parallel`` (and eval's ``n_threads``) reach the backend from a recipe's eval keys;
+    a bad ``n_parallel`` is refused."""
     from medistill.evaluate import run_eval
     from medistill.evaluate.config import EvalConfig
-    from medistill.evaluate.run_folder import read_predictions
+    from medistill.evaluate.run_folder import make_backend, read_predictions
 
     cfg = EvalConfig(
         model=str(gguf),
@@ -166,11 +167,12 @@ def test_n_parallel_is_a_backend_and_eval_key(gguf: Path, tmp_path: Path) -> Non
         limit=5,
         max_new_tokens=16,
         n_parallel=3,
+        n_threads=1,
         out=str(tmp_path / "run"),
     )
-    backend = cfg.backend_config().build()
+    backend = make_backend(cfg)  # as run_eval builds it
     try:
-        assert backend.preferred_batch_size() == 3
+        assert backend.preferred_batch_size() == 3 and backend.n_threads == 1
     finally:
         backend.close()
     metrics = run_eval(cfg, show_progress=False)
