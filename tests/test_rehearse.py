@@ -148,6 +148,16 @@ def test_every_shipped_recipe_rehearses_on_a_cpu(name: str, tmp_path: Path, monk
     swapped = [line for line in r.stdout.splitlines() if line.startswith("  swapped: ")]
     assert any("stand-in teacher on 127.0.0.1" in s for s in swapped)
     assert not any("your copy" in s for s in swapped)  # read as it is: not a swap
+    # a recipe that deploys: its export and eval-deployed run on the convertible stand-in
+    # where llama.cpp, its converter and SmolLM2's tokenizer are here, else are named as not run
+    deploys = recipe.get("deploy", {}).get("enabled") is not False and "export" in (
+        recipe["run"].get("stages") or ["export"]
+    )
+    if deploys and rehearse.deploy_rehearsal.deploy_rehearsable() is None:
+        assert any("export and eval-deployed run after the other stages" in s for s in swapped)
+        assert "  checked: export and eval-deployed on the convertible stand-in: " in r.stdout
+    elif deploys:
+        assert any("eval-deployed" in line for line in (r.stdout + r.stderr).splitlines())
     if "gpu" in name:  # what a real run of it would stop on here: reported, then swapped
         assert "  preflight of the recipe as written: " in r.stdout
     stages = recipe["run"].get("stages") or ["generate", "curate", "sft", "grpo", "eval"]

@@ -31,7 +31,8 @@ changed none fails the rehearsal. Every value rewritten is listed as it ran
 teacher row names the stand-in; the stand-in keeps one port per rehearsal folder, so an
 unchanged recipe rehearsed again skips every stage. The preflight of the recipe as written
 (:func:`medistill.pipeline.preflight.recipe_problems`) is reported first: what a real run of it
-on this machine would stop on.
+on this machine would stop on. The recipe's ``export`` and ``eval-deployed`` run after the rest
+on a convertible stand-in student where llama.cpp can (:mod:`~medistill.pipeline.rehearse_deploy`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from medistill.data import load_benchmark
 from medistill.data.safety import SAFETY_BENCHMARKS
 from medistill.data.standin import standin_data_dir
 from medistill.models import model_name
+from medistill.pipeline import rehearse_deploy as deploy_rehearsal
 from medistill.pipeline.checks import PROMPT_ALLOWANCE
 from medistill.pipeline.deploy_plan import DEPLOY_STAGES
 from medistill.pipeline.entries import parse_entries
@@ -109,6 +111,7 @@ class Rehearsal:
     notes: list[str] = field(default_factory=list)  # what was swapped, with the values used
     kept: list[str] = field(default_factory=list)  # files of this machine read as they are
     preflight: list[str] = field(default_factory=list)  # the recipe as written, here
+    deploy: dict[str, Any] | None = None  # the recipe's run + deploy sections: rehearse them
 
 
 def _note(notes: list[str], text: str) -> None:
@@ -279,17 +282,15 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
         run["eval_backend"] = "transformers"
         _note(notes, "eval: the run's models are evaluated with transformers (vLLM needs CUDA)")
     data["run"] = run
+    deploy = None
     if any(s in original.configs for s in DEPLOY_STAGES):
-        # Said, never a silent pass: these two stages do not run in the rehearsal.
+        # Said, never a silent pass: run after the others on a convertible stand-in, or not.
         if run.get("stages"):
             run["stages"] = [s for s in run["stages"] if s not in DEPLOY_STAGES]
         data["deploy"] = {**(data.get("deploy") or {}), "enabled": False}
-        _note(
-            notes,
-            "deploy: export and eval-deployed are NOT rehearsed (the tiny stand-in student's "
-            "tokenizer, trained here, is not one llama.cpp's GGUF converter knows); they are "
-            "tested on a tiny Llama with a real tokenizer (tests/test_pipeline_deploy.py)",
-        )
+        why = deploy_rehearsal.deploy_rehearsable()
+        deploy = None if why else {k: copy.deepcopy(written.get(k)) for k in ("run", "deploy")}
+        _note(notes, deploy_rehearsal.deploy_note(why))
     models: dict[str, str] = {}
     reasoning = bool((data.get("curate") or {}).get("think_tags"))
     if "generate" in original.configs:
@@ -356,6 +357,7 @@ def prepare(recipe: str | Path, work_root: Path | None = None) -> Rehearsal:
         notes=notes,
         kept=kept,
         preflight=_preflight(path),
+        deploy=deploy,
     )
 
 
@@ -416,6 +418,8 @@ def rehearse(recipe: str | Path, **run_kwargs: Any) -> dict[str, Any]:
         # The preflight of the recipe as written is r.preflight (reported); the rewritten
         # one runs a sharded accelerate config as CPU ranks, which a real run may not.
         summary = run_pipeline(r.recipe, preflight=False, **run_kwargs)
+        if r.deploy is not None and not run_kwargs.get("dry_run"):
+            summary["rehearsal_deploy"] = deploy_rehearsal.rehearse_deploy(r.recipe, r.deploy)
     checks: list[str] = []
     weights: dict[str, Any] = {}
     if not run_kwargs.get("dry_run"):
@@ -424,6 +428,8 @@ def rehearse(recipe: str | Path, **run_kwargs: Any) -> dict[str, Any]:
         checks = [describe(stage, moved) for stage, moved in weights.items()]
         health = grpo_health(run_dir) if "grpo" in r.stages else None
         checks += [health] if health else []
+        if summary.get("rehearsal_deploy"):
+            checks.append(deploy_rehearsal.describe_deploy(summary["rehearsal_deploy"]))
     summary["rehearsal"] = {
         "recipe": str(r.recipe),
         "preflight": r.preflight,
@@ -433,7 +439,8 @@ def rehearse(recipe: str | Path, **run_kwargs: Any) -> dict[str, Any]:
         "weights_changed": weights,
         "teacher": dict(teacher.stats),
         # stages of the recipe this rehearsal did not run (named in "swapped" with the reason)
-        "not_rehearsed": [s for s in r.stages if s in DEPLOY_STAGES],
+        "not_rehearsed": [s for s in r.stages if s in DEPLOY_STAGES and r.deploy is None],
+        "deploy": summary.pop("rehearsal_deploy", None),  # on the convertible stand-in
     }
     for stage in summary["rehearsal"]["not_rehearsed"]:
         log.warning("rehearsal: stage %s of the recipe was not rehearsed", stage)
