@@ -157,6 +157,14 @@ def test_deploy_is_left_out_with_a_note_where_llama_cpp_is_missing(
             {"deploy.enabled": True, "run.stages": ["generate", "curate", "sft", "report"]},
             r"deploy\.enabled is true but run\.stages leaves out",
         ),
+        (
+            {
+                "deploy.enabled": None,
+                "deploy.quantizations": ["q8_0"],
+                "run.stages": ["generate", "curate", "sft", "report"],
+            },
+            r"deploy: is set but run\.stages leaves out export",
+        ),
     ],
 )
 def test_a_bad_deploy_section_is_named(changes: dict, message: str, tmp_path: Path) -> None:

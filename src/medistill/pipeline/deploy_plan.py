@@ -168,10 +168,12 @@ def read_deploy(path: Path, data: dict[str, Any], run: Any, notes: list[str]) ->
     asked = [s for s in DEPLOY_STAGES if s in run.stages]
     explicit = "stages" in (data.get("run") or {})  # run.stages names them itself
     if not asked:
-        if cfg.enabled:
+        if cfg.enabled or (data.get("deploy") and cfg.enabled is None and explicit):
+            # A deploy: section the run would never use is a setting silently dropped.
+            why = "deploy.enabled is true" if cfg.enabled else "deploy: is set"
             raise MedistillError(
-                f"{path}: deploy.enabled is true but run.stages leaves out export and "
-                "eval-deployed; add them to run.stages (or remove run.stages)"
+                f"{path}: {why} but run.stages leaves out export and eval-deployed; add them "
+                "to run.stages (or set deploy.enabled: false)"
             )
         return cfg
     if "eval-deployed" in asked and "export" not in asked:
