@@ -105,6 +105,13 @@ def test_the_deployed_file_is_exported_evaluated_and_reported(
         # Unchanged: nothing runs again.
         again = run_pipeline(recipe, show_progress=False)
         assert {v["action"] for v in again["stages"].values()} == {"skip"}
+        # Rerun from eval-deployed: the same file's answers resume (no model is loaded), and
+        # the peak memory measured when it was loaded is kept, not the resumed process's.
+        folder = run / "eval-deployed" / "q8_0-sample_heldout"
+        before = json.loads((folder / "deployment.json").read_text())["peak_rss_bytes"]
+        run_pipeline(recipe, from_stage="eval-deployed", show_progress=False)
+        after = json.loads((folder / "deployment.json").read_text())
+        assert after["peak_rss_bytes"] >= before > after["rss_before_model_bytes"]
     # Another quantisation: export, its evaluation and the report; a deployed limit: only
     # the evaluation and the report.
     for key, value, ran in (

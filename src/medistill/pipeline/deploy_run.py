@@ -179,6 +179,13 @@ def _deployment(
 ) -> dict[str, Any]:
     """One run folder's ``deployment.json`` (see the module docstring)."""
     out = Path(values["out"])
+    peak = result["peak_rss_bytes"]
+    try:  # a resumed run of the same file may load no model: keep the peak it was measured at
+        old = json.loads((out / DEPLOYMENT).read_text(encoding="utf-8"))
+        if old.get("sha256") == sha and sha is not None:
+            peak = max(peak, int(old.get("peak_rss_bytes") or 0))
+    except (OSError, ValueError):
+        pass
     baseline = cfg.unquantised.get(benchmark)
     if baseline and not (Path(baseline) / "predictions.jsonl").is_file():
         baseline = None
@@ -196,7 +203,7 @@ def _deployment(
         "n_threads": result["n_threads"],
         "cpu_count": os.cpu_count(),
         "n_parallel": result["n_parallel"],
-        "peak_rss_bytes": result["peak_rss_bytes"],
+        "peak_rss_bytes": peak,
         "rss_before_model_bytes": result["rss_before_bytes"],
         "llama_cpp_version": version,
         "comparison": comparison,
